@@ -1,0 +1,19 @@
+using SafeTune.Cli.Infrastructure;
+using SafeTune.Onnx.Inspection;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Inspect;
+
+/// <summary><c>safetune inspect MODEL [--json]</c>: what SafeTune can tell about a model without running it.</summary>
+public sealed class InspectCommand : Command<InspectSettings>
+{
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, InspectSettings settings, CancellationToken cancellationToken)
+    {
+        var summary = ModelSummary.Of(ModelSource.Load(settings.Model));
+        if (settings.Json) InspectOutput.WriteJson(summary);
+        else InspectOutput.WriteTables(settings.Model, summary, AnsiConsole.Console);
+        return ExitCodes.Ok;
+    }
+}

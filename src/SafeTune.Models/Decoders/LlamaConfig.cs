@@ -1,0 +1,54 @@
+namespace SafeTune.Models.Decoders;
+
+/// <summary>The shape of a Llama-family decoder (Llama, Qwen2 without biases, Mistral without sliding window).</summary>
+public sealed record LlamaConfig
+{
+    /// <summary>Vocabulary size.</summary>
+    public required int VocabSize { get; init; }
+    /// <summary>Residual-stream width.</summary>
+    public required int HiddenSize { get; init; }
+    /// <summary>Number of transformer blocks.</summary>
+    public required int Layers { get; init; }
+    /// <summary>Query heads.</summary>
+    public required int Heads { get; init; }
+    /// <summary>Key/value heads (grouped-query attention when fewer than <see cref="Heads"/>).</summary>
+    public required int KeyValueHeads { get; init; }
+    /// <summary>Width of the SwiGLU MLP.</summary>
+    public required int IntermediateSize { get; init; }
+    /// <summary>RoPE base.</summary>
+    public double RopeTheta { get; init; } = 10000.0;
+    /// <summary>RMSNorm epsilon.</summary>
+    public float RmsNormEpsilon { get; init; } = 1e-6f;
+    /// <summary>True when the LM head shares the token-embedding matrix.</summary>
+    public bool TieWordEmbeddings { get; init; }
+
+    /// <summary>Width of one attention head.</summary>
+    public int HeadDim => HiddenSize / Heads;
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the field when the shape is inconsistent.</summary>
+    public void Validate()
+    {
+        if (VocabSize <= 0 || HiddenSize <= 0 || Layers <= 0 || Heads <= 0 || KeyValueHeads <= 0 || IntermediateSize <= 0)
+            throw new ArgumentException("every size in a Llama config must be positive.");
+        if (HiddenSize % Heads != 0) throw new ArgumentException($"hidden size {HiddenSize} is not divisible by {Heads} heads.");
+        if (Heads % KeyValueHeads != 0) throw new ArgumentException($"{Heads} heads are not divisible by {KeyValueHeads} key/value heads.");
+        if (HeadDim % 2 != 0) throw new ArgumentException($"head width {HeadDim} must be even for rotary embeddings.");
+    }
+
+    /// <summary>A tiny model for demos and tests: 4 layers, width 256, 8 heads (4 key/value heads), vocabulary 4096.</summary>
+    public static LlamaConfig Tiny => new()
+    {
+        VocabSize = 4096, HiddenSize = 256, Layers = 4, Heads = 8, KeyValueHeads = 4, IntermediateSize = 688, TieWordEmbeddings = true,
+    };
+
+    /// <summary>The number of float parameters the model holds.</summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long d = HiddenSize, kv = (long)KeyValueHeads * HeadDim;
+            long perLayer = d * d * 2 + d * kv * 2 + 3L * d * IntermediateSize + 2 * d;
+            return VocabSize * d * (TieWordEmbeddings ? 1 : 2) + Layers * perLayer + d;
+        }
+    }
+}

@@ -1,0 +1,95 @@
+using Onnx;
+
+namespace SafeTune.Onnx;
+
+/// <summary>
+/// Reads tensor data kept outside the model file. Every location is checked to stay inside the model's folder:
+/// absolute paths, <c>..</c> segments and links that lead outside are refused, naming the tensor.
+/// </summary>
+public sealed class ExternalDataReader : IDisposable
+{
+    private readonly string _baseDirectory;
+    private readonly Dictionary<string, FileStream> _open = new(StringComparer.Ordinal);
+
+    /// <summary>Creates a reader for a model stored in <paramref name="baseDirectory"/>.</summary>
+    public ExternalDataReader(string baseDirectory) =>
+        _baseDirectory = Path.TrimEndingDirectorySeparator(Path.GetFullPath(baseDirectory));
+
+    /// <summary>Reads the bytes an external tensor points at.</summary>
+    public byte[] Read(TensorProto tensor)
+    {
+        string? location = null;
+        long offset = 0, length = -1;
+        foreach (var e in tensor.ExternalData)
+        {
+            switch (e.Key)
+            {
+                case "location": location = e.Value; break;
+                case "offset": offset = ParseNumber(tensor.Name, e.Key, e.Value); break;
+                case "length": length = ParseNumber(tensor.Name, e.Key, e.Value); break;
+            }
+        }
+        if (string.IsNullOrEmpty(location))
+            throw new OnnxFormatException($"tensor '{tensor.Name}': external data has no location.");
+        var path = ResolveInside(tensor.Name, location);
+        if (!_open.TryGetValue(path, out var stream))
+        {
+            if (!File.Exists(path))
+                throw new OnnxFormatException($"tensor '{tensor.Name}': external data file '{location}' does not exist in {_baseDirectory}.");
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.RandomAccess);
+            _open[path] = stream;
+        }
+        var type = (ElementType)tensor.DataType;
+        long count = tensor.Dims.Aggregate(1L, (p, d) => p * d);
+        long expected = type.StorageBytes(count);
+        if (length < 0) length = expected;
+        if (offset < 0 || offset + length > stream.Length)
+            throw new OnnxFormatException($"tensor '{tensor.Name}': external data range [{offset}, {offset + length}) lies outside '{location}' ({stream.Length} bytes).");
+        if (length != expected)
+            throw new OnnxFormatException($"tensor '{tensor.Name}': external data length {length} does not match {type.OnnxName()} [{string.Join(", ", tensor.Dims)}] ({expected} bytes).");
+        if (length > Array.MaxLength)
+            throw new OnnxFormatException($"tensor '{tensor.Name}': {length} bytes is larger than one array can hold.");
+        var bytes = new byte[length];
+        stream.Position = offset;
+        stream.ReadExactly(bytes);
+        return bytes;
+    }
+
+    /// <summary>
+    /// Resolves an external-data location against the model folder, refusing anything that escapes it
+    /// (absolute paths, drive letters, <c>..</c>, or a link whose target lies outside).
+    /// </summary>
+    public string ResolveInside(string tensorName, string location)
+    {
+        if (Path.IsPathRooted(location) || location.Contains(':') || location.StartsWith('/') || location.StartsWith('\\'))
+            throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' is an absolute path; only paths inside the model's folder are allowed.");
+        var segments = location.Split('/', '\\');
+        if (segments.Any(s => s == ".."))
+            throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' leaves the model's folder ('..' is not allowed).");
+        var full = Path.GetFullPath(Path.Combine(_baseDirectory, location));
+        if (!IsInside(full))
+            throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' resolves outside the model's folder.");
+        if (File.Exists(full))
+        {
+            var target = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true);
+            if (target is not null && !IsInside(Path.GetFullPath(target.FullName)))
+                throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' is a link to a file outside the model's folder.");
+        }
+        return full;
+    }
+
+    private bool IsInside(string full) =>
+        full.StartsWith(_baseDirectory + Path.DirectorySeparatorChar, OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
+
+    private static long ParseNumber(string tensor, string key, string value) =>
+        long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v)
+            ? v
+            : throw new OnnxFormatException($"tensor '{tensor}': external data {key} '{value}' is not a non-negative integer.");
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var s in _open.Values) s.Dispose();
+        _open.Clear();
+    }
+}

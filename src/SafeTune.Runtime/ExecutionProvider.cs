@@ -1,0 +1,50 @@
+namespace SafeTune.Runtime;
+
+/// <summary>The ONNX Runtime execution providers SafeTune supports.</summary>
+public enum ExecutionProvider
+{
+    /// <summary>The default CPU provider (package Microsoft.ML.OnnxRuntime).</summary>
+    Cpu,
+    /// <summary>NVIDIA CUDA (package Microsoft.ML.OnnxRuntime.Gpu).</summary>
+    Cuda,
+    /// <summary>DirectML on Windows / DirectX 12 (package Microsoft.ML.OnnxRuntime.DirectML).</summary>
+    DirectML,
+}
+
+/// <summary>Options for creating an ONNX Runtime session.</summary>
+public sealed record SessionConfig
+{
+    /// <summary>The execution provider.</summary>
+    public ExecutionProvider Provider { get; init; } = ExecutionProvider.Cpu;
+
+    /// <summary>The device index for CUDA and DirectML.</summary>
+    public int DeviceId { get; init; }
+
+    /// <summary>
+    /// Sets <c>session.disable_cpu_ep_fallback=1</c>: session creation fails instead of silently running nodes on the CPU
+    /// when the chosen provider cannot take them. Tests use it to catch fallbacks.
+    /// </summary>
+    public bool DisableCpuFallback { get; init; }
+
+    /// <summary>Intra-op threads; 0 lets ONNX Runtime choose.</summary>
+    public int IntraOpThreads { get; init; }
+
+    /// <summary>Graph optimization level.</summary>
+    public Microsoft.ML.OnnxRuntime.GraphOptimizationLevel OptimizationLevel { get; init; } =
+        Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL;
+
+    /// <summary>ONNX Runtime's log level.</summary>
+    public Microsoft.ML.OnnxRuntime.OrtLoggingLevel LogLevel { get; init; } = Microsoft.ML.OnnxRuntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
+
+    /// <summary>Parses a provider name (cpu, cuda, dml/directml), case-insensitively.</summary>
+    public static ExecutionProvider ParseProvider(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "cpu" => ExecutionProvider.Cpu,
+        "cuda" or "gpu" => ExecutionProvider.Cuda,
+        "dml" or "directml" => ExecutionProvider.DirectML,
+        _ => throw new ArgumentException($"unknown execution provider '{name}'; expected cpu, cuda or directml."),
+    };
+}
+
+/// <summary>The chosen execution provider is not available in the ONNX Runtime build this program runs with.</summary>
+public sealed class ExecutionProviderUnavailableException(string message, Exception? inner = null) : Exception(message, inner);

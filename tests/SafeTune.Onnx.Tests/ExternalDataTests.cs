@@ -1,0 +1,132 @@
+using Google.Protobuf;
+using Onnx;
+using SafeTune.TestSupport;
+
+namespace SafeTune.Onnx.Tests;
+
+public class ExternalDataTests
+{
+    private static Model Small()
+    {
+        var b = GraphBuilder.ForNewModel(17);
+        var x = b.Input("x", ElementType.Float, Dim.Symbol("n"), 512);
+        var w = b.Parameter("big.weight", [.. Enumerable.Range(0, 512 * 4).Select(i => (float)Math.Sin(i))], 512, 4);
+        var bias = b.Parameter("small.bias", [1f, 2f, 3f, 4f], 4);
+        b.Output(b.Add(b.MatMul(x, w), bias), "y");
+        return b.Model!;
+    }
+
+    [Fact]
+    public void Large_tensors_go_to_the_data_file_and_load_back_identically()
+    {
+        using var dir = new TempDir();
+        var model = Small();
+        var path = dir.File("model.onnx");
+        model.Save(path, new SaveOptions { ExternalDataFile = "model.onnx_data", ExternalDataThreshold = 1024 });
+
+        Assert.True(File.Exists(dir.File("model.onnx_data")));
+        Assert.Equal(512 * 4 * 4, new FileInfo(dir.File("model.onnx_data")).Length);
+        var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
+        var big = proto.Graph.Initializer.Single(t => t.Name == "big.weight");
+        Assert.Equal(TensorProto.Types.DataLocation.External, big.DataLocation);
+        Assert.Contains(big.ExternalData, e => e.Key == "location" && e.Value == "model.onnx_data");
+        Assert.Equal(TensorProto.Types.DataLocation.Default, proto.Graph.Initializer.Single(t => t.Name == "small.bias").DataLocation);
+
+        var loaded = Model.Load(path);
+        foreach (var v in model.Graph.Initializers)
+            Assert.True(v.Initializer!.Bytes.SequenceEqual(loaded.Graph.FindInitializer(v.Name)!.Initializer!.Bytes), v.Name);
+        // Loaded data is held in memory: saving inline afterwards needs no data file.
+        var inline = dir.File("inline.onnx");
+        loaded.Save(inline);
+        Assert.Equal(model.ToBytes(), Model.Load(inline).ToBytes());
+    }
+
+    [Fact]
+    public void External_offsets_are_aligned()
+    {
+        using var dir = new TempDir();
+        var b = GraphBuilder.ForNewModel(17);
+        var x = b.Input("x", ElementType.Float, 3);
+        var a = b.Parameter("a", new float[300], 300);
+        var c = b.Parameter("c", new float[301], 301);
+        b.Output(b.Add(b.ReduceSum(b.Mul(a, a), [0], false), b.ReduceSum(b.Mul(c, c), [0], false)), "s");
+        _ = x;
+        b.Model!.Save(dir.File("m.onnx"), new SaveOptions { ExternalDataFile = "m.bin", ExternalDataThreshold = 16, ExternalDataAlignment = 64 });
+        var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(dir.File("m.onnx")));
+        foreach (var t in proto.Graph.Initializer)
+            Assert.Equal(0, long.Parse(t.ExternalData.Single(e => e.Key == "offset").Value) % 64);
+    }
+
+    private static void WriteModelPointingAt(string path, string location, long offset = 0, long length = 16)
+    {
+        var w = new TensorProto { Name = "w", DataType = (int)ElementType.Float, DataLocation = TensorProto.Types.DataLocation.External };
+        w.Dims.Add(4);
+        w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
+        w.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
+        w.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString() });
+        var g = new GraphProto { Name = "g" };
+        g.Initializer.Add(w);
+        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
+        g.Node.Add(new NodeProto { OpType = "Add", Input = { "x", "w" }, Output = { "y" } });
+        g.Output.Add(new ValueInfoProto { Name = "y" });
+        var m = new ModelProto { IrVersion = 8, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        File.WriteAllBytes(path, m.ToByteArray());
+    }
+
+    [Theory]
+    [InlineData("../../etc/passwd", "leaves the model's folder")]
+    [InlineData("sub/../../outside.bin", "leaves the model's folder")]
+    [InlineData("/etc/passwd", "absolute path")]
+    [InlineData("C:/Windows/win.ini", "absolute path")]
+    [InlineData("..\\secret.bin", "leaves the model's folder")]
+    public void Locations_that_escape_the_model_folder_are_refused_naming_the_tensor(string location, string reason)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("evil.onnx");
+        WriteModelPointingAt(path, location);
+        var e = Assert.Throws<OnnxFormatException>(() => Model.Load(path));
+        Assert.Contains("tensor 'w'", e.Message);
+        Assert.Contains(reason, e.Message);
+        Assert.Contains("evil.onnx", e.Message);
+    }
+
+    [Fact]
+    public void A_link_to_a_file_outside_is_refused()
+    {
+        using var dir = new TempDir();
+        using var outside = new TempDir();
+        File.WriteAllBytes(outside.File("secret.bin"), new byte[16]);
+        File.CreateSymbolicLink(dir.File("data.bin"), outside.File("secret.bin"));
+        WriteModelPointingAt(dir.File("m.onnx"), "data.bin");
+        var e = Assert.Throws<OnnxFormatException>(() => Model.Load(dir.File("m.onnx")));
+        Assert.Contains("link", e.Message);
+    }
+
+    [Fact]
+    public void Missing_file_and_out_of_range_data_are_reported()
+    {
+        using var dir = new TempDir();
+        WriteModelPointingAt(dir.File("a.onnx"), "nothere.bin");
+        Assert.Contains("does not exist", Assert.Throws<OnnxFormatException>(() => Model.Load(dir.File("a.onnx"))).Message);
+
+        File.WriteAllBytes(dir.File("short.bin"), new byte[8]);
+        WriteModelPointingAt(dir.File("b.onnx"), "short.bin");
+        Assert.Contains("outside 'short.bin'", Assert.Throws<OnnxFormatException>(() => Model.Load(dir.File("b.onnx"))).Message);
+
+        File.WriteAllBytes(dir.File("ok.bin"), new byte[64]);
+        WriteModelPointingAt(dir.File("c.onnx"), "ok.bin", offset: 0, length: 12);
+        Assert.Contains("does not match", Assert.Throws<OnnxFormatException>(() => Model.Load(dir.File("c.onnx"))).Message);
+    }
+
+    [Fact]
+    public void A_file_in_a_subfolder_is_allowed()
+    {
+        using var dir = new TempDir();
+        Directory.CreateDirectory(dir.File("weights"));
+        File.WriteAllBytes(dir.File("weights", "w.bin"), [.. BitConverter.GetBytes(1f), .. BitConverter.GetBytes(2f), .. BitConverter.GetBytes(3f), .. BitConverter.GetBytes(4f)]);
+        WriteModelPointingAt(dir.File("m.onnx"), "weights/w.bin");
+        var m = Model.Load(dir.File("m.onnx"));
+        Assert.Equal([1f, 2f, 3f, 4f], m.Graph.FindInitializer("w")!.Initializer!.AsSpan<float>().ToArray());
+    }
+}

@@ -1,0 +1,47 @@
+using System.Reflection;
+
+namespace SafeTune.TestSupport;
+
+/// <summary>Paths inside the repository and the shared data folder beside it.</summary>
+public static class Repo
+{
+    private static readonly Lazy<string> RootPath = new(FindRoot);
+
+    /// <summary>The repository root (the folder holding SafeTune.slnx).</summary>
+    public static string Root => RootPath.Value;
+
+    /// <summary>A path under <c>tests/fixtures</c>.</summary>
+    public static string Fixture(params string[] parts) => Path.Combine([Root, "tests", "fixtures", .. parts]);
+
+    /// <summary>The third-party data sets, at <c>../shared/data</c> from the repository root.</summary>
+    public static string SharedData(params string[] parts) => Path.Combine([Root, "..", "shared", "data", .. parts]);
+
+    private static string FindRoot()
+    {
+        var fromBuild = typeof(Repo).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "SafeTuneRepoRoot")?.Value;
+        if (fromBuild is not null && File.Exists(Path.Combine(fromBuild, "SafeTune.slnx"))) return fromBuild;
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "SafeTune.slnx"))) return d.FullName;
+        throw new InvalidOperationException("cannot find the repository root (SafeTune.slnx) above " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>A temporary folder deleted on dispose.</summary>
+public sealed class TempDir : IDisposable
+{
+    /// <summary>Creates a fresh folder under the system temp path.</summary>
+    public TempDir() => Path = Directory.CreateTempSubdirectory("safetune-test-").FullName;
+
+    /// <summary>The folder.</summary>
+    public string Path { get; }
+
+    /// <summary>A path inside the folder.</summary>
+    public string File(params string[] parts) => System.IO.Path.Combine([Path, .. parts]);
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        try { Directory.Delete(Path, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
