@@ -64,6 +64,9 @@ public sealed class Node
     /// <summary>Appends an input.</summary>
     public void AddInput(Value? value) => SetInput(InputsList.Count, value);
 
+    /// <summary>Appends a value that nothing produces yet as this node's next output (an optional output being enabled).</summary>
+    public void AddOutput(Value value) => Graph.AttachOutput(this, value);
+
     /// <summary>Sets or replaces an attribute.</summary>
     public Node Set(Attribute attribute)
     {

@@ -1,0 +1,197 @@
+using SafeTune.Autodiff.Rules;
+using SafeTune.Onnx;
+using SafeTune.Onnx.Shapes;
+
+namespace SafeTune.Autodiff;
+
+/// <summary>Options for <see cref="BackwardBuilder"/>.</summary>
+public sealed record BackwardOptions
+{
+    /// <summary>How embedding gradients accumulate repeated indices.</summary>
+    public EmbeddingGradient EmbeddingGradient { get; init; } = EmbeddingGradient.ScatterAdd;
+
+    /// <summary>Keep the forward graph's own outputs (e.g. logits) beside the loss and the gradients.</summary>
+    public bool KeepForwardOutputs { get; init; } = true;
+}
+
+/// <summary>A training graph: the forward graph, the loss, and one gradient output per parameter.</summary>
+public sealed class BackwardResult
+{
+    internal BackwardResult(Model model, string loss, IReadOnlyList<string> parameters, IReadOnlyDictionary<string, TensorData> initialValues)
+    {
+        Model = model;
+        LossName = loss;
+        Parameters = parameters;
+        InitialValues = initialValues;
+    }
+
+    /// <summary>The training model. Parameters are graph inputs (not initializers), so their values are supplied per run.</summary>
+    public Model Model { get; }
+
+    /// <summary>The loss output.</summary>
+    public string LossName { get; }
+
+    /// <summary>The parameters, in order.</summary>
+    public IReadOnlyList<string> Parameters { get; }
+
+    /// <summary>The parameters' values as they were initializers of the forward model.</summary>
+    public IReadOnlyDictionary<string, TensorData> InitialValues { get; }
+
+    /// <summary>The gradient output of a parameter: <c>&lt;name&gt;_grad</c>.</summary>
+    public static string GradientName(string parameter) => parameter + "_grad";
+}
+
+/// <summary>Ops on a parameter-to-loss path that have no gradient rule. The message lists every one.</summary>
+public sealed class MissingGradientException(IReadOnlyList<(string OpType, string Node, string Parameter)> missing)
+    : Exception("no gradient rule for: " + string.Join("; ", missing.GroupBy(m => m.OpType).Select(g =>
+        $"{g.Key} (nodes {string.Join(", ", g.Select(m => $"'{m.Node}'").Distinct().Take(5))}{(g.Count() > 5 ? ", ..." : "")}; needed by parameter '{g.First().Parameter}')")))
+{
+    /// <summary>Each op type, node and a parameter whose gradient needed it.</summary>
+    public IReadOnlyList<(string OpType, string Node, string Parameter)> Missing { get; } = missing;
+}
+
+/// <summary>
+/// Symbolic reverse-mode differentiation of an ONNX graph into standard ai.onnx ops. Only nodes on a path from a
+/// parameter to the loss are differentiated; gradients of values that fan out are accumulated with Sum; parameter
+/// gradients are outputs named <c>&lt;parameter&gt;_grad</c>; the parameters become graph inputs.
+/// </summary>
+public static class BackwardBuilder
+{
+    /// <summary>Builds the training graph of <paramref name="forward"/> (which is not modified).</summary>
+    public static BackwardResult Build(Model forward, string loss, IEnumerable<string> parameters, BackwardOptions? options = null)
+    {
+        options ??= new BackwardOptions();
+        var model = Model.FromBytes(forward.ToBytes(), displayName: "training graph");
+        if (model.DefaultOpset < 13)
+            throw new GradientException($"opset {model.DefaultOpset} is too old: differentiation needs ai.onnx opset 13 or newer.");
+        ShapeInference.Run(model);
+        var g = model.Graph;
+        var lossValue = g.FindValue(loss) ?? throw new GradientException($"the graph has no value named '{loss}' to differentiate.");
+        var paramValues = parameters.Select(p => g.FindInitializer(p)
+            ?? throw new GradientException($"parameter '{p}' is not an initializer of the graph.")).ToList();
+        foreach (var p in paramValues)
+            if (!p.ElementType.IsFloatingPoint()) throw new GradientException($"parameter '{p.Name}' is {p.ElementType.OnnxName()}, not a floating-point tensor.");
+
+        var order = g.TopologicalOrder();
+        var depends = DependsOnParameters(order, paramValues);
+        var needed = NeededForLoss(order, depends, lossValue);
+
+        var contributions = new Dictionary<Value, List<Value>>(ReferenceEqualityComparer.Instance);
+        var builder = new GraphBuilder(g, model.DefaultOpset);
+        contributions[lossValue] = [Seed(builder, lossValue)];
+        var missing = new List<(string, string, string)>();
+
+        for (int k = order.Count - 1; k >= 0; k--)
+        {
+            var node = order[k];
+            if (!node.Outputs.Any(o => contributions.ContainsKey(o))) continue;
+            var need = node.Inputs.Select(i => i is not null && needed.Contains(i)).ToArray();
+            if (!need.Any(x => x)) continue;
+            var rule = GradientRegistry.Find(node.Domain, node.OpType);
+            if (rule is null)
+            {
+                missing.Add((node.OpType, node.Name.Length > 0 ? node.Name : node.Outputs[0].Name, UpstreamParameter(node, paramValues)));
+                continue;
+            }
+            using var scope = builder.Scope("grad" + (node.Name.StartsWith('/') ? node.Name[1..] : "/" + node.Name));
+            var go = node.Outputs.Select(o => contributions.TryGetValue(o, out var list) ? Accumulate(builder, o, list) : null).ToArray();
+            var ctx = new GradientContext(node, builder, go, need, options);
+            rule.Build(ctx);
+            for (int i = 0; i < need.Length; i++)
+            {
+                if (!need[i]) continue;
+                var gi = ctx.GetGI(i) ?? throw new GradientException($"the {node.OpType} rule gave no gradient for input {i} of {node.Describe()}.");
+                var input = node.Inputs[i]!;
+                if (!contributions.TryGetValue(input, out var list)) contributions[input] = list = [];
+                list.Add(gi);
+            }
+        }
+        if (missing.Count > 0) throw new MissingGradientException(missing);
+
+        var initial = new Dictionary<string, TensorData>(StringComparer.Ordinal);
+        foreach (var p in paramValues)
+        {
+            var name = BackwardResult.GradientName(p.Name);
+            var grad = contributions.TryGetValue(p, out var list)
+                ? Accumulate(builder, p, list)
+                : builder.Op("ConstantOfShape", [builder.ShapeOf(p)], Onnx.Attribute.Of("value", SplitGrad.ZeroTensor(p.ElementType)));
+            if (grad.IsGraphOutput || grad.IsGraphInput || grad.Name.EndsWith("_grad", StringComparison.Ordinal) && grad.Name != name)
+                grad = builder.Identity(grad);
+            g.RenameValue(grad, name);
+            grad.ElementType = p.ElementType;
+            grad.Shape = p.Shape;
+            initial[p.Name] = g.PromoteInitializerToInput(p);
+        }
+        var outputs = new List<Value> { lossValue };
+        if (options.KeepForwardOutputs) outputs.AddRange(g.Outputs.Where(o => !ReferenceEquals(o, lossValue)));
+        outputs.AddRange(paramValues.Select(p => g.GetValue(BackwardResult.GradientName(p.Name))));
+        foreach (var o in g.Outputs.ToList()) g.RemoveOutput(o);
+        foreach (var o in outputs) g.AddOutput(o);
+        g.SortTopologically();
+        ShapeInference.Run(model);
+        return new BackwardResult(model, lossValue.Name, [.. paramValues.Select(p => p.Name)], initial);
+    }
+
+    private static HashSet<Value> DependsOnParameters(IReadOnlyList<Node> order, IEnumerable<Value> parameters)
+    {
+        var depends = new HashSet<Value>(parameters, ReferenceEqualityComparer.Instance);
+        foreach (var n in order)
+        {
+            if (GradientRegistry.HasNoGradient(n.Domain, n.OpType)) continue;
+            if (!Graph.NodeReads(n).Any(depends.Contains)) continue;
+            foreach (var o in n.Outputs)
+                if (o.ElementType.IsFloatingPoint() || o.ElementType == ElementType.Undefined) depends.Add(o);
+        }
+        return depends;
+    }
+
+    private static HashSet<Value> NeededForLoss(IReadOnlyList<Node> order, HashSet<Value> depends, Value loss)
+    {
+        var needed = new HashSet<Value>(ReferenceEqualityComparer.Instance);
+        if (depends.Contains(loss)) needed.Add(loss);
+        for (int k = order.Count - 1; k >= 0; k--)
+        {
+            var n = order[k];
+            if (!n.Outputs.Any(needed.Contains)) continue;
+            foreach (var i in n.Inputs)
+                if (i is not null && depends.Contains(i)) needed.Add(i);
+        }
+        return needed;
+    }
+
+    private static Value Seed(GraphBuilder b, Value loss)
+    {
+        using var _ = b.Scope("grad");
+        var value = loss.ElementType == ElementType.Double ? TensorData.Vector("value", 1.0) : TensorData.Vector("value", 1f);
+        var seed = loss.Shape is { Rank: 0 }
+            ? b.Constant(loss.ElementType == ElementType.Double ? TensorData.Scalar("one", 1.0) : TensorData.Scalar("one", 1f))
+            : b.Op("ConstantOfShape", [b.ShapeOf(loss)], Onnx.Attribute.Of("value", value));
+        return seed;
+    }
+
+    private static Value Accumulate(GraphBuilder b, Value forward, List<Value> parts)
+    {
+        if (parts.Count == 1) return parts[0];
+        var sum = b.Op("Sum", [.. parts]);
+        if (!b.Graph.Names.IsValueNameTaken(forward.Name + "_grad")) b.Graph.RenameValue(sum, forward.Name + "_grad");
+        sum.ElementType = forward.ElementType;
+        sum.Shape = forward.Shape;
+        parts.Clear();
+        parts.Add(sum);
+        return sum;
+    }
+
+    private static string UpstreamParameter(Node node, IReadOnlyList<Value> parameters)
+    {
+        var set = new HashSet<Value>(parameters, ReferenceEqualityComparer.Instance);
+        var seen = new HashSet<Value>(ReferenceEqualityComparer.Instance);
+        var stack = new Stack<Value>(node.Inputs.OfType<Value>());
+        while (stack.TryPop(out var v))
+        {
+            if (!seen.Add(v)) continue;
+            if (set.Contains(v)) return v.Name;
+            if (v.Producer is { } p) foreach (var i in p.Inputs) if (i is not null) stack.Push(i);
+        }
+        return "?";
+    }
+}

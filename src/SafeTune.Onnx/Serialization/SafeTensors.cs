@@ -1,0 +1,137 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+
+namespace SafeTune.Onnx;
+
+/// <summary>
+/// Reads and writes the safetensors format: an 8-byte little-endian header length, a JSON header mapping names to
+/// <c>{"dtype", "shape", "data_offsets"}</c> (plus optional <c>__metadata__</c>), then the raw little-endian data.
+/// The reader validates everything it reads and names the tensor at fault.
+/// </summary>
+public static class SafeTensors
+{
+    /// <summary>Headers larger than this are refused.</summary>
+    public const long MaxHeaderBytes = 100L << 20;
+
+    private static readonly Dictionary<string, ElementType> DTypes = new(StringComparer.Ordinal)
+    {
+        ["F32"] = ElementType.Float, ["F16"] = ElementType.Float16, ["BF16"] = ElementType.BFloat16, ["F64"] = ElementType.Double,
+        ["I64"] = ElementType.Int64, ["I32"] = ElementType.Int32, ["I16"] = ElementType.Int16, ["I8"] = ElementType.Int8,
+        ["U8"] = ElementType.UInt8, ["U16"] = ElementType.UInt16, ["U32"] = ElementType.UInt32, ["U64"] = ElementType.UInt64,
+        ["BOOL"] = ElementType.Bool, ["F8_E4M3"] = ElementType.Float8E4M3FN, ["F8_E5M2"] = ElementType.Float8E5M2,
+    };
+
+    /// <summary>Writes tensors (in the given order, 8-byte aligned header) atomically.</summary>
+    public static void Write(string path, IEnumerable<TensorData> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var list = tensors.ToList();
+        using var header = new MemoryStream();
+        using (var w = new Utf8JsonWriter(header))
+        {
+            w.WriteStartObject();
+            if (metadata is { Count: > 0 })
+            {
+                w.WriteStartObject("__metadata__");
+                foreach (var (k, v) in metadata) w.WriteString(k, v);
+                w.WriteEndObject();
+            }
+            long offset = 0;
+            foreach (var t in list)
+            {
+                w.WriteStartObject(t.Name);
+                w.WriteString("dtype", DTypes.First(kv => kv.Value == t.ElementType).Key);
+                w.WriteStartArray("shape");
+                foreach (var d in t.Dims) w.WriteNumberValue(d);
+                w.WriteEndArray();
+                w.WriteStartArray("data_offsets");
+                w.WriteNumberValue(offset);
+                w.WriteNumberValue(offset += t.Bytes.Length);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndObject();
+        }
+        var json = header.ToArray().ToList();
+        while (json.Count % 8 != 0) json.Add((byte)' ');
+        AtomicFile.Write(path, s =>
+        {
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)json.Count);
+            s.Write(len);
+            s.Write(json.ToArray());
+            foreach (var t in list) s.Write(t.Bytes);
+        });
+    }
+
+    /// <summary>Reads every tensor of a file, in file order, with the metadata.</summary>
+    public static (IReadOnlyList<TensorData> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(string path)
+    {
+        if (!File.Exists(path)) throw new OnnxFormatException($"{path}: file not found.");
+        using var f = File.OpenRead(path);
+        try { return Read(f); }
+        catch (OnnxFormatException e) { throw new OnnxFormatException($"{path}: {e.Message}", e); }
+    }
+
+    /// <summary>Reads every tensor from a stream positioned at the start of a safetensors file.</summary>
+    public static (IReadOnlyList<TensorData> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(Stream s)
+    {
+        Span<byte> len = stackalloc byte[8];
+        if (s.ReadAtLeast(len, 8, throwOnEndOfStream: false) < 8) throw new OnnxFormatException("not a safetensors file: shorter than its 8-byte header length.");
+        ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(len);
+        if (headerLength > MaxHeaderBytes) throw new OnnxFormatException($"safetensors header of {headerLength} bytes exceeds the {MaxHeaderBytes >> 20} MB limit.");
+        long dataStart = 8 + (long)headerLength;
+        if (s.CanSeek && dataStart > s.Length) throw new OnnxFormatException($"safetensors header length {headerLength} runs past the end of the file.");
+        var headerBytes = new byte[headerLength];
+        s.ReadExactly(headerBytes);
+        JsonDocument doc;
+        try { doc = JsonDocument.Parse(headerBytes); }
+        catch (JsonException e) { throw new OnnxFormatException($"safetensors header is not valid JSON ({e.Message.Split('.')[0]}).", e); }
+        using var _ = doc;
+        if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new OnnxFormatException("safetensors header is not a JSON object.");
+        long dataLength = s.CanSeek ? s.Length - dataStart : long.MaxValue;
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var entries = new List<(string Name, ElementType Type, long[] Shape, long Begin, long End)>();
+        foreach (var p in doc.RootElement.EnumerateObject())
+        {
+            if (p.Name == "__metadata__")
+            {
+                foreach (var m in p.Value.EnumerateObject()) metadata[m.Name] = m.Value.ValueKind == JsonValueKind.String ? m.Value.GetString()! : m.Value.GetRawText();
+                continue;
+            }
+            entries.Add(ParseEntry(p, dataLength));
+        }
+        var tensors = new List<TensorData>(entries.Count);
+        foreach (var e in entries.OrderBy(e => e.Begin))
+        {
+            var bytes = new byte[e.End - e.Begin];
+            s.Position = dataStart + e.Begin;
+            s.ReadExactly(bytes);
+            tensors.Add(new TensorData(e.Name, e.Type, e.Shape, bytes));
+        }
+        return (tensors, metadata);
+    }
+
+    private static (string, ElementType, long[], long, long) ParseEntry(JsonProperty p, long dataLength)
+    {
+        string name = p.Name;
+        try
+        {
+            var dtype = p.Value.GetProperty("dtype").GetString() ?? "";
+            if (!DTypes.TryGetValue(dtype, out var type)) throw new OnnxFormatException($"tensor '{name}': unsupported dtype '{dtype}'.");
+            var shape = p.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+            if (shape.Any(d => d < 0)) throw new OnnxFormatException($"tensor '{name}': negative dim in shape [{string.Join(", ", shape)}].");
+            var offsets = p.Value.GetProperty("data_offsets").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+            if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
+                throw new OnnxFormatException($"tensor '{name}': data_offsets [{string.Join(", ", offsets)}] are outside the data section ({dataLength} bytes).");
+            long expected = type.StorageBytes(shape.Aggregate(1L, (a, d) => a * d));
+            if (offsets[1] - offsets[0] != expected)
+                throw new OnnxFormatException($"tensor '{name}': {offsets[1] - offsets[0]} bytes of data for {dtype} [{string.Join(", ", shape)}] (expected {expected}).");
+            return (name, type, shape, offsets[0], offsets[1]);
+        }
+        catch (Exception e) when (e is KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new OnnxFormatException($"tensor '{name}': malformed header entry ({e.Message}).", e);
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using System.Text.Json;
+using SafeTune.Onnx;
+
+namespace SafeTune.Runtime.Training;
+
+/// <summary>
+/// One batch of token ids and labels, int64 [batch, sequence]. Labels are already shifted by the caller: the logits at
+/// position t predict labels[t]; -100 marks a position that does not count.
+/// </summary>
+public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? AttentionMask, int BatchSize, int SequenceLength)
+{
+    /// <summary>Reads <c>{"input_ids": [[..]], "labels": [[..]], "attention_mask": [[..]]}</c> from a JSON file.</summary>
+    public static TokenBatch Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+            var root = doc.RootElement;
+            if (!root.TryGetProperty("input_ids", out var ids)) throw new InvalidDataException("missing \"input_ids\".");
+            if (!root.TryGetProperty("labels", out var labels)) throw new InvalidDataException("missing \"labels\".");
+            var (idData, b, t) = Matrix(ids, "input_ids");
+            var (labelData, lb, lt) = Matrix(labels, "labels");
+            if (lb != b || lt != t) throw new InvalidDataException($"\"labels\" has shape [{lb}, {lt}] but \"input_ids\" has shape [{b}, {t}]; they must match.");
+            long[]? mask = null;
+            if (root.TryGetProperty("attention_mask", out var m))
+            {
+                var (maskData, mb, mt) = Matrix(m, "attention_mask");
+                if (mb != b || mt != t) throw new InvalidDataException($"\"attention_mask\" has shape [{mb}, {mt}] but \"input_ids\" has shape [{b}, {t}]; they must match.");
+                mask = maskData;
+            }
+            return new TokenBatch(idData, labelData, mask, b, t);
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message.Split('.')[0]})."); }
+        catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal)) { throw new InvalidDataException($"{path}: {e.Message}"); }
+    }
+
+    private static (long[] data, int rows, int cols) Matrix(JsonElement e, string name)
+    {
+        if (e.ValueKind != JsonValueKind.Array || e.GetArrayLength() == 0) throw new InvalidDataException($"\"{name}\" must be a non-empty array of rows.");
+        var rows = e.EnumerateArray().ToList();
+        if (rows.Any(r => r.ValueKind != JsonValueKind.Array)) throw new InvalidDataException($"\"{name}\" must be an array of arrays (shape [batch, sequence]).");
+        int cols = rows[0].GetArrayLength();
+        var data = new List<long>();
+        for (int i = 0; i < rows.Count; i++)
+        {
+            if (rows[i].GetArrayLength() != cols) throw new InvalidDataException($"\"{name}\" row {i} has {rows[i].GetArrayLength()} entries, row 0 has {cols}.");
+            int j = 0;
+            foreach (var x in rows[i].EnumerateArray())
+            {
+                if (x.ValueKind != JsonValueKind.Number || !x.TryGetInt64(out var v)) throw new InvalidDataException($"\"{name}\"[{i}][{j}] is not an integer.");
+                data.Add(v);
+                j++;
+            }
+        }
+        return ([.. data], rows.Count, cols);
+    }
+
+    /// <summary>Checks ids and labels against a vocabulary size; the message names the tensor and the offending index.</summary>
+    public void Validate(long vocabSize)
+    {
+        for (int i = 0; i < InputIds.Length; i++)
+            if (InputIds[i] < 0 || InputIds[i] >= vocabSize)
+                throw new InvalidDataException($"input_ids[{i / SequenceLength}][{i % SequenceLength}] = {InputIds[i]} is outside the vocabulary (0..{vocabSize - 1}).");
+        for (int i = 0; i < Labels.Length; i++)
+            if (Labels[i] != -100 && (Labels[i] < 0 || Labels[i] >= vocabSize))
+                throw new InvalidDataException($"labels[{i / SequenceLength}][{i % SequenceLength}] = {Labels[i]} is outside the vocabulary (0..{vocabSize - 1}) and is not -100.");
+    }
+}
