@@ -1,3 +1,4 @@
+using SafeTune.Cli.Commands.Grads;
 using SafeTune.Cli.Commands.Inspect;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
@@ -6,11 +7,16 @@ var app = new CommandApp();
 app.Configure(config =>
 {
     config.SetApplicationName("safetune");
+    config.SetApplicationVersion(typeof(ExitCodes).Assembly.GetName().Version?.ToString(3) ?? "0.0.0");
     config.PropagateExceptions();
+    config.UseStrictParsing();
     config.AddCommand<InspectCommand>("inspect")
         .WithDescription("Show a model's inputs, outputs, opsets, op histogram, parameter count and per-layer hidden-state tensors.")
         .WithExample("inspect", "model.onnx")
         .WithExample("inspect", "model.onnx", "--json")
         .WithExample("inspect", "builtin:tiny-llama");
+    config.AddCommand<GradsCommand>("grads")
+        .WithDescription("Compute the token cross-entropy of a batch and d loss / d parameter for every float initializer.")
+        .WithExample("grads", "model.onnx", "--batch", "batch.json", "--out", "grads.safetensors", "--json");
 });
 return CliErrors.Run(() => app.Run(args));

@@ -22,7 +22,7 @@ public sealed record SessionConfig
 
     /// <summary>
     /// Sets <c>session.disable_cpu_ep_fallback=1</c>: session creation fails instead of silently running nodes on the CPU
-    /// when the chosen provider cannot take them. Tests use it to catch fallbacks.
+    /// when the chosen provider cannot take them. Tests use it to catch fallbacks. It has no effect on the CPU provider.
     /// </summary>
     public bool DisableCpuFallback { get; init; }
 

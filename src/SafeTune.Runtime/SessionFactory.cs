@@ -36,7 +36,9 @@ public static class SessionFactory
         try
         {
             if (config.IntraOpThreads > 0) options.IntraOpNumThreads = config.IntraOpThreads;
-            if (config.DisableCpuFallback) options.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1");
+            // On the CPU provider every node runs on the CPU by design; ONNX Runtime refuses the setting there.
+            if (config.DisableCpuFallback && config.Provider != ExecutionProvider.Cpu)
+                options.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1");
             switch (config.Provider)
             {
                 case ExecutionProvider.Cuda:

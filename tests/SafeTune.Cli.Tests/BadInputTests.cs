@@ -1,0 +1,114 @@
+using Google.Protobuf;
+using Onnx;
+using SafeTune.TestSupport;
+
+namespace SafeTune.Cli.Tests;
+
+/// <summary>A corpus of malformed models: every one gives exit code 2 and one line naming the file, never a stack trace.</summary>
+public sealed class BadInputTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string ModelWithExternal(string file, string location)
+    {
+        var w = new TensorProto { Name = "layer.weight", DataType = 1, DataLocation = TensorProto.Types.DataLocation.External };
+        w.Dims.Add(4);
+        w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
+        var g = new GraphProto { Name = "g" };
+        g.Initializer.Add(w);
+        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
+        g.Node.Add(new NodeProto { OpType = "Add", Input = { "x", "layer.weight" }, Output = { "y" } });
+        g.Output.Add(new ValueInfoProto { Name = "y" });
+        var m = new ModelProto { IrVersion = 8, Graph = g };
+        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+        var path = _dir.File(file);
+        File.WriteAllBytes(path, m.ToByteArray());
+        return path;
+    }
+
+    private static void AssertUserError(CliResult r, string expectedInMessage)
+    {
+        Assert.Equal(2, r.ExitCode);
+        Assert.Equal("", r.Stdout);
+        var lines = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("safetune: error: ", lines[0]);
+        Assert.Contains(expectedInMessage, lines[0]);
+        Assert.DoesNotContain("   at ", r.Stderr);
+    }
+
+    [Fact]
+    public void Truncated_protobuf()
+    {
+        var bytes = File.ReadAllBytes(Repo.Fixture("models", "gpt2_tiny_folded.onnx"));
+        var path = _dir.File("truncated.onnx");
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+        AssertUserError(CliRunner.Run("inspect", path, "--json"), "truncated.onnx");
+    }
+
+    [Fact]
+    public void Random_bytes()
+    {
+        var junk = new byte[3000];
+        new Random(5).NextBytes(junk);
+        var path = _dir.File("random.onnx");
+        File.WriteAllBytes(path, junk);
+        AssertUserError(CliRunner.Run("inspect", path), "random.onnx");
+    }
+
+    [Fact]
+    public void Empty_file()
+    {
+        var path = _dir.File("empty.onnx");
+        File.WriteAllBytes(path, []);
+        AssertUserError(CliRunner.Run("inspect", path, "--json"), "empty.onnx");
+    }
+
+    [Fact]
+    public void Text_file()
+    {
+        var path = _dir.File("notes.onnx");
+        File.WriteAllText(path, "this is not a model\n");
+        AssertUserError(CliRunner.Run("inspect", path), "notes.onnx");
+    }
+
+    [Fact]
+    public void External_data_escaping_to_etc_passwd()
+    {
+        var path = ModelWithExternal("escape.onnx", "../../etc/passwd");
+        AssertUserError(CliRunner.Run("inspect", path, "--json"), "'layer.weight'");
+    }
+
+    [Fact]
+    public void External_data_with_absolute_path()
+    {
+        var path = ModelWithExternal("absolute.onnx", "/etc/passwd");
+        AssertUserError(CliRunner.Run("inspect", path, "--json"), "absolute path");
+    }
+
+    [Fact]
+    public void Missing_external_file()
+    {
+        var path = ModelWithExternal("missing.onnx", "weights.bin");
+        AssertUserError(CliRunner.Run("inspect", path, "--json"), "weights.bin");
+    }
+
+    [Fact]
+    public void Missing_model_file_and_folder()
+    {
+        AssertUserError(CliRunner.Run("inspect", _dir.File("nowhere.onnx")), "nowhere.onnx");
+        AssertUserError(CliRunner.Run("inspect", _dir.Path), "folder");
+    }
+
+    [Fact]
+    public void Bad_command_line()
+    {
+        Assert.Equal(2, CliRunner.Run("inspect").ExitCode);
+        var unknown = CliRunner.Run("inspect", Repo.Fixture("models", "gpt2_tiny_folded.onnx"), "--no-such-option");
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("no-such-option", unknown.Stderr);
+        Assert.Equal(2, CliRunner.Run("no-such-command").ExitCode);
+    }
+}

@@ -1,0 +1,31 @@
+using System.Diagnostics;
+
+namespace SafeTune.Cli.Tests;
+
+/// <summary>The result of one <c>safetune</c> process.</summary>
+public sealed record CliResult(int ExitCode, string Stdout, string Stderr);
+
+/// <summary>Runs the real <c>safetune</c> executable (built next to the tests) in a child process.</summary>
+public static class CliRunner
+{
+    public static CliResult Run(params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "safetune.dll");
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add("exec");
+        psi.ArgumentList.Add(dll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["NO_COLOR"] = "1";
+        psi.Environment.Remove("SAFETUNE_DEBUG");
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(120_000)) { p.Kill(true); throw new TimeoutException("safetune " + string.Join(' ', args)); }
+        return new CliResult(p.ExitCode, stdout.Result, stderr.Result);
+    }
+}
