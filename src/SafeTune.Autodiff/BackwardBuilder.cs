@@ -76,10 +76,14 @@ public static class BackwardBuilder
         var depends = DependsOnParameters(order, paramValues);
         var needed = NeededForLoss(order, depends, lossValue);
 
+        // Every op on a parameter-to-loss path needs a rule: report all of them at once.
+        var missing = OnPaths(order, needed).Where(n => GradientRegistry.Find(n.Domain, n.OpType) is null)
+            .Select(n => (n.OpType, NodeLabel(n), UpstreamParameter(n, paramValues))).ToList();
+        if (missing.Count > 0) throw new MissingGradientException(missing);
+
         var contributions = new Dictionary<Value, List<Value>>(ReferenceEqualityComparer.Instance);
         var builder = new GraphBuilder(g, model.DefaultOpset);
         contributions[lossValue] = [Seed(builder, lossValue)];
-        var missing = new List<(string, string, string)>();
 
         for (int k = order.Count - 1; k >= 0; k--)
         {
@@ -87,12 +91,7 @@ public static class BackwardBuilder
             if (!node.Outputs.Any(o => contributions.ContainsKey(o))) continue;
             var need = node.Inputs.Select(i => i is not null && needed.Contains(i)).ToArray();
             if (!need.Any(x => x)) continue;
-            var rule = GradientRegistry.Find(node.Domain, node.OpType);
-            if (rule is null)
-            {
-                missing.Add((node.OpType, node.Name.Length > 0 ? node.Name : node.Outputs[0].Name, UpstreamParameter(node, paramValues)));
-                continue;
-            }
+            var rule = GradientRegistry.Find(node.Domain, node.OpType)!;
             using var scope = builder.Scope("grad" + (node.Name.StartsWith('/') ? node.Name[1..] : "/" + node.Name));
             var go = node.Outputs.Select(o => contributions.TryGetValue(o, out var list) ? Accumulate(builder, o, list) : null).ToArray();
             var ctx = new GradientContext(node, builder, go, need, options);
@@ -106,8 +105,6 @@ public static class BackwardBuilder
                 list.Add(gi);
             }
         }
-        if (missing.Count > 0) throw new MissingGradientException(missing);
-
         var initial = new Dictionary<string, TensorData>(StringComparer.Ordinal);
         foreach (var p in paramValues)
         {
@@ -131,6 +128,28 @@ public static class BackwardBuilder
         ShapeInference.Run(model);
         return new BackwardResult(model, lossValue.Name, [.. paramValues.Select(p => p.Name)], initial);
     }
+
+    /// <summary>
+    /// The nodes on a path from a parameter (by default every float initializer) to any graph output whose op has no
+    /// gradient rule: what would stop <see cref="Build"/>.
+    /// </summary>
+    public static IReadOnlyList<(string OpType, string Node)> FindNonDifferentiable(Model model, IEnumerable<string>? parameters = null)
+    {
+        var g = model.Graph;
+        var order = g.TopologicalOrder();
+        var paramValues = parameters?.Select(g.GetValue).ToList()
+            ?? [.. g.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint())];
+        var depends = DependsOnParameters(order, paramValues);
+        var needed = new HashSet<Value>(ReferenceEqualityComparer.Instance);
+        foreach (var o in g.Outputs) needed.UnionWith(NeededForLoss(order, depends, o));
+        return [.. OnPaths(order, needed).Where(n => GradientRegistry.Find(n.Domain, n.OpType) is null).Select(n => (n.OpType, NodeLabel(n)))];
+    }
+
+    /// <summary>Nodes that read a needed value and produce one: the nodes a gradient passes through.</summary>
+    private static IEnumerable<Node> OnPaths(IReadOnlyList<Node> order, HashSet<Value> needed) =>
+        order.Where(n => n.Inputs.Any(i => i is not null && needed.Contains(i)) && n.Outputs.Any(needed.Contains));
+
+    private static string NodeLabel(Node n) => n.Name.Length > 0 ? n.Name : n.Outputs[0].Name;
 
     private static HashSet<Value> DependsOnParameters(IReadOnlyList<Node> order, IEnumerable<Value> parameters)
     {

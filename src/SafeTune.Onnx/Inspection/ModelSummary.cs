@@ -30,6 +30,9 @@ public sealed record ModelSummary
     /// <summary>One hidden-state tensor per transformer block, in layer order.</summary>
     public required IReadOnlyList<HiddenStateInfo> HiddenStates { get; init; }
 
+    /// <summary>Op types on a path from a parameter to an output that have no gradient rule (filled in by the caller that knows the rules).</summary>
+    public IReadOnlyList<string> NonDifferentiable { get; init; } = [];
+
     /// <summary>Summarizes a model. Shape inference runs on it (filling in types and shapes) but the graph is not otherwise changed.</summary>
     public static ModelSummary Of(Model model)
     {

@@ -1,3 +1,4 @@
+using SafeTune.Autodiff;
 using SafeTune.Cli.Infrastructure;
 using SafeTune.Onnx.Inspection;
 using Spectre.Console;
@@ -11,7 +12,11 @@ public sealed class InspectCommand : Command<InspectSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, InspectSettings settings, CancellationToken cancellationToken)
     {
-        var summary = ModelSummary.Of(ModelSource.Load(settings.Model));
+        var model = ModelSource.Load(settings.Model);
+        var summary = ModelSummary.Of(model) with
+        {
+            NonDifferentiable = [.. BackwardBuilder.FindNonDifferentiable(model).Select(m => m.OpType).Distinct().Order(StringComparer.Ordinal)],
+        };
         if (settings.Json) InspectOutput.WriteJson(summary);
         else InspectOutput.WriteTables(settings.Model, summary, AnsiConsole.Console);
         return ExitCodes.Ok;

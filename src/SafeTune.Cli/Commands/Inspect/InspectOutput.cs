@@ -32,6 +32,9 @@ internal static class InspectOutput
             w.WriteEndObject();
         }
         w.WriteEndArray();
+        w.WriteStartArray("nonDifferentiable");
+        foreach (var op in s.NonDifferentiable) w.WriteStringValue(op);
+        w.WriteEndArray();
     });
 
     private static void WriteSignatures(System.Text.Json.Utf8JsonWriter w, string name, IReadOnlyList<TensorSignature> list)
@@ -67,6 +70,9 @@ internal static class InspectOutput
         foreach (var (op, n) in s.Ops) ops.AddRow(Markup.Escape(op), n.ToString(inv));
         console.Write(ops);
 
+        console.MarkupLine(s.NonDifferentiable.Count == 0
+            ? "[green]Every op between the parameters and the outputs has a gradient rule.[/]"
+            : $"[yellow]No gradient rule for: {Markup.Escape(string.Join(", ", s.NonDifferentiable))}[/]");
         if (s.HiddenStates.Count == 0)
         {
             console.MarkupLine("[yellow]No transformer blocks recognised: no hidden-state tensors to offer.[/]");
