@@ -41,6 +41,14 @@ public sealed record LlamaConfig
         VocabSize = 4096, HiddenSize = 256, Layers = 4, Heads = 8, KeyValueHeads = 4, IntermediateSize = 688, TieWordEmbeddings = true,
     };
 
+    /// <summary>
+    /// The benchmark model: 4 layers, width 256, 8 heads, SwiGLU width 704, vocabulary 4096, tied head (4.26M parameters).
+    /// </summary>
+    public static LlamaConfig Bench => new()
+    {
+        VocabSize = 4096, HiddenSize = 256, Layers = 4, Heads = 8, KeyValueHeads = 8, IntermediateSize = 704, TieWordEmbeddings = true,
+    };
+
     /// <summary>The number of float parameters the model holds.</summary>
     public long ParameterCount
     {

@@ -10,53 +10,76 @@ namespace SafeTune.Runtime.Training;
 public sealed record GradientResult(float Loss, IReadOnlyList<TensorData> Gradients, double Milliseconds);
 
 /// <summary>
-/// Computes the token cross-entropy of a language model on a batch and its gradient with respect to every float
-/// initializer, with a backward graph SafeTune derives itself and runs in a plain ONNX Runtime session.
+/// The token cross-entropy of a language model and its gradient with respect to every float initializer, from a
+/// backward graph SafeTune derives itself, run in a plain ONNX Runtime session. The session and the parameter values
+/// are created once and reused for every batch.
 /// </summary>
-public static class GradientEvaluator
+public sealed class GradientSession : IDisposable
 {
-    /// <summary>Builds the training graph, runs it once on <paramref name="batch"/> and returns the loss and gradients.</summary>
-    public static GradientResult Run(Model model, TokenBatch batch, SessionConfig? config = null, BackwardOptions? options = null)
+    private readonly InferenceSession _session;
+    private readonly OrtValueBag _parameters = new();
+    private readonly string[] _outputNames;
+    private readonly RunOptions _runOptions = new();
+
+    private GradientSession(BackwardResult backward, InferenceSession session, long vocabSize)
+    {
+        Backward = backward;
+        _session = session;
+        VocabSize = vocabSize;
+        foreach (var p in backward.Parameters) _parameters.Add(p, OrtValues.FromTensorData(backward.InitialValues[p]));
+        _outputNames = [backward.LossName, .. backward.Parameters.Select(BackwardResult.GradientName)];
+    }
+
+    /// <summary>The training graph.</summary>
+    public BackwardResult Backward { get; }
+
+    /// <summary>The vocabulary size that token ids are checked against.</summary>
+    public long VocabSize { get; }
+
+    /// <summary>Builds the cross-entropy training graph of <paramref name="model"/> and opens a session for it.</summary>
+    public static GradientSession Create(Model model, SessionConfig? config = null, BackwardOptions? options = null)
     {
         var logits = FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? VocabFromEmbedding(model)
             ?? throw new InvalidDataException($"cannot tell the vocabulary size: output '{logits.Name}' has no known last dim.");
-        batch.Validate(vocab);
         var training = Model.FromBytes(model.ToBytes(), displayName: "training graph");
         var loss = LossGraphs.AppendCrossEntropy(training, logits.Name);
         var parameters = training.Graph.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint()).Select(v => v.Name).ToList();
         var backward = BackwardBuilder.Build(training, loss.Name, parameters, options);
+        return new GradientSession(backward, SessionFactory.Create(backward.Model, config), vocab);
+    }
 
+    /// <summary>Runs forward and backward on one batch.</summary>
+    public GradientResult Run(TokenBatch batch)
+    {
+        batch.Validate(VocabSize);
         var sw = Stopwatch.StartNew();
-        using var session = SessionFactory.Create(backward.Model, config);
-        using var values = new OrtValueBag();
-        var feeds = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
+        using var inputs = new OrtValueBag();
+        var names = new List<string>();
+        var values = new List<OrtValue>();
         long[] shape = [batch.BatchSize, batch.SequenceLength];
-        foreach (var input in session.InputMetadata.Keys)
+        foreach (var input in _session.InputMetadata.Keys)
         {
-            var v = input switch
+            names.Add(input);
+            values.Add(_parameters.Contains(input) ? _parameters[input] : inputs.Add(input, input switch
             {
                 "input_ids" => OrtValues.Wrap(batch.InputIds, shape),
                 LossNames.Labels => OrtValues.Wrap(batch.Labels, shape),
                 "attention_mask" => OrtValues.Wrap(batch.AttentionMask ?? [.. Enumerable.Repeat(1L, batch.InputIds.Length)], shape),
                 "token_type_ids" => OrtValues.Wrap(new long[batch.InputIds.Length], shape),
                 "position_ids" => OrtValues.Wrap([.. Enumerable.Range(0, batch.InputIds.Length).Select(i => (long)(i % batch.SequenceLength))], shape),
-                _ when backward.InitialValues.TryGetValue(input, out var data) => OrtValues.FromTensorData(data),
                 _ => throw new InvalidDataException($"the model needs input '{input}', which a token batch does not provide."),
-            };
-            feeds[input] = values.Add(input, v);
+            }));
         }
-        var outputNames = new[] { backward.LossName }.Concat(backward.Parameters.Select(BackwardResult.GradientName)).ToArray();
-        using var results = session.Run(new RunOptions(), feeds.Keys.ToArray(), feeds.Values.ToArray(), outputNames);
-        float lossValue = results[0].GetTensorDataAsSpan<float>()[0];
-        var grads = new List<TensorData>(backward.Parameters.Count);
-        for (int i = 0; i < backward.Parameters.Count; i++)
+        using var results = _session.Run(_runOptions, names, values, _outputNames);
+        float loss = results[0].GetTensorDataAsSpan<float>()[0];
+        var grads = new List<TensorData>(Backward.Parameters.Count);
+        for (int i = 0; i < Backward.Parameters.Count; i++)
         {
-            var p = backward.Parameters[i];
-            var data = backward.InitialValues[p];
-            grads.Add(new TensorData(p, data.ElementType, data.Dims, results[i + 1].GetTensorMutableRawData().ToArray()));
+            var data = Backward.InitialValues[Backward.Parameters[i]];
+            grads.Add(new TensorData(data.Name, data.ElementType, data.Dims, results[i + 1].GetTensorMutableRawData().ToArray()));
         }
-        return new GradientResult(lossValue, grads, sw.Elapsed.TotalMilliseconds);
+        return new GradientResult(loss, grads, sw.Elapsed.TotalMilliseconds);
     }
 
     /// <summary>The logits output: one named <c>logits</c>, else the first float output of rank 3.</summary>
@@ -68,4 +91,23 @@ public static class GradientEvaluator
     private static long? VocabFromEmbedding(Model model) =>
         model.Graph.Nodes.Where(n => n.OpType == "Gather" && n.Input(0)?.Initializer is { Dims.Length: 2 })
             .Select(n => (long?)n.Input(0)!.Initializer!.Dims[0]).FirstOrDefault();
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _session.Dispose();
+        _parameters.Dispose();
+        _runOptions.Dispose();
+    }
+}
+
+/// <summary>One-shot gradient computation: build, run once, dispose.</summary>
+public static class GradientEvaluator
+{
+    /// <summary>Builds the training graph, runs it once on <paramref name="batch"/> and returns the loss and gradients.</summary>
+    public static GradientResult Run(Model model, TokenBatch batch, SessionConfig? config = null, BackwardOptions? options = null)
+    {
+        using var session = GradientSession.Create(model, config, options);
+        return session.Run(batch);
+    }
 }
