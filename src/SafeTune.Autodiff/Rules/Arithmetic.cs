@@ -57,10 +57,10 @@ internal sealed class PowGrad : IGradientRule
         var p = c.I(1);
         if (c.NeedGI(0))
         {
-            var pm1 = b.Sub(p, c.ScalarLike(p, 1));
+            // The exponent may be an integer tensor: do the arithmetic in the base's type.
             var pa = p.ElementType == a.ElementType ? p : b.Cast(p, a.ElementType);
-            var pm1a = pm1.ElementType == a.ElementType ? pm1 : b.Cast(pm1, a.ElementType);
-            c.SetGI(0, c.ReduceToInput(b.Mul(g, b.Mul(pa, b.Pow(a, pm1a))), 0));
+            var pm1 = b.Sub(pa, c.ScalarLike(a, 1));
+            c.SetGI(0, c.ReduceToInput(b.Mul(g, b.Mul(pa, b.Pow(a, pm1))), 0));
         }
         if (c.NeedGI(1)) c.SetGI(1, c.ReduceToInput(b.Mul(g, b.Mul(c.O(0), b.Log(a))), 1));
     }

@@ -10,7 +10,7 @@ namespace SafeTune.Onnx;
 /// </summary>
 public sealed class TensorData
 {
-    private byte[]? _bytes;
+    private ReadOnlyMemory<byte>? _bytes;
     private TensorProto? _original;
 
     /// <summary>The tensor's name (the initializer name).</summary>
@@ -49,7 +49,7 @@ public sealed class TensorData
         ElementType = ElementType.String;
         Dims = dims;
         Strings = strings;
-        _bytes = [];
+        _bytes = Array.Empty<byte>();
     }
 
     private TensorData(TensorProto proto, byte[]? externalBytes)
@@ -59,7 +59,7 @@ public sealed class TensorData
         Dims = [.. proto.Dims];
         if (ElementType == ElementType.String)
             Strings = [.. proto.StringData.Select(s => s.ToByteArray())];
-        _bytes = externalBytes;
+        if (externalBytes is not null) _bytes = externalBytes;
         if (externalBytes is null) _original = proto;
         else ValidateLength(externalBytes.LongLength);
     }
@@ -82,7 +82,7 @@ public sealed class TensorData
         new(name, dims, [.. values.Select(System.Text.Encoding.UTF8.GetBytes)]);
 
     /// <summary>The raw little-endian bytes (materialized from typed protobuf fields on first use).</summary>
-    public ReadOnlySpan<byte> Bytes => _bytes ??= DecodeProto(_original!);
+    public ReadOnlySpan<byte> Bytes => (_bytes ??= DecodeProto(_original!)).Span;
 
     /// <summary>The elements, reinterpreted as <typeparamref name="T"/>.</summary>
     public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
@@ -169,10 +169,10 @@ public sealed class TensorData
             throw new OnnxFormatException($"tensor '{Name}': {length} bytes of data for {ElementType.OnnxName()} [{string.Join(", ", Dims)}] (expected {expected}).");
     }
 
-    private static byte[] DecodeProto(TensorProto p)
+    private static ReadOnlyMemory<byte> DecodeProto(TensorProto p)
     {
         var type = (ElementType)p.DataType;
-        if (!p.RawData.IsEmpty) return p.RawData.ToByteArray();
+        if (!p.RawData.IsEmpty) return p.RawData.Memory; // shares the parsed buffer, no copy
         switch (type)
         {
             case ElementType.Float:
@@ -203,9 +203,9 @@ public sealed class TensorData
             case ElementType.Float8E5M2FNUZ:
             case ElementType.Int4:
             case ElementType.UInt4:
-                return [.. p.Int32Data.Select(v => (byte)v)];
+                return p.Int32Data.Select(v => (byte)v).ToArray();
             case ElementType.String:
-                return [];
+                return Array.Empty<byte>();
             default:
                 throw new OnnxFormatException($"tensor '{p.Name}' has unsupported element type {p.DataType}.");
         }
