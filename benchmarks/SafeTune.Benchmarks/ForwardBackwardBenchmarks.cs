@@ -39,7 +39,7 @@ public class ForwardBackwardBenchmarks
 
     /// <summary>Forward, loss and backward; returns the loss.</summary>
     [Benchmark]
-    public float ForwardBackward() => _session.Run(_batch).Loss;
+    public double ForwardBackward() => _session.Run(_batch).Loss;
 
     /// <summary>Reports the peak working set and releases the session.</summary>
     [GlobalCleanup]

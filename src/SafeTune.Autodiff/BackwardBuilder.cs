@@ -92,7 +92,7 @@ public static class BackwardBuilder
             var need = node.Inputs.Select(i => i is not null && needed.Contains(i)).ToArray();
             if (!need.Any(x => x)) continue;
             var rule = GradientRegistry.Find(node.Domain, node.OpType)!;
-            using var scope = builder.Scope("grad" + (node.Name.StartsWith('/') ? node.Name[1..] : "/" + node.Name));
+            using var scope = builder.Scope("grad/" + node.Name.TrimStart('/'));
             var go = node.Outputs.Select(o => contributions.TryGetValue(o, out var list) ? Accumulate(builder, o, list) : null).ToArray();
             var ctx = new GradientContext(node, builder, go, need, options);
             rule.Build(ctx);

@@ -31,12 +31,12 @@ public static class LossGraphs
     {
         var b = new GraphBuilder(model.Graph, model.DefaultOpset);
         using var _ = b.Scope("loss/cross_entropy");
-        var (logProbs, mask, count) = Prepare(b, model, logits);                               // (N, V), (N), ()
+        var (logProbs, mask, count, type) = Prepare(b, model, logits);                               // (N, V), (N), ()
         var labels = b.Reshape(LabelsInput(model), -1);                                          // (N)
         var safe = b.Where(b.Cast(mask, ElementType.Bool), labels, b.Constant(TensorData.Scalar("zero", 0L)));
         var picked = b.Squeeze(b.Op("GatherElements", [logProbs, b.Unsqueeze(safe, 1)], Onnx.Attribute.Of("axis", 1L)), 1); // (N)
         var nll = b.Mul(b.Neg(picked), mask);
-        return Finish(b, b.ReduceSum(nll, [0], keepDims: false), count, output);
+        return Finish(b, b.ReduceSum(nll, [0], keepDims: false), count, type, output);
     }
 
     /// <summary>
@@ -47,12 +47,13 @@ public static class LossGraphs
     {
         var b = new GraphBuilder(model.Graph, model.DefaultOpset);
         using var _ = b.Scope("loss/kl");
-        var (logProbs, mask, count) = Prepare(b, model, logits);
+        var (logProbs, mask, count, type) = Prepare(b, model, logits);
         var refIn = model.Graph.FindValue(LossNames.ReferenceLogits)
             ?? b.Input(LossNames.ReferenceLogits, ElementType.Float, Dim.Symbol("batch"), Dim.Symbol("sequence"), model.Graph.GetValue(logits).Shape?[-1] ?? Dim.Unknown);
+        if (refIn.ElementType != type) refIn = b.Cast(refIn, type);
         var refLogProbs = b.LogSoftmax(b.Reshape(refIn, b.Concat(0, b.Ints(-1), b.Slice(b.ShapeOf(refIn), [-1], [long.MaxValue], [0]))), -1);
         var perToken = b.ReduceSum(b.Mul(b.Exp(refLogProbs), b.Sub(refLogProbs, logProbs)), [-1], keepDims: false); // (N)
-        return Finish(b, b.ReduceSum(b.Mul(perToken, mask), [0], keepDims: false), count, output);
+        return Finish(b, b.ReduceSum(b.Mul(perToken, mask), [0], keepDims: false), count, type, output);
     }
 
     /// <summary>
@@ -66,8 +67,9 @@ public static class LossGraphs
         Value? total = null;
         foreach (var (loss, weightName) in terms)
         {
-            var w = model.Graph.FindValue(weightName) ?? b.Input(weightName, ElementType.Float);
-            var term = b.Mul(model.Graph.GetValue(loss), w);
+            var lossValue = model.Graph.GetValue(loss);
+            var w = model.Graph.FindValue(weightName) ?? b.Input(weightName, lossValue.ElementType == ElementType.Undefined ? ElementType.Float : lossValue.ElementType);
+            var term = b.Mul(lossValue, w);
             total = total is null ? term : b.Add(total, term);
         }
         if (total is null) throw new ArgumentException("a weighted sum needs at least one loss.", nameof(terms));
@@ -77,20 +79,23 @@ public static class LossGraphs
     private static Value LabelsInput(Model model) =>
         model.Graph.FindValue(LossNames.Labels) ?? model.Graph.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
 
-    private static (Value logProbs, Value mask, Value count) Prepare(GraphBuilder b, Model model, string logits)
+    private static (Value logProbs, Value mask, Value count, ElementType type) Prepare(GraphBuilder b, Model model, string logits)
     {
         var z = model.Graph.FindValue(logits) ?? throw new ArgumentException($"the graph has no value named '{logits}'.", nameof(logits));
         var vocab = b.Slice(b.ShapeOf(z), [-1], [long.MaxValue], [0]);
         var logProbs = b.LogSoftmax(b.Reshape(z, b.Concat(0, b.Ints(-1), vocab)), -1);        // (N, V)
         var labels = b.Reshape(LabelsInput(model), -1);
-        var mask = b.Cast(b.Op("Not", b.Equal(labels, b.Constant(TensorData.Scalar("ignore", LossNames.IgnoreIndex)))), ElementType.Float); // (N)
+        var type = z.ElementType == ElementType.Undefined ? ElementType.Float : z.ElementType;
+        var mask = b.Cast(b.Op("Not", b.Equal(labels, b.Constant(TensorData.Scalar("ignore", LossNames.IgnoreIndex)))), type); // (N)
         var count = b.ReduceSum(mask, [0], keepDims: false);
-        return (logProbs, mask, count);
+        return (logProbs, mask, count, type);
     }
 
-    private static Value Finish(GraphBuilder b, Value sum, Value count, string output)
+    private static Value Finish(GraphBuilder b, Value sum, Value count, ElementType type, string output)
     {
-        var denominator = b.Op("Max", count, b.Scalar(1f));
+        var one = type == ElementType.Double ? b.Constant(TensorData.Scalar("one", 1.0))
+            : type == ElementType.Float16 ? b.Constant(TensorData.Scalar("one", (Half)1)) : b.Scalar(1f);
+        var denominator = b.Op("Max", count, one);
         return b.Output(b.Div(sum, denominator), output);
     }
 }

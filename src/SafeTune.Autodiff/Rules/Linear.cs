@@ -14,6 +14,13 @@ internal sealed class MatMulGrad : IGradientRule
         Value a = c.I(0), w = c.I(1), g = c.GO(0)!;
         int ra = c.RankOf(a), rw = c.RankOf(w);
         var gShape = c.O(0).Shape;
+        if (ra == 1 && rw == 1)
+        {
+            // A dot product: g is a scalar.
+            if (c.NeedGI(0)) c.SetGI(0, b.Mul(g, w));
+            if (c.NeedGI(1)) c.SetGI(1, b.Mul(g, a));
+            return;
+        }
         // Vectors are promoted to matrices as numpy does; the gradient is reshaped back at the end.
         if (ra == 1) { a = b.Unsqueeze(a, 0); g = b.Unsqueeze(g, -2); ra = 2; gShape = Promote(gShape, -2); }
         if (rw == 1) { w = b.Unsqueeze(w, -1); g = b.Unsqueeze(g, -1); rw = 2; gShape = Promote(gShape, -1); }

@@ -48,6 +48,12 @@ internal sealed class LayerNormalizationGrad : IGradientRule
         var stash = (ElementType)c.Attr("stash_type", 1L);
         var mean = c.EnsureOutput(1, stash);
         var invStd = c.EnsureOutput(2, stash);
+        // The statistics are kept in the stash type (float); bring them to the input's type.
+        if (x.ElementType != stash && x.ElementType != ElementType.Undefined)
+        {
+            mean = b.Cast(mean, x.ElementType);
+            invStd = b.Cast(invStd, x.ElementType);
+        }
         long[] normAxes = [.. Enumerable.Range((int)axis, rank - (int)axis).Select(i => (long)i)];
         long[] batchAxes = [.. Enumerable.Range(0, (int)axis).Select(i => (long)i)];
         var xhat = b.Mul(b.Sub(x, mean), invStd);

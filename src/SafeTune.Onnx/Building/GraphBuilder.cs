@@ -8,12 +8,14 @@ namespace SafeTune.Onnx;
 public sealed class GraphBuilder
 {
     private readonly List<string> _scopes = [];
+    private readonly Shapes.InferenceContext _inference;
 
     /// <summary>Creates a builder that appends to <paramref name="graph"/> at the given default-domain opset.</summary>
     public GraphBuilder(Graph graph, long opset)
     {
         Graph = graph;
         Opset = opset;
+        _inference = new Shapes.InferenceContext(opset);
     }
 
     /// <summary>Creates a builder for a new, empty model (IR 8, the given opset).</summary>
@@ -95,7 +97,27 @@ public sealed class GraphBuilder
     {
         var name = Graph.Names.NewNodeName($"{(_scopes.Count == 0 ? "" : CurrentScope)}/{opType}");
         var outputs = Enumerable.Range(0, outputCount).Select(i => $"{name}_output_{i}").ToArray();
-        return Graph.AddNode(opType, inputs, outputs, attributes, name, domain);
+        var node = Graph.AddNode(opType, inputs, outputs, attributes, name, domain);
+        Infer(node);
+        return node;
+    }
+
+    /// <summary>
+    /// Gives a new node's outputs their element types and shapes at once, so that later helpers (and gradient rules)
+    /// can rely on them: constants of the right type, reductions to known shapes.
+    /// </summary>
+    private void Infer(Node node)
+    {
+        Shapes.InferredOutput[] outs;
+        try { outs = Shapes.OpShapes.Infer(node, _inference); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IndexOutOfRangeException or OverflowException)
+        { return; }
+        for (int i = 0; i < outs.Length && i < node.Outputs.Count; i++)
+        {
+            var o = node.Outputs[i];
+            if (o.ElementType == ElementType.Undefined) o.ElementType = outs[i].Type;
+            o.Shape ??= outs[i].Shape;
+        }
     }
 
     /// <summary>Appends a single-output node and returns its output.</summary>

@@ -67,24 +67,22 @@ public static partial class HiddenStateLocator
             blocks[^1].Add(m);
         }
 
+        // Spine steps from a merge to the stream value the next merge reads: 0 for pre-norm blocks, the length of the
+        // normalization for post-norm ones. Measured on the last pair of consecutive merges, so one block is enough.
+        int hops = merges.Count > 1 ? Math.Max(0, spineIndex[merges[^1].skip] - spineIndex[merges[^2].merge]) : 0;
         var result = new List<HiddenStateCandidate>();
-        int hops = 0;
         for (int b = 0; b < blocks.Count; b++)
         {
             var last = blocks[b][^1].merge;
             Value output;
-            if (b + 1 < blocks.Count)
-            {
-                output = blocks[b + 1][0].skip;
-                hops = Math.Max(0, spineIndex[output] - spineIndex[last]);
-            }
+            if (b + 1 < blocks.Count) output = blocks[b + 1][0].skip;
             else
             {
                 int at = spineIndex[last] + hops;
                 output = at < spine.Count && HasWidth(spine[at], width) ? spine[at] : last;
             }
-            int layer = byNames ? blocks[b][0].layer!.Value : b;
-            result.Add(new HiddenStateCandidate(layer, output, output.Shape));
+            // Layers are numbered from 0 in graph order; names only group merges into blocks.
+            result.Add(new HiddenStateCandidate(b, output, output.Shape));
         }
         return result;
     }

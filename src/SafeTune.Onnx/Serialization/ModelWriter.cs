@@ -65,7 +65,11 @@ internal static class ModelWriter
         foreach (var n in g.Nodes)
         {
             var np = new NodeProto { OpType = n.OpType, Domain = n.Domain, Name = n.Name, Overload = n.Overload, DocString = n.DocString };
-            np.Input.AddRange(n.Inputs.Select(v => v?.Name ?? ""));
+            // Omitted optional inputs at the end are dropped: same meaning, and ONNX Runtime 1.31 crashes on some
+            // (LayerNormalization with an explicit empty bias).
+            int inputCount = n.Inputs.Count;
+            while (inputCount > 0 && n.Inputs[inputCount - 1] is null) inputCount--;
+            np.Input.AddRange(n.Inputs.Take(inputCount).Select(v => v?.Name ?? ""));
             np.Output.AddRange(n.Outputs.Select(v => v.Uses.Count == 0 && !v.IsGraphOutput && v.Name.EndsWith("_unused", StringComparison.Ordinal) && IsOmitted(v) ? "" : v.Name));
             foreach (var a in n.Attributes.Values) np.Attribute.Add(WriteAttribute(a, sink));
             foreach (var m in n.MetadataProps) np.MetadataProps.Add(new StringStringEntryProto { Key = m.Key, Value = m.Value });

@@ -7,7 +7,7 @@ using SafeTune.Onnx;
 namespace SafeTune.Runtime.Training;
 
 /// <summary>The loss and d loss / d parameter for one batch.</summary>
-public sealed record GradientResult(float Loss, IReadOnlyList<TensorData> Gradients, double Milliseconds);
+public sealed record GradientResult(double Loss, IReadOnlyList<TensorData> Gradients, double Milliseconds);
 
 /// <summary>
 /// The token cross-entropy of a language model and its gradient with respect to every float initializer, from a
@@ -72,7 +72,9 @@ public sealed class GradientSession : IDisposable
             }));
         }
         using var results = _session.Run(_runOptions, names, values, _outputNames);
-        float loss = results[0].GetTensorDataAsSpan<float>()[0];
+        double loss = results[0].GetTensorTypeAndShape().ElementDataType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Double
+            ? results[0].GetTensorDataAsSpan<double>()[0]
+            : results[0].GetTensorDataAsSpan<float>()[0];
         var grads = new List<TensorData>(Backward.Parameters.Count);
         for (int i = 0; i < Backward.Parameters.Count; i++)
         {

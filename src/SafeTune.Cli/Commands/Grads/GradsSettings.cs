@@ -19,7 +19,7 @@ public sealed class GradsSettings : CommandSettings
 
     /// <summary>Where to write the gradients.</summary>
     [CommandOption("--out <GRADS.safetensors>")]
-    [Description("Output file: d loss / d parameter for every float initializer, under the initializer's name (F32).")]
+    [Description("Output file: d loss / d parameter for every float initializer, under the initializer's name and in its own type (F32 for float32 weights).")]
     public string Out { get; init; } = "";
 
     /// <summary>The execution provider.</summary>
