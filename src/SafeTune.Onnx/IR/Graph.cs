@@ -160,12 +160,25 @@ public sealed class Graph
         Names.ReleaseValueName(value.Name);
     }
 
+    /// <summary>Gives a value a new unique name derived from <paramref name="hint"/>; returns the name.</summary>
+    public string RenameValueUnique(Value value, string hint)
+    {
+        var name = Names.NewValueName(hint);
+        Rename(value, name);
+        return name;
+    }
+
     /// <summary>Gives a value a new (unused) name.</summary>
     public void RenameValue(Value value, string newName)
     {
         if (value.Name == newName) return;
         if (!Names.ClaimValueName(newName))
             throw new InvalidOperationException($"cannot rename '{value.Name}' to '{newName}': the name is taken.");
+        Rename(value, newName);
+    }
+
+    private void Rename(Value value, string newName)
+    {
         var owner = value.Graph;
         owner._values.Remove(value.Name);
         if (value.IsInitializer) owner._initializers.Remove(value.Name);

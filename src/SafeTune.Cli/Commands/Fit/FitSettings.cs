@@ -1,0 +1,116 @@
+using System.ComponentModel;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Fit;
+
+/// <summary>Arguments of <c>safetune fit</c>.</summary>
+public sealed class FitSettings : CommandSettings
+{
+    /// <summary>The model.</summary>
+    [CommandArgument(0, "<MODEL>")]
+    [Description("An ONNX language model with a logits output [batch, sequence, vocab], or builtin:tiny-llama.")]
+    public string Model { get; init; } = "";
+
+    /// <summary>The batch.</summary>
+    [CommandOption("--batch <BATCH.json>")]
+    [Description("JSON with int64 [B,T] \"input_ids\" and \"labels\" (-100 = ignored; already shifted), optional \"attention_mask\".")]
+    public string Batch { get; init; } = "";
+
+    /// <summary>Steps.</summary>
+    [CommandOption("--steps <N>")]
+    [Description("Optimizer steps (default 10).")]
+    public int Steps { get; init; } = 10;
+
+    /// <summary>Optimizer.</summary>
+    [CommandOption("--optimizer <NAME>")]
+    [Description("adamw (default) or sgd (momentum 0.9).")]
+    public string Optimizer { get; init; } = "adamw";
+
+    /// <summary>Learning rate.</summary>
+    [CommandOption("--lr <X>")]
+    [Description("Learning rate (the peak of the schedule); must be positive. Default 1e-3.")]
+    public double LearningRate { get; init; } = 1e-3;
+
+    /// <summary>Weight decay.</summary>
+    [CommandOption("--weight-decay <W>")]
+    [Description("Weight decay (decoupled for AdamW, L2 for SGD). Default 0.01.")]
+    public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>SGD momentum.</summary>
+    [CommandOption("--momentum <M>")]
+    [Description("SGD momentum. Default 0.9.")]
+    public double Momentum { get; init; } = 0.9;
+
+    /// <summary>LoRA rank.</summary>
+    [CommandOption("--lora <R>")]
+    [Description("Train LoRA adapters of rank R on the attention and MLP projections instead of every weight.")]
+    public int? LoraRank { get; init; }
+
+    /// <summary>LoRA alpha.</summary>
+    [CommandOption("--lora-alpha <A>")]
+    [Description("LoRA scale numerator: the update is (alpha / r) * B A. Default 16.")]
+    public double LoraAlpha { get; init; } = 16;
+
+    /// <summary>LoRA pattern.</summary>
+    [CommandOption("--lora-pattern <REGEX>")]
+    [Description("Which MatMuls get adapters: a regex over node and weight names (default: attention and MLP projections).")]
+    public string? LoraPattern { get; init; }
+
+    /// <summary>Clipping.</summary>
+    [CommandOption("--clip-norm <C>")]
+    [Description("Clip the global gradient norm to C before each step.")]
+    public double? ClipNorm { get; init; }
+
+    /// <summary>Schedule.</summary>
+    [CommandOption("--schedule <NAME>")]
+    [Description("constant (default) or cosine (linear warm-up, then cosine decay to 0 at the last step).")]
+    public string Schedule { get; init; } = "constant";
+
+    /// <summary>Warm-up steps.</summary>
+    [CommandOption("--warmup <K>")]
+    [Description("Warm-up steps of the cosine schedule. Default 0.")]
+    public int Warmup { get; init; }
+
+    /// <summary>Checkpoint folder.</summary>
+    [CommandOption("--checkpoint-dir <DIR>")]
+    [Description("Save a checkpoint after every step here (atomic writes).")]
+    public string? CheckpointDir { get; init; }
+
+    /// <summary>Resume.</summary>
+    [CommandOption("--resume")]
+    [Description("Continue from the checkpoint in --checkpoint-dir.")]
+    public bool Resume { get; init; }
+
+    /// <summary>Export.</summary>
+    [CommandOption("--export <OUT.onnx>")]
+    [Description("Write the trained model (LoRA merged: the same graph as the input) here.")]
+    public string? Export { get; init; }
+
+    /// <summary>Provider.</summary>
+    [CommandOption("--provider <NAME>")]
+    [Description("cpu (default), cuda or directml.")]
+    public string Provider { get; init; } = "cpu";
+
+    /// <summary>JSON output.</summary>
+    [CommandOption("--json")]
+    [Description("Print {\"losses\", \"ms_per_step\", \"tokens_per_step\", \"peak_rss_mb\"} on stdout.")]
+    public bool Json { get; init; }
+
+    /// <inheritdoc/>
+    public override ValidationResult Validate()
+    {
+        if (Batch.Length == 0) return ValidationResult.Error("--batch is required.");
+        if (Steps < 1) return ValidationResult.Error($"--steps must be at least 1, not {Steps}.");
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) return ValidationResult.Error($"--lr must be positive, not {LearningRate}.");
+        if (WeightDecay < 0) return ValidationResult.Error($"--weight-decay must be 0 or more, not {WeightDecay}.");
+        if (Optimizer is not ("adamw" or "sgd")) return ValidationResult.Error($"--optimizer must be adamw or sgd, not '{Optimizer}'.");
+        if (Schedule is not ("constant" or "cosine")) return ValidationResult.Error($"--schedule must be constant or cosine, not '{Schedule}'.");
+        if (LoraRank is < 1) return ValidationResult.Error($"--lora must be at least 1, not {LoraRank}.");
+        if (!(LoraAlpha > 0)) return ValidationResult.Error($"--lora-alpha must be positive, not {LoraAlpha}.");
+        if (ClipNorm is { } c && !(c > 0)) return ValidationResult.Error($"--clip-norm must be positive, not {c}.");
+        if (Resume && CheckpointDir is null) return ValidationResult.Error("--resume needs --checkpoint-dir.");
+        if (Warmup < 0 || Warmup >= Steps && Schedule == "cosine") return ValidationResult.Error($"--warmup must lie in [0, steps), not {Warmup}.");
+        return ValidationResult.Success();
+    }
+}

@@ -1,0 +1,127 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using SafeTune.Autodiff;
+using SafeTune.Autodiff.Lora;
+using SafeTune.Onnx.Passes;
+using SafeTune.Onnx;
+
+namespace SafeTune.Runtime.Training;
+
+/// <summary>Options of <see cref="Fit.Run"/>.</summary>
+public sealed record FitOptions
+{
+    /// <summary>Optimizer steps to take in total (a resumed run continues up to this count).</summary>
+    public int Steps { get; init; } = 10;
+    /// <summary>The optimizer.</summary>
+    public OptimizerConfig Optimizer { get; init; } = new();
+    /// <summary>The learning-rate schedule; null keeps the optimizer's learning rate constant.</summary>
+    public ILearningRateSchedule? Schedule { get; init; }
+    /// <summary>Clip the global gradient norm to this value before each step.</summary>
+    public double? ClipNorm { get; init; }
+    /// <summary>The trainable initializers; null trains every float initializer.</summary>
+    public IReadOnlyList<string>? Trainable { get; init; }
+    /// <summary>Train LoRA adapters instead of the weights; the result is merged back into the original graph.</summary>
+    public LoraOptions? Lora { get; init; }
+    /// <summary>Where checkpoints go; null disables them.</summary>
+    public string? CheckpointDirectory { get; init; }
+    /// <summary>Save a checkpoint every this many steps (and at the end).</summary>
+    public int CheckpointEvery { get; init; } = 1;
+    /// <summary>Continue from the checkpoint in <see cref="CheckpointDirectory"/> when there is one.</summary>
+    public bool Resume { get; init; }
+    /// <summary>Execution provider and threads.</summary>
+    public SessionConfig Runtime { get; init; } = new();
+    /// <summary>How the backward graph is built.</summary>
+    public BackwardOptions Backward { get; init; } = new();
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
+    public void Validate()
+    {
+        if (Steps < 1) throw new ArgumentException($"--steps must be at least 1, not {Steps}.");
+        if (CheckpointEvery < 1) throw new ArgumentException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");
+        if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"the clipping norm must be positive, not {c}.");
+        if (Resume && CheckpointDirectory is null) throw new ArgumentException("resuming needs a checkpoint folder.");
+        if (Lora is not null && Trainable is not null) throw new ArgumentException("LoRA chooses the trainable parameters itself; give either LoRA options or a trainable list.");
+        Lora?.Validate();
+        Optimizer.Validate();
+    }
+}
+
+/// <summary>What <see cref="Fit.Run"/> did.</summary>
+/// <param name="Losses">The loss of each step taken in this run, computed before that step's update.</param>
+/// <param name="FirstStep">The 0-based index of the first step of this run (non-zero when resumed).</param>
+/// <param name="MsPerStep">The median step time after the first 3 steps of this run (all steps when there are fewer).</param>
+/// <param name="TokensPerStep">Tokens in the batch (batch x sequence).</param>
+/// <param name="PeakRssMb">The process's peak working set in MiB.</param>
+/// <param name="Cancelled">True when the run stopped early because it was cancelled (after a complete step).</param>
+/// <param name="Model">The forward model with the trained weights.</param>
+public sealed record FitResult(IReadOnlyList<double> Losses, long FirstStep, double MsPerStep, long TokensPerStep, double PeakRssMb, bool Cancelled, Model Model);
+
+/// <summary>One step's numbers, for progress display.</summary>
+public readonly record struct FitProgress(long Step, long TotalSteps, double Loss, double LearningRate, double Milliseconds);
+
+/// <summary>A loss that became NaN or infinite; the message names the step.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>
+/// Trains on one batch for a number of steps: the standard "can this model train at all?" check, and the engine's
+/// reference loop. Each step: schedule -> forward/backward -> (clip) -> optimizer -> checkpoint.
+/// </summary>
+public static class Fit
+{
+    /// <summary>Runs the loop. Cancellation stops after the current step, with a checkpoint when checkpoints are on.</summary>
+    public static FitResult Run(Model model, TokenBatch batch, FitOptions options, IProgress<FitProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        options.Validate();
+        var trainable = options.Trainable;
+        LoraPass? lora = null;
+        if (options.Lora is not null)
+        {
+            model = Model.FromBytes(model.ToBytes(), displayName: "LoRA model");
+            lora = new LoraPass(options.Lora);
+            PassRunner.Run(model, lora);
+            trainable = lora.TrainableParameters;
+        }
+        using var session = TrainingSession.Create(model, new TrainingOptions
+        {
+            Runtime = options.Runtime,
+            Optimizer = options.Optimizer,
+            Trainable = trainable,
+            Backward = options.Backward,
+        });
+        if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!);
+        long first = session.Step;
+        var losses = new List<double>();
+        var times = new List<double>();
+        bool cancelled = false;
+        for (long step = first; step < options.Steps; step++)
+        {
+            if (cancellation.IsCancellationRequested) { cancelled = true; break; }
+            var sw = Stopwatch.StartNew();
+            session.SetLearningRate(options.Schedule?.At(step) ?? options.Optimizer.LearningRate);
+            session.LazyResetGrad();
+            float loss = session.TrainStep(batch);
+            if (!float.IsFinite(loss))
+                throw new TrainingDivergedException($"step {step + 1}: the loss is {loss}; training stopped" +
+                    (options.CheckpointDirectory is null ? "." : $" and the last good checkpoint (step {session.Step}) in {options.CheckpointDirectory} is kept."));
+            if (options.ClipNorm is { } clip) session.ClipGradNorm(clip);
+            session.OptimizerStep();
+            times.Add(sw.Elapsed.TotalMilliseconds);
+            losses.Add(loss);
+            if (options.CheckpointDirectory is { } dir && (session.Step % options.CheckpointEvery == 0 || session.Step == options.Steps))
+                Checkpoint.Save(session, dir, new JsonObject { ["losses"] = new JsonArray([.. losses.Select(l => (JsonNode)l)]) });
+            progress?.Report(new FitProgress(session.Step, options.Steps, loss, session.LearningRate, times[^1]));
+        }
+        if (cancelled && options.CheckpointDirectory is { } d && session.Step > 0) Checkpoint.Save(session, d);
+        var steady = times.Count > 3 ? times.Skip(3).ToList() : times;
+        double median = steady.Count == 0 ? 0 : Median(steady);
+        return new FitResult(losses, first, median, (long)batch.BatchSize * batch.SequenceLength,
+            Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0), cancelled,
+            lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters));
+    }
+
+    private static double Median(List<double> xs)
+    {
+        var s = xs.Order().ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+    }
+}

@@ -1,0 +1,60 @@
+using SafeTune.Autodiff;
+
+namespace SafeTune.Runtime.Training;
+
+/// <summary>The optimizer algorithm.</summary>
+public enum OptimizerKind
+{
+    /// <summary>AdamW with decoupled weight decay (PyTorch semantics).</summary>
+    AdamW,
+    /// <summary>SGD with momentum (PyTorch semantics; weight decay is added to the gradient).</summary>
+    Sgd,
+}
+
+/// <summary>Optimizer hyper-parameters.</summary>
+public sealed record OptimizerConfig
+{
+    /// <summary>The algorithm.</summary>
+    public OptimizerKind Kind { get; init; } = OptimizerKind.AdamW;
+    /// <summary>Learning rate (or the peak of a schedule); must be positive.</summary>
+    public double LearningRate { get; init; } = 1e-3;
+    /// <summary>AdamW beta1.</summary>
+    public double Beta1 { get; init; } = 0.9;
+    /// <summary>AdamW beta2.</summary>
+    public double Beta2 { get; init; } = 0.999;
+    /// <summary>AdamW epsilon.</summary>
+    public double Epsilon { get; init; } = 1e-8;
+    /// <summary>Weight decay: decoupled for AdamW, L2 on the gradient for SGD.</summary>
+    public double WeightDecay { get; init; } = 0.01;
+    /// <summary>SGD momentum.</summary>
+    public double Momentum { get; init; } = 0.9;
+    /// <summary>
+    /// When set, a proximal pull <c>g += rho * (w - w_ref)</c> toward the starting weights is added to every gradient
+    /// (a Lisa-style penalty <c>rho/2 * |w - w_ref|^2</c>).
+    /// </summary>
+    public double? ProximalRho { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
+    public void Validate()
+    {
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new ArgumentException($"the learning rate must be positive, not {LearningRate}.");
+        if (WeightDecay < 0) throw new ArgumentException($"weight decay must be 0 or more, not {WeightDecay}.");
+        if (Beta1 is < 0 or >= 1 || Beta2 is < 0 or >= 1) throw new ArgumentException($"AdamW betas must lie in [0, 1), not ({Beta1}, {Beta2}).");
+        if (!(Epsilon > 0)) throw new ArgumentException($"AdamW epsilon must be positive, not {Epsilon}.");
+        if (Momentum is < 0 or >= 1) throw new ArgumentException($"SGD momentum must lie in [0, 1), not {Momentum}.");
+        if (ProximalRho is < 0) throw new ArgumentException($"the proximal rho must be 0 or more, not {ProximalRho}.");
+    }
+}
+
+/// <summary>Options of a <see cref="TrainingSession"/>.</summary>
+public sealed record TrainingOptions
+{
+    /// <summary>Where the graphs run.</summary>
+    public SessionConfig Runtime { get; init; } = new();
+    /// <summary>The trainable initializers; null trains every float initializer (full fine-tuning).</summary>
+    public IReadOnlyList<string>? Trainable { get; init; }
+    /// <summary>The optimizer.</summary>
+    public OptimizerConfig Optimizer { get; init; } = new();
+    /// <summary>How the backward graph is built.</summary>
+    public BackwardOptions Backward { get; init; } = new();
+}

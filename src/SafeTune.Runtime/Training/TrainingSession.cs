@@ -1,0 +1,286 @@
+using Microsoft.ML.OnnxRuntime;
+using SafeTune.Autodiff;
+using SafeTune.Autodiff.Losses;
+using SafeTune.Autodiff.Optimizers;
+using SafeTune.Onnx;
+
+namespace SafeTune.Runtime.Training;
+
+/// <summary>
+/// On-device training of a language model with the shape of ONNX Runtime's former training API: <see cref="TrainStep"/>
+/// (forward + backward, accumulating gradients), <see cref="EvalStep"/>, <see cref="OptimizerStep"/>,
+/// <see cref="LazyResetGrad"/>, learning-rate get/set, clipping by global norm, checkpoints and
+/// <see cref="ExportModelForInferencing"/>.
+/// <para>
+/// Parameters, gradients and optimizer state live in flat native buffers bound to the sessions with IOBinding; a step
+/// copies nothing into managed memory but the loss. The optimizer is itself an ONNX graph over those buffers.
+/// </para>
+/// </summary>
+public sealed class TrainingSession : IDisposable
+{
+    private readonly Model _forward;
+    private readonly BackwardResult _backward;
+    private readonly BoundSession _train, _eval, _optimizer, _norm;
+    private readonly FlatBuffer _params, _grads, _state1, _state2;
+    private readonly FlatBuffer? _reference;
+    private readonly OrtValueBag _owned = new();
+    private readonly float[] _keep = [0f], _weight = [1f], _loss = [0f], _evalLoss = [0f], _squaredNorm = [0f];
+    private readonly float[] _lr = [0f], _beta1 = [0f], _beta2 = [0f], _eps = [0f], _wd = [0f], _bc1 = [0f], _bc2 = [0f], _scale = [1f], _momentum = [0f], _rho = [0f];
+    private bool _resetPending = true;
+    private double _clipScale = 1.0;
+
+    private TrainingSession(Model forward, BackwardResult backward, Model evalModel, TrainingOptions options, long vocab)
+    {
+        _forward = forward;
+        _backward = backward;
+        Options = options;
+        VocabSize = vocab;
+        LearningRate = options.Optimizer.LearningRate;
+        var layout = new ParameterLayout(backward.Parameters.Select(p => (p, backward.InitialValues[p].Dims)));
+        Layout = layout;
+        _params = new FlatBuffer(layout);
+        _grads = new FlatBuffer(layout);
+        _state1 = new FlatBuffer(layout);
+        _state2 = new FlatBuffer(layout);
+        foreach (var p in backward.Parameters) _params.Set(p, backward.InitialValues[p].AsSpan<float>());
+        bool proximal = options.Optimizer.ProximalRho is not null;
+        if (proximal)
+        {
+            _reference = new FlatBuffer(layout);
+            _reference.CopyFrom(_params);
+        }
+
+        _train = new BoundSession(SessionFactory.Create(backward.Model, options.Runtime));
+        _eval = new BoundSession(SessionFactory.Create(evalModel, options.Runtime));
+        var optimizerGraph = options.Optimizer.Kind == OptimizerKind.AdamW ? OptimizerGraphs.AdamW(proximal) : OptimizerGraphs.Sgd(proximal);
+        _optimizer = new BoundSession(SessionFactory.Create(optimizerGraph, options.Runtime));
+        _norm = new BoundSession(SessionFactory.Create(OptimizerGraphs.SquaredNorm(), options.Runtime));
+        BindStatic();
+    }
+
+    /// <summary>The options the session was made with.</summary>
+    public TrainingOptions Options { get; }
+
+    /// <summary>Where each trainable parameter lives in the flat buffers.</summary>
+    public ParameterLayout Layout { get; }
+
+    /// <summary>The trainable parameters, in order.</summary>
+    public IReadOnlyList<string> Trainable => _backward.Parameters;
+
+    /// <summary>The vocabulary size token ids are checked against.</summary>
+    public long VocabSize { get; }
+
+    /// <summary>The number of optimizer steps taken.</summary>
+    public long Step { get; private set; }
+
+    /// <summary>The learning rate of the next optimizer step.</summary>
+    public double LearningRate { get; private set; }
+
+    /// <summary>Sets the learning rate of the next optimizer steps (schedules call this every step).</summary>
+    public void SetLearningRate(double lr)
+    {
+        if (!(lr > 0) || double.IsInfinity(lr)) throw new ArgumentException($"the learning rate must be positive, not {lr}.");
+        LearningRate = lr;
+    }
+
+    /// <summary>The learning rate of the next optimizer step.</summary>
+    public double GetLearningRate() => LearningRate;
+
+    /// <summary>Builds the training, evaluation and optimizer graphs of a language model and opens their sessions.</summary>
+    public static TrainingSession Create(Model model, TrainingOptions? options = null)
+    {
+        options ??= new TrainingOptions();
+        options.Optimizer.Validate();
+        var logits = GradientSession.FindLogits(model);
+        long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
+        var withLoss = Model.FromBytes(model.ToBytes(), displayName: "training graph");
+        var loss = LossGraphs.AppendCrossEntropy(withLoss, logits.Name);
+        var trainable = options.Trainable?.ToList()
+            ?? [.. withLoss.Graph.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint()).Select(v => v.Name)];
+        if (trainable.Count == 0) throw new ArgumentException("there are no trainable parameters.");
+        foreach (var name in trainable)
+        {
+            var v = withLoss.Graph.FindInitializer(name) ?? throw new ArgumentException($"trainable parameter '{name}' is not an initializer of the model.");
+            if (v.ElementType != ElementType.Float)
+                throw new ArgumentException($"trainable parameter '{name}' is {v.ElementType.OnnxName()}; training supports float32 parameters.");
+        }
+        var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, options.Backward with { KeepForwardOutputs = false });
+        GradientAccumulation.Append(backward);
+
+        var evalModel = Model.FromBytes(withLoss.ToBytes(), displayName: "evaluation graph");
+        foreach (var name in trainable) evalModel.Graph.PromoteInitializerToInput(evalModel.Graph.FindInitializer(name)!);
+        foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name).ToList()) evalModel.Graph.RemoveOutput(o);
+        return new TrainingSession(model, backward, evalModel, options, vocab);
+    }
+
+    private OrtValue Own(string name, float[] scalar) => _owned.Add(name, OrtValue.CreateTensorValueFromMemory(scalar, []));
+
+    private void BindStatic()
+    {
+        foreach (var p in _backward.Parameters)
+        {
+            _train.BindInput(p, _params.Views[p]);
+            _eval.BindInput(p, _params.Views[p]);
+            _train.BindInput(GradientAccumulation.AccumulatorName(p), _grads.Views[p]);
+            _train.BindOutput(BackwardResult.GradientName(p), _grads.Views[p]);
+        }
+        _train.BindInput(GradientAccumulation.Keep, Own("keep", _keep));
+        _train.BindInput(GradientAccumulation.Weight, Own("weight", _weight));
+        _train.BindOutput(_backward.LossName, Own("loss", _loss));
+        _eval.BindOutput(_backward.LossName, Own("eval_loss", _evalLoss));
+
+        _optimizer.BindInput(OptimizerNames.Param, _params.Whole);
+        _optimizer.BindOutput(OptimizerNames.ParamOut, _params.Whole);
+        _optimizer.BindInput(OptimizerNames.Grad, _grads.Whole);
+        _optimizer.BindInput(OptimizerNames.State1, _state1.Whole);
+        _optimizer.BindOutput(OptimizerNames.State1Out, _state1.Whole);
+        _optimizer.BindInput(OptimizerNames.LearningRate, Own("lr", _lr));
+        _optimizer.BindInput(OptimizerNames.WeightDecay, Own("wd", _wd));
+        _optimizer.BindInput(OptimizerNames.GradScale, Own("scale", _scale));
+        if (Options.Optimizer.Kind == OptimizerKind.AdamW)
+        {
+            _optimizer.BindInput(OptimizerNames.State2, _state2.Whole);
+            _optimizer.BindOutput(OptimizerNames.State2Out, _state2.Whole);
+            _optimizer.BindInput(OptimizerNames.Beta1, Own("beta1", _beta1));
+            _optimizer.BindInput(OptimizerNames.Beta2, Own("beta2", _beta2));
+            _optimizer.BindInput(OptimizerNames.Epsilon, Own("eps", _eps));
+            _optimizer.BindInput(OptimizerNames.BiasCorrection1, Own("bc1", _bc1));
+            _optimizer.BindInput(OptimizerNames.BiasCorrection2, Own("bc2", _bc2));
+        }
+        else _optimizer.BindInput(OptimizerNames.Momentum, Own("momentum", _momentum));
+        if (_reference is not null)
+        {
+            _optimizer.BindInput(OptimizerNames.Reference, _reference.Whole);
+            _optimizer.BindInput(OptimizerNames.Rho, Own("rho", _rho));
+        }
+        _norm.BindInput(OptimizerNames.Grad, _grads.Whole);
+        _norm.BindOutput(OptimizerNames.SquaredNorm, Own("squared_norm", _squaredNorm));
+    }
+
+    private void BindBatch(BoundSession session, TokenBatch batch)
+    {
+        batch.Validate(VocabSize);
+        long[] shape = [batch.BatchSize, batch.SequenceLength];
+        foreach (var input in session.Session.InputMetadata.Keys)
+        {
+            OrtValue? v = input switch
+            {
+                "input_ids" => OrtValues.Wrap(batch.InputIds, shape),
+                LossNames.Labels => OrtValues.Wrap(batch.Labels, shape),
+                "attention_mask" => OrtValues.Wrap(batch.AttentionMask ?? [.. Enumerable.Repeat(1L, batch.InputIds.Length)], shape),
+                "token_type_ids" => OrtValues.Wrap(new long[batch.InputIds.Length], shape),
+                "position_ids" => OrtValues.Wrap([.. Enumerable.Range(0, batch.InputIds.Length).Select(i => (long)(i % batch.SequenceLength))], shape),
+                _ => null,
+            };
+            if (v is null) continue;
+            session.BindInput(input, _owned.Add((ReferenceEquals(session, _train) ? "train:" : "eval:") + input, v));
+        }
+    }
+
+    /// <summary>
+    /// Forward and backward on one batch. The gradients are added to the accumulated ones (scaled by
+    /// <paramref name="gradientWeight"/>), or replace them after <see cref="LazyResetGrad"/>. Returns the loss.
+    /// </summary>
+    public float TrainStep(TokenBatch batch, float gradientWeight = 1f)
+    {
+        BindBatch(_train, batch);
+        _keep[0] = _resetPending ? 0f : 1f;
+        _weight[0] = gradientWeight;
+        _train.Run();
+        _resetPending = false;
+        return _loss[0];
+    }
+
+    /// <summary>The loss on one batch with the current weights, without gradients.</summary>
+    public float EvalStep(TokenBatch batch)
+    {
+        BindBatch(_eval, batch);
+        _eval.Run();
+        return _evalLoss[0];
+    }
+
+    /// <summary>The next <see cref="TrainStep"/> starts a new gradient accumulation instead of adding to the current one.</summary>
+    public void LazyResetGrad() => _resetPending = true;
+
+    /// <summary>
+    /// Measures the global L2 norm of the accumulated gradients and, when it exceeds <paramref name="maxNorm"/>, scales
+    /// the next optimizer step's gradients by <c>maxNorm / (norm + 1e-6)</c> (PyTorch's clip_grad_norm_). Returns the norm.
+    /// </summary>
+    public double ClipGradNorm(double maxNorm)
+    {
+        if (!(maxNorm > 0)) throw new ArgumentException($"the clipping norm must be positive, not {maxNorm}.");
+        double norm = GradientNorm();
+        _clipScale = Math.Min(1.0, maxNorm / (norm + 1e-6));
+        return norm;
+    }
+
+    /// <summary>The global L2 norm of the accumulated gradients.</summary>
+    public double GradientNorm()
+    {
+        _norm.Run();
+        return Math.Sqrt(_squaredNorm[0]);
+    }
+
+    /// <summary>Applies the optimizer to the accumulated gradients with the current learning rate.</summary>
+    public void OptimizerStep()
+    {
+        var o = Options.Optimizer;
+        Step++;
+        _lr[0] = (float)LearningRate;
+        _wd[0] = (float)o.WeightDecay;
+        _scale[0] = (float)_clipScale;
+        _beta1[0] = (float)o.Beta1;
+        _beta2[0] = (float)o.Beta2;
+        _eps[0] = (float)o.Epsilon;
+        _bc1[0] = (float)(1 - Math.Pow(o.Beta1, Step));
+        _bc2[0] = (float)(1 - Math.Pow(o.Beta2, Step));
+        _momentum[0] = (float)o.Momentum;
+        _rho[0] = (float)(o.ProximalRho ?? 0);
+        _optimizer.Run();
+        _clipScale = 1.0;
+    }
+
+    /// <summary>A copy of a trainable parameter's current values.</summary>
+    public float[] GetParameter(string name) => _params.Of(name).ToArray();
+
+    /// <summary>Copies of every trainable parameter's current values.</summary>
+    public IReadOnlyList<TensorData> TrainableValues() =>
+        [.. Layout.Entries.Select(e => TensorData.Create<float>(e.Name, e.Dims, _params.Of(e.Name)))];
+
+    /// <summary>The forward model with the current values of the trainable parameters as its initializers.</summary>
+    public Model CurrentModel()
+    {
+        var model = Model.FromBytes(_forward.ToBytes(), displayName: "trained model");
+        foreach (var t in TrainableValues()) model.Graph.SetInitializer(model.Graph.FindInitializer(t.Name)!, t);
+        return model;
+    }
+
+    /// <summary>Writes the forward model with the trained weights (atomically).</summary>
+    public void ExportModelForInferencing(string path, SaveOptions? options = null) => CurrentModel().Save(path, options);
+
+    internal FlatBuffer Parameters => _params;
+    internal FlatBuffer Moment1 => _state1;
+    internal FlatBuffer Moment2 => _state2;
+
+    internal void Restore(long step, double learningRate)
+    {
+        Step = step;
+        LearningRate = learningRate;
+        _resetPending = true;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _train.Dispose();
+        _eval.Dispose();
+        _optimizer.Dispose();
+        _norm.Dispose();
+        _owned.Dispose();
+        _params.Dispose();
+        _grads.Dispose();
+        _state1.Dispose();
+        _state2.Dispose();
+        _reference?.Dispose();
+    }
+}

@@ -1,0 +1,190 @@
+using System.Text.Json;
+using SafeTune.Autodiff.Lora;
+using SafeTune.Onnx;
+using SafeTune.Runtime.Training;
+using SafeTune.TestSupport;
+
+namespace SafeTune.Runtime.Tests;
+
+/// <summary>Training trajectories against PyTorch (fixtures from tests/fixtures/make_fit.py), LoRA, checkpoints.</summary>
+public sealed class TrainingSessionTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    public static TheoryData<string> Names() => ["gpt2_tiny_folded", "gpt2_tiny_unfolded", "llama_tiny_folded", "llama_tiny_unfolded"];
+
+    private static (Model Model, TokenBatch Batch, JsonElement Fit) Load(string name) =>
+        (Model.Load(Repo.Fixture("models", name + ".onnx")), TokenBatch.Load(Repo.Fixture("models", name + ".batch.json")),
+         JsonDocument.Parse(File.ReadAllText(Repo.Fixture("models", name + ".fit.json"))).RootElement);
+
+    private static void AssertTrajectory(IEnumerable<double> expected, IReadOnlyList<double> actual, string what)
+    {
+        var want = expected.ToArray();
+        Assert.Equal(want.Length, actual.Count);
+        for (int i = 0; i < want.Length; i++)
+            Assert.True(Math.Abs(actual[i] - want[i]) <= 1e-3 * Math.Abs(want[i]), $"{what} step {i + 1}: {actual[i]} vs PyTorch {want[i]}");
+    }
+
+    private static IEnumerable<double> Doubles(JsonElement e) => e.EnumerateArray().Select(x => x.GetDouble());
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void AdamW_follows_PyTorch(string name)
+    {
+        var (model, batch, fit) = Load(name);
+        var r = Fit.Run(model, batch, new FitOptions { Steps = 5, Optimizer = new OptimizerConfig { LearningRate = 1e-2, WeightDecay = 0.01 } });
+        AssertTrajectory(Doubles(fit.GetProperty("adamw")), r.Losses, $"{name} AdamW");
+    }
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void Sgd_with_momentum_follows_PyTorch(string name)
+    {
+        var (model, batch, fit) = Load(name);
+        var r = Fit.Run(model, batch, new FitOptions
+        {
+            Steps = 5,
+            Optimizer = new OptimizerConfig { Kind = OptimizerKind.Sgd, LearningRate = 1e-2, WeightDecay = 0.01, Momentum = 0.9 },
+        });
+        AssertTrajectory(Doubles(fit.GetProperty("sgd")), r.Losses, $"{name} SGD");
+    }
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void Clipping_and_cosine_schedule_follow_PyTorch(string name)
+    {
+        var (model, batch, fit) = Load(name);
+        var clip = fit.GetProperty("adamw_clip");
+        double maxNorm = fit.GetProperty("hyperparameters").GetProperty("clip_max_norm").GetDouble();
+        using (var s = TrainingSession.Create(model, new TrainingOptions { Optimizer = new OptimizerConfig { LearningRate = 1e-2, WeightDecay = 0.01 } }))
+        {
+            var losses = new List<double>();
+            var norms = new List<double>();
+            for (int i = 0; i < 5; i++)
+            {
+                s.LazyResetGrad();
+                losses.Add(s.TrainStep(batch));
+                norms.Add(s.ClipGradNorm(maxNorm));
+                s.OptimizerStep();
+            }
+            AssertTrajectory(Doubles(clip.GetProperty("losses")), losses, $"{name} clipped AdamW");
+            AssertTrajectory(Doubles(clip.GetProperty("norms")), norms, $"{name} gradient norm");
+        }
+        var cosine = fit.GetProperty("adamw_cosine");
+        var schedule = new CosineSchedule(1e-2, cosine.GetProperty("warmup").GetInt32(), 5);
+        var lrs = Doubles(cosine.GetProperty("lr")).ToArray();
+        for (int i = 0; i < lrs.Length; i++) Assert.True(Math.Abs(schedule.At(i) - lrs[i]) <= 1e-12, $"lr at step {i}: {schedule.At(i)} vs {lrs[i]}");
+        var r = Fit.Run(model, batch, new FitOptions { Steps = 5, Optimizer = new OptimizerConfig { LearningRate = 1e-2, WeightDecay = 0.01 }, Schedule = schedule });
+        AssertTrajectory(Doubles(cosine.GetProperty("losses")), r.Losses, $"{name} cosine AdamW");
+    }
+
+    [Fact]
+    public void Accumulating_two_half_weighted_steps_equals_one_step()
+    {
+        var (model, batch, _) = Load("llama_tiny_folded");
+        var options = new TrainingOptions { Optimizer = new OptimizerConfig { LearningRate = 1e-2 } };
+        using var a = TrainingSession.Create(model, options);
+        using var b = TrainingSession.Create(model, options);
+        a.LazyResetGrad();
+        a.TrainStep(batch);
+        a.OptimizerStep();
+        b.LazyResetGrad();
+        b.TrainStep(batch, 0.5f);
+        b.TrainStep(batch, 0.5f);
+        b.OptimizerStep();
+        foreach (var p in a.Trainable)
+        {
+            var x = a.GetParameter(p);
+            var y = b.GetParameter(p);
+            for (int i = 0; i < x.Length; i++) Assert.True(Math.Abs(x[i] - y[i]) <= 1e-6, $"{p}[{i}]");
+        }
+        Assert.Equal(a.EvalStep(batch), b.EvalStep(batch), 5);
+    }
+
+    [Fact]
+    public void Lora_trains_only_adapters_and_merges_back_into_the_same_graph()
+    {
+        var (model, batch, _) = Load("llama_tiny_folded");
+        var original = model.Graph.Initializers.ToDictionary(v => v.Name, v => v.Initializer!.Bytes.ToArray());
+        var r = Fit.Run(model, batch, new FitOptions
+        {
+            Steps = 12,
+            Optimizer = new OptimizerConfig { LearningRate = 1e-2 },
+            Lora = new LoraOptions { Rank = 4, Alpha = 8 },
+        });
+        Assert.True(r.Losses[^1] < 0.95 * r.Losses[0] && r.Losses.Zip(r.Losses.Skip(1)).All(p => p.Second < p.First), $"LoRA did not reduce the loss: {string.Join(", ", r.Losses)}");
+        var ops = model.Graph.Nodes.GroupBy(n => n.OpType).ToDictionary(g => g.Key, g => g.Count());
+        var merged = r.Model.Graph.Nodes.GroupBy(n => n.OpType).ToDictionary(g => g.Key, g => g.Count());
+        Assert.Equal(ops.OrderBy(k => k.Key), merged.OrderBy(k => k.Key));
+        Assert.Equal(model.Graph.Nodes.Select(n => n.Name), r.Model.Graph.Nodes.Select(n => n.Name));
+        Assert.Equal(original.Keys.Order(), r.Model.Graph.Initializers.Select(v => v.Name).Order());
+        int changed = r.Model.Graph.Initializers.Count(v => !v.Initializer!.Bytes.SequenceEqual(original[v.Name]));
+        Assert.Equal(14, changed); // the 2 x 7 projections; embeddings, norms and the head are untouched
+    }
+
+    [Fact]
+    public void Frozen_base_weights_stay_bit_identical_under_lora()
+    {
+        var (model, batch, _) = Load("llama_tiny_unfolded");
+        var lora = Model.FromBytes(model.ToBytes());
+        var pass = new LoraPass(new LoraOptions { Rank = 2, Alpha = 4 });
+        Onnx.Passes.PassRunner.Run(lora, pass);
+        using var s = TrainingSession.Create(lora, new TrainingOptions { Trainable = pass.TrainableParameters, Optimizer = new OptimizerConfig { LearningRate = 1e-2 } });
+        for (int i = 0; i < 3; i++) { s.LazyResetGrad(); s.TrainStep(batch); s.OptimizerStep(); }
+        var after = s.CurrentModel();
+        foreach (var v in model.Graph.Initializers)
+            Assert.True(v.Initializer!.Bytes.SequenceEqual(after.Graph.FindInitializer(v.Name)!.Initializer!.Bytes), v.Name);
+        Assert.Contains(pass.Adapters, a => after.Graph.FindInitializer(a.BName)!.Initializer!.AsSpan<float>().ToArray().Any(x => x != 0));
+    }
+
+    [Fact]
+    public void Cancelled_run_resumes_to_bit_identical_weights()
+    {
+        var (model, batch, _) = Load("gpt2_tiny_folded");
+        var optimizer = new OptimizerConfig { LearningRate = 1e-2 };
+        var straight = Fit.Run(model, batch, new FitOptions { Steps = 6, Optimizer = optimizer });
+
+        var dir = _dir.File("ckpt");
+        using var cts = new CancellationTokenSource();
+        var progress = new Inline<FitProgress>(p => { if (p.Step == 3) cts.Cancel(); });
+        var first = Fit.Run(model, batch, new FitOptions { Steps = 6, Optimizer = optimizer, CheckpointDirectory = dir }, progress, cts.Token);
+        Assert.True(first.Cancelled);
+        Assert.Equal(3, first.Losses.Count);
+        var second = Fit.Run(model, batch, new FitOptions { Steps = 6, Optimizer = optimizer, CheckpointDirectory = dir, Resume = true });
+        Assert.Equal(3, second.FirstStep);
+        Assert.Equal(straight.Losses, first.Losses.Concat(second.Losses));
+        foreach (var v in straight.Model.Graph.Initializers)
+            Assert.True(v.Initializer!.Bytes.SequenceEqual(second.Model.Graph.FindInitializer(v.Name)!.Initializer!.Bytes), $"{v.Name} differs after resume");
+    }
+
+    [Fact]
+    public void A_diverging_run_names_the_step_and_keeps_the_last_good_checkpoint()
+    {
+        var (model, batch, _) = Load("llama_tiny_folded");
+        var dir = _dir.File("diverge");
+        var e = Assert.Throws<TrainingDivergedException>(() =>
+            Fit.Run(model, batch, new FitOptions { Steps = 50, Optimizer = new OptimizerConfig { Kind = OptimizerKind.Sgd, LearningRate = 1e6 }, CheckpointDirectory = dir }));
+        Assert.Matches(@"^step \d+: the loss is", e.Message);
+        var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "state.json"))).RootElement;
+        int failedStep = int.Parse(e.Message.Split(':')[0]["step ".Length..]);
+        Assert.Equal(failedStep - 1, state.GetProperty("step").GetInt32());
+        Assert.Contains("kept", e.Message);
+    }
+
+    [Fact]
+    public void Bad_options_are_named()
+    {
+        var (model, batch, _) = Load("llama_tiny_folded");
+        Assert.Contains("learning rate", Assert.Throws<ArgumentException>(() => Fit.Run(model, batch, new FitOptions { Optimizer = new OptimizerConfig { LearningRate = 0 } })).Message);
+        Assert.Contains("learning rate", Assert.Throws<ArgumentException>(() => Fit.Run(model, batch, new FitOptions { Optimizer = new OptimizerConfig { LearningRate = -1 } })).Message);
+        var none = Assert.Throws<OnnxFormatException>(() => Fit.Run(model, batch, new FitOptions { Lora = new LoraOptions { Rank = 2, Pattern = "no_such_projection" } }));
+        Assert.Contains("q_proj", none.Message);
+    }
+
+    private sealed class Inline<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}
