@@ -349,6 +349,9 @@ def main():
         print(f"ratio SafeTune / PyTorch ms/step: {st_ms / pt_ms:.2f}")
         ok = rel <= LOSS_RTOL
         print(f"first-loss relative difference: {rel:.2e} ({'ok' if ok else 'MISMATCH'}, tolerance {LOSS_RTOL:g})")
+        if onnx_params != params:
+            print("later losses differ: the export holds the lm head as a separate copy of the embedding, which "
+                  "SafeTune trains as its own tensor, while PyTorch keeps them tied")
     else:
         print("ratio SafeTune / PyTorch ms/step: n/a (SafeTune did not run)")
     print("PyTorch per-step ms: " + " ".join(f"{t:.0f}" for t in pt["times_ms"]))

@@ -76,6 +76,38 @@ public sealed class LoraTests(ITestOutputHelper output)
         _ = g.TopologicalOrder(); // acyclic
     }
 
+    [Theory]
+    [InlineData("model.layers.0.self_attn.q_proj.weight", true)]
+    [InlineData("/model/layers.3/mlp/down_proj/MatMul", true)]
+    [InlineData("/transformer/h.0/attn/c_attn/MatMul", true)]
+    [InlineData("transformer.h.1.mlp.c_proj.weight", true)]
+    [InlineData("encoder.layer.0.attention.self.query.weight", true)]
+    [InlineData("encoder.layer.0.intermediate.dense.weight", true)]
+    [InlineData("gpt_neox.layers.0.attention.query_key_value.weight", true)]
+    [InlineData("gpt_neox.layers.0.mlp.dense_h_to_4h.weight", true)]
+    [InlineData("model.layers.0.self_attn.qkv_proj.weight", true)]
+    [InlineData("model.layers.0.mlp.gate_up_proj.weight", true)]
+    [InlineData("model.decoder.layers.0.self_attn.out_proj.weight", true)]
+    [InlineData("model.decoder.layers.0.fc1.weight", true)]
+    [InlineData("layers.0.attention.wq.weight", true)]
+    [InlineData("layers.0.feed_forward.w2.weight", true)]
+    [InlineData("transformer.blocks.0.attn.Wqkv.weight", true)]
+    [InlineData("lm_head.weight", false)]
+    [InlineData("/lm_head/MatMul", false)]
+    [InlineData("model.embed_tokens.weight", false)]
+    [InlineData("transformer.wte.weight", false)]
+    [InlineData("transformer.wpe.weight", false)]
+    [InlineData("gpt_neox.embed_in.weight", false)]
+    [InlineData("embed_out.weight", false)]
+    [InlineData("output.weight", false)]
+    [InlineData("tok_embeddings.weight", false)]
+    [InlineData("cls.predictions.decoder.weight", false)]
+    [InlineData("onnx::MatMul_628", false)]
+    [InlineData("/model/layers.0/self_attn/MatMul", false)]
+    [InlineData("model.layers.0.self_attn.qk_proj_extra", false)]
+    public void DefaultPatternMatchesProjectionsAndNotHeadsOrEmbeddings(string name, bool matches) =>
+        Assert.Equal(matches, System.Text.RegularExpressions.Regex.IsMatch(name, LoraOptions.DefaultPattern));
+
     [Fact]
     public void NewNodesAreNamedUnderTheProjectionAndReadItsInput()
     {
@@ -256,10 +288,12 @@ public sealed class LoraTests(ITestOutputHelper output)
         foreach (var (n, t) in trained) reference.Graph.SetInitializer(reference.Graph.FindInitializer(n)!, t);
         var expected = Logits(reference, ids, shape);
 
-        LoraMerge.Merge(lora, pass.Adapters, trained);
-        double diff = MaxAbsDiff(expected, Logits(lora, ids, shape));
+        // The LoRA model goes through its serialized form first, as it would between training and export.
+        var reloaded = Model.FromBytes(lora.ToBytes());
+        LoraMerge.Merge(reloaded, pass.Adapters, trained);
+        double diff = MaxAbsDiff(expected, Logits(reloaded, ids, shape));
         Assert.True(diff <= 1e-5, $"merged with trained values: max |diff| = {diff:e3}");
-        AssertSameGraph(Load(name), lora, pass.Adapters);
+        AssertSameGraph(Load(name), reloaded, pass.Adapters);
 
         // A trained value of the wrong shape is refused before anything changes.
         var again = Load(name);

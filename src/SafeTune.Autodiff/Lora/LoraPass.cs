@@ -65,6 +65,8 @@ public sealed class LoraPass : IGraphPass
     /// <inheritdoc/>
     public PassResult Apply(Model model)
     {
+        _adapters = [];
+        _skipped = [];
         var g = model.Graph;
         var regex = _options.CompilePattern();
         var candidates = g.Nodes.Select(Inspect).OfType<Projection>().ToList();

@@ -1,0 +1,84 @@
+using System.Text.Json;
+using SafeTune.TestSupport;
+
+namespace SafeTune.Cli.Tests;
+
+public sealed class FitCommandTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static readonly string Model = Repo.Fixture("models", "llama_tiny_folded.onnx");
+    private static readonly string Batch = Repo.Fixture("models", "llama_tiny_folded.batch.json");
+
+    [Fact]
+    public void Json_follows_the_contract_and_PyTorch()
+    {
+        var r = CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--weight-decay", "0.01", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonDocument.Parse(r.Stdout).RootElement;
+        var losses = json.GetProperty("losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        var torch = JsonDocument.Parse(File.ReadAllText(Repo.Fixture("models", "llama_tiny_folded.fit.json"))).RootElement
+            .GetProperty("adamw").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.Equal(5, losses.Length);
+        for (int i = 0; i < 5; i++) Assert.True(Math.Abs(losses[i] - torch[i]) <= 1e-3 * torch[i], $"step {i + 1}: {losses[i]} vs {torch[i]}");
+        Assert.True(json.GetProperty("ms_per_step").GetDouble() > 0);
+        Assert.Equal(14, json.GetProperty("tokens_per_step").GetInt64());
+        Assert.True(json.GetProperty("peak_rss_mb").GetDouble() > 10);
+    }
+
+    [Fact]
+    public void Lora_fit_exports_the_original_graph()
+    {
+        var export = _dir.File("merged.onnx");
+        var r = CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "8", "--lr", "1e-2", "--lora", "4", "--export", export, "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var losses = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("losses").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        Assert.True(losses[^1] < losses[0]);
+        var a = JsonDocument.Parse(CliRunner.Run("inspect", Model, "--json").Stdout).RootElement.GetProperty("ops").GetRawText();
+        var b = JsonDocument.Parse(CliRunner.Run("inspect", export, "--json").Stdout).RootElement.GetProperty("ops").GetRawText();
+        Assert.Equal(a, b);
+    }
+
+    [Fact]
+    public void Human_output_has_a_table_and_throughput()
+    {
+        var r = CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "4", "--lr", "1e-2");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("ms/step", r.Stdout);
+        Assert.Contains("tokens/s", r.Stdout);
+    }
+
+    private static void AssertUserError(CliResult r, params string[] fragments)
+    {
+        Assert.Equal(2, r.ExitCode);
+        Assert.DoesNotContain("   at ", r.Stderr);
+        foreach (var f in fragments) Assert.Contains(f, r.Stderr);
+    }
+
+    [Fact]
+    public void Bad_learning_rates_and_options()
+    {
+        AssertUserError(CliRunner.Run("fit", Model, "--batch", Batch, "--lr", "0"), "--lr must be positive");
+        AssertUserError(CliRunner.Run("fit", Model, "--batch", Batch, "--lr", "-0.1"), "--lr must be positive");
+        AssertUserError(CliRunner.Run("fit", Model, "--batch", Batch, "--optimizer", "adam"), "--optimizer");
+        AssertUserError(CliRunner.Run("fit", Model, "--batch", Batch, "--resume"), "--checkpoint-dir");
+    }
+
+    [Fact]
+    public void A_lora_pattern_that_matches_nothing_lists_the_candidates()
+    {
+        var r = CliRunner.Run("fit", Model, "--batch", Batch, "--lora", "4", "--lora-pattern", "nothing_like_this");
+        AssertUserError(r, "nothing_like_this", "/model/layers.0/self_attn/q_proj/MatMul");
+    }
+
+    [Fact]
+    public void A_diverging_loss_names_the_step_and_keeps_the_checkpoint()
+    {
+        var dir = _dir.File("ckpt");
+        var r = CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "40", "--optimizer", "sgd", "--lr", "1e6", "--checkpoint-dir", dir);
+        AssertUserError(r, "step ", "the loss is", "last good checkpoint");
+        Assert.True(File.Exists(Path.Combine(dir, "state.json")));
+    }
+}
