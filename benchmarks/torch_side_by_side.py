@@ -60,7 +60,7 @@ def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="PyTorch intra-op and BLAS threads (default 2)")
     ap.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed PyTorch steps first (default 3; SafeTune fit always excludes its first 3)")
     ap.add_argument("--safetune", default=None,
                     help="SafeTune executable or .dll (default: dotnet run -c Release --project src/SafeTune.Cli --)")
     ap.add_argument("--safetune-args", default="", help="extra arguments appended to the fit command")
