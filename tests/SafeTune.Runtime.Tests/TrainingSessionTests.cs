@@ -188,3 +188,45 @@ public sealed class TrainingSessionTests : IDisposable
         public void Report(T value) => report(value);
     }
 }
+
+public sealed class ProximalPullTests
+{
+    [Fact]
+    public void Proximal_pull_follows_the_formula_and_keeps_weights_near_the_start()
+    {
+        var model = Model.Load(Repo.Fixture("models", "llama_tiny_folded.onnx"));
+        var batch = TokenBatch.Load(Repo.Fixture("models", "llama_tiny_folded.batch.json"));
+        const double lr = 0.05, rho = 5.0;
+        var plain = new OptimizerConfig { Kind = OptimizerKind.Sgd, LearningRate = lr, Momentum = 0, WeightDecay = 0 };
+        using var free = TrainingSession.Create(model, new TrainingOptions { Optimizer = plain });
+        using var pulled = TrainingSession.Create(model, new TrainingOptions { Optimizer = plain with { ProximalRho = rho } });
+        var p = free.Trainable[0];
+        var start = free.GetParameter(p);
+        // Step 1: w == w_ref, so the pull is zero and both agree exactly.
+        foreach (var s in new[] { free, pulled }) { s.LazyResetGrad(); s.TrainStep(batch); s.OptimizerStep(); }
+        Assert.Equal(free.GetParameter(p), pulled.GetParameter(p));
+        // Step 2 on the pulled session: w2 = w1 - lr * (g1 + rho * (w1 - w0)).
+        var w1 = pulled.GetParameter(p);
+        pulled.LazyResetGrad();
+        pulled.TrainStep(batch);
+        var g1 = new float[w1.Length];
+        using (var probe = TrainingSession.Create(pulled.CurrentModel(), new TrainingOptions { Optimizer = plain with { LearningRate = 1 } }))
+        {
+            probe.LazyResetGrad();
+            probe.TrainStep(batch);
+            probe.OptimizerStep(); // w - 1 * g
+            var after = probe.GetParameter(p);
+            for (int i = 0; i < g1.Length; i++) g1[i] = w1[i] - after[i];
+        }
+        pulled.OptimizerStep();
+        var w2 = pulled.GetParameter(p);
+        for (int i = 0; i < w2.Length; i++)
+        {
+            double expected = w1[i] - lr * (g1[i] + rho * (w1[i] - start[i]));
+            Assert.True(Math.Abs(w2[i] - expected) <= 1e-5 + 1e-4 * Math.Abs(expected), $"{p}[{i}]: {w2[i]} vs {expected}");
+        }
+        for (int k = 0; k < 4; k++) foreach (var s in new[] { free, pulled }) { s.LazyResetGrad(); s.TrainStep(batch); s.OptimizerStep(); }
+        double Distance(TrainingSession s) => s.Trainable.Sum(n => s.GetParameter(n).Zip(Model.Load(Repo.Fixture("models", "llama_tiny_folded.onnx")).Graph.FindInitializer(n)!.Initializer!.AsSpan<float>().ToArray()).Sum(z => (double)(z.First - z.Second) * (z.First - z.Second)));
+        Assert.True(Distance(pulled) < Distance(free), "the proximal pull did not keep the weights closer to the start");
+    }
+}
