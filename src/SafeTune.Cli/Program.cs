@@ -1,3 +1,4 @@
+using SafeTune.Cli.Commands.Export;
 using SafeTune.Cli.Commands.Fit;
 using SafeTune.Cli.Commands.Grads;
 using SafeTune.Cli.Commands.Inspect;
@@ -19,6 +20,9 @@ app.Configure(config =>
     config.AddCommand<GradsCommand>("grads")
         .WithDescription("Compute the token cross-entropy of a batch and d loss / d parameter for every float initializer.")
         .WithExample("grads", "model.onnx", "--batch", "batch.json", "--out", "grads.safetensors", "--json");
+    config.AddCommand<ExportCommand>("export")
+        .WithDescription("Turn a Hugging Face checkpoint (GPT-2, Llama, Mistral, Qwen2; config.json + safetensors) into an ONNX model.")
+        .WithExample("export", "--from-hf", "./Qwen2-0.5B", "--out", "qwen2.onnx");
     config.AddCommand<FitCommand>("fit")
         .WithDescription("Train on one batch for N steps (AdamW or SGD, optional LoRA, schedule, clipping, checkpoints) and report the losses.")
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");

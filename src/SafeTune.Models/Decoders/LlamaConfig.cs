@@ -21,6 +21,8 @@ public sealed record LlamaConfig
     public float RmsNormEpsilon { get; init; } = 1e-6f;
     /// <summary>True when the LM head shares the token-embedding matrix.</summary>
     public bool TieWordEmbeddings { get; init; }
+    /// <summary>True when the query, key and value projections have biases (Qwen2).</summary>
+    public bool AttentionBias { get; init; }
 
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HiddenSize / Heads;
@@ -55,7 +57,7 @@ public sealed record LlamaConfig
         get
         {
             long d = HiddenSize, kv = (long)KeyValueHeads * HeadDim;
-            long perLayer = d * d * 2 + d * kv * 2 + 3L * d * IntermediateSize + 2 * d;
+            long perLayer = d * d * 2 + d * kv * 2 + 3L * d * IntermediateSize + 2 * d + (AttentionBias ? d + 2 * kv : 0);
             return VocabSize * d * (TieWordEmbeddings ? 1 : 2) + Layers * perLayer + d;
         }
     }

@@ -56,10 +56,11 @@ public static class LlamaGraph
         return model;
     }
 
-    private static Value Linear(GraphBuilder b, Value x, Value weight, string scope)
+    private static Value Linear(GraphBuilder b, Value x, Value weight, string scope, Value? bias = null)
     {
         using var _ = b.Scope(scope);
-        return b.MatMul(x, b.Transpose(weight, 1, 0));
+        var y = b.MatMul(x, b.Transpose(weight, 1, 0));
+        return bias is null ? y : b.Add(y, bias);
     }
 
     private static Value RmsNorm(GraphBuilder b, Value x, Value weight, float eps)
@@ -98,9 +99,10 @@ public static class LlamaGraph
     private static Value Attention(GraphBuilder b, Value h, Value cos, Value sin, Value mask, LlamaConfig c, WeightSource init, string p)
     {
         int d = c.HiddenSize, hd = c.HeadDim, kvw = c.KeyValueHeads * hd, rep = c.Heads / c.KeyValueHeads;
-        var q = Linear(b, h, b.Parameter(init.Get($"{p}.self_attn.q_proj.weight", d, d)), "q_proj");     // (B, T, d)
-        var k = Linear(b, h, b.Parameter(init.Get($"{p}.self_attn.k_proj.weight", kvw, d)), "k_proj");   // (B, T, kv*hd)
-        var v = Linear(b, h, b.Parameter(init.Get($"{p}.self_attn.v_proj.weight", kvw, d)), "v_proj");
+        Value? Bias(string name, long size) => c.AttentionBias ? b.Parameter(init.Get($"{p}.self_attn.{name}.bias", size)) : null;
+        var q = Linear(b, h, b.Parameter(init.Get($"{p}.self_attn.q_proj.weight", d, d)), "q_proj", Bias("q_proj", d));       // (B, T, d)
+        var k = Linear(b, h, b.Parameter(init.Get($"{p}.self_attn.k_proj.weight", kvw, d)), "k_proj", Bias("k_proj", kvw));   // (B, T, kv*hd)
+        var v = Linear(b, h, b.Parameter(init.Get($"{p}.self_attn.v_proj.weight", kvw, d)), "v_proj", Bias("v_proj", kvw));
         q = b.Transpose(b.Reshape(q, 0, 0, c.Heads, hd), 0, 2, 1, 3);                 // (B, H, T, hd)
         k = b.Transpose(b.Reshape(k, 0, 0, c.KeyValueHeads, hd), 0, 2, 1, 3);         // (B, KV, T, hd)
         v = b.Transpose(b.Reshape(v, 0, 0, c.KeyValueHeads, hd), 0, 2, 1, 3);

@@ -1,0 +1,39 @@
+using System.Globalization;
+using SafeTune.Cli.Infrastructure;
+using SafeTune.Models.HuggingFace;
+using SafeTune.Onnx;
+using SafeTune.Onnx.Passes;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Export;
+
+/// <summary><c>safetune export --from-hf DIR --out MODEL.onnx</c>: a Hugging Face checkpoint to ONNX, without Python.</summary>
+public sealed class ExportCommand : Command<ExportSettings>
+{
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, ExportSettings settings, CancellationToken cancellationToken)
+    {
+        var checkpoint = HfCheckpoint.Load(settings.FromHf);
+        var model = HfExporter.Export(checkpoint);
+        model.Save(settings.Out);
+        long parameters = model.Graph.Initializers.Where(v => v.ElementType.IsFloatingPoint()).Sum(v => v.Initializer!.ElementCount);
+        int layers = HiddenStateLocator.Locate(model).Count;
+        if (settings.Json)
+        {
+            JsonOut.Write(w =>
+            {
+                w.WriteString("out", settings.Out);
+                w.WriteString("modelType", checkpoint.ModelType);
+                w.WriteNumber("parameters", parameters);
+                w.WriteNumber("layers", layers);
+            });
+        }
+        else
+        {
+            AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
+                $"{Markup.Escape(checkpoint.ModelType)}: {layers} layers, {parameters:N0} parameters -> {Markup.Escape(settings.Out)}"));
+        }
+        return ExitCodes.Ok;
+    }
+}

@@ -1,0 +1,97 @@
+using System.Text.Json;
+using SafeTune.Onnx;
+
+namespace SafeTune.Models.HuggingFace;
+
+/// <summary>
+/// A checkpoint in Hugging Face layout: <c>config.json</c> and weights in <c>*.safetensors</c> (one file, or shards listed
+/// in <c>model.safetensors.index.json</c>), with the Hub's tensor names. Float16 and bfloat16 weights are converted to
+/// float32 on load.
+/// </summary>
+public sealed class HfCheckpoint
+{
+    private HfCheckpoint(string directory, JsonElement config, Dictionary<string, TensorData> tensors)
+    {
+        Directory = directory;
+        Config = config;
+        Tensors = tensors;
+    }
+
+    /// <summary>The checkpoint folder.</summary>
+    public string Directory { get; }
+
+    /// <summary>The parsed config.json.</summary>
+    public JsonElement Config { get; }
+
+    /// <summary>The weights by Hub name, as float32 (integer tensors kept as they are).</summary>
+    public IReadOnlyDictionary<string, TensorData> Tensors { get; }
+
+    /// <summary>config.json's model_type.</summary>
+    public string ModelType => Config.TryGetProperty("model_type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
+
+    /// <summary>Loads config.json and every weight of the checkpoint in <paramref name="directory"/>.</summary>
+    public static HfCheckpoint Load(string directory)
+    {
+        if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: folder not found.");
+        var configPath = Path.Combine(directory, "config.json");
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: file not found (a Hugging Face checkpoint folder holds config.json).", configPath);
+        JsonElement config;
+        try { config = JsonDocument.Parse(File.ReadAllBytes(configPath)).RootElement.Clone(); }
+        catch (JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message.Split('.')[0]})."); }
+
+        var files = WeightFiles(directory);
+        var tensors = new Dictionary<string, TensorData>(StringComparer.Ordinal);
+        foreach (var file in files)
+            foreach (var t in SafeTensors.Read(file).Tensors)
+            {
+                if (!tensors.TryAdd(t.Name, ToFloat32(t)))
+                    throw new InvalidDataException($"{file}: tensor '{t.Name}' appears in more than one weight file.");
+            }
+        return new HfCheckpoint(directory, config, tensors);
+    }
+
+    private static List<string> WeightFiles(string directory)
+    {
+        var index = Path.Combine(directory, "model.safetensors.index.json");
+        if (File.Exists(index))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
+                var map = doc.RootElement.GetProperty("weight_map");
+                var shards = map.EnumerateObject().Select(p => p.Value.GetString()!).Distinct().ToList();
+                var reader = new ExternalDataReader(directory);
+                return [.. shards.Select(s => reader.ResolveInside($"shard {s}", s))];
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                throw new InvalidDataException($"{index}: not a valid safetensors index ({e.Message.Split('.')[0]}).");
+            }
+        }
+        var single = Path.Combine(directory, "model.safetensors");
+        if (File.Exists(single)) return [single];
+        var any = System.IO.Directory.GetFiles(directory, "*.safetensors").Order(StringComparer.Ordinal).ToList();
+        return any.Count > 0 ? any : throw new FileNotFoundException($"{directory}: no *.safetensors weights found.");
+    }
+
+    private static TensorData ToFloat32(TensorData t) => t.ElementType is ElementType.Float16 or ElementType.BFloat16 or ElementType.Double
+        ? TensorData.Create<float>(t.Name, t.Dims, [.. t.ToDoubles().Select(x => (float)x)])
+        : t;
+
+    /// <summary>An int from config.json, or <paramref name="fallback"/>; throws naming the field when it is required and absent.</summary>
+    public int Int(string name, int? fallback = null) =>
+        Config.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
+        : fallback ?? throw new InvalidDataException($"{Path.Combine(Directory, "config.json")}: '{name}' is missing.");
+
+    /// <summary>A number from config.json, or <paramref name="fallback"/>.</summary>
+    public double Number(string name, double fallback) =>
+        Config.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : fallback;
+
+    /// <summary>A boolean from config.json, or <paramref name="fallback"/>.</summary>
+    public bool Bool(string name, bool fallback) =>
+        Config.TryGetProperty(name, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : fallback;
+
+    /// <summary>A string from config.json, or <paramref name="fallback"/>.</summary>
+    public string String(string name, string fallback) =>
+        Config.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : fallback;
+}
