@@ -3,7 +3,19 @@ using System.Diagnostics;
 namespace SafeTune.Cli.Tests;
 
 /// <summary>The result of one <c>safetune</c> process.</summary>
-public sealed record CliResult(int ExitCode, string Stdout, string Stderr);
+public sealed record CliResult(int ExitCode, string Stdout, string Stderr)
+{
+    /// <summary>Asserts a user error: exit code 2, one stderr line "safetune: error: ..." holding every fragment, no stack trace.</summary>
+    public void AssertUserError(params string[] fragments)
+    {
+        Assert.True(ExitCode == 2, $"exit code {ExitCode}, stderr: {Stderr}");
+        Assert.DoesNotContain("   at ", Stderr);
+        var lines = Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var line = Assert.Single(lines);
+        Assert.StartsWith("safetune: error: ", line);
+        foreach (var f in fragments) Assert.Contains(f, line);
+    }
+}
 
 /// <summary>Runs the real <c>safetune</c> executable (built next to the tests) in a child process.</summary>
 public static class CliRunner

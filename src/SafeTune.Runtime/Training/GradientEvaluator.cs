@@ -57,19 +57,11 @@ public sealed class GradientSession : IDisposable
         using var inputs = new OrtValueBag();
         var names = new List<string>();
         var values = new List<OrtValue>();
-        long[] shape = [batch.BatchSize, batch.SequenceLength];
         foreach (var input in _session.InputMetadata.Keys)
         {
             names.Add(input);
-            values.Add(_parameters.Contains(input) ? _parameters[input] : inputs.Add(input, input switch
-            {
-                "input_ids" => OrtValues.Wrap(batch.InputIds, shape),
-                LossNames.Labels => OrtValues.Wrap(batch.Labels, shape),
-                "attention_mask" => OrtValues.Wrap(batch.AttentionMask ?? [.. Enumerable.Repeat(1L, batch.InputIds.Length)], shape),
-                "token_type_ids" => OrtValues.Wrap(new long[batch.InputIds.Length], shape),
-                "position_ids" => OrtValues.Wrap([.. Enumerable.Range(0, batch.InputIds.Length).Select(i => (long)(i % batch.SequenceLength))], shape),
-                _ => throw new InvalidDataException($"the model needs input '{input}', which a token batch does not provide."),
-            }));
+            values.Add(_parameters.Contains(input) ? _parameters[input]
+                : inputs.Add(input, batch.InputFor(input) ?? throw new InvalidDataException($"the model needs input '{input}', which a token batch does not provide.")));
         }
         using var results = _session.Run(_runOptions, names, values, _outputNames);
         double loss = results[0].GetTensorTypeAndShape().ElementDataType == Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Double

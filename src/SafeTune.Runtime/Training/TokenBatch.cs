@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
 using SafeTune.Onnx;
 
 namespace SafeTune.Runtime.Training;
@@ -54,6 +55,25 @@ public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? Attentio
             }
         }
         return ([.. data], rows.Count, cols);
+    }
+
+    /// <summary>
+    /// A tensor for a model input that a token batch can provide (<c>input_ids</c>, <c>labels</c>, <c>attention_mask</c>,
+    /// <c>token_type_ids</c>, <c>position_ids</c>), wrapping the batch's arrays without a copy where it can; null for
+    /// other inputs. The caller owns the returned value.
+    /// </summary>
+    public OrtValue? InputFor(string input)
+    {
+        long[] shape = [BatchSize, SequenceLength];
+        return input switch
+        {
+            "input_ids" => OrtValues.Wrap(InputIds, shape),
+            Autodiff.Losses.LossNames.Labels => OrtValues.Wrap(Labels, shape),
+            "attention_mask" => OrtValues.Wrap(AttentionMask ?? [.. Enumerable.Repeat(1L, InputIds.Length)], shape),
+            "token_type_ids" => OrtValues.Wrap(new long[InputIds.Length], shape),
+            "position_ids" => OrtValues.Wrap([.. Enumerable.Range(0, InputIds.Length).Select(i => (long)(i % SequenceLength))], shape),
+            _ => null,
+        };
     }
 
     /// <summary>Checks ids and labels against a vocabulary size; the message names the tensor and the offending index.</summary>

@@ -160,21 +160,9 @@ public sealed class TrainingSession : IDisposable
     private void BindBatch(BoundSession session, TokenBatch batch)
     {
         batch.Validate(VocabSize);
-        long[] shape = [batch.BatchSize, batch.SequenceLength];
         foreach (var input in session.Session.InputMetadata.Keys)
-        {
-            OrtValue? v = input switch
-            {
-                "input_ids" => OrtValues.Wrap(batch.InputIds, shape),
-                LossNames.Labels => OrtValues.Wrap(batch.Labels, shape),
-                "attention_mask" => OrtValues.Wrap(batch.AttentionMask ?? [.. Enumerable.Repeat(1L, batch.InputIds.Length)], shape),
-                "token_type_ids" => OrtValues.Wrap(new long[batch.InputIds.Length], shape),
-                "position_ids" => OrtValues.Wrap([.. Enumerable.Range(0, batch.InputIds.Length).Select(i => (long)(i % batch.SequenceLength))], shape),
-                _ => null,
-            };
-            if (v is null) continue;
-            session.BindInput(input, _owned.Add((ReferenceEquals(session, _train) ? "train:" : "eval:") + input, v));
-        }
+            if (batch.InputFor(input) is { } v)
+                session.BindInput(input, _owned.Add((ReferenceEquals(session, _train) ? "train:" : "eval:") + input, v));
     }
 
     /// <summary>
