@@ -31,8 +31,8 @@ public static class Checkpoint
         SafeTensors.Write(Path.Combine(directory, paramsFile), session.TrainableValues());
         bool adam = session.Options.Optimizer.Kind == OptimizerKind.AdamW;
         var moments = session.Layout.Entries.SelectMany(e => adam
-            ? new[] { TensorData.Create<float>(e.Name + ".exp_avg", e.Dims, session.Moment1.Of(e.Name)), TensorData.Create<float>(e.Name + ".exp_avg_sq", e.Dims, session.Moment2.Of(e.Name)) }
-            : [TensorData.Create<float>(e.Name + ".momentum_buffer", e.Dims, session.Moment1.Of(e.Name))]);
+            ? new[] { TensorData.Create<float>(e.Name + ".exp_avg", e.Dims, session.Moment1.Read(e.Name)), TensorData.Create<float>(e.Name + ".exp_avg_sq", e.Dims, session.Moment2.Read(e.Name)) }
+            : [TensorData.Create<float>(e.Name + ".momentum_buffer", e.Dims, session.Moment1.Read(e.Name))]);
         SafeTensors.Write(Path.Combine(directory, optimFile), moments);
         var state = new JsonObject
         {
@@ -76,9 +76,9 @@ public static class Checkpoint
         bool adam = session.Options.Optimizer.Kind == OptimizerKind.AdamW;
         foreach (var e in session.Layout.Entries)
         {
-            session.Parameters.Set(e.Name, Find(parameters, e.Name, statePath).AsSpan<float>());
-            session.Moment1.Set(e.Name, Find(moments, e.Name + (adam ? ".exp_avg" : ".momentum_buffer"), statePath).AsSpan<float>());
-            if (adam) session.Moment2.Set(e.Name, Find(moments, e.Name + ".exp_avg_sq", statePath).AsSpan<float>());
+            session.Parameters.Write(e.Name, Find(parameters, e.Name, statePath).AsSpan<float>());
+            session.Moment1.Write(e.Name, Find(moments, e.Name + (adam ? ".exp_avg" : ".momentum_buffer"), statePath).AsSpan<float>());
+            if (adam) session.Moment2.Write(e.Name, Find(moments, e.Name + ".exp_avg_sq", statePath).AsSpan<float>());
         }
         session.Restore((long)state["step"]!, (double)state["learningRate"]!);
         return state["extra"] as JsonObject ?? new JsonObject();

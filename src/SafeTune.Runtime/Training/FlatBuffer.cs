@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
@@ -37,29 +38,51 @@ public sealed class ParameterLayout
 }
 
 /// <summary>
-/// One native, 64-byte aligned float32 buffer holding every trainable parameter (or its gradient, or an optimizer
-/// moment) back to back. Per-parameter OrtValues are views into it, so a training graph reads and writes the same memory
-/// an optimizer graph updates in one pass. The buffer owns its views and frees everything on dispose.
+/// One float32 buffer holding every trainable parameter (or its gradient, or an optimizer moment) back to back, in host
+/// memory (native, 64-byte aligned) or in device memory (an ONNX Runtime allocation on the execution provider's device).
+/// Per-parameter OrtValues are views into it, so a training graph reads and writes the same memory an optimizer graph
+/// updates in one pass, and on a GPU nothing leaves the device between steps. The buffer owns its views and its memory.
 /// </summary>
 public sealed unsafe class FlatBuffer : IDisposable
 {
-    private readonly float* _data;
+    private readonly float* _host;
+    private readonly OrtValue? _deviceMemory;
+    private readonly DeviceStorage? _device;
     private readonly List<OrtValue> _views = [];
     private bool _disposed;
 
-    /// <summary>Allocates a zeroed buffer for a layout.</summary>
-    public FlatBuffer(ParameterLayout layout)
+    /// <summary>Allocates a zeroed buffer for a layout, on <paramref name="device"/> when given, else in host memory.</summary>
+    public FlatBuffer(ParameterLayout layout, DeviceStorage? device = null)
     {
         Layout = layout;
-        nuint bytes = (nuint)(layout.TotalElements * sizeof(float));
-        _data = (float*)NativeMemory.AlignedAlloc(bytes, 64);
-        NativeMemory.Clear(_data, bytes);
-        Whole = View(0, [layout.TotalElements]);
-        Views = layout.Entries.ToDictionary(e => e.Name, e => View(e.Offset, e.Dims), StringComparer.Ordinal);
+        _device = device;
+        long bytes = layout.TotalElements * sizeof(float);
+        IntPtr data;
+        OrtMemoryInfo info;
+        if (device is null)
+        {
+            _host = (float*)NativeMemory.AlignedAlloc((nuint)bytes, 64);
+            NativeMemory.Clear(_host, (nuint)bytes);
+            data = (IntPtr)_host;
+            info = OrtMemoryInfo.DefaultInstance;
+        }
+        else
+        {
+            _deviceMemory = OrtValue.CreateAllocatedTensorValue(device.Allocator, TensorElementType.Float, [layout.TotalElements]);
+            // The address only: device memory is never dereferenced on the host.
+            data = (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(_deviceMemory.GetTensorMutableRawData()));
+            info = device.MemoryInfo;
+        }
+        Whole = View(info, data, 0, [layout.TotalElements]);
+        Views = layout.Entries.ToDictionary(e => e.Name, e => View(info, data, e.Offset, e.Dims), StringComparer.Ordinal);
+        if (device is not null) Clear();
     }
 
     /// <summary>The layout.</summary>
     public ParameterLayout Layout { get; }
+
+    /// <summary>True when the buffer lives in device memory.</summary>
+    public bool OnDevice => _device is not null;
 
     /// <summary>The whole buffer as one 1-D tensor.</summary>
     public OrtValue Whole { get; }
@@ -67,35 +90,45 @@ public sealed unsafe class FlatBuffer : IDisposable
     /// <summary>Per-parameter views, by name.</summary>
     public IReadOnlyDictionary<string, OrtValue> Views { get; }
 
-    /// <summary>The whole buffer as a span.</summary>
-    public Span<float> Span => new(_data, checked((int)Layout.TotalElements));
+    private ParameterLayout.Entry Entry(string name) =>
+        Layout.Entries.FirstOrDefault(x => x.Name == name) ?? throw new KeyNotFoundException($"'{name}' is not a trainable parameter.");
 
-    /// <summary>One parameter's elements.</summary>
-    public Span<float> Of(string name)
+    /// <summary>A copy of one parameter's elements (downloaded from the device when the buffer lives there).</summary>
+    public float[] Read(string name)
     {
-        var e = Layout.Entries.First(x => x.Name == name);
-        return new Span<float>(_data + e.Offset, checked((int)e.Count));
+        var e = Entry(name);
+        var result = new float[e.Count];
+        if (_device is null) new ReadOnlySpan<float>(_host + e.Offset, result.Length).CopyTo(result);
+        else _device.Download(Views[name], result, e.Dims);
+        return result;
     }
 
-    /// <summary>Copies values in (by parameter).</summary>
-    public void Set(string name, ReadOnlySpan<float> values)
+    /// <summary>Copies values into one parameter's place (uploaded to the device when the buffer lives there).</summary>
+    public void Write(string name, ReadOnlySpan<float> values)
     {
-        var target = Of(name);
-        if (values.Length != target.Length) throw new ArgumentException($"'{name}' holds {target.Length} values, not {values.Length}.");
-        values.CopyTo(target);
+        var e = Entry(name);
+        if (values.Length != e.Count) throw new ArgumentException($"'{name}' holds {e.Count} values, not {values.Length}.");
+        if (_device is null) values.CopyTo(new Span<float>(_host + e.Offset, values.Length));
+        else _device.Upload(values.ToArray(), Views[name], e.Dims);
     }
 
     /// <summary>Copies another buffer with the same layout.</summary>
-    public void CopyFrom(FlatBuffer other) => other.Span.CopyTo(Span);
+    public void CopyFrom(FlatBuffer other)
+    {
+        foreach (var e in Layout.Entries) Write(e.Name, other.Read(e.Name));
+    }
 
     /// <summary>Zeroes the buffer.</summary>
-    public void Clear() => Span.Clear();
+    public void Clear()
+    {
+        if (_device is null) new Span<float>(_host, checked((int)Layout.TotalElements)).Clear();
+        else _device.Upload(new float[Layout.TotalElements], Whole, [Layout.TotalElements]);
+    }
 
-    private OrtValue View(long offset, long[] dims)
+    private OrtValue View(OrtMemoryInfo info, IntPtr data, long offset, long[] dims)
     {
         long count = dims.Aggregate(1L, (p, d) => p * d);
-        var v = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, dims,
-            (IntPtr)(_data + offset), count * sizeof(float));
+        var v = OrtValue.CreateTensorValueWithData(info, TensorElementType.Float, dims, data + (nint)(offset * sizeof(float)), count * sizeof(float));
         _views.Add(v);
         return v;
     }
@@ -106,6 +139,65 @@ public sealed unsafe class FlatBuffer : IDisposable
         if (_disposed) return;
         _disposed = true;
         foreach (var v in _views) v.Dispose();
-        NativeMemory.AlignedFree(_data);
+        if (_host is not null) NativeMemory.AlignedFree(_host);
+        _deviceMemory?.Dispose();
+    }
+}
+
+/// <summary>
+/// Device memory for flat buffers: an ONNX Runtime allocator on the execution provider's device, and an Identity
+/// session on the same provider that copies between host arrays and device views (ONNX Runtime does the transfer).
+/// </summary>
+public sealed class DeviceStorage : IDisposable
+{
+    private readonly BoundSession _copy;
+
+    /// <summary>Creates device storage for sessions made with <paramref name="config"/>.</summary>
+    public DeviceStorage(SessionConfig config)
+    {
+        var b = Onnx.GraphBuilder.ForNewModel(17, "copy");
+        var x = b.Graph.AddInput("x", Onnx.ElementType.Float, null); // any shape
+        b.Output(b.Identity(x), "y");
+        var session = SessionFactory.Create(b.Model!, config with { DisableCpuFallback = false });
+        _copy = new BoundSession(session);
+        MemoryInfo = config.Provider switch
+        {
+            ExecutionProvider.Cuda => new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, config.DeviceId, OrtMemType.Default),
+            ExecutionProvider.DirectML => new OrtMemoryInfo("DML", OrtAllocatorType.DeviceAllocator, config.DeviceId, OrtMemType.Default),
+            _ => OrtMemoryInfo.DefaultInstance,
+        };
+        Allocator = new OrtAllocator(session, MemoryInfo);
+    }
+
+    /// <summary>Where the memory lives.</summary>
+    public OrtMemoryInfo MemoryInfo { get; }
+
+    /// <summary>The device allocator.</summary>
+    public OrtAllocator Allocator { get; }
+
+    internal void Upload(float[] source, OrtValue target, long[] dims)
+    {
+        using var input = OrtValue.CreateTensorValueFromMemory(source, dims);
+        _copy.BindInput("x", input);
+        _copy.BindOutput("y", target);
+        _copy.Run();
+        _copy.ClearBindings();
+    }
+
+    internal void Download(OrtValue source, float[] target, long[] dims)
+    {
+        using var output = OrtValue.CreateTensorValueFromMemory(target, dims);
+        _copy.BindInput("x", source);
+        _copy.BindOutput("y", output);
+        _copy.Run();
+        _copy.ClearBindings();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Allocator.Dispose();
+        _copy.Dispose();
+        if (!ReferenceEquals(MemoryInfo, OrtMemoryInfo.DefaultInstance)) MemoryInfo.Dispose();
     }
 }

@@ -57,4 +57,9 @@ public sealed record TrainingOptions
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>
     public BackwardOptions Backward { get; init; } = new();
+    /// <summary>
+    /// Keep parameters, gradients and optimizer state in memory allocated by ONNX Runtime on the provider's device.
+    /// Null (the default) means: on the device for CUDA and DirectML, in host memory for the CPU provider.
+    /// </summary>
+    public bool? DeviceResidentState { get; init; }
 }

@@ -12,8 +12,9 @@ namespace SafeTune.Runtime.Training;
 /// <see cref="LazyResetGrad"/>, learning-rate get/set, clipping by global norm, checkpoints and
 /// <see cref="ExportModelForInferencing"/>.
 /// <para>
-/// Parameters, gradients and optimizer state live in flat native buffers bound to the sessions with IOBinding; a step
-/// copies nothing into managed memory but the loss. The optimizer is itself an ONNX graph over those buffers.
+/// Parameters, gradients and optimizer state live in flat buffers bound to the sessions with IOBinding, in host memory on
+/// the CPU provider and in device memory on CUDA and DirectML, so they stay on the device between steps; a step copies
+/// nothing back but the loss. The optimizer is itself an ONNX graph over those buffers.
 /// </para>
 /// </summary>
 public sealed class TrainingSession : IDisposable
@@ -23,6 +24,7 @@ public sealed class TrainingSession : IDisposable
     private readonly BoundSession _train, _eval, _optimizer, _norm;
     private readonly FlatBuffer _params, _grads, _state1, _state2;
     private readonly FlatBuffer? _reference;
+    private readonly DeviceStorage? _device;
     private readonly OrtValueBag _owned = new();
     private readonly float[] _keep = [0f], _weight = [1f], _loss = [0f], _evalLoss = [0f], _squaredNorm = [0f];
     private readonly float[] _lr = [0f], _beta1 = [0f], _beta2 = [0f], _eps = [0f], _wd = [0f], _bc1 = [0f], _bc2 = [0f], _scale = [1f], _momentum = [0f], _rho = [0f];
@@ -38,15 +40,16 @@ public sealed class TrainingSession : IDisposable
         LearningRate = options.Optimizer.LearningRate;
         var layout = new ParameterLayout(backward.Parameters.Select(p => (p, backward.InitialValues[p].Dims)));
         Layout = layout;
-        _params = new FlatBuffer(layout);
-        _grads = new FlatBuffer(layout);
-        _state1 = new FlatBuffer(layout);
-        _state2 = new FlatBuffer(layout);
-        foreach (var p in backward.Parameters) _params.Set(p, backward.InitialValues[p].AsSpan<float>());
+        if (options.DeviceResidentState ?? options.Runtime.Provider != ExecutionProvider.Cpu) _device = new DeviceStorage(options.Runtime);
+        _params = new FlatBuffer(layout, _device);
+        _grads = new FlatBuffer(layout, _device);
+        _state1 = new FlatBuffer(layout, _device);
+        _state2 = new FlatBuffer(layout, _device);
+        foreach (var p in backward.Parameters) _params.Write(p, backward.InitialValues[p].AsSpan<float>());
         bool proximal = options.Optimizer.ProximalRho is not null;
         if (proximal)
         {
-            _reference = new FlatBuffer(layout);
+            _reference = new FlatBuffer(layout, _device);
             _reference.CopyFrom(_params);
         }
 
@@ -229,11 +232,11 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>A copy of a trainable parameter's current values.</summary>
-    public float[] GetParameter(string name) => _params.Of(name).ToArray();
+    public float[] GetParameter(string name) => _params.Read(name);
 
     /// <summary>Copies of every trainable parameter's current values.</summary>
     public IReadOnlyList<TensorData> TrainableValues() =>
-        [.. Layout.Entries.Select(e => TensorData.Create<float>(e.Name, e.Dims, _params.Of(e.Name)))];
+        [.. Layout.Entries.Select(e => TensorData.Create<float>(e.Name, e.Dims, _params.Read(e.Name)))];
 
     /// <summary>The forward model with the current values of the trainable parameters as its initializers.</summary>
     public Model CurrentModel()
@@ -270,5 +273,6 @@ public sealed class TrainingSession : IDisposable
         _state1.Dispose();
         _state2.Dispose();
         _reference?.Dispose();
+        _device?.Dispose();
     }
 }
