@@ -1,3 +1,4 @@
+using SafeTune.Models.Generation;
 using SafeTune.Onnx;
 
 namespace SafeTune.Models.Decoders;
@@ -7,26 +8,32 @@ namespace SafeTune.Models.Decoders;
 /// <c>rope_theta</c>, grouped-query attention (shared key/value heads repeated with Expand + Reshape), a SwiGLU MLP and
 /// a tied or untied LM head. Input <c>input_ids</c> int64 [batch, sequence]; output <c>logits</c> float [batch, sequence, vocab].
 /// Weights use the Hub's names and layout (<c>model.layers.3.self_attn.q_proj.weight</c>, [out, in]); node names are
-/// hierarchical (<c>/model/layers.3/self_attn/q_proj/MatMul</c>).
+/// hierarchical (<c>/model/layers.3/self_attn/q_proj/MatMul</c>). With <see cref="DecoderGraphOptions.KvCache"/> the graph
+/// also takes an attention mask and past keys/values and returns the present ones (see <see cref="DecoderGraphOptions"/>).
 /// </summary>
 public static class LlamaGraph
 {
-    /// <summary>Builds the graph. Weights come from <paramref name="weights"/> (by Hub name), else are drawn from a seeded N(0, 0.02).</summary>
-    public static Model Build(LlamaConfig config, IReadOnlyDictionary<string, TensorData>? weights = null, int seed = 0, long opset = 17)
+    /// <summary>
+    /// Builds the graph. Weights come from <paramref name="weights"/> (by Hub name), else are drawn from a seeded N(0, 0.02).
+    /// <paramref name="options"/> picks the variant (default: the plain graph with the single input <c>input_ids</c>).
+    /// </summary>
+    public static Model Build(LlamaConfig config, IReadOnlyDictionary<string, TensorData>? weights = null, int seed = 0, long opset = 17,
+        DecoderGraphOptions? options = null)
     {
         config.Validate();
         var init = new WeightSource(weights, seed);
         var b = GraphBuilder.ForNewModel(opset);
         var ids = b.Input("input_ids", ElementType.Int64, Dim.Symbol("batch"), Dim.Symbol("sequence"));
         int d = config.HiddenSize, hd = config.HeadDim;
+        var cache = options?.KvCache == true ? KvCacheInputs.Add(b, ids, config.Layers, config.KeyValueHeads, hd) : null;
 
         Value embedTable = b.Parameter(init.Get("model.embed_tokens.weight", config.VocabSize, d));
         Value x, cos, sin, mask;
         using (b.Scope("model"))
         {
             using (b.Scope("embed_tokens")) x = b.Gather(embedTable, ids); // (B, T, d)
-            using (b.Scope("rotary_emb")) (cos, sin) = Rotary(b, ids, config);   // (T, hd) each
-            using (b.Scope("causal_mask")) mask = CausalMask(b, ids);           // (T, T)
+            using (b.Scope("rotary_emb")) (cos, sin) = cache is null ? Rotary(b, ids, config) : RotaryAt(b, cache.Positions, config); // (T, hd) or (B, 1, T, hd)
+            using (b.Scope("causal_mask")) mask = cache is null ? CausalMask(b, ids) : cache.Bias;                            // (T, T) or (B, 1, T, P + T)
             for (int l = 0; l < config.Layers; l++)
             {
                 using var layer = b.Scope($"layers.{l}");
@@ -34,7 +41,7 @@ public static class LlamaGraph
                 Value h;
                 using (b.Scope("input_layernorm")) h = RmsNorm(b, x, b.Parameter(init.Ones($"{p}.input_layernorm.weight", d)), config.RmsNormEpsilon);
                 Value attn;
-                using (b.Scope("self_attn")) attn = Attention(b, h, cos, sin, mask, config, init, p);
+                using (b.Scope("self_attn")) attn = Attention(b, h, cos, sin, mask, config, init, p, cache, l);
                 x = b.Add(x, attn);
                 using (b.Scope("post_attention_layernorm")) h = RmsNorm(b, x, b.Parameter(init.Ones($"{p}.post_attention_layernorm.weight", d)), config.RmsNormEpsilon);
                 Value mlp;
@@ -50,6 +57,7 @@ public static class LlamaGraph
             logits = b.MatMul(x, b.Transpose(head, 1, 0)); // (B, T, vocab)
         }
         b.Output(logits, "logits");
+        cache?.AddPresentOutputs(b);
         var model = b.Model!;
         model.ProducerName = "SafeTune";
         Onnx.Shapes.ShapeInference.Run(model);
@@ -82,6 +90,18 @@ public static class LlamaGraph
         return (b.Cos(emb), b.Sin(emb));
     }
 
+    /// <summary>Rotary tables for per-row positions (B, T) int64: cos and sin (B, 1, T, hd), broadcast over heads.</summary>
+    private static (Value cos, Value sin) RotaryAt(GraphBuilder b, Value positionIds, LlamaConfig c)
+    {
+        int hd = c.HeadDim;
+        var invFreq = new float[hd / 2];
+        for (int i = 0; i < invFreq.Length; i++) invFreq[i] = (float)(1.0 / Math.Pow(c.RopeTheta, 2.0 * i / hd));
+        var positions = b.Cast(positionIds, ElementType.Float);                                                   // (B, T)
+        var freqs = b.Mul(b.Unsqueeze(positions, 2), b.Constant(TensorData.Create<float>("inv_freq", [1, hd / 2], invFreq))); // (B, T, hd/2)
+        var emb = b.Unsqueeze(b.Concat(-1, freqs, freqs), 1);                                                    // (B, 1, T, hd)
+        return (b.Cos(emb), b.Sin(emb));
+    }
+
     private static Value CausalMask(GraphBuilder b, Value ids)
     {
         var length = b.Gather(b.ShapeOf(ids), b.ScalarInt(1));
@@ -96,7 +116,8 @@ public static class LlamaGraph
         return b.Concat(-1, b.Neg(halves[1]), halves[0]);
     }
 
-    private static Value Attention(GraphBuilder b, Value h, Value cos, Value sin, Value mask, LlamaConfig c, WeightSource init, string p)
+    private static Value Attention(GraphBuilder b, Value h, Value cos, Value sin, Value mask, LlamaConfig c, WeightSource init, string p,
+        KvCacheInputs? cache, int layer)
     {
         int d = c.HiddenSize, hd = c.HeadDim, kvw = c.KeyValueHeads * hd, rep = c.Heads / c.KeyValueHeads;
         Value? Bias(string name, long size) => c.AttentionBias ? b.Parameter(init.Get($"{p}.self_attn.{name}.bias", size)) : null;
@@ -108,6 +129,12 @@ public static class LlamaGraph
         v = b.Transpose(b.Reshape(v, 0, 0, c.KeyValueHeads, hd), 0, 2, 1, 3);
         q = b.Add(b.Mul(q, cos), b.Mul(RotateHalf(b, q, hd), sin));
         k = b.Add(b.Mul(k, cos), b.Mul(RotateHalf(b, k, hd), sin));
+        if (cache is not null)
+        {
+            // Past keys/values (already rotated) followed by this call's: (B, KV, P + T, hd).
+            k = cache.Present(b.Concat(2, cache.PastKeys[layer], k), KvCacheInputs.PresentKey(layer));
+            v = cache.Present(b.Concat(2, cache.PastValues[layer], v), KvCacheInputs.PresentValue(layer));
+        }
         if (rep > 1)
         {
             // Repeat each shared key/value head for its group of query heads: (B, KV, T, hd) -> (B, H, T, hd).
