@@ -282,3 +282,33 @@ public sealed class GenerationTests
         Assert.Throws<ArgumentException>(() => g.Generate([[]], new GenerationOptions()));
     }
 }
+
+public sealed class PositionIdsTests
+{
+    [Fact]
+    public void Positions_skip_left_padding()
+    {
+        long[] mask = [0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+        Assert.Equal([0L, 0, 0, 1, 2], SafeTune.Models.Generation.Generator.Positions(mask[..5], 1, 5, 5));
+        Assert.Equal([1L, 2, 2, 3], SafeTune.Models.Generation.Generator.Positions([0, 1, 1, 1, 1, 1, 1, 1], 2, 4, 2));
+    }
+
+    [Fact]
+    public void Models_taking_position_ids_get_them_and_padding_does_not_change_the_tokens()
+    {
+        // A toy model in the shape of an Optimum export without a cache: input_ids, attention_mask and position_ids.
+        var b = SafeTune.Onnx.GraphBuilder.ForNewModel(17);
+        var ids = b.Input("input_ids", SafeTune.Onnx.ElementType.Int64, SafeTune.Onnx.Dim.Symbol("batch"), SafeTune.Onnx.Dim.Symbol("sequence"));
+        b.Input("attention_mask", SafeTune.Onnx.ElementType.Int64, SafeTune.Onnx.Dim.Symbol("batch"), SafeTune.Onnx.Dim.Symbol("sequence"));
+        var pos = b.Input("position_ids", SafeTune.Onnx.ElementType.Int64, SafeTune.Onnx.Dim.Symbol("batch"), SafeTune.Onnx.Dim.Symbol("sequence"));
+        var rng = new Random(3);
+        float[] Rand(int n) => [.. Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() - 0.5))];
+        var h = b.Add(b.Gather(b.Parameter("tok", Rand(16 * 8), 16, 8), ids), b.Gather(b.Parameter("pos", Rand(64 * 8), 64, 8), pos));
+        b.Output(b.MatMul(b.Tanh(h), b.Parameter("head", Rand(8 * 16), 8, 16)), "logits");
+        using var generator = new SafeTune.Models.Generation.Generator(b.Model!);
+        var options = new SafeTune.Models.Generation.GenerationOptions { MaxNewTokens = 6 };
+        var together = generator.Generate([[1, 2, 3, 4, 5], [7, 8]], options);
+        var alone = generator.Generate([[7, 8]], options);
+        Assert.Equal(alone[0].Tokens, together[1].Tokens);
+    }
+}

@@ -15,7 +15,7 @@ public sealed class Generator : IDisposable
 {
     private readonly InferenceSession _session;
     private readonly RunOptions _runOptions = new();
-    private readonly bool _hasMask;
+    private readonly bool _hasMask, _hasPositions;
     private readonly int _layers, _kvHeads, _headDim;
     private bool _disposed;
 
@@ -32,6 +32,7 @@ public sealed class Generator : IDisposable
             if (!inputs.ContainsKey("input_ids")) throw new ArgumentException("the model has no 'input_ids' input.");
             if (!session.OutputMetadata.ContainsKey("logits")) throw new ArgumentException("the model has no 'logits' output.");
             _hasMask = inputs.ContainsKey("attention_mask");
+            _hasPositions = inputs.ContainsKey("position_ids"); // Optimum exports of Llama-family models take them
             while (inputs.ContainsKey(KvCacheInputs.PastKey(_layers))) _layers++;
             if (_layers > 0)
             {
@@ -173,11 +174,36 @@ public sealed class Generator : IDisposable
     {
         using var idsValue = OrtValues.Wrap(ids, batch, sequence);
         using var maskValue = OrtValues.Wrap(mask, batch, total);
-        var inputs = new List<OrtValue>(2 + past.Length) { idsValue, maskValue };
+        var inputs = new List<OrtValue>(3 + past.Length) { idsValue, maskValue };
         inputs.AddRange(past);
+        using var positions = _hasPositions ? OrtValues.Wrap(Positions(mask, batch, total, sequence), batch, sequence) : null;
+        if (positions is not null)
+        {
+            inputNames = [.. inputNames, "position_ids"];
+            inputs.Add(positions);
+        }
         // Disposing the returned collection would release every value; the values are handed out one by one instead.
         var outputs = _session.Run(_runOptions, inputNames, inputs, outputNames);
         return [.. outputs];
+    }
+
+    /// <summary>
+    /// The <c>position_ids</c> of the last <paramref name="sequence"/> tokens of each row of a [batch, total] attention
+    /// mask: the number of real tokens before each one, so left padding does not shift positions.
+    /// </summary>
+    public static long[] Positions(long[] mask, int batch, int total, int sequence)
+    {
+        var result = new long[batch * sequence];
+        for (int r = 0; r < batch; r++)
+        {
+            long seen = 0;
+            for (int t = 0; t < total; t++)
+            {
+                seen += mask[r * total + t];
+                if (t >= total - sequence) result[r * sequence + t - (total - sequence)] = Math.Max(seen - 1, 0);
+            }
+        }
+        return result;
     }
 
     private void Recompute(IReadOnlyList<int[]> prompts, Row[] rows, GenerationOptions o, Sampler sampler)
@@ -208,7 +234,10 @@ public sealed class Generator : IDisposable
                 using var idsValue = OrtValues.Wrap(ids, group.Length, length);
                 using var maskValue = OrtValues.Wrap(mask, group.Length, length);
                 var inputs = _hasMask ? new[] { idsValue, maskValue } : [idsValue];
-                using var outputs = _session.Run(_runOptions, inputNames, inputs, outputNames);
+                using var positions = _hasPositions ? OrtValues.Wrap(Positions(mask, group.Length, length, length), group.Length, length) : null;
+                var names = positions is null ? inputNames : [.. inputNames, "position_ids"];
+                if (positions is not null) inputs = [.. inputs, positions];
+                using var outputs = _session.Run(_runOptions, names, inputs, outputNames);
                 var span = outputs[0].GetTensorDataAsSpan<float>();
                 int vocab = (int)OrtValues.ShapeOf(outputs[0])[2];
                 for (int g = 0; g < group.Length; g++)

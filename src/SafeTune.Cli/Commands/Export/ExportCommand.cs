@@ -16,9 +16,10 @@ public sealed class ExportCommand : Command<ExportSettings>
     {
         var checkpoint = HfCheckpoint.Load(settings.FromHf);
         var model = HfExporter.Export(checkpoint);
+        int layers = HiddenStateLocator.Locate(model).Count;
+        if (settings.HiddenStates) PassRunner.Run(model, new ExposeHiddenStatesPass());
         model.Save(settings.Out);
         long parameters = model.Graph.Initializers.Where(v => v.ElementType.IsFloatingPoint()).Sum(v => v.Initializer!.ElementCount);
-        int layers = HiddenStateLocator.Locate(model).Count;
         if (settings.Json)
         {
             JsonOut.Write(w =>

@@ -17,6 +17,11 @@ public sealed class ExportSettings : CommandSettings
     [Description("Where to write the ONNX model (external data is used above 2 GB).")]
     public string Out { get; init; } = "";
 
+    /// <summary>Also output the hidden states.</summary>
+    [CommandOption("--hidden-states")]
+    [Description("Also output each block's hidden state (the residual stream) as a graph output.")]
+    public bool HiddenStates { get; init; }
+
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
     [Description("Print {\"out\", \"modelType\", \"parameters\", \"layers\"} on stdout.")]
