@@ -1,0 +1,303 @@
+using Microsoft.ML.OnnxRuntime;
+using SafeTune.Models.Chat;
+using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
+using SafeTune.Onnx.Passes;
+using SafeTune.Runtime;
+
+namespace SafeTune.Safety.Activations;
+
+/// <summary>
+/// Reads pooled per-layer hidden states of prompts: the features an activation probe is trained on.
+/// <para>
+/// The per-block hidden states are found with <see cref="HiddenStateLocator"/> and exposed as outputs of a copy of the
+/// model (the caller's model is not changed). Prompts run in batches, padded on the right with an attention mask when the
+/// model takes one; pooling reads only real prompt tokens, never padding. With a chat template each prompt is rendered as a
+/// single user message up to and including the assistant header, so no generated token is ever read. Only the pooled
+/// features are kept, batch by batch, so memory stays bounded by one batch.
+/// </para>
+/// </summary>
+public sealed class ActivationExtractor : IDisposable
+{
+    private readonly InferenceSession _session;
+    private readonly TextTokenizer? _tokenizer;
+    private readonly ChatTemplate? _template;
+    private readonly string _idsInput;
+    private readonly Dictionary<string, Value> _inputs = new(StringComparer.Ordinal);
+    private readonly string[] _hiddenNames;
+    private readonly int[] _chosen;
+    private readonly int _padId;
+    private bool _disposed;
+
+    /// <summary>
+    /// Prepares an extractor for <paramref name="model"/>. <paramref name="tokenizer"/> may be null when only
+    /// pre-tokenized prompts are given (<see cref="ExtractTokens(IReadOnlyList{int[]})"/>).
+    /// </summary>
+    /// <exception cref="OnnxFormatException">No transformer blocks were recognised, or an input cannot be fed.</exception>
+    public ActivationExtractor(Model model, TextTokenizer? tokenizer, ChatTemplate? template = null, ActivationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        Options = options ?? new ActivationOptions();
+        if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be at least 1.");
+        if (Options.MaxLength < 1) throw new ArgumentOutOfRangeException(nameof(options), "the maximum length must be at least 1.");
+        _tokenizer = tokenizer;
+        _template = template;
+        _padId = tokenizer?.PadId ?? 0;
+
+        var copy = Model.FromBytes(model.ToBytes(), displayName: "activations");
+        var located = HiddenStateLocator.Locate(copy);
+        if (located.Count == 0)
+            throw new OnnxFormatException($"no transformer blocks were recognised in graph '{copy.Graph.Name}'.");
+        _hiddenNames = [.. located.Select(h => h.Tensor.Name)];
+        LayerCount = located.Count;
+        Width = located.Select(h => h.Shape is { Rank: >= 2 } s ? s[-1].Value : null).FirstOrDefault(w => w is not null) is long w ? (int)w : null;
+
+        _chosen = Options.Layers is null ? [.. Enumerable.Range(0, LayerCount)] : [.. Options.Layers.Distinct().Order()];
+        if (_chosen.Length == 0) throw new ArgumentException("the layer subset is empty.", nameof(options));
+        if (_chosen.Any(l => l < 0 || l >= LayerCount))
+            throw new ArgumentOutOfRangeException(nameof(options), $"layer indices must lie in [0, {LayerCount}); got {string.Join(", ", _chosen)}.");
+
+        var read = _chosen.Select(l => _hiddenNames[l]).ToArray();
+        PassRunner.Run(copy, new ExposeValuesPass(read));
+        KeepOnly(copy, read);
+
+        foreach (var v in copy.Graph.Inputs.Where(v => !v.IsInitializer)) _inputs[v.Name] = v;
+        _idsInput = _inputs.ContainsKey("input_ids") ? "input_ids"
+            : _inputs.Values.FirstOrDefault(v => v.ElementType.IsInteger() && v.Name is not ("attention_mask" or "token_type_ids" or "position_ids"))?.Name
+            ?? throw new OnnxFormatException("the model has no integer token-id input.");
+        HasAttentionMask = _inputs.ContainsKey("attention_mask");
+        _session = SessionFactory.Create(copy, Options.Session);
+    }
+
+    /// <summary>The options in use.</summary>
+    public ActivationOptions Options { get; }
+
+    /// <summary>The number of transformer blocks found.</summary>
+    public int LayerCount { get; }
+
+    /// <summary>The hidden width (the feature length), when the model declares it; otherwise known after the first batch.</summary>
+    public int? Width { get; private set; }
+
+    /// <summary>The names of the hidden-state tensors, one per layer, in layer order.</summary>
+    public IReadOnlyList<string> HiddenStateNames => _hiddenNames;
+
+    /// <summary>The layers averaged into the features, ascending.</summary>
+    public IReadOnlyList<int> Layers => _chosen;
+
+    /// <summary>True when the model takes an <c>attention_mask</c> input.</summary>
+    public bool HasAttentionMask { get; }
+
+    /// <summary>
+    /// The token ids read for a prompt: rendered with the chat template as one user message when there is one (special
+    /// tokens come from the template), else the raw text with the tokenizer's special tokens; truncated to
+    /// <see cref="ActivationOptions.MaxLength"/>.
+    /// </summary>
+    public int[] Tokenize(string prompt)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var tokenizer = _tokenizer ?? throw new InvalidOperationException("this extractor has no tokenizer; pass token ids instead.");
+        int max = Options.MaxLength;
+        if (_template is not null)
+        {
+            var ids = tokenizer.Encode(_template.RenderPrompt([ChatMessage.User(prompt)]), addSpecialTokens: false);
+            return ids.Length <= max ? ids : ids[^max..];
+        }
+        var raw = tokenizer.Encode(prompt, addSpecialTokens: true);
+        if (raw.Length <= max) return raw;
+        // Keep a closing special token (such as [SEP]) when the text is cut.
+        var cut = raw[..max];
+        if (tokenizer.IsSpecial(raw[^1])) cut[^1] = raw[^1];
+        return cut;
+    }
+
+    /// <summary>Pooled features of <paramref name="prompts"/>: one row of <see cref="Width"/> floats per prompt.</summary>
+    public float[][] Extract(IReadOnlyList<string> prompts)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        var result = new float[prompts.Count][];
+        Extract(prompts, (i, f) => result[i] = f);
+        return result;
+    }
+
+    /// <summary>Streams pooled features to <paramref name="sink"/> (prompt index, features), one batch at a time.</summary>
+    public void Extract(IReadOnlyList<string> prompts, Action<int, float[]> sink)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(sink);
+        // Tokenize lazily per batch so only one batch of ids is held.
+        Run(prompts.Count, i => Tokenize(prompts[i]), sink);
+    }
+
+    /// <summary>Pooled features of pre-tokenized prompts (truncated to <see cref="ActivationOptions.MaxLength"/>, keeping the start).</summary>
+    public float[][] ExtractTokens(IReadOnlyList<int[]> prompts)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        var result = new float[prompts.Count][];
+        ExtractTokens(prompts, (i, f) => result[i] = f);
+        return result;
+    }
+
+    /// <summary>Streams pooled features of pre-tokenized prompts to <paramref name="sink"/> (prompt index, features).</summary>
+    public void ExtractTokens(IReadOnlyList<int[]> prompts, Action<int, float[]> sink)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(sink);
+        Run(prompts.Count, i => prompts[i].Length <= Options.MaxLength ? prompts[i] : prompts[i][..Options.MaxLength], sink);
+    }
+
+    /// <summary>Pooled features as one row-major array of <c>n × width</c> floats.</summary>
+    public float[] ExtractFlat(IReadOnlyList<string> prompts, out int width)
+    {
+        var rows = Extract(prompts);
+        width = rows.Length > 0 ? rows[0].Length : Width ?? 0;
+        var flat = new float[rows.Length * width];
+        for (int i = 0; i < rows.Length; i++) rows[i].CopyTo(flat, i * width);
+        return flat;
+    }
+
+    private void Run(int count, Func<int, int[]> ids, Action<int, float[]> sink)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        bool equalLengths = !HasAttentionMask && Options.EqualLengthBatchesWithoutMask;
+        var batch = new List<(int index, int[] ids)>(Options.BatchSize);
+        for (int start = 0; start < count; start += Options.BatchSize)
+        {
+            batch.Clear();
+            for (int i = start; i < Math.Min(count, start + Options.BatchSize); i++)
+            {
+                var t = ids(i);
+                if (t.Length == 0) throw new ArgumentException($"prompt {i} has no tokens.");
+                batch.Add((i, t));
+            }
+            if (!equalLengths) { RunBatch(batch, sink); continue; }
+            foreach (var group in batch.GroupBy(b => b.ids.Length)) RunBatch([.. group], sink);
+        }
+    }
+
+    private void RunBatch(List<(int index, int[] ids)> batch, Action<int, float[]> sink)
+    {
+        int b = batch.Count, len = batch.Max(x => x.ids.Length);
+        var lengths = batch.Select(x => x.ids.Length).ToArray();
+        using var bag = new OrtValueBag();
+        var names = new List<string>();
+        var values = new List<OrtValue>();
+        foreach (var (name, v) in _inputs)
+        {
+            var value = name switch
+            {
+                _ when name == _idsInput => Ints(v, b, len, (r, t) => t < lengths[r] ? batch[r].ids[t] : _padId),
+                "attention_mask" => Ints(v, b, len, (r, t) => t < lengths[r] ? 1 : 0),
+                "token_type_ids" => Ints(v, b, len, (_, _) => 0),
+                "position_ids" => Ints(v, b, len, (_, t) => t),
+                "use_cache_branch" => OrtValues.Zeros(v.ElementType, 1),
+                _ when v.ElementType.IsFloatingPoint() && v.Shape is { Rank: >= 3 } s => OrtValues.Zeros(v.ElementType, EmptyPast(s, b)),
+                _ => throw new OnnxFormatException($"cannot feed model input '{v.Name}' ({v.TypeString}) when reading activations."),
+            };
+            names.Add(name);
+            values.Add(bag.Add(name, value));
+        }
+        var outNames = _chosen.Select(l => _hiddenNames[l]).ToArray();
+        using var runOptions = new RunOptions();
+        using var outputs = _session.Run(runOptions, names, values, outNames);
+
+        double[][] acc = [];
+        for (int k = 0; k < outNames.Length; k++)
+        {
+            var o = outputs[k];
+            var shape = OrtValues.ShapeOf(o);
+            int d = (int)shape[^1];
+            long rows = shape.Length == 3 ? shape[1] : shape[0] / b;
+            if (shape.Length is not (2 or 3) || rows < len || (shape.Length == 3 && shape[0] != b))
+                throw new OnnxFormatException($"hidden state '{outNames[k]}' has shape [{string.Join(", ", shape)}], not [{b}, {len}, width].");
+            if (Width is null) Width = d;
+            else if (Width != d) throw new OnnxFormatException($"hidden state '{outNames[k]}' has width {d}, not {Width}.");
+            if (acc.Length == 0) acc = [.. Enumerable.Range(0, b).Select(_ => new double[d])];
+            var data = ReadFloats(o);
+            for (int r = 0; r < b; r++)
+            {
+                var row = acc[r];
+                int n = lengths[r];
+                (int from, int to) = Options.Pooling == ActivationPooling.LastToken ? (n - 1, n) : (0, n);
+                double scale = 1.0 / ((to - from) * (double)outNames.Length);
+                for (int t = from; t < to; t++)
+                {
+                    var x = data.Slice((int)(((long)r * rows + t) * d), d);
+                    for (int j = 0; j < d; j++) row[j] += x[j] * scale;
+                }
+            }
+        }
+        for (int r = 0; r < b; r++) sink(batch[r].index, [.. acc[r].Select(x => (float)x)]);
+    }
+
+    private static OrtValue Ints(Value input, int rows, int cols, Func<int, int, long> at)
+    {
+        var v = OrtValues.Zeros(input.ElementType, rows, cols);
+        try
+        {
+            switch (input.ElementType)
+            {
+                case ElementType.Int64: Fill(v.GetTensorMutableDataAsSpan<long>(), x => x); break;
+                case ElementType.Int32: Fill(v.GetTensorMutableDataAsSpan<int>(), x => (int)x); break;
+                case ElementType.Bool: Fill(v.GetTensorMutableDataAsSpan<bool>(), x => x != 0); break;
+                case ElementType.Float: Fill(v.GetTensorMutableDataAsSpan<float>(), x => x); break;
+                default: throw new OnnxFormatException($"cannot feed model input '{input.Name}' of type {input.TypeString}.");
+            }
+            return v;
+        }
+        catch
+        {
+            v.Dispose();
+            throw;
+        }
+
+        void Fill<T>(Span<T> span, Func<long, T> convert)
+        {
+            for (int r = 0; r < rows; r++)
+                for (int t = 0; t < cols; t++) span[r * cols + t] = convert(at(r, t));
+        }
+    }
+
+    /// <summary>An empty key/value cache input: the batch first, known sizes as declared, the rest (the past length) 0.</summary>
+    private static long[] EmptyPast(Shape s, int batch) =>
+        [.. s.Dims.Select((d, i) => i == 0 ? batch : d.Value ?? 0)];
+
+    private static ReadOnlySpan<float> ReadFloats(OrtValue v) => v.GetTensorTypeAndShape().ElementDataType switch
+    {
+        Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float => v.GetTensorDataAsSpan<float>(),
+        Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.Float16 => ToFloats(v.GetTensorDataAsSpan<Float16>(), h => h.ToFloat()),
+        Microsoft.ML.OnnxRuntime.Tensors.TensorElementType.BFloat16 => ToFloats(v.GetTensorDataAsSpan<BFloat16>(), h => h.ToFloat()),
+        var t => throw new OnnxFormatException($"hidden states of element type {t} are not supported."),
+    };
+
+    private static float[] ToFloats<T>(ReadOnlySpan<T> data, Func<T, float> convert)
+    {
+        var r = new float[data.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = convert(data[i]);
+        return r;
+    }
+
+    /// <summary>
+    /// Makes <paramref name="keep"/> the only graph outputs and drops the nodes no longer needed (such as the language-model
+    /// head), so a run computes and allocates nothing the features do not use. Graphs with subgraphs are left whole.
+    /// </summary>
+    private static void KeepOnly(Model model, string[] keep)
+    {
+        var g = model.Graph;
+        foreach (var o in g.Outputs.Where(o => !keep.Contains(o.Name)).ToList()) g.RemoveOutput(o);
+        if (g.Nodes.Any(n => n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0))) return;
+        var order = g.TopologicalOrder();
+        for (int k = order.Count - 1; k >= 0; k--)
+        {
+            var n = order[k];
+            if (n.Outputs.All(o => o.Uses.Count == 0 && !o.IsGraphOutput)) g.RemoveNode(n);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _session.Dispose();
+    }
+}

@@ -1,0 +1,41 @@
+using SafeTune.Runtime;
+
+namespace SafeTune.Safety.Activations;
+
+/// <summary>How per-token, per-layer hidden states are reduced to one feature vector per prompt.</summary>
+public enum ActivationPooling
+{
+    /// <summary>Mean over the real prompt tokens in each chosen layer, then mean over the chosen layers.</summary>
+    MeanTokensThenLayers,
+
+    /// <summary>The last real prompt token in each chosen layer, then mean over the chosen layers.</summary>
+    LastToken,
+}
+
+/// <summary>Options for <see cref="ActivationExtractor"/>.</summary>
+public sealed record ActivationOptions
+{
+    /// <summary>Prompts run together in one session call.</summary>
+    public int BatchSize { get; init; } = 16;
+
+    /// <summary>
+    /// The longest token sequence read. Longer raw texts keep their first tokens; longer chat prompts keep their last
+    /// tokens, so the assistant header (the point just before generation) is always read.
+    /// </summary>
+    public int MaxLength { get; init; } = 128;
+
+    /// <summary>The pooling over tokens.</summary>
+    public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
+
+    /// <summary>The layers (from 0) averaged into the features; null for all layers. One index reads a single layer.</summary>
+    public IReadOnlyList<int>? Layers { get; init; }
+
+    /// <summary>
+    /// For models without an <c>attention_mask</c> input: when set, a batch only holds sequences of one length, so no
+    /// padding is ever run. When clear (the default) sequences are padded on the right, which is exact for causal decoders.
+    /// </summary>
+    public bool EqualLengthBatchesWithoutMask { get; init; }
+
+    /// <summary>The session configuration (execution provider, threads); null for the CPU defaults.</summary>
+    public SessionConfig? Session { get; init; }
+}

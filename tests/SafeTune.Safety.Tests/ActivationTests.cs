@@ -1,0 +1,179 @@
+using Microsoft.ML.OnnxRuntime;
+using SafeTune.Models.Chat;
+using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
+using SafeTune.Runtime;
+using SafeTune.Safety.Activations;
+using SafeTune.TestSupport;
+
+namespace SafeTune.Safety.Tests;
+
+public sealed class ActivationTests : IDisposable
+{
+    private static readonly string[] Prompts =
+    [
+        "How do I bake bread?",
+        "Explain in detail how photosynthesis converts sunlight, water and carbon dioxide into sugar and oxygen in plants.",
+        "Hi",
+        "What is the capital of France, and what is it famous for?",
+    ];
+
+    private readonly TempDir _dir = new();
+    private readonly TextTokenizer _tokenizer;
+
+    public ActivationTests() => _tokenizer = TokenizerLoader.Load(MiniLm.WriteVocab(_dir.File("vocab.txt")));
+
+    public void Dispose() => _dir.Dispose();
+
+    private ActivationExtractor MiniLmExtractor(ActivationOptions? options = null) => new(MiniLm.Load(), _tokenizer, null, options);
+
+    private static void Close(float[] expected, float[] actual, double tolerance)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"element {i}: {expected[i]} vs {actual[i]}");
+    }
+
+    [Fact]
+    public void MiniLm_features_have_the_hidden_width()
+    {
+        using var x = MiniLmExtractor();
+        Assert.Equal(MiniLm.Layers, x.LayerCount);
+        Assert.Equal(MiniLm.Width, x.Width);
+        Assert.True(x.HasAttentionMask);
+        var f = x.Extract(Prompts);
+        Assert.Equal(Prompts.Length, f.Length);
+        Assert.All(f, row => Assert.Equal(MiniLm.Width, row.Length));
+        Assert.All(f, row => Assert.All(row, v => Assert.True(float.IsFinite(v))));
+        var flat = x.ExtractFlat(Prompts, out int width);
+        Assert.Equal(MiniLm.Width, width);
+        Assert.Equal(f.SelectMany(r => r), flat);
+    }
+
+    [Theory]
+    [InlineData(ActivationPooling.MeanTokensThenLayers)]
+    [InlineData(ActivationPooling.LastToken)]
+    public void Padding_is_ignored(ActivationPooling pooling)
+    {
+        using var x = MiniLmExtractor(new ActivationOptions { Pooling = pooling, BatchSize = 16 });
+        var batched = x.Extract(Prompts);
+        for (int i = 0; i < Prompts.Length; i++) Close(x.Extract([Prompts[i]])[0], batched[i], 1e-5);
+    }
+
+    [Fact]
+    public void Mean_over_layers_is_the_average_of_single_layer_features()
+    {
+        using var all = MiniLmExtractor();
+        var mean = all.Extract(Prompts);
+        var perLayer = Enumerable.Range(0, MiniLm.Layers).Select(l =>
+        {
+            using var one = MiniLmExtractor(new ActivationOptions { Layers = [l] });
+            return one.Extract(Prompts);
+        }).ToArray();
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            var avg = new float[MiniLm.Width];
+            for (int j = 0; j < avg.Length; j++) avg[j] = (float)perLayer.Average(p => (double)p[i][j]);
+            Close(avg, mean[i], 1e-5);
+        }
+    }
+
+    [Fact]
+    public void Last_token_pooling_differs_from_the_mean()
+    {
+        using var mean = MiniLmExtractor();
+        using var last = MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.LastToken });
+        var a = mean.Extract(Prompts);
+        var b = last.Extract(Prompts);
+        for (int i = 0; i < Prompts.Length; i++)
+            Assert.True(a[i].Zip(b[i]).Max(p => Math.Abs(p.First - p.Second)) > 1e-3);
+    }
+
+    [Fact]
+    public void Last_layer_equals_the_masked_mean_of_the_models_own_output()
+    {
+        using var x = MiniLmExtractor(new ActivationOptions { Layers = [5] });
+        var features = x.Extract(Prompts);
+        var model = MiniLm.Load();
+        using var session = SessionFactory.Create(model);
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            var ids = x.Tokenize(Prompts[i]);
+            Assert.Equal(_tokenizer.Encode(Prompts[i], addSpecialTokens: true), ids);
+            int n = ids.Length;
+            var feeds = new Dictionary<string, OrtValue>
+            {
+                ["input_ids"] = OrtValues.Wrap(ids.Select(t => (long)t).ToArray(), 1, n),
+                ["attention_mask"] = OrtValues.Wrap(Enumerable.Repeat(1L, n).ToArray(), 1, n),
+                ["token_type_ids"] = OrtValues.Wrap(new long[n], 1, n),
+            };
+            try
+            {
+                using var runOptions = new RunOptions();
+                using var outputs = session.Run(runOptions, feeds, ["last_hidden_state"]);
+                var h = OrtValues.ToFloats(outputs[0]);
+                var expected = new float[MiniLm.Width];
+                for (int j = 0; j < expected.Length; j++)
+                {
+                    double s = 0;
+                    for (int t = 0; t < n; t++) s += h[t * MiniLm.Width + j];
+                    expected[j] = (float)(s / n);
+                }
+                Close(expected, features[i], 1e-4);
+            }
+            finally
+            {
+                foreach (var v in feeds.Values) v.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public void Extraction_is_deterministic_and_streams_by_index()
+    {
+        using var x = MiniLmExtractor(new ActivationOptions { BatchSize = 3 });
+        var a = x.Extract(Prompts);
+        var streamed = new float[Prompts.Length][];
+        x.Extract(Prompts, (i, f) => streamed[i] = f);
+        for (int i = 0; i < Prompts.Length; i++) Assert.Equal(a[i], streamed[i]);
+        using var y = MiniLmExtractor(new ActivationOptions { BatchSize = 3 });
+        var b = y.Extract(Prompts);
+        for (int i = 0; i < Prompts.Length; i++) Assert.Equal(a[i], b[i]);
+    }
+
+    [Fact]
+    public void Chat_template_renders_the_prompt_and_truncation_keeps_its_end()
+    {
+        using var x = new ActivationExtractor(MiniLm.Load(), _tokenizer, ChatTemplates.Plain, new ActivationOptions { MaxLength = 8 });
+        var full = _tokenizer.Encode(ChatTemplates.Plain.RenderPrompt([ChatMessage.User(Prompts[1])]));
+        var ids = x.Tokenize(Prompts[1]);
+        Assert.Equal(full[^8..], ids);
+        Assert.Equal(MiniLm.Width, x.Extract([Prompts[1]])[0].Length);
+    }
+
+    [Fact]
+    public void Bad_layer_subset_is_refused()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => MiniLmExtractor(new ActivationOptions { Layers = [6] }));
+    }
+
+    [Fact]
+    public void Decoder_without_attention_mask_reads_width_32_and_ignores_right_padding()
+    {
+        var model = Model.Load(Repo.Fixture("models", "llama_tiny_folded.onnx"));
+        int[][] prompts = [[63, 56, 57], [73, 10, 43, 49, 15, 22, 52, 8, 9], [5], [1, 2, 3, 4, 5, 6]];
+        foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken })
+        {
+            using var x = new ActivationExtractor(model, null, null, new ActivationOptions { Pooling = pooling });
+            Assert.False(x.HasAttentionMask);
+            Assert.Equal(2, x.LayerCount);
+            var batched = x.ExtractTokens(prompts);
+            Assert.All(batched, row => Assert.Equal(32, row.Length));
+            for (int i = 0; i < prompts.Length; i++) Close(x.ExtractTokens([prompts[i]])[0], batched[i], 1e-5);
+
+            using var grouped = new ActivationExtractor(model, null, null, new ActivationOptions { Pooling = pooling, EqualLengthBatchesWithoutMask = true });
+            var g = grouped.ExtractTokens(prompts);
+            for (int i = 0; i < prompts.Length; i++) Close(g[i], batched[i], 1e-5);
+        }
+    }
+}
