@@ -109,3 +109,19 @@ public sealed class BadInputTests : IDisposable
         Assert.Equal(2, CliRunner.Run("no-such-command").ExitCode);
     }
 }
+
+public class HelpTests
+{
+    [Theory]
+    [InlineData("inspect")]
+    [InlineData("grads")]
+    [InlineData("fit")]
+    [InlineData("export")]
+    public void Every_command_prints_its_help(string command)
+    {
+        var r = CliRunner.Run(command, "--help");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("USAGE", r.Stdout);
+        Assert.Equal("", r.Stderr);
+    }
+}

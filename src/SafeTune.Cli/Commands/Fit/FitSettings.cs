@@ -1,21 +1,14 @@
 using System.ComponentModel;
 using Spectre.Console;
+using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
 namespace SafeTune.Cli.Commands.Fit;
 
 /// <summary>Arguments of <c>safetune fit</c>.</summary>
-public sealed class FitSettings : CommandSettings
+public sealed class FitSettings : ModelBatchSettings
 {
-    /// <summary>The model.</summary>
-    [CommandArgument(0, "<MODEL>")]
-    [Description("An ONNX language model with a logits output [batch, sequence, vocab], or builtin:tiny-llama.")]
-    public string Model { get; init; } = "";
 
-    /// <summary>The batch.</summary>
-    [CommandOption("--batch <BATCH.json>")]
-    [Description("JSON with int64 [B,T] \"input_ids\" and \"labels\" (-100 = ignored; already shifted), optional \"attention_mask\".")]
-    public string Batch { get; init; } = "";
 
     /// <summary>Steps.</summary>
     [CommandOption("--steps <N>")]
@@ -87,10 +80,6 @@ public sealed class FitSettings : CommandSettings
     [Description("Write the trained model (LoRA merged: the same graph as the input) here.")]
     public string? Export { get; init; }
 
-    /// <summary>Provider.</summary>
-    [CommandOption("--provider <NAME>")]
-    [Description("cpu (default), cuda or directml.")]
-    public string Provider { get; init; } = "cpu";
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
@@ -100,7 +89,7 @@ public sealed class FitSettings : CommandSettings
     /// <inheritdoc/>
     public override ValidationResult Validate()
     {
-        if (Batch.Length == 0) return ValidationResult.Error("--batch is required.");
+        if (base.Validate() is { Successful: false } invalid) return invalid;
         if (Steps < 1) return ValidationResult.Error($"--steps must be at least 1, not {Steps}.");
         if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) return ValidationResult.Error($"--lr must be positive, not {LearningRate}.");
         if (WeightDecay < 0) return ValidationResult.Error($"--weight-decay must be 0 or more, not {WeightDecay}.");
