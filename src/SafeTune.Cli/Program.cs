@@ -2,6 +2,7 @@ using SafeTune.Cli.Commands.Export;
 using SafeTune.Cli.Commands.Fit;
 using SafeTune.Cli.Commands.Grads;
 using SafeTune.Cli.Commands.Inspect;
+using SafeTune.Cli.Commands.Probe;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
@@ -23,6 +24,16 @@ app.Configure(config =>
     config.AddCommand<ExportCommand>("export")
         .WithDescription("Turn a Hugging Face checkpoint (GPT-2, Llama, Mistral, Qwen2; config.json + safetensors) into an ONNX model.")
         .WithExample("export", "--from-hf", "./Qwen2-0.5B", "--out", "qwen2.onnx");
+    config.AddBranch("probe", probe =>
+    {
+        probe.SetDescription("Activation probes: harmful intent read from a model's prompt activations.");
+        probe.AddCommand<ProbeTrainCommand>("train")
+            .WithDescription("Train an L2-logistic probe on pooled prompt activations of harmful and harmless prompts.")
+            .WithExample("probe", "train", "--model", "minilm.onnx", "--tokenizer", "vocab.txt", "--harmful", "advbench.csv", "--harmless", "alpaca.jsonl", "--out", "probe.json");
+        probe.AddCommand<ProbeEvalCommand>("eval")
+            .WithDescription("AUROC, TPR at 1% and 5% FPR, accuracy and calibration error of a probe on labelled prompts.")
+            .WithExample("probe", "eval", "--probe", "probe.json", "--harmful", "xstest.csv", "--harmless", "alpaca.jsonl", "--json");
+    });
     config.AddCommand<FitCommand>("fit")
         .WithDescription("Train on one batch for N steps (AdamW or SGD, optional LoRA, schedule, clipping, checkpoints) and report the losses.")
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");

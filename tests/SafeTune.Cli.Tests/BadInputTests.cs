@@ -124,4 +124,14 @@ public class HelpTests
         Assert.Contains("USAGE", r.Stdout);
         Assert.Equal("", r.Stderr);
     }
+
+    [Theory]
+    [InlineData("train")]
+    [InlineData("eval")]
+    public void Probe_commands_print_their_help(string sub)
+    {
+        var r = CliRunner.Run("probe", sub, "--help");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("--harmful", r.Stdout);
+    }
 }
