@@ -142,6 +142,9 @@ public static class DemoModel
         var options = new TrainingOptions
         {
             Runtime = new SessionConfig { IntraOpThreads = t.Threads },
+            // OneHot + MatMul embedding gradients: a plain GEMM sums repeated tokens in a fixed order, so training is
+            // reproducible; a parallel scatter-add may add them in any order.
+            Backward = new Autodiff.BackwardOptions { EmbeddingGradient = Autodiff.Rules.EmbeddingGradient.OneHotMatMul },
             Optimizer = new OptimizerConfig
             {
                 Kind = OptimizerKind.AdamW, LearningRate = t.LearningRate, WeightDecay = t.WeightDecay, Beta1 = t.Beta1, Beta2 = t.Beta2,
