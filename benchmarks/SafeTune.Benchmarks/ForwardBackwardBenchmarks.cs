@@ -31,10 +31,7 @@ public class ForwardBackwardBenchmarks
     {
         var model = LlamaGraph.Build(LlamaConfig.Bench, seed: 0);
         _session = GradientSession.Create(model);
-        var rng = new Random(1);
-        var ids = Enumerable.Range(0, Batch * Sequence).Select(_ => (long)rng.Next(LlamaConfig.Bench.VocabSize)).ToArray();
-        var labels = ids.Skip(1).Append(-100L).ToArray();
-        _batch = new TokenBatch(ids, labels, null, Batch, Sequence);
+        _batch = BenchBatch.Create(Batch, Sequence);
     }
 
     /// <summary>Forward, loss and backward; returns the loss.</summary>

@@ -23,9 +23,7 @@ public class TrainingStepBenchmarks
     public void Setup()
     {
         var model = LlamaGraph.Build(LlamaConfig.Bench, seed: 0);
-        var rng = new Random(1);
-        var ids = Enumerable.Range(0, 8 * 128).Select(_ => (long)rng.Next(LlamaConfig.Bench.VocabSize)).ToArray();
-        _batch = new TokenBatch(ids, [.. ids.Skip(1).Append(-100L)], null, 8, 128);
+        _batch = BenchBatch.Create();
         _session = TrainingSession.Create(model, new TrainingOptions { Optimizer = new OptimizerConfig { LearningRate = 1e-3 } });
         var loraModel = Onnx.Model.FromBytes(model.ToBytes());
         var pass = new Autodiff.Lora.LoraPass(new Autodiff.Lora.LoraOptions { Rank = 64, Alpha = 16 });
