@@ -82,9 +82,30 @@ public sealed class GradientSession : IDisposable
         ?? model.Graph.Outputs.FirstOrDefault(o => o.ElementType == ElementType.Float && o.Shape?.Rank == 3)
         ?? throw new InvalidDataException("the model has no 'logits' output (float [batch, sequence, vocab]).");
 
-    private static long? VocabFromEmbedding(Model model) =>
-        model.Graph.Nodes.Where(n => n.OpType == "Gather" && n.Input(0)?.Initializer is { Dims.Length: 2 })
+    /// <summary>
+    /// The rows of the token embedding table: a Gather on a 2-D float initializer whose indices come from the
+    /// <c>input_ids</c> input (through casts and reshapes); null when there is none.
+    /// </summary>
+    public static long? VocabFromEmbedding(Model model)
+    {
+        var ids = model.Graph.Inputs.FirstOrDefault(v => v.Name == "input_ids")
+            ?? model.Graph.Inputs.FirstOrDefault(v => !v.IsInitializer && v.ElementType.IsInteger());
+        if (ids is null) return null;
+        return model.Graph.Nodes.Where(n => n.OpType == "Gather" && n.Input(0)?.Initializer is { Dims.Length: 2 } t && t.ElementType.IsFloatingPoint()
+                && n.Input(1) is { } indices && ComesFrom(indices, ids))
             .Select(n => (long?)n.Input(0)!.Initializer!.Dims[0]).FirstOrDefault();
+
+        static bool ComesFrom(Value v, Value source)
+        {
+            for (int hop = 0; hop < 8; hop++)
+            {
+                if (ReferenceEquals(v, source)) return true;
+                if (v.Producer is not { OpType: "Cast" or "Reshape" or "Squeeze" or "Unsqueeze" or "Identity" or "Flatten" } p || p.Input(0) is not { } next) return false;
+                v = next;
+            }
+            return false;
+        }
+    }
 
     /// <inheritdoc/>
     public void Dispose()

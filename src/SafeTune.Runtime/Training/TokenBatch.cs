@@ -77,13 +77,20 @@ public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? Attentio
     }
 
     /// <summary>Checks ids and labels against a vocabulary size; the message names the tensor and the offending index.</summary>
-    public void Validate(long vocabSize)
+    public void Validate(long vocabSize) => Validate(vocabSize, vocabSize);
+
+    /// <summary>
+    /// Checks the ids against the input vocabulary (<paramref name="inputVocabSize"/>, the embedding table's rows) and the
+    /// labels against the output classes (<paramref name="labelClasses"/>, the logits' last dim); they differ for
+    /// classifiers. The message names the tensor and the offending index.
+    /// </summary>
+    public void Validate(long inputVocabSize, long labelClasses)
     {
         for (int i = 0; i < InputIds.Length; i++)
-            if (InputIds[i] < 0 || InputIds[i] >= vocabSize)
-                throw new InvalidDataException($"input_ids[{i / SequenceLength}][{i % SequenceLength}] = {InputIds[i]} is outside the vocabulary (0..{vocabSize - 1}).");
+            if (InputIds[i] < 0 || InputIds[i] >= inputVocabSize)
+                throw new InvalidDataException($"input_ids[{i / SequenceLength}][{i % SequenceLength}] = {InputIds[i]} is outside the vocabulary (0..{inputVocabSize - 1}).");
         for (int i = 0; i < Labels.Length; i++)
-            if (Labels[i] != -100 && (Labels[i] < 0 || Labels[i] >= vocabSize))
-                throw new InvalidDataException($"labels[{i / SequenceLength}][{i % SequenceLength}] = {Labels[i]} is outside the vocabulary (0..{vocabSize - 1}) and is not -100.");
+            if (Labels[i] != -100 && (Labels[i] < 0 || Labels[i] >= labelClasses))
+                throw new InvalidDataException($"labels[{i / SequenceLength}][{i % SequenceLength}] = {Labels[i]} is outside the vocabulary (0..{labelClasses - 1}) and is not -100.");
     }
 }

@@ -31,12 +31,13 @@ public sealed class TrainingSession : IDisposable
     private bool _resetPending = true;
     private double _clipScale = 1.0;
 
-    private TrainingSession(Model forward, BackwardResult backward, Model evalModel, TrainingOptions options, long vocab)
+    private TrainingSession(Model forward, BackwardResult backward, Model evalModel, TrainingOptions options, long vocab, long inputVocab)
     {
         _forward = forward;
         _backward = backward;
         Options = options;
         VocabSize = vocab;
+        InputVocabSize = inputVocab;
         LearningRate = options.Optimizer.LearningRate;
         var layout = new ParameterLayout(backward.Parameters.Select(p => (p, backward.InitialValues[p].Dims)));
         Layout = layout;
@@ -70,8 +71,14 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The trainable parameters, in order.</summary>
     public IReadOnlyList<string> Trainable => _backward.Parameters;
 
-    /// <summary>The vocabulary size token ids are checked against.</summary>
+    /// <summary>The number of output classes (the logits' last dim) labels are checked against.</summary>
     public long VocabSize { get; }
+
+    /// <summary>
+    /// The number of input token ids (the embedding table's rows; the output vocabulary when no embedding table is
+    /// recognised) input ids are checked against. It differs from <see cref="VocabSize"/> for classifiers.
+    /// </summary>
+    public long InputVocabSize { get; }
 
     /// <summary>The number of optimizer steps taken.</summary>
     public long Step { get; private set; }
@@ -113,7 +120,7 @@ public sealed class TrainingSession : IDisposable
         var evalModel = Model.FromBytes(withLoss.ToBytes(), displayName: "evaluation graph");
         foreach (var name in trainable) evalModel.Graph.PromoteInitializerToInput(evalModel.Graph.FindInitializer(name)!);
         foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name).ToList()) evalModel.Graph.RemoveOutput(o);
-        return new TrainingSession(model, backward, evalModel, options, vocab);
+        return new TrainingSession(model, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab);
     }
 
     private OrtValue Own(string name, float[] scalar) => _owned.Add(name, OrtValue.CreateTensorValueFromMemory(scalar, []));
@@ -162,7 +169,7 @@ public sealed class TrainingSession : IDisposable
 
     private void BindBatch(BoundSession session, TokenBatch batch)
     {
-        batch.Validate(VocabSize);
+        batch.Validate(InputVocabSize, VocabSize);
         foreach (var input in session.Session.InputMetadata.Keys)
             if (batch.InputFor(input) is { } v)
                 session.BindInput(input, _owned.Add((ReferenceEquals(session, _train) ? "train:" : "eval:") + input, v));

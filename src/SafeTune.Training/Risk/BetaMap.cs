@@ -1,0 +1,196 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+
+namespace SafeTune.Training.Risk;
+
+/// <summary>
+/// Turns a risk into the regularization weight beta of <c>(1 - beta) * SFT + beta * KL(pi_ref || pi_theta)</c>.
+/// A risk is a number s in [0, 1]: a probe's harm probability, or a judge score r in [1, 5] as s = (r - 1) / 4.
+/// Maps are small state machines (<see cref="EmaBetaMap"/> remembers the smoothed risk); their state is saved in
+/// checkpoints so that a resumed run continues exactly.
+/// </summary>
+public abstract class BetaMap
+{
+    /// <summary>The spec this map was parsed from, e.g. <c>clamp</c> or <c>linear:0.1,0.9</c>.</summary>
+    public abstract string Spec { get; }
+
+    /// <summary>True when the map keeps state between calls (and so cannot weight each example on its own).</summary>
+    public virtual bool IsStateful => false;
+
+    /// <summary>True when beta never depends on the risk (fixed beta, or none).</summary>
+    public virtual bool IgnoresRisk => false;
+
+    /// <summary>Beta for the next batch (or example) of risk <paramref name="risk"/>, in [0, 1]. Stateful maps update.</summary>
+    public abstract double Next(double risk);
+
+    /// <summary>Beta for <paramref name="risk"/> without updating any state.</summary>
+    public abstract double Peek(double risk);
+
+    /// <summary>The state to checkpoint (null for stateless maps).</summary>
+    public virtual JsonNode? SaveState() => null;
+
+    /// <summary>Restores state written by <see cref="SaveState"/>.</summary>
+    public virtual void RestoreState(JsonNode? state) { }
+
+    /// <summary>A judge score r in [1, 5] as a risk in [0, 1].</summary>
+    public static double RiskFromScore(double score) => Math.Clamp((score - 1) / 4, 0, 1);
+
+    /// <summary>
+    /// Parses a map: <c>clamp</c> (the paper's <c>clamp((r - 2) / 3, 0.1, 0.9)</c>), <c>linear:BMIN,BMAX</c>,
+    /// <c>ema:DECAY</c> or <c>ema:DECAY,BMIN,BMAX</c> (linear on an exponential moving average of the risk),
+    /// <c>fixed:BETA</c>, or <c>none</c> (beta = 0: standard fine-tuning).
+    /// </summary>
+    /// <exception cref="ArgumentException">The spec is not one of these, or a number is out of range; the message says which.</exception>
+    public static BetaMap Parse(string spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        var text = spec.Trim();
+        var colon = text.IndexOf(':');
+        var kind = (colon < 0 ? text : text[..colon]).ToLowerInvariant();
+        var args = colon < 0 ? [] : text[(colon + 1)..].Split(',', StringSplitOptions.TrimEntries);
+        double Arg(int i, string what)
+        {
+            if (i >= args.Length || !double.TryParse(args[i], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !double.IsFinite(v))
+                throw new ArgumentException($"--beta-map '{spec}': {what} is missing or not a number.");
+            return v;
+        }
+        void Count(params int[] allowed)
+        {
+            if (!allowed.Contains(args.Length))
+                throw new ArgumentException($"--beta-map '{spec}': {kind} takes {string.Join(" or ", allowed)} number(s), got {args.Length}.");
+        }
+        switch (kind)
+        {
+            case "clamp": Count(0); return new ClampBetaMap();
+            case "none": Count(0); return new FixedBetaMap(0);
+            case "fixed": Count(1); return new FixedBetaMap(Arg(0, "beta"));
+            case "linear": Count(2); return new LinearBetaMap(Arg(0, "beta_min"), Arg(1, "beta_max"));
+            case "ema":
+                Count(1, 3);
+                return args.Length == 1 ? new EmaBetaMap(Arg(0, "decay")) : new EmaBetaMap(Arg(0, "decay"), Arg(1, "beta_min"), Arg(2, "beta_max"));
+            default:
+                throw new ArgumentException($"--beta-map '{spec}' is not one of clamp, linear:BMIN,BMAX, ema:DECAY[,BMIN,BMAX], fixed:BETA, none.");
+        }
+    }
+
+    /// <summary>Checks that a beta lies in [0, 1].</summary>
+    protected static double CheckBeta(double beta, string what) =>
+        beta is >= 0 and <= 1 ? beta : throw new ArgumentException($"{what} must lie in [0, 1], not {beta.ToString(CultureInfo.InvariantCulture)}.");
+
+    /// <summary>Checks that a risk lies in [0, 1] and is a number.</summary>
+    protected static double CheckRisk(double risk) =>
+        risk is >= 0 and <= 1 ? risk : throw new ArgumentOutOfRangeException(nameof(risk), $"a risk must lie in [0, 1], not {risk}.");
+
+    /// <inheritdoc/>
+    public override string ToString() => Spec;
+}
+
+/// <summary>The paper's map: <c>beta = clamp((r - 2) / 3, 0.1, 0.9)</c> with <c>r = 1 + 4 s</c>.</summary>
+public sealed class ClampBetaMap : BetaMap
+{
+    /// <inheritdoc/>
+    public override string Spec => "clamp";
+
+    /// <inheritdoc/>
+    public override double Next(double risk) => Peek(risk);
+
+    /// <inheritdoc/>
+    public override double Peek(double risk) => Math.Clamp((1 + 4 * CheckRisk(risk) - 2) / 3, 0.1, 0.9);
+}
+
+/// <summary><c>beta = beta_min + (beta_max - beta_min) * s</c>.</summary>
+public sealed class LinearBetaMap : BetaMap
+{
+    /// <summary>Creates the map.</summary>
+    public LinearBetaMap(double betaMin, double betaMax)
+    {
+        BetaMin = CheckBeta(betaMin, "beta_min");
+        BetaMax = CheckBeta(betaMax, "beta_max");
+        if (betaMin > betaMax) throw new ArgumentException($"beta_min ({betaMin}) must not exceed beta_max ({betaMax}).");
+    }
+
+    /// <summary>Beta at risk 0.</summary>
+    public double BetaMin { get; }
+
+    /// <summary>Beta at risk 1.</summary>
+    public double BetaMax { get; }
+
+    /// <inheritdoc/>
+    public override string Spec => string.Create(CultureInfo.InvariantCulture, $"linear:{BetaMin},{BetaMax}");
+
+    /// <inheritdoc/>
+    public override double Next(double risk) => Peek(risk);
+
+    /// <inheritdoc/>
+    public override double Peek(double risk) => BetaMin + (BetaMax - BetaMin) * CheckRisk(risk);
+}
+
+/// <summary>
+/// Linear in an exponential moving average of the risk: <c>m = decay * m + (1 - decay) * s</c> (m starts at the first
+/// risk seen), then <c>beta = beta_min + (beta_max - beta_min) * m</c>.
+/// </summary>
+public sealed class EmaBetaMap : BetaMap
+{
+    private readonly LinearBetaMap _linear;
+    private double? _average;
+
+    /// <summary>Creates the map (beta from 0.1 to 0.9 by default, the paper's range).</summary>
+    public EmaBetaMap(double decay, double betaMin = 0.1, double betaMax = 0.9)
+    {
+        if (decay is < 0 or >= 1) throw new ArgumentException($"the EMA decay must lie in [0, 1), not {decay.ToString(CultureInfo.InvariantCulture)}.");
+        Decay = decay;
+        _linear = new LinearBetaMap(betaMin, betaMax);
+    }
+
+    /// <summary>The weight of the past.</summary>
+    public double Decay { get; }
+
+    /// <summary>The smoothed risk, once a risk has been seen.</summary>
+    public double? Average => _average;
+
+    /// <inheritdoc/>
+    public override string Spec => string.Create(CultureInfo.InvariantCulture, $"ema:{Decay},{_linear.BetaMin},{_linear.BetaMax}");
+
+    /// <inheritdoc/>
+    public override bool IsStateful => true;
+
+    /// <inheritdoc/>
+    public override double Next(double risk)
+    {
+        _average = Smooth(CheckRisk(risk));
+        return _linear.Peek(_average.Value);
+    }
+
+    /// <inheritdoc/>
+    public override double Peek(double risk) => _linear.Peek(Smooth(CheckRisk(risk)));
+
+    private double Smooth(double risk) => _average is { } m ? Decay * m + (1 - Decay) * risk : risk;
+
+    /// <inheritdoc/>
+    public override JsonNode? SaveState() => _average is { } m ? JsonValue.Create(m) : null;
+
+    /// <inheritdoc/>
+    public override void RestoreState(JsonNode? state) => _average = state is null ? null : (double)state;
+}
+
+/// <summary>A constant beta: the static KL baseline, or standard fine-tuning at 0.</summary>
+public sealed class FixedBetaMap : BetaMap
+{
+    /// <summary>Creates the map.</summary>
+    public FixedBetaMap(double beta) => Beta = CheckBeta(beta, "beta");
+
+    /// <summary>The beta.</summary>
+    public double Beta { get; }
+
+    /// <inheritdoc/>
+    public override string Spec => Beta == 0 ? "none" : string.Create(CultureInfo.InvariantCulture, $"fixed:{Beta}");
+
+    /// <inheritdoc/>
+    public override bool IgnoresRisk => true;
+
+    /// <inheritdoc/>
+    public override double Next(double risk) => Beta;
+
+    /// <inheritdoc/>
+    public override double Peek(double risk) => Beta;
+}

@@ -1,0 +1,71 @@
+using SafeTune.Training.Risk;
+
+namespace SafeTune.Training.Tests;
+
+public sealed class BetaMapTests
+{
+    [Theory]
+    [InlineData(1.0, 0.1)]   // r = 1: clamp(-1/3) -> 0.1
+    [InlineData(2.0, 0.1)]   // r = 2: 0 -> 0.1
+    [InlineData(3.5, 0.5)]   // r = 3.5: 0.5
+    [InlineData(4.0, 2.0 / 3)]
+    [InlineData(5.0, 0.9)]   // r = 5: 1 -> 0.9
+    public void Clamp_is_the_papers_map_of_the_judge_score(double score, double beta)
+    {
+        var map = BetaMap.Parse("clamp");
+        Assert.Equal(beta, map.Next(BetaMap.RiskFromScore(score)), 12);
+    }
+
+    [Fact]
+    public void Linear_interpolates_between_its_bounds()
+    {
+        var map = BetaMap.Parse("linear:0.2,0.6");
+        Assert.Equal(0.2, map.Next(0), 12);
+        Assert.Equal(0.4, map.Next(0.5), 12);
+        Assert.Equal(0.6, map.Next(1), 12);
+        Assert.Equal("linear:0.2,0.6", map.Spec);
+    }
+
+    [Fact]
+    public void Ema_smooths_the_risk_and_its_state_round_trips()
+    {
+        var map = (EmaBetaMap)BetaMap.Parse("ema:0.5");
+        Assert.Equal(0.1 + 0.8 * 1.0, map.Next(1.0), 12);       // m = 1 (first risk)
+        Assert.Equal(0.1 + 0.8 * 0.5, map.Next(0.0), 12);       // m = 0.5
+        Assert.Equal(0.1 + 0.8 * 0.75, map.Peek(1.0), 12);      // peek does not update
+        Assert.Equal(0.5, map.Average);
+        var copy = (EmaBetaMap)BetaMap.Parse(map.Spec);
+        copy.RestoreState(map.SaveState());
+        Assert.Equal(map.Next(0.2), copy.Next(0.2), 15);
+        Assert.True(map.IsStateful);
+    }
+
+    [Fact]
+    public void Fixed_and_none_ignore_the_risk()
+    {
+        Assert.Equal(0.3, BetaMap.Parse("fixed:0.3").Next(1.0));
+        Assert.Equal(0.0, BetaMap.Parse("none").Next(1.0));
+        Assert.True(BetaMap.Parse("none").IgnoresRisk);
+        Assert.Equal("none", BetaMap.Parse("fixed:0").Spec);
+    }
+
+    [Theory]
+    [InlineData("square", "is not one of")]
+    [InlineData("linear:0.1", "takes 2")]
+    [InlineData("linear:0.9,0.1", "must not exceed")]
+    [InlineData("fixed:1.5", "must lie in [0, 1]")]
+    [InlineData("fixed:x", "not a number")]
+    [InlineData("ema:1", "decay")]
+    public void Bad_specs_say_what_is_wrong(string spec, string message)
+    {
+        var e = Assert.Throws<ArgumentException>(() => BetaMap.Parse(spec));
+        Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void A_risk_outside_the_unit_interval_is_rejected()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => BetaMap.Parse("clamp").Next(1.5));
+        Assert.Throws<ArgumentOutOfRangeException>(() => BetaMap.Parse("clamp").Next(double.NaN));
+    }
+}
