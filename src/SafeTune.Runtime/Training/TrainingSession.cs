@@ -33,6 +33,7 @@ public sealed class TrainingSession : IDisposable
     private readonly float[] _lr = [0f], _beta1 = [0f], _beta2 = [0f], _eps = [0f], _wd = [0f], _bc1 = [0f], _bc2 = [0f], _scale = [1f], _momentum = [0f], _rho = [0f];
     private bool _resetPending = true;
     private double _clipScale = 1.0;
+    private double? _proximalRho;
 
     private TrainingSession(Model forward, BackwardResult backward, Model evalModel, TrainingOptions options, long vocab, long inputVocab,
         IReadOnlyList<string> metrics)
@@ -115,6 +116,17 @@ public sealed class TrainingSession : IDisposable
 
     /// <summary>The learning rate of the next optimizer step.</summary>
     public double GetLearningRate() => LearningRate;
+
+    /// <summary>
+    /// Sets the strength of the proximal pull <c>g += rho * (w - w_ref)</c> for the next optimizer steps (a risk-dependent
+    /// penalty changes it every step). The session must have been made with <see cref="OptimizerConfig.ProximalRho"/> set.
+    /// </summary>
+    public void SetProximalRho(double rho)
+    {
+        if (_reference is null) throw new InvalidOperationException("this session has no proximal term; create it with OptimizerConfig.ProximalRho set.");
+        if (!(rho >= 0) || double.IsInfinity(rho)) throw new ArgumentException($"the proximal rho must be 0 or more, not {rho}.");
+        _proximalRho = rho;
+    }
 
     /// <summary>Builds the training, evaluation and optimizer graphs of a language model and opens their sessions.</summary>
     public static TrainingSession Create(Model model, TrainingOptions? options = null)
@@ -273,7 +285,7 @@ public sealed class TrainingSession : IDisposable
         _bc1[0] = (float)(1 - Math.Pow(o.Beta1, Step));
         _bc2[0] = (float)(1 - Math.Pow(o.Beta2, Step));
         _momentum[0] = (float)o.Momentum;
-        _rho[0] = (float)(o.ProximalRho ?? 0);
+        _rho[0] = (float)(_proximalRho ?? o.ProximalRho ?? 0);
         _optimizer.Run();
         _clipScale = 1.0;
     }
