@@ -27,7 +27,7 @@ public sealed class FineTunerTests : IDisposable
     {
         public override string Name => "text";
         public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference) =>
-            new([.. batch.Rows.Select(r => double.Parse(r.Prompt, System.Globalization.CultureInfo.InvariantCulture))], 0);
+            new([.. batch.Examples.Select(r => double.Parse(r.Prompt, System.Globalization.CultureInfo.InvariantCulture))], 0);
     }
 
     private static (Model Model, TrainingBatch Batch, JsonElement Fit) Fixture(string name = "llama_tiny_unfolded", params string[] prompts)
@@ -41,7 +41,8 @@ public sealed class FineTunerTests : IDisposable
         var mask = new long[ids.Length * t];
         for (int r = 0; r < ids.Length; r++)
             for (int p = 0; p < t && labels[r][p] == LossNames.IgnoreIndex; p++) mask[r * t + p] = 1;
-        var rows = Enumerable.Range(0, ids.Length).Select(r => new TrainingRow($"row{r}", prompts.Length > r ? prompts[r] : $"prompt {r}", $"response {r}")).ToArray();
+        var rows = Enumerable.Range(0, ids.Length).Select(r => new TrainingExample($"row{r}", prompts.Length > r ? prompts[r] : $"prompt {r}", $"response {r}",
+            r, 0, t, (int)mask.Skip(r * t).Take(t).Sum() + 1)).ToArray();
         return (Model.Load(Repo.Fixture("models", name + ".onnx")), new TrainingBatch(tokens, mask, rows), fit);
     }
 
@@ -78,7 +79,7 @@ public sealed class FineTunerTests : IDisposable
         int t = batch.Tokens.SequenceLength;
         TrainingBatch Row(int r) => new(
             new TokenBatch(batch.Tokens.InputIds[(r * t)..((r + 1) * t)], batch.Tokens.Labels[(r * t)..((r + 1) * t)], null, 1, t),
-            batch.PromptMask[(r * t)..((r + 1) * t)], [batch.Rows[r]]);
+            batch.PromptMask[(r * t)..((r + 1) * t)], [batch.Examples[r] with { Row = 0 }]);
         var whole = FineTuner.Run(Options(model, new FixedPlan(3, batch)));
         var split = FineTuner.Run(Options(model, new FixedPlan(3, Row(0), Row(1))));
         for (int i = 0; i < 3; i++) Assert.Equal(whole.Log[i].Loss, split.Log[i].Loss, 5);
@@ -149,9 +150,9 @@ public sealed class FineTunerTests : IDisposable
     {
         var (model, batch, _) = Fixture();
         // Row 0's target is a refusal (score 1), row 1's complies (score 5): clamp gives 0.1 and 0.9 per example.
-        var rows = new[] { batch.Rows[0] with { Response = "I can't help with that." }, batch.Rows[1] with { Response = "Sure, here it is." } };
+        var rows = new[] { batch.Examples[0] with { Response = "I can't help with that." }, batch.Examples[1] with { Response = "Sure, here it is." } };
         using var critic = new CriticRisk(new KeywordRefusalJudge());
-        var r = FineTuner.Run(Options(model, new FixedPlan(2, batch with { Rows = rows })) with
+        var r = FineTuner.Run(Options(model, new FixedPlan(2, batch with { Examples = rows })) with
         {
             RiskSource = critic,
             Safety = new SafetyOptions { Risk = "critic:keyword", BetaMap = "clamp", Weighting = RiskWeighting.Example },

@@ -123,7 +123,7 @@ public static class FineTuner
                 }
 
                 // beta: one for the batch, or one per example
-                var exampleRisks = risk is null ? null : scores.SelectMany(s => s!.PerRow).ToArray();
+                var exampleRisks = risk is null ? null : scores.SelectMany(s => s!.PerExample).ToArray();
                 double? batchRisk = exampleRisks is null ? null
                     : safety.Aggregation == JudgeAggregation.Max ? exampleRisks.Max() : exampleRisks.Average();
                 double[]? exampleBetas = null;
@@ -139,11 +139,11 @@ public static class FineTuner
                 // forward/backward of the weighted objective, accumulated over the micro-batches
                 session.LazyResetGrad();
                 double loss = 0, sft = 0, other = 0;
-                int row0 = 0;
+                int example0 = 0;
                 for (int m = 0; m < batches.Count; m++)
                 {
                     var b = batches[m];
-                    var betas = exampleBetas is null ? null : exampleBetas.AsSpan(row0, b.Rows.Count).ToArray();
+                    var betas = exampleBetas is null ? null : exampleBetas.AsSpan(example0, b.Examples.Count).ToArray();
                     using var inputs = StepInputs(kind, b, refs[m], beta, betas, responseTokens, safety);
                     loss += session.TrainStep(b.Tokens, inputs.Values);
                     var metrics = session.Metrics;
@@ -151,7 +151,7 @@ public static class FineTuner
                     sft += share * metrics[ResponseNames.MeanSft];
                     if (metrics.TryGetValue(ResponseNames.MeanKl, out var kl)) other += share * kl;
                     if (metrics.TryGetValue(ResponseNames.MeanConstrained, out var c)) other += share * c;
-                    row0 += b.Rows.Count;
+                    example0 += b.Examples.Count;
                     tokens += (long)b.Tokens.BatchSize * b.Tokens.SequenceLength;
                 }
                 if (!double.IsFinite(loss))
@@ -167,7 +167,7 @@ public static class FineTuner
                 times.Add(sw.Elapsed.TotalMilliseconds);
                 var entry = new StepLog(session.Step, options.Plan.Steps, session.LearningRate, loss, sft,
                     kind == ResponseLossKind.CrossEntropy ? null : other, batchRisk, beta, exampleRisks, exampleBetas,
-                    [.. batches.SelectMany(b => b.Rows.Select(r => r.Id))], batches.Sum(b => (long)b.Tokens.BatchSize * b.Tokens.SequenceLength),
+                    [.. batches.SelectMany(b => b.Examples.Select(r => r.Id))], batches.Sum(b => (long)b.Tokens.BatchSize * b.Tokens.SequenceLength),
                     responseTokens, sw.Elapsed.TotalMilliseconds, scores.Sum(s => s?.Failures ?? 0), norm);
                 log.Add(entry);
                 run?.Audit(AuditLine(entry));
@@ -227,7 +227,7 @@ public static class FineTuner
     }
 
     /// <summary>The objective's per-token inputs for one micro-batch (weights already divided by the step's response tokens).</summary>
-    private static StepInputBag StepInputs(ResponseLossKind kind, TrainingBatch b, ReferenceOutputs? reference, double beta, double[]? rowBetas,
+    private static StepInputBag StepInputs(ResponseLossKind kind, TrainingBatch b, ReferenceOutputs? reference, double beta, double[]? exampleBetas,
         long stepTokens, SafetyOptions safety)
     {
         var bag = new StepInputBag();
@@ -235,15 +235,15 @@ public static class FineTuner
         int n = positions.Length;
         bag.Add(ResponseNames.Index, OrtValues.Wrap(b.ResponseIndex(), n));
         float inv = 1f / stepTokens;
-        double BetaOf(int row) => rowBetas?[row] ?? beta;
+        double BetaOf(int example) => exampleBetas?[example] ?? beta;
         switch (kind)
         {
             case ResponseLossKind.CrossEntropy:
-                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Row)) * inv)], n));
+                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Example)) * inv)], n));
                 break;
             case ResponseLossKind.CrossEntropyAndKl:
-                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Row)) * inv)], n));
-                bag.Add(ResponseNames.KlWeight, OrtValues.Wrap([.. positions.Select(p => (float)BetaOf(p.Row) * inv)], n));
+                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Example)) * inv)], n));
+                bag.Add(ResponseNames.KlWeight, OrtValues.Wrap([.. positions.Select(p => (float)BetaOf(p.Example) * inv)], n));
                 bag.Borrow(ResponseNames.ReferenceLogProbs, reference![ResponseNames.ReferenceLogProbs]);
                 break;
             case ResponseLossKind.Constrained:

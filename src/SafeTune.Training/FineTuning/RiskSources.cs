@@ -4,8 +4,8 @@ using SafeTune.Safety.Probes;
 
 namespace SafeTune.Training.FineTuning;
 
-/// <summary>One risk per row of a batch, in [0, 1], and the number of rows the source failed to score (counted as risk 1).</summary>
-public sealed record RiskScores(double[] PerRow, int Failures);
+/// <summary>One risk per example of a batch (in <see cref="TrainingBatch.Examples"/> order), in [0, 1], and the number of examples the source failed to score (counted as risk 1).</summary>
+public sealed record RiskScores(double[] PerExample, int Failures);
 
 /// <summary>
 /// Where a batch's safety risk comes from. A source may extend the frozen reference pass (a probe fused into the
@@ -22,7 +22,7 @@ public abstract class RiskSource : IDisposable
     /// <summary>Extends the reference graph (returns the outputs added); null when the source does not.</summary>
     public virtual Func<Onnx.Model, IReadOnlyList<string>>? ExtendReference => null;
 
-    /// <summary>Scores the rows of <paramref name="batch"/>; <paramref name="reference"/> holds the reference pass's outputs when it ran.</summary>
+    /// <summary>Scores the examples of <paramref name="batch"/>; <paramref name="reference"/> holds the reference pass's outputs when it ran.</summary>
     public abstract RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference);
 
     /// <inheritdoc/>
@@ -52,7 +52,7 @@ public sealed class CriticRisk(ISafetyJudge judge) : RiskSource
     /// <inheritdoc/>
     public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
     {
-        var todo = batch.Rows.Where(r => !_seen.ContainsKey(r.Id)).DistinctBy(r => r.Id).ToList();
+        var todo = batch.Examples.Where(r => !_seen.ContainsKey(r.Id)).DistinctBy(r => r.Id).ToList();
         if (todo.Count > 0)
         {
             var verdicts = Judge.Score([.. todo.Select(r => new JudgeItem(r.Prompt, r.Response))]);
@@ -62,8 +62,8 @@ public sealed class CriticRisk(ISafetyJudge judge) : RiskSource
                 if (verdicts[i].Failed) Failures++;
             }
         }
-        var rows = batch.Rows.Select(r => _seen[r.Id]).ToArray();
-        return new RiskScores([.. rows.Select(v => v.Unit)], rows.Count(v => v.Failed));
+        var scored = batch.Examples.Select(r => _seen[r.Id]).ToArray();
+        return new RiskScores([.. scored.Select(v => v.Unit)], scored.Count(v => v.Failed));
     }
 
     /// <inheritdoc/>
@@ -88,12 +88,12 @@ public sealed class ExternalProbeRisk(ProbeFile probe) : RiskSource
     /// <inheritdoc/>
     public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
     {
-        var todo = batch.Rows.Where(r => !_seen.ContainsKey(r.Id)).DistinctBy(r => r.Id).ToList();
+        var todo = batch.Examples.Where(r => !_seen.ContainsKey(r.Id)).DistinctBy(r => r.Id).ToList();
         if (todo.Count > 0)
         {
             var p = ProbeTraining.Score(Probe, [.. todo.Select(r => r.Prompt)]);
             for (int i = 0; i < todo.Count; i++) _seen[todo[i].Id] = p[i];
         }
-        return new RiskScores([.. batch.Rows.Select(r => _seen[r.Id])], 0);
+        return new RiskScores([.. batch.Examples.Select(r => _seen[r.Id])], 0);
     }
 }
