@@ -23,12 +23,12 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>Harmful prompt files.</summary>
     [CommandOption("--harmful <FILE>")]
-    [Description("Harmful prompts: .csv (column auto-detected, or FILE:COLUMN), .jsonl or .txt. Repeat for several files.")]
+    [Description("Harmful prompts: " + Safety.Data.PromptFile.SpecHelp + " Repeat for several files.")]
     public string[] Harmful { get; init; } = [];
 
     /// <summary>Harmless prompt files.</summary>
     [CommandOption("--harmless <FILE>")]
-    [Description("Harmless prompts, same formats. Repeat for several files.")]
+    [Description("Harmless prompts, same syntax. Repeat for several files.")]
     public string[] Harmless { get; init; } = [];
 
     /// <summary>Layers.</summary>
@@ -114,12 +114,12 @@ public sealed class ProbeEvalSettings : CommandSettings
 
     /// <summary>Harmful prompt files.</summary>
     [CommandOption("--harmful <FILE>")]
-    [Description("Harmful prompts (.csv, .jsonl, .txt; FILE:COLUMN). Repeat for several files.")]
+    [Description("Harmful prompts: " + Safety.Data.PromptFile.SpecHelp + " Repeat for several files.")]
     public string[] Harmful { get; init; } = [];
 
     /// <summary>Harmless prompt files.</summary>
     [CommandOption("--harmless <FILE>")]
-    [Description("Harmless prompts. Repeat for several files.")]
+    [Description("Harmless prompts, same syntax (e.g. xstest_prompts.csv@label=safe). Repeat for several files.")]
     public string[] Harmless { get; init; } = [];
 
     /// <summary>Model override.</summary>
