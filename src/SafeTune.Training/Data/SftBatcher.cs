@@ -115,6 +115,7 @@ public sealed record SftStep(long Step, int Epoch, IReadOnlyList<SftMicroBatch> 
 /// order of a permutation seeded by (seed, e) (or packed in that order), and step s takes rows
 /// <c>s * R .. (s + 1) * R - 1</c> of the stream, R = micro-batch size x accumulation steps. A step is therefore a pure
 /// function of its index: <see cref="GetStep"/> after a restart gives exactly the batches the killed run would have seen.
+/// Not thread-safe (it caches the current epoch's plan).
 /// </summary>
 public sealed class SftBatcher
 {
