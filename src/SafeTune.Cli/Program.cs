@@ -1,3 +1,4 @@
+using SafeTune.Cli.Commands.Eval;
 using SafeTune.Cli.Commands.Export;
 using SafeTune.Cli.Commands.Fit;
 using SafeTune.Cli.Commands.Grads;
@@ -45,5 +46,9 @@ app.Configure(config =>
     config.AddCommand<FitCommand>("fit")
         .WithDescription("Train on one batch for N steps (AdamW or SGD, optional LoRA, schedule, clipping, checkpoints) and report the losses.")
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");
+    config.AddCommand<EvalCommand>("eval")
+        .WithDescription("Attack success rate, harmfulness, over-refusal and utility (exact match, response loss) of a chat model.")
+        .WithExample("eval", "--model", "demo-kv.onnx", "--tokenizer", "tokenizer.json", "--harmful", "advbench.csv", "--benign", "gsm8k/test.jsonl",
+            "--overrefusal", "xstest_prompts.csv@label=safe", "--limit", "100", "--json");
 });
 return CliErrors.Run(() => app.Run(args));
