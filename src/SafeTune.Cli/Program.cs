@@ -5,6 +5,7 @@ using SafeTune.Cli.Commands.Grads;
 using SafeTune.Cli.Commands.Inspect;
 using SafeTune.Cli.Commands.Probe;
 using SafeTune.Cli.Commands.Train;
+using SafeTune.Cli.Commands.Experiment;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
@@ -43,6 +44,9 @@ app.Configure(config =>
         .WithDescription("Fine-tune a chat model on a data set with risk-adaptive safety regularization (LoRA, AdamW, cosine schedule); writes a run folder and the merged model.")
         .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--risk", "probe:probe.json", "--out", "runs/adaptive")
         .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--method", "standard", "--out", "runs/sft");
+    config.AddCommand<ExperimentCommand>("experiment")
+        .WithDescription("Run methods x attack scenarios x seeds from a config; writes report.md, results.json and PNG plots.")
+        .WithExample("experiment", "--config", "experiments/advbench.json");
     config.AddCommand<FitCommand>("fit")
         .WithDescription("Train on one batch for N steps (AdamW or SGD, optional LoRA, schedule, clipping, checkpoints) and report the losses.")
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");

@@ -103,7 +103,7 @@ public static class TrainJob
             Seed = o.Seed,
             Layout = o.Layout,
         });
-        var plan = new SftPlan(batcher, examples, o.Steps ?? batcher.StepsFor(o.Epochs));
+        var plan = new SftPlan(batcher, o.Steps ?? batcher.StepsFor(o.Epochs));
 
         using var risk = RiskSources.Create(o.Safety, o.Model, o.Judges);
         if (risk is FusedProbeRisk && o.Layout == BatchLayout.Pack)
