@@ -6,6 +6,7 @@ using SafeTune.Cli.Commands.Inspect;
 using SafeTune.Cli.Commands.Probe;
 using SafeTune.Cli.Commands.Train;
 using SafeTune.Cli.Commands.Experiment;
+using SafeTune.Cli.Commands.Demo;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
@@ -44,6 +45,10 @@ app.Configure(config =>
         .WithDescription("Fine-tune a chat model on a data set with risk-adaptive safety regularization (LoRA, AdamW, cosine schedule); writes a run folder and the merged model.")
         .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--risk", "probe:probe.json", "--out", "runs/adaptive")
         .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--method", "standard", "--out", "runs/sft");
+    config.AddCommand<DemoCommand>("demo")
+        .WithDescription("The embedded default: train the probe on the demo model, run the harmful fine-tuning attack four ways (standard, fixed KL, adaptive with the probe, adaptive with the critic) and report ASR, utility and over-refusal.")
+        .WithExample("demo")
+        .WithExample("demo", "--seeds", "3", "--json");
     config.AddCommand<ExperimentCommand>("experiment")
         .WithDescription("Run methods x attack scenarios x seeds from a config; writes report.md, results.json and PNG plots.")
         .WithExample("experiment", "--config", "experiments/advbench.json");

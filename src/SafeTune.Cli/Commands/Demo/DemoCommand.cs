@@ -69,21 +69,27 @@ public sealed class DemoCommand : Command<DemoSettings>
             Seeds = s.Seeds,
             Epochs = s.Epochs,
             Threads = s.Threads,
-            Critic = DemoCritic.Spec(Path.Combine(s.Cache ?? DefaultCache, "judge")),
         };
+        string judgeCache = Path.Combine(s.Cache ?? DefaultCache, "judge");
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
         try
         {
             ExperimentResults results;
-            if (s.Json) results = DemoRun.Run(options, null, null, cancel.Token);
+            if (s.Json) results = DemoRun.Run(options with { Critic = DemoCritic.Prepare(judgeCache, cancellation: cancel.Token) }, null, null, cancel.Token);
             else
             {
                 AnsiConsole.MarkupLine("[bold]SafeTune demo[/]: the harmful fine-tuning attack on the demo model, four ways.");
-                var assets = AnsiConsole.Status().Start("preparing the demo model, data and probe (built once, then cached)", ctx =>
-                    DemoAssets.Prepare(options.CacheDirectory, new Sync<DemoAssetProgress>(p => ctx.Status(Markup.Escape($"{p.Stage}: {p.Detail}")))));
-                results = ExperimentDisplay.RunWithProgress(r => ExperimentRunner.Run(DemoRun.Config(assets, options), r, cancel.Token));
+                (DemoAssetFiles assets, string critic) = AnsiConsole.Status().Start<(DemoAssetFiles, string)>("preparing the demo model, data, probe and judge (built once, then cached)", ctx =>
+                {
+                    var a = DemoAssets.Prepare(options.CacheDirectory, new Sync<DemoAssetProgress>(p => ctx.Status(Markup.Escape($"{p.Stage}: {p.Detail}"))));
+                    ctx.Status("the Safety Critic: fine-tuning all-MiniLM-L6-v2 into a harm classifier (once)");
+                    var c = DemoCritic.Prepare(judgeCache, new Sync<Safety.Critics.Local.LocalJudgeProgress>(p =>
+                        ctx.Status(Markup.Escape($"the Safety Critic: {p.Stage} {(p.Total > 0 ? $"{p.Step}/{p.Total}" : "")}"))), cancel.Token);
+                    return (a, c);
+                });
+                results = ExperimentDisplay.RunWithProgress(r => ExperimentRunner.Run(DemoRun.Config(assets, options with { Critic = critic }), r, cancel.Token));
             }
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
             if (s.Json) WriteJson(results, seconds);
