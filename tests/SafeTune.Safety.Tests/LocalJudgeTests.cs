@@ -203,19 +203,26 @@ public sealed class LocalJudgeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void Default_cache_folder_follows_the_environment()
+    public void Cache_and_data_folders_follow_the_environment()
     {
-        var before = Environment.GetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable);
+        var cache = Environment.GetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable);
+        var data = Environment.GetEnvironmentVariable(JudgeData.DataEnvironmentVariable);
         try
         {
             Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, _dir.File("judge-cache"));
             Assert.Equal(_dir.File("judge-cache"), LocalClassifierJudge.DefaultCacheDirectory);
             Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, null);
             Assert.EndsWith(Path.Combine("safetune", "judge"), LocalClassifierJudge.DefaultCacheDirectory);
+
+            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, null);
+            Assert.Equal(Path.GetFullPath(Repo.SharedData()), Path.GetFullPath(JudgeData.FindDataDirectory()));
+            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, _dir.File("no-such-data"));
+            Assert.Contains(JudgeData.DataEnvironmentVariable, Assert.Throws<DirectoryNotFoundException>(JudgeData.FindDataDirectory).Message);
         }
         finally
         {
-            Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, before);
+            Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, cache);
+            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, data);
         }
     }
 }
