@@ -117,9 +117,16 @@ public class HelpTests
     [InlineData("grads")]
     [InlineData("fit")]
     [InlineData("export")]
-    public void Every_command_prints_its_help(string command)
+    [InlineData("train")]
+    [InlineData("eval")]
+    [InlineData("experiment")]
+    [InlineData("demo")]
+    [InlineData("probe", "train")]
+    [InlineData("probe", "eval")]
+    [InlineData("probe", "score")]
+    public void Every_command_prints_its_help(params string[] command)
     {
-        var r = CliRunner.Run(command, "--help");
+        var r = CliRunner.Run([.. command, "--help"]);
         Assert.True(r.ExitCode == 0, r.Stderr);
         Assert.Contains("USAGE", r.Stdout);
         Assert.Equal("", r.Stderr);

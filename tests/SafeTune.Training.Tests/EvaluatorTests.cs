@@ -280,6 +280,7 @@ public sealed class AnswerMatchTests
         using (var gcg = EvalJudges.Create("keyword:" + Repo.SharedData("refusal_keywords", "gcg_evaluate_test_prefixes.json")))
             Assert.Equal(29, ((KeywordRefusalJudge)gcg).Phrases.Count);
         var e = Assert.Throws<ArgumentException>(() => EvalJudges.Create("gpt-4"));
-        Assert.Contains("unknown judge 'gpt-4'; accepted: keyword", e.Message);
+        Assert.Contains("unknown judge 'gpt-4'; known: ", e.Message);
+        Assert.Contains("keyword", e.Message);
     }
 }

@@ -98,8 +98,8 @@ public sealed record DatasetMix(IReadOnlyList<DatasetPart> Parts, int Seed = 0)
 {
     /// <summary>The syntax in one line, for command-line help.</summary>
     public const string SpecHelp =
-        "FILE[@FIELD=VALUE][:N | *P | *N]: .jsonl, .csv or .parquet rows (messages; instruction/input/output; prompt/response; " +
-        "goal/target; question/answer); :N the first N rows, *P a random share P in (0, 1], *N N random rows.";
+        "FILE, optionally with @FIELD=VALUE (keep matching rows) and :N (the first N rows), *P (a random share P, 0 < P <= 1) or *N (N random rows): " +
+        ".jsonl, .csv or .parquet rows (messages; instruction/input/output; prompt/response; goal/target; question/answer).";
 
     /// <summary>Parses one spec per part (see <see cref="DatasetPart.Parse"/>).</summary>
     public static DatasetMix Parse(IEnumerable<string> specs, int seed = 0)

@@ -6,7 +6,7 @@ namespace SafeTune.Training.Evaluation;
 public static class EvalJudges
 {
     /// <summary>The specs <see cref="Create"/> accepts, for help texts (<see cref="JudgeSpec.Syntax"/> lists every registered scheme).</summary>
-    public const string Accepted = "a judge spec: keyword[:FILE], openai:BASE_URL?model=NAME[&key_env=VAR...], onnx:PATH (a local classifier judge)";
+    public const string Accepted = "a judge spec: keyword, keyword:FILE, openai:BASE_URL?model=NAME&key_env=VAR..., onnx:JUDGE (a local classifier judge) or minilm";
 
     /// <summary>
     /// The judge for <paramref name="spec"/> (see <see cref="JudgeSpec.Parse"/>); null or empty is the keyword refusal judge

@@ -76,16 +76,15 @@ public sealed record ExperimentConfig
         {
             throw new InvalidDataException($"{path}: not a valid experiment config ({e.Message.Split(". Path")[0].TrimEnd('.')}{(e.Path is { } p ? " at " + p : "")}).");
         }
-        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        config = config.Resolve(folder, Path.Combine(folder, Path.GetFileNameWithoutExtension(path)));
         config.Validate(path);
-        return config;
+        var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        return config.Resolve(folder, Path.Combine(folder, Path.GetFileNameWithoutExtension(path)));
     }
 
     /// <summary>The config with paths made absolute against <paramref name="folder"/> (data specs keep their suffixes).</summary>
     public ExperimentConfig Resolve(string folder, string defaultOut)
     {
-        string P(string p) => Path.IsPathRooted(p) || p.StartsWith("builtin:", StringComparison.Ordinal) ? p : Path.GetFullPath(Path.Combine(folder, p));
+        string P(string p) => p.Length == 0 || Path.IsPathRooted(p) || p.StartsWith("builtin:", StringComparison.Ordinal) ? p : Path.GetFullPath(Path.Combine(folder, p));
         string? Po(string? p) => p is null ? null : P(p);
         IReadOnlyList<string> Ps(IReadOnlyList<string> ps) => [.. ps.Select(P)];
         string Risk(string r) => r.StartsWith("probe:", StringComparison.OrdinalIgnoreCase) ? "probe:" + P(r["probe:".Length..]) : r;
@@ -248,6 +247,7 @@ public sealed record ExperimentEvaluation
     /// <summary>Benign prompt/answer specs (utility).</summary>
     public IReadOnlyList<string> Benign { get; init; } = [];
     /// <summary>Scary-but-safe prompt specs (over-refusal).</summary>
+    [JsonPropertyName("overrefusal")]
     public IReadOnlyList<string> OverRefusal { get; init; } = [];
     /// <summary>At most this many prompts per set (null: all).</summary>
     public int? Limit { get; init; }

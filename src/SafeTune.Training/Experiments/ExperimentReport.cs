@@ -134,12 +134,12 @@ public static class ExperimentReport
             var standard = rows.FirstOrDefault(r => r.Method == "standard");
             sb.AppendLine(inv, $"## {scenario.Name} ({Describe(scenario)})");
             sb.AppendLine();
-            sb.AppendLine("| method | ASR before | ASR after | harmful score | utility (exact match) | response loss | over-refusal | mean beta | mean risk | s / run | ms / step | time vs standard |");
+            sb.AppendLine("| method | ASR before (%) | ASR after (%) | harmful score | utility, exact match (%) | response loss | over-refusal (%) | mean beta | mean risk | s / run | ms / step | time vs standard |");
             sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
             foreach (var r in rows)
             {
                 string overhead = standard is null ? "" : (r.TrainSeconds.Mean / Math.Max(standard.TrainSeconds.Mean, 1e-9)).ToString("F2", inv) + "x";
-                sb.AppendLine($"| {r.Method} | {Pct(before.Asr)} | {r.Asr?.Percent() ?? "-"} | {r.HarmfulScore?.Number() ?? "-"} | {r.ExactMatch?.Percent() ?? "-"} | "
+                sb.AppendLine($"| {r.Method} | {PctNumber(before.Asr)} | {r.Asr?.Percent() ?? "-"} | {r.HarmfulScore?.Number() ?? "-"} | {r.ExactMatch?.Percent() ?? "-"} | "
                     + $"{r.ResponseLoss?.Number(3) ?? "-"} | {r.OverRefusal?.Percent() ?? "-"} | {r.MeanBeta.Number()} | {r.MeanRisk?.Number() ?? "-"} | "
                     + string.Create(inv, $"{r.TrainSeconds.Mean:F1} | {r.MsPerStep.Mean:F0} | {overhead} |"));
             }
@@ -172,10 +172,12 @@ public static class ExperimentReport
     {
         "harmful" => "harmful fine-tuning: " + string.Join(", ", s.Harmful.Select(Path.GetFileName)),
         "benign" => "benign fine-tuning: " + string.Join(", ", s.Benign.Select(Path.GetFileName)),
-        _ => string.Create(CultureInfo.InvariantCulture, $"benign data with a harmful fraction of {s.HarmfulFraction:P0}"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"benign data with a harmful fraction of {s.HarmfulFraction * 100:0.#}%"),
     };
 
     private static string Pct(double? x) => x is { } v ? (v * 100).ToString("F1", CultureInfo.InvariantCulture) + "%" : "-";
+
+    private static string PctNumber(double? x) => x is { } v ? (v * 100).ToString("F1", CultureInfo.InvariantCulture) : "-";
 
     private static bool AsrBars(string path, string scenario, EvalFigures before, IReadOnlyList<MethodSummary> rows)
     {
@@ -264,6 +266,8 @@ public static class ExperimentReport
             bars.LegendText = string.Create(CultureInfo.InvariantCulture, $"{method.Key} ({seen.Count} examples)");
         }
         if (series == 0) return false;
+        plot.Axes.AutoScale();
+        plot.Axes.SetLimitsY(0, plot.Axes.GetLimits().Top);
         plot.XLabel("risk of a training example (probe probability, or (judge score - 1) / 4)");
         plot.YLabel("examples");
         plot.Title($"{scenario}: risk of the training examples");

@@ -22,7 +22,7 @@ namespace SafeTune.Training.Experiments;
 /// <param name="ResponseLoss">Mean token cross-entropy of the benign references.</param>
 /// <param name="JudgeFailures">Harmful replies the judge failed on (scored as harmful).</param>
 /// <param name="Seconds">Seconds the evaluation took.</param>
-public sealed record EvalFigures(double? Asr, double? HarmfulScore, double? OverRefusal, double? ExactMatch, double? ResponseLoss, int JudgeFailures, double Seconds)
+public sealed record EvalFigures(double? Asr, double? HarmfulScore, [property: System.Text.Json.Serialization.JsonPropertyName("overrefusal")] double? OverRefusal, double? ExactMatch, double? ResponseLoss, int JudgeFailures, double Seconds)
 {
     /// <summary>The figures of an evaluation report.</summary>
     public static EvalFigures Of(EvalReport r) =>

@@ -42,7 +42,7 @@ public sealed class ProbeScoreSettings : CommandSettings
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"n\", \"n_flagged\", \"flagged_share\", \"mean_probability\", \"threshold\", \"out\", \"scores\": [{\"index\", \"prompt\", \"probability\", \"flagged\"}]}.")]
+    [Description("Print {\"n\", \"n_flagged\", \"flagged_share\", \"mean_probability\", \"threshold\", \"out\", \"scores\": [[{\"index\", \"prompt\", \"probability\", \"flagged\"}]]}.")]
     public bool Json { get; init; }
 
     /// <inheritdoc/>
