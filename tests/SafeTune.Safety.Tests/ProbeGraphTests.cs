@@ -217,7 +217,8 @@ public sealed class ProbeGraphDemoModelTests : IDisposable
             Harmful = [harmful], Harmless = [harmless], Layers = layers, Pooling = pooling,
             Fit = new ProbeHeadOptions { Head = kind, Mlp = new MlpTrainOptions { HiddenSize = 64 } },
         }).Probe;
-        var test = Models.Demo.DemoData.Test(demo.Recipe.Data.Seed).Take(24).ToList();
+        var all = Models.Demo.DemoData.Test(demo.Recipe.Data.Seed);
+        var test = all.Where(e => e.Kind == Models.Demo.DemoKind.Harmful).Take(12).Concat(all.Where(e => e.Kind != Models.Demo.DemoKind.Harmful).Take(12)).ToList();
         var expected = ProbeTraining.Score(probe, [.. test.Select(e => e.Prompt)]);
 
         var (model, _) = ProbeGraph.LoadAndAppend(demo.ModelPath, probe);
