@@ -3,6 +3,31 @@ namespace SafeTune.Onnx.Tests;
 public class GraphIrTests
 {
     [Fact]
+    public void AddInitializerUnique_takes_a_free_name_each_time()
+    {
+        var g = new Graph();
+        var first = g.AddInitializerUnique("w", TensorData.Vector("ignored", 1f));
+        var second = g.AddInitializerUnique("w", TensorData.Vector("ignored", 2f));
+        Assert.NotEqual(first.Name, second.Name);
+        Assert.StartsWith("w", first.Name);
+        Assert.Same(first, g.FindInitializer(first.Name));
+        Assert.Same(second, g.FindInitializer(second.Name));
+        Assert.Equal(2f, second.Initializer!.AsSpan<float>()[0]);
+    }
+
+    [Fact]
+    public void RemoveUnusedNodes_drops_branches_nothing_reads()
+    {
+        var b = GraphBuilder.ForNewModel();
+        var x = b.Input("x", ElementType.Float, 4);
+        var dead = b.Neg(b.Exp(x));
+        b.Output(b.Tanh(x), "y");
+        Assert.Equal(2, b.Graph.RemoveUnusedNodes());
+        Assert.Single(b.Graph.Nodes);
+        Assert.Null(b.Graph.FindValue(dead.Name));
+    }
+
+    [Fact]
     public void Values_know_their_producer_and_consumers()
     {
         var b = GraphBuilder.ForNewModel();

@@ -78,6 +78,26 @@ public sealed class ActivationTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(ActivationPooling.MeanTokensThenLayers)]
+    [InlineData(ActivationPooling.LastToken)]
+    public void Per_layer_features_average_to_the_pooled_features(ActivationPooling pooling)
+    {
+        using var x = MiniLmExtractor(new ActivationOptions { Pooling = pooling, Layers = [1, 3, 4] });
+        var pooled = x.Extract(Prompts);
+        var perLayer = x.ExtractPerLayer(Prompts);
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            Assert.Equal(3 * MiniLm.Width, perLayer[i].Length);
+            var avg = new float[MiniLm.Width];
+            for (int j = 0; j < avg.Length; j++) avg[j] = (perLayer[i][j] + perLayer[i][MiniLm.Width + j] + perLayer[i][2 * MiniLm.Width + j]) / 3;
+            Close(pooled[i], avg, 1e-5);
+        }
+        using var one = MiniLmExtractor(new ActivationOptions { Pooling = pooling, Layers = [3] });
+        var layer3 = one.Extract(Prompts);
+        for (int i = 0; i < Prompts.Length; i++) Close(layer3[i], perLayer[i][MiniLm.Width..(2 * MiniLm.Width)], 1e-6);
+    }
+
     [Fact]
     public void Last_token_pooling_differs_from_the_mean()
     {

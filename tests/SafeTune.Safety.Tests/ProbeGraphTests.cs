@@ -137,8 +137,9 @@ public sealed class ProbeGraphTests : IDisposable
         string[] prompts = ["How can I get a gun without a background check?", "What is the tallest mountain in Europe?", "Ways to cheat on my taxes", "Hi"];
         var expected = ProbeTraining.Score(probe, prompts);
 
-        var model = Model.Load(modelPath);
-        ProbeGraph.Append(model, probe);
+        var (model, appended) = ProbeGraph.LoadAndAppend(modelPath, probe);
+        Assert.Equal(ProbeGraph.DefaultPromptMaskInput, appended.PromptMaskInput);
+        Assert.Throws<InvalidDataException>(() => ProbeGraph.LoadAndAppend(Repo.Fixture("models", "llama_tiny_folded.onnx"), probe));
         var tokenizer = TokenizerLoader.Load(vocab);
         var ids = prompts.Select(p => tokenizer.Encode(p, addSpecialTokens: true)).ToArray();
         // Extra tokens after the prompt: outside the prompt mask and, as a bidirectional encoder needs, outside the attention mask.
@@ -182,5 +183,56 @@ public sealed class ProbeGraphTests : IDisposable
         old.Opsets[""] = 12;
         e = Assert.Throws<OnnxFormatException>(() => ProbeGraph.Append(old, probe with { LayerCount = null }));
         Assert.Contains("opset 13", e.Message);
+    }
+}
+
+/// <summary>The in-graph probe on the trained demo chat model (ChatML prompts with responses after them); slow on a fresh cache.</summary>
+public sealed class ProbeGraphDemoModelTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    /// <summary>The demo model, trained once (about 80 s) and cached under artifacts/.</summary>
+    internal static Models.Demo.DemoModelFiles Demo() => Models.Demo.DemoModel.BuildOrLoad(Path.Combine(Repo.Root, "artifacts", "demo-model"));
+
+    [Theory]
+    [Trait("Category", "Slow")]
+    [InlineData(ProbeHeadKind.Logistic, ActivationPooling.MeanTokensThenLayers, null)]
+    [InlineData(ProbeHeadKind.Logistic, ActivationPooling.LastToken, "1,3")]
+    [InlineData(ProbeHeadKind.Mlp, ActivationPooling.MeanTokensThenLayers, "2")]
+    [InlineData(ProbeHeadKind.Mlp, ActivationPooling.LastToken, null)]
+    public void Risk_output_of_the_demo_model_equals_ProbeTraining_Score(ProbeHeadKind kind, ActivationPooling pooling, string? layerSpec)
+    {
+        int[]? layers = layerSpec is null ? null : [.. layerSpec.Split(',').Select(int.Parse)];
+        var demo = Demo();
+        var data = Models.Demo.DemoData.Train(demo.Recipe.Data.Seed);
+        var harmful = _dir.File("harmful.txt");
+        var harmless = _dir.File("harmless.txt");
+        File.WriteAllLines(harmful, data.Where(e => e.Kind == Models.Demo.DemoKind.Harmful).Select(e => e.Prompt.ReplaceLineEndings(" ")).Distinct().Take(150));
+        File.WriteAllLines(harmless, data.Where(e => e.Kind != Models.Demo.DemoKind.Harmful).Select(e => e.Prompt.ReplaceLineEndings(" ")).Distinct().Take(150));
+        var probe = ProbeTraining.Train(new ProbeTrainOptions
+        {
+            ModelPath = demo.ModelPath, Tokenizer = demo.TokenizerPath, ChatTemplate = demo.Recipe.Tokenizer.ChatTemplate,
+            Harmful = [harmful], Harmless = [harmless], Layers = layers, Pooling = pooling,
+            Fit = new ProbeHeadOptions { Head = kind, Mlp = new MlpTrainOptions { HiddenSize = 64 } },
+        }).Probe;
+        var all = Models.Demo.DemoData.Test(demo.Recipe.Data.Seed);
+        var test = all.Where(e => e.Kind == Models.Demo.DemoKind.Harmful).Take(12).Concat(all.Where(e => e.Kind != Models.Demo.DemoKind.Harmful).Take(12)).ToList();
+        var expected = ProbeTraining.Score(probe, [.. test.Select(e => e.Prompt)]);
+
+        var (model, _) = ProbeGraph.LoadAndAppend(demo.ModelPath, probe);
+        var tokenizer = TokenizerLoader.Load(demo.TokenizerPath);
+        var template = Models.Chat.ChatTemplates.ByName(demo.Recipe.Tokenizer.ChatTemplate);
+        var chats = test.Select(e => template.Tokenize(tokenizer, [Models.Chat.ChatMessage.User(e.Prompt)], e.Response)).ToList();
+        var prompts = chats.Select(c => c.Ids[..c.PromptLength]).ToArray();
+        var responses = chats.Select(c => c.Ids[c.PromptLength..]).ToArray();
+        Assert.All(responses, r => Assert.NotEmpty(r));
+        var (ids, mask, t) = ProbeGraphTests.Batch(prompts, responses);
+        var outputs = ProbeGraphTests.Run(model, new() { ["input_ids"] = (ids, [test.Count, t]), ["prompt_mask"] = (mask, [test.Count, t]) });
+        var risk = outputs[ProbeGraph.DefaultOutput].Data;
+        Assert.True(expected.Max() - expected.Min() > 0.2, $"scores spread only over [{expected.Min():F3}, {expected.Max():F3}]");
+        for (int i = 0; i < test.Count; i++)
+            Assert.True(Math.Abs(risk[i] - expected[i]) <= 1e-5, $"'{test[i].Prompt}': in-graph {risk[i]:R} vs ProbeTraining.Score {expected[i]:R}");
     }
 }

@@ -127,8 +127,13 @@ public sealed class Graph
     }
 
     /// <summary>Adds an initializer with a unique name derived from <paramref name="nameHint"/>.</summary>
-    public Value AddInitializerUnique(string nameHint, TensorData data) =>
-        AddInitializer(data.WithName(Names.NewValueName(nameHint)));
+    public Value AddInitializerUnique(string nameHint, TensorData data)
+    {
+        // NewValueName claims the name; AddInitializer claims it again for the new value, so hand it back first.
+        var name = Names.NewValueName(nameHint);
+        Names.ReleaseValueName(name);
+        return AddInitializer(data.WithName(name));
+    }
 
     /// <summary>Replaces the data of an existing initializer (same name).</summary>
     public void SetInitializer(Value value, TensorData data)

@@ -145,6 +145,19 @@ public sealed class ActivationExtractor : IDisposable
         Run(prompts.Count, i => prompts[i].Length <= Options.MaxLength ? prompts[i] : prompts[i][..Options.MaxLength], sink);
     }
 
+    /// <summary>
+    /// Pooled features of each chosen layer kept apart: row i holds <see cref="Layers"/>.Count blocks of
+    /// <see cref="Width"/> floats, in layer order (the pooling over tokens applied, the mean over layers not). Averaging the
+    /// blocks of a row gives <see cref="Extract(IReadOnlyList{string})"/>'s row; one pass serves every layer subset.
+    /// </summary>
+    public float[][] ExtractPerLayer(IReadOnlyList<string> prompts)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        var result = new float[prompts.Count][];
+        Run(prompts.Count, i => Tokenize(prompts[i]), (i, f) => result[i] = f, perLayer: true);
+        return result;
+    }
+
     /// <summary>Pooled features as one row-major array of <c>n × width</c> floats.</summary>
     public float[] ExtractFlat(IReadOnlyList<string> prompts, out int width)
     {
@@ -155,7 +168,7 @@ public sealed class ActivationExtractor : IDisposable
         return flat;
     }
 
-    private void Run(int count, Func<int, int[]> ids, Action<int, float[]> sink)
+    private void Run(int count, Func<int, int[]> ids, Action<int, float[]> sink, bool perLayer = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         bool equalLengths = !HasAttentionMask && Options.EqualLengthBatchesWithoutMask;
@@ -169,12 +182,12 @@ public sealed class ActivationExtractor : IDisposable
                 if (t.Length == 0) throw new ArgumentException($"prompt {i} has no tokens.");
                 batch.Add((i, t));
             }
-            if (!equalLengths) { RunBatch(batch, sink); continue; }
-            foreach (var group in batch.GroupBy(b => b.ids.Length)) RunBatch([.. group], sink);
+            if (!equalLengths) { RunBatch(batch, sink, perLayer); continue; }
+            foreach (var group in batch.GroupBy(b => b.ids.Length)) RunBatch([.. group], sink, perLayer);
         }
     }
 
-    private void RunBatch(List<(int index, int[] ids)> batch, Action<int, float[]> sink)
+    private void RunBatch(List<(int index, int[] ids)> batch, Action<int, float[]> sink, bool perLayer)
     {
         int b = batch.Count, len = batch.Max(x => x.ids.Length);
         var lengths = batch.Select(x => x.ids.Length).ToArray();
@@ -211,14 +224,14 @@ public sealed class ActivationExtractor : IDisposable
                 throw new OnnxFormatException($"hidden state '{outNames[k]}' has shape [{string.Join(", ", shape)}], not [{b}, {len}, width].");
             if (Width is null) Width = d;
             else if (Width != d) throw new OnnxFormatException($"hidden state '{outNames[k]}' has width {d}, not {Width}.");
-            if (acc.Length == 0) acc = [.. Enumerable.Range(0, b).Select(_ => new double[d])];
+            if (acc.Length == 0) acc = [.. Enumerable.Range(0, b).Select(_ => new double[perLayer ? d * outNames.Length : d])];
             var data = ReadFloats(o);
             for (int r = 0; r < b; r++)
             {
-                var row = acc[r];
+                var row = perLayer ? acc[r].AsSpan(k * d, d) : acc[r];
                 int n = lengths[r];
                 (int from, int to) = Options.Pooling == ActivationPooling.LastToken ? (n - 1, n) : (0, n);
-                double scale = 1.0 / ((to - from) * (double)outNames.Length);
+                double scale = 1.0 / ((to - from) * (perLayer ? 1.0 : outNames.Length));
                 for (int t = from; t < to; t++)
                 {
                     var x = data.Slice((int)(((long)r * rows + t) * d), d);

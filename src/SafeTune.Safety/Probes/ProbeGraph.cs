@@ -141,6 +141,21 @@ public static class ProbeGraph
         return new ProbeGraphResult(promptMaskInput, added, output, [.. layers.Select(l => located[l].Tensor.Name)], layers);
     }
 
+    /// <summary>
+    /// Loads the model file the probe was trained on, after checking its SHA-256 against the probe
+    /// (<see cref="ProbeFile.CheckModel"/>), and appends the probe (<see cref="Append"/>).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file's hash differs from the probe's.</exception>
+    public static (Model Model, ProbeGraphResult Result) LoadAndAppend(string modelPath, ProbeFile probe, string promptMaskInput = DefaultPromptMaskInput,
+        string output = DefaultOutput)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
+        ArgumentNullException.ThrowIfNull(probe);
+        probe.CheckModel(modelPath);
+        var model = Model.Load(modelPath);
+        return (model, Append(model, probe, promptMaskInput, output));
+    }
+
     /// <summary>A float initializer under <paramref name="name"/>, or <c>name_1</c>, <c>name_2</c>... when the name is taken.</summary>
     private static Value Param(Graph g, string name, float[] values, params long[] dims)
     {
