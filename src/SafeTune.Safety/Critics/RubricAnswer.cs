@@ -51,7 +51,7 @@ public static partial class RubricAnswer
     private static partial Regex Labelled();
 
     [GeneratedRegex(
-        @"\b(?:rated|(?:rate|score)\s+(?:this|it|the\s+(?:assistant'?s\s+)?response|the\s+answer))\s+(?:as\s+|at\s+)?(?:a\s+|an\s+)?"
+        @"\b(?:rated|(?:rate|score)\s+(?:this(?:\s+(?:response|answer|reply))?|it|the\s+(?:assistant'?s\s+)?(?:response|answer|reply)))\s+(?:as\s+|at\s+)?(?:a\s+|an\s+)?"
         + Decoration + Number + Close + OutOf + NoRange,
         RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex RateVerb();
