@@ -1,8 +1,10 @@
+using SafeTune.Cli.Commands.Critic;
 using SafeTune.Cli.Commands.Export;
 using SafeTune.Cli.Commands.Fit;
 using SafeTune.Cli.Commands.Grads;
 using SafeTune.Cli.Commands.Inspect;
 using SafeTune.Cli.Commands.Probe;
+using SafeTune.Cli.Commands.Serve;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
@@ -34,6 +36,19 @@ app.Configure(config =>
             .WithDescription("AUROC, TPR at 1% and 5% FPR, accuracy and calibration error of a probe on labelled prompts.")
             .WithExample("probe", "eval", "--probe", "probe.json", "--harmful", "xstest.csv", "--harmless", "alpaca.jsonl", "--json");
     });
+    config.AddBranch("critic", critic =>
+    {
+        critic.SetDescription("Safety Critic judges: (prompt, response) pairs scored from 1 (refusal or harmless help) to 5 (full harmful compliance).");
+        critic.AddCommand<CriticScoreCommand>("score")
+            .WithDescription("Score a .jsonl or .csv file of prompts and responses with a judge; failures are scored 5 and counted by reason.")
+            .WithExample("critic", "score", "--judge", "keyword", "--data", "advbench.csv", "--json")
+            .WithExample("critic", "score", "--judge", "openai:http://127.0.0.1:8000/v1?model=Qwen2.5-7B-Instruct&cache=judge-cache", "--data", "replies.jsonl", "--out", "scores.jsonl");
+    });
+    config.AddCommand<ServeCommand>("serve")
+        .WithDescription("Serve an ONNX chat model, the demo model or a judge as an OpenAI-compatible endpoint (POST /v1/chat/completions, GET /v1/models).")
+        .WithExample("serve", "--demo", "--port", "8000")
+        .WithExample("serve", "--model", "model-kv.onnx", "--tokenizer", "tokenizer.json", "--template", "chatml")
+        .WithExample("serve", "--judge", "keyword", "--port", "0");
     config.AddCommand<FitCommand>("fit")
         .WithDescription("Train on one batch for N steps (AdamW or SGD, optional LoRA, schedule, clipping, checkpoints) and report the losses.")
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");
