@@ -30,11 +30,14 @@ app.Configure(config =>
     {
         probe.SetDescription("Activation probes: harmful intent read from a model's prompt activations.");
         probe.AddCommand<ProbeTrainCommand>("train")
-            .WithDescription("Train an L2-logistic probe on pooled prompt activations of harmful and harmless prompts.")
+            .WithDescription("Train a probe (L2-logistic or MLP head) on pooled prompt activations of harmful and harmless prompts.")
             .WithExample("probe", "train", "--model", "minilm.onnx", "--tokenizer", "vocab.txt", "--harmful", "advbench.csv", "--harmless", "alpaca.jsonl", "--out", "probe.json");
         probe.AddCommand<ProbeEvalCommand>("eval")
             .WithDescription("AUROC, TPR at 1% and 5% FPR, accuracy and calibration error of a probe on labelled prompts.")
             .WithExample("probe", "eval", "--probe", "probe.json", "--harmful", "xstest.csv", "--harmless", "alpaca.jsonl", "--json");
+        probe.AddCommand<ProbeScoreCommand>("score")
+            .WithDescription("The harm probability and flag of every prompt in a file, with a summary.")
+            .WithExample("probe", "score", "--probe", "probe.json", "--data", "prompts.txt", "--out", "scores.jsonl");
     });
     config.AddBranch("critic", critic =>
     {

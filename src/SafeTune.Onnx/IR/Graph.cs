@@ -250,6 +250,28 @@ public sealed class Graph
         }
     }
 
+    /// <summary>
+    /// Removes every node whose outputs are neither used nor graph outputs, repeatedly, so whole branches that nothing
+    /// reads any more go. Graphs with subgraph attributes are left as they are (their reads are not tracked by use
+    /// lists). Returns the number of nodes removed.
+    /// </summary>
+    public int RemoveUnusedNodes()
+    {
+        if (NodesList.Any(n => n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0))) return 0;
+        var order = TopologicalOrder();
+        int removed = 0;
+        for (int k = order.Count - 1; k >= 0; k--)
+        {
+            var n = order[k];
+            if (n.Outputs.All(o => o.Uses.Count == 0 && !o.IsGraphOutput))
+            {
+                RemoveNode(n);
+                removed++;
+            }
+        }
+        return removed;
+    }
+
     /// <summary>Points every use of <paramref name="old"/> (and graph output slots holding it) at <paramref name="replacement"/>.</summary>
     public void ReplaceAllUses(Value old, Value replacement)
     {

@@ -76,6 +76,10 @@ public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? Attentio
         };
     }
 
+    /// <summary>True for the model inputs <see cref="InputFor"/> provides.</summary>
+    public static bool Provides(string input) =>
+        input is "input_ids" or Autodiff.Losses.LossNames.Labels or "attention_mask" or "token_type_ids" or "position_ids";
+
     /// <summary>Checks ids and labels against a vocabulary size; the message names the tensor and the offending index.</summary>
     public void Validate(long vocabSize) => Validate(vocabSize, vocabSize);
 

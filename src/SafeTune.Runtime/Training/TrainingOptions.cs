@@ -57,6 +57,13 @@ public sealed record TrainingOptions
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>
     public BackwardOptions Backward { get; init; } = new();
+    /// <summary>The loss the session minimizes; default: the mean token cross-entropy over the labels that count.</summary>
+    public TrainingObjective Objective { get; init; } = TrainingObjective.TokenCrossEntropy;
+    /// <summary>
+    /// Frozen weights to read from shared buffers (not owned by the session; they must outlive it). Null: the session
+    /// shares its frozen weights between its own training and evaluation sessions.
+    /// </summary>
+    public SharedInitializers? SharedWeights { get; init; }
     /// <summary>
     /// Keep parameters, gradients and optimizer state in memory allocated by ONNX Runtime on the provider's device.
     /// Null (the default) means: on the device for CUDA and DirectML, in host memory for the CPU provider.

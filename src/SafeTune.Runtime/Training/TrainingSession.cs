@@ -7,7 +7,7 @@ using SafeTune.Onnx;
 namespace SafeTune.Runtime.Training;
 
 /// <summary>
-/// On-device training of a language model with the shape of ONNX Runtime's former training API: <see cref="TrainStep"/>
+/// On-device training of a language model with the shape of ONNX Runtime's former training API: <see cref="TrainStep(TokenBatch, float)"/>
 /// (forward + backward, accumulating gradients), <see cref="EvalStep"/>, <see cref="OptimizerStep"/>,
 /// <see cref="LazyResetGrad"/>, learning-rate get/set, clipping by global norm, checkpoints and
 /// <see cref="ExportModelForInferencing"/>.
@@ -25,13 +25,18 @@ public sealed class TrainingSession : IDisposable
     private readonly FlatBuffer _params, _grads, _state1, _state2;
     private readonly FlatBuffer? _reference;
     private readonly DeviceStorage? _device;
+    private readonly SharedInitializers? _ownedShared;
     private readonly OrtValueBag _owned = new();
+    private readonly Dictionary<string, float[]> _metrics = new(StringComparer.Ordinal);
+    private readonly string[] _stepInputs;
     private readonly float[] _keep = [0f], _weight = [1f], _loss = [0f], _evalLoss = [0f], _squaredNorm = [0f];
     private readonly float[] _lr = [0f], _beta1 = [0f], _beta2 = [0f], _eps = [0f], _wd = [0f], _bc1 = [0f], _bc2 = [0f], _scale = [1f], _momentum = [0f], _rho = [0f];
     private bool _resetPending = true;
     private double _clipScale = 1.0;
+    private double? _proximalRho;
 
-    private TrainingSession(Model forward, BackwardResult backward, Model evalModel, TrainingOptions options, long vocab, long inputVocab)
+    private TrainingSession(Model forward, BackwardResult backward, Model evalModel, TrainingOptions options, long vocab, long inputVocab,
+        IReadOnlyList<string> metrics)
     {
         _forward = forward;
         _backward = backward;
@@ -54,8 +59,15 @@ public sealed class TrainingSession : IDisposable
             _reference.CopyFrom(_params);
         }
 
-        _train = new BoundSession(SessionFactory.Create(backward.Model, options.Runtime));
-        _eval = new BoundSession(SessionFactory.Create(evalModel, options.Runtime));
+        foreach (var m in metrics) _metrics[m] = [float.NaN];
+        var shared = options.SharedWeights ?? (_ownedShared = SharedInitializers.Create(backward.Model, backward.Parameters, _device));
+        SharedWeights = shared;
+        _train = new BoundSession(shared.CreateSession(backward.Model, options.Runtime));
+        _eval = new BoundSession(shared.CreateSession(evalModel, options.Runtime));
+        var known = new HashSet<string>(backward.Parameters, StringComparer.Ordinal);
+        known.UnionWith(backward.Parameters.Select(GradientAccumulation.AccumulatorName));
+        known.UnionWith([GradientAccumulation.Keep, GradientAccumulation.Weight]);
+        _stepInputs = [.. _train.Session.InputMetadata.Keys.Where(n => !known.Contains(n) && !TokenBatch.Provides(n))];
         var optimizerGraph = options.Optimizer.Kind == OptimizerKind.AdamW ? OptimizerGraphs.AdamW(proximal) : OptimizerGraphs.Sgd(proximal);
         _optimizer = new BoundSession(SessionFactory.Create(optimizerGraph, options.Runtime));
         _norm = new BoundSession(SessionFactory.Create(OptimizerGraphs.SquaredNorm(), options.Runtime));
@@ -80,6 +92,15 @@ public sealed class TrainingSession : IDisposable
     /// </summary>
     public long InputVocabSize { get; }
 
+    /// <summary>The frozen weights the sessions read from shared buffers.</summary>
+    public SharedInitializers SharedWeights { get; }
+
+    /// <summary>The inputs every step must be given besides the token batch (those the objective adds).</summary>
+    public IReadOnlyList<string> StepInputs => _stepInputs;
+
+    /// <summary>The objective's logging outputs (scalars), by name, as of the last step.</summary>
+    public IReadOnlyDictionary<string, float> Metrics => _metrics.ToDictionary(kv => kv.Key, kv => kv.Value[0], StringComparer.Ordinal);
+
     /// <summary>The number of optimizer steps taken.</summary>
     public long Step { get; private set; }
 
@@ -96,6 +117,17 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The learning rate of the next optimizer step.</summary>
     public double GetLearningRate() => LearningRate;
 
+    /// <summary>
+    /// Sets the strength of the proximal pull <c>g += rho * (w - w_ref)</c> for the next optimizer steps (a risk-dependent
+    /// penalty changes it every step). The session must have been made with <see cref="OptimizerConfig.ProximalRho"/> set.
+    /// </summary>
+    public void SetProximalRho(double rho)
+    {
+        if (_reference is null) throw new InvalidOperationException("this session has no proximal term; create it with OptimizerConfig.ProximalRho set.");
+        if (!(rho >= 0) || double.IsInfinity(rho)) throw new ArgumentException($"the proximal rho must be 0 or more, not {rho}.");
+        _proximalRho = rho;
+    }
+
     /// <summary>Builds the training, evaluation and optimizer graphs of a language model and opens their sessions.</summary>
     public static TrainingSession Create(Model model, TrainingOptions? options = null)
     {
@@ -104,7 +136,8 @@ public sealed class TrainingSession : IDisposable
         var logits = GradientSession.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
         var withLoss = Model.FromBytes(model.ToBytes(), displayName: "training graph");
-        var loss = LossGraphs.AppendCrossEntropy(withLoss, logits.Name);
+        var (loss, metrics) = options.Objective.Append(withLoss, logits.Name);
+        foreach (var o in withLoss.Graph.Outputs.Where(o => o != loss && !metrics.Contains(o.Name)).ToList()) withLoss.Graph.RemoveOutput(o);
         var trainable = options.Trainable?.ToList()
             ?? [.. withLoss.Graph.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint()).Select(v => v.Name)];
         if (trainable.Count == 0) throw new ArgumentException("there are no trainable parameters.");
@@ -114,13 +147,14 @@ public sealed class TrainingSession : IDisposable
             if (v.ElementType != ElementType.Float)
                 throw new ArgumentException($"trainable parameter '{name}' is {v.ElementType.OnnxName()}; training supports float32 parameters.");
         }
-        var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, options.Backward with { KeepForwardOutputs = false });
+        var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, options.Backward with { KeepForwardOutputs = true });
         GradientAccumulation.Append(backward);
 
         var evalModel = Model.FromBytes(withLoss.ToBytes(), displayName: "evaluation graph");
         foreach (var name in trainable) evalModel.Graph.PromoteInitializerToInput(evalModel.Graph.FindInitializer(name)!);
-        foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name).ToList()) evalModel.Graph.RemoveOutput(o);
-        return new TrainingSession(model, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab);
+        foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name && !metrics.Contains(o.Name)).ToList()) evalModel.Graph.RemoveOutput(o);
+        evalModel.Graph.RemoveUnusedNodes();
+        return new TrainingSession(model, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics);
     }
 
     private OrtValue Own(string name, float[] scalar) => _owned.Add(name, OrtValue.CreateTensorValueFromMemory(scalar, []));
@@ -138,6 +172,11 @@ public sealed class TrainingSession : IDisposable
         _train.BindInput(GradientAccumulation.Weight, Own("weight", _weight));
         _train.BindOutput(_backward.LossName, Own("loss", _loss));
         _eval.BindOutput(_backward.LossName, Own("eval_loss", _evalLoss));
+        foreach (var (name, value) in _metrics)
+        {
+            _train.BindOutput(name, Own("metric:" + name, value));
+            _eval.BindOutput(name, Own("eval_metric:" + name, value));
+        }
 
         _optimizer.BindInput(OptimizerNames.Param, _params.Whole);
         _optimizer.BindOutput(OptimizerNames.ParamOut, _params.Whole);
@@ -167,21 +206,34 @@ public sealed class TrainingSession : IDisposable
         _norm.BindOutput(OptimizerNames.SquaredNorm, Own("squared_norm", _squaredNorm));
     }
 
-    private void BindBatch(BoundSession session, TokenBatch batch)
+    private void BindBatch(BoundSession session, TokenBatch batch, IReadOnlyDictionary<string, OrtValue>? inputs)
     {
         batch.Validate(InputVocabSize, VocabSize);
+        string prefix = ReferenceEquals(session, _train) ? "train:" : "eval:";
         foreach (var input in session.Session.InputMetadata.Keys)
             if (batch.InputFor(input) is { } v)
-                session.BindInput(input, _owned.Add((ReferenceEquals(session, _train) ? "train:" : "eval:") + input, v));
+                session.BindInput(input, _owned.Add(prefix + input, v));
+        if (_stepInputs.Length == 0) return;
+        var missing = _stepInputs.Where(n => inputs is null || !inputs.ContainsKey(n)).ToList();
+        if (missing.Count > 0)
+            throw new ArgumentException($"the {Options.Objective} objective needs the step input(s) {string.Join(", ", missing)}.");
+        foreach (var name in _stepInputs) session.BindInput(name, inputs![name]);
     }
 
     /// <summary>
     /// Forward and backward on one batch. The gradients are added to the accumulated ones (scaled by
     /// <paramref name="gradientWeight"/>), or replace them after <see cref="LazyResetGrad"/>. Returns the loss.
     /// </summary>
-    public float TrainStep(TokenBatch batch, float gradientWeight = 1f)
+    public float TrainStep(TokenBatch batch, float gradientWeight = 1f) => TrainStep(batch, null, gradientWeight);
+
+    /// <summary>
+    /// Forward and backward on one batch, with the objective's <see cref="StepInputs"/> (the caller keeps ownership of
+    /// them). The gradients are added to the accumulated ones (scaled by <paramref name="gradientWeight"/>), or replace
+    /// them after <see cref="LazyResetGrad"/>. Returns the loss; the objective's <see cref="Metrics"/> are updated.
+    /// </summary>
+    public float TrainStep(TokenBatch batch, IReadOnlyDictionary<string, OrtValue>? inputs, float gradientWeight = 1f)
     {
-        BindBatch(_train, batch);
+        BindBatch(_train, batch, inputs);
         _keep[0] = _resetPending ? 0f : 1f;
         _weight[0] = gradientWeight;
         _train.Run();
@@ -190,14 +242,14 @@ public sealed class TrainingSession : IDisposable
     }
 
     /// <summary>The loss on one batch with the current weights, without gradients.</summary>
-    public float EvalStep(TokenBatch batch)
+    public float EvalStep(TokenBatch batch, IReadOnlyDictionary<string, OrtValue>? inputs = null)
     {
-        BindBatch(_eval, batch);
+        BindBatch(_eval, batch, inputs);
         _eval.Run();
         return _evalLoss[0];
     }
 
-    /// <summary>The next <see cref="TrainStep"/> starts a new gradient accumulation instead of adding to the current one.</summary>
+    /// <summary>The next <see cref="TrainStep(TokenBatch, float)"/> starts a new gradient accumulation instead of adding to the current one.</summary>
     public void LazyResetGrad() => _resetPending = true;
 
     /// <summary>
@@ -233,10 +285,13 @@ public sealed class TrainingSession : IDisposable
         _bc1[0] = (float)(1 - Math.Pow(o.Beta1, Step));
         _bc2[0] = (float)(1 - Math.Pow(o.Beta2, Step));
         _momentum[0] = (float)o.Momentum;
-        _rho[0] = (float)(o.ProximalRho ?? 0);
+        _rho[0] = (float)(_proximalRho ?? o.ProximalRho ?? 0);
         _optimizer.Run();
         _clipScale = 1.0;
     }
+
+    /// <summary>A copy of a trainable parameter's accumulated gradient.</summary>
+    public float[] GetGradient(string name) => _grads.Read(name);
 
     /// <summary>A copy of a trainable parameter's current values.</summary>
     public float[] GetParameter(string name) => _params.Read(name);
@@ -280,6 +335,7 @@ public sealed class TrainingSession : IDisposable
         _state1.Dispose();
         _state2.Dispose();
         _reference?.Dispose();
+        _ownedShared?.Dispose();
         _device?.Dispose();
     }
 }

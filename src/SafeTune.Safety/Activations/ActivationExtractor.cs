@@ -284,13 +284,7 @@ public sealed class ActivationExtractor : IDisposable
     {
         var g = model.Graph;
         foreach (var o in g.Outputs.Where(o => !keep.Contains(o.Name)).ToList()) g.RemoveOutput(o);
-        if (g.Nodes.Any(n => n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0))) return;
-        var order = g.TopologicalOrder();
-        for (int k = order.Count - 1; k >= 0; k--)
-        {
-            var n = order[k];
-            if (n.Outputs.All(o => o.Uses.Count == 0 && !o.IsGraphOutput)) g.RemoveNode(n);
-        }
+        g.RemoveUnusedNodes();
     }
 
     /// <inheritdoc/>

@@ -1,232 +1,119 @@
-using System.Text;
-using System.Text.Json;
+using System.Globalization;
+using System.Text.Json.Nodes;
 
 namespace SafeTune.Safety.Data;
 
+/// <summary>One prompt read from a data file, with where it came from.</summary>
+/// <param name="Text">The prompt.</param>
+/// <param name="Record">The record it was read from (all its fields, its file and position).</param>
+public sealed record PromptEntry(string Text, TabularRecord Record)
+{
+    /// <summary>A stable id: the file name and the line (or Parquet row), e.g. <c>xstest_prompts.csv:12</c>.</summary>
+    public string Id => Path.GetFileName(Record.Path) + ":" + Record.Position.ToString(CultureInfo.InvariantCulture);
+}
+
 /// <summary>
-/// Reads lists of prompts from data set files. A spec is a path, optionally followed by <c>:COLUMN</c> to name the
-/// column or field holding the prompt. Supported formats by extension:
-/// <c>.csv</c> (RFC 4180: quoted fields may hold commas, doubled quotes and newlines; the first record is the header),
-/// <c>.jsonl</c> (one JSON object per non-blank line) and <c>.txt</c> (one prompt per non-empty line).
-/// Without a column the prompt field is the first of <see cref="PromptColumns"/> present (case-insensitive).
-/// For JSONL records read through the <c>instruction</c> field, a non-empty <c>input</c> field (or the <c>input</c> of
-/// the first element of an <c>instances</c> array, as in Self-Instruct) is appended after a newline.
+/// Reads lists of prompts from data set files through <see cref="TabularFile"/>. A spec is
+/// <c>PATH[:COLUMN][@FIELD=VALUE]...</c> (see <see cref="TabularSpec"/>): <c>:COLUMN</c> names the column or field holding
+/// the prompt, and each <c>@FIELD=VALUE</c> keeps only the rows whose FIELD equals VALUE, e.g.
+/// <c>xstest_prompts.csv@label=safe</c>. Formats by extension: <c>.csv</c> (RFC 4180: quoted fields may hold commas, doubled
+/// quotes and newlines; the first record is the header), <c>.jsonl</c> (one JSON object per non-blank line),
+/// <c>.parquet</c> (string columns) and <c>.txt</c> (one prompt per non-empty line).
+/// Without a column the prompt field is the first of <see cref="PromptColumns"/> present (case-insensitive; per record in
+/// JSONL). For JSONL records read through the <c>instruction</c> field, a non-empty <c>input</c> field (or the <c>input</c>
+/// of the first element of an <c>instances</c> array, as in Self-Instruct) is appended after a newline.
 /// </summary>
 public static class PromptFile
 {
+    /// <summary>The spec syntax in one line, for command-line help.</summary>
+    public const string SpecHelp =
+        ".csv, .jsonl, .parquet or .txt; FILE:COLUMN names the prompt column (default: the first of prompt, goal, question, " +
+        "forbidden_prompt, Behavior, instruction), FILE@FIELD=VALUE keeps rows whose FIELD is VALUE " +
+        "(e.g. xstest_prompts.csv:prompt@label=safe).";
+
     /// <summary>The column names tried, in order, when no column is named.</summary>
     public static IReadOnlyList<string> PromptColumns { get; } = ["prompt", "goal", "question", "forbidden_prompt", "Behavior", "instruction"];
 
-    /// <summary>Reads the prompts named by <paramref name="spec"/> (<c>PATH</c> or <c>PATH:COLUMN</c>).</summary>
-    /// <param name="spec">The file, optionally with the prompt column.</param>
-    /// <returns>One prompt per record, in file order.</returns>
-    /// <exception cref="InvalidDataException">The file is empty, has no prompt column, holds a malformed record, or has an unknown extension.</exception>
+    /// <summary>Reads the prompts named by <paramref name="spec"/> (<c>PATH[:COLUMN][@FIELD=VALUE]...</c>).</summary>
+    /// <param name="spec">The file, optionally with the prompt column and row filters.</param>
+    /// <returns>One prompt per kept record, in file order.</returns>
+    /// <exception cref="InvalidDataException">The file is empty, has no prompt column, holds a malformed record, has an
+    /// unknown extension, or no row passes the filters.</exception>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
-    public static IReadOnlyList<string> Read(string spec)
+    public static IReadOnlyList<string> Read(string spec) => [.. ReadEntries(spec).Select(e => e.Text)];
+
+    /// <summary>Like <see cref="Read"/>, with each prompt's record (file, line or row, all fields).</summary>
+    public static IReadOnlyList<PromptEntry> ReadEntries(string spec)
     {
-        var (path, column) = ParseSpec(spec);
-        return ReadField(path, column, promptMode: true);
+        var parsed = TabularSpec.Parse(spec);
+        var (data, records) = parsed.Read();
+        var result = new List<PromptEntry>(records.Count);
+        string? fileColumn = null;
+        if (data.Format is TabularFormat.Csv or TabularFormat.Parquet)
+            fileColumn = FindColumn(data.Columns, parsed.Column)
+                ?? throw new InvalidDataException($"{data.Path}: {data.ColumnsLocation} has no column {Wanted(parsed.Column)}; {data.ColumnsFound}");
+        foreach (var record in records)
+        {
+            if (data.Format == TabularFormat.Text)
+            {
+                result.Add(new PromptEntry(record.GetText("text")!, record));
+                continue;
+            }
+            var name = fileColumn ?? FindColumn(record.FieldNames, parsed.Column)
+                ?? throw new InvalidDataException($"{record.Location} has no field {Wanted(parsed.Column)}; fields found: {string.Join(", ", record.FieldNames)}");
+            var text = record.GetText(name) ?? "";
+            if (data.Format == TabularFormat.Jsonl && string.Equals(name, "instruction", StringComparison.OrdinalIgnoreCase))
+            {
+                var input = Input(record);
+                if (!string.IsNullOrWhiteSpace(input)) text = text + "\n" + input;
+            }
+            result.Add(new PromptEntry(text, record));
+        }
+        return result;
     }
 
     /// <summary>
-    /// Reads one named column (CSV) or field (JSONL) of every record, for example XSTest's <c>label</c>; the values
-    /// line up with the prompts from <see cref="Read"/>. JSON values that are not strings are returned as their JSON text.
+    /// Reads one named column (CSV, Parquet) or field (JSONL) of every kept record, for example XSTest's <c>label</c>; the
+    /// values line up with the prompts from <see cref="Read"/> for the same spec. Non-string values are returned as their
+    /// JSON text, missing ones as the empty string.
     /// </summary>
-    /// <param name="spec">The file (a <c>:COLUMN</c> suffix, if any, is ignored).</param>
+    /// <param name="spec">The file with optional row filters (a <c>:COLUMN</c> suffix, if any, is ignored).</param>
     /// <param name="column">The column or field name (case-insensitive).</param>
-    /// <exception cref="InvalidDataException">The file is empty or malformed, lacks the column, or is not CSV or JSONL.</exception>
+    /// <exception cref="InvalidDataException">The file is empty or malformed, lacks the column, or is a .txt file.</exception>
     public static IReadOnlyList<string> ReadColumn(string spec, string column)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(column);
-        var (path, _) = ParseSpec(spec);
-        if (Extension(path) == ".txt") throw new InvalidDataException($"{path}: a .txt file has no columns");
-        return ReadField(path, column, promptMode: false);
+        var parsed = TabularSpec.Parse(spec);
+        if (TabularFile.FormatOf(parsed.Path) == TabularFormat.Text) throw new InvalidDataException($"{parsed.Path}: a .txt file has no columns");
+        var (data, records) = parsed.Read();
+        if (data.FindColumn(column) is null) throw new InvalidDataException($"{data.Path}: {data.ColumnsLocation} has no column '{column}'; {data.ColumnsFound}");
+        return [.. records.Select(r => r.GetText(column) ?? "")];
     }
 
-    /// <summary>Splits <c>PATH:COLUMN</c>; a colon is a column separator only when the text after it is no path and the whole spec is not an existing file.</summary>
+    /// <summary>Splits <c>PATH:COLUMN</c> (row filters aside); see <see cref="TabularSpec.Parse"/>.</summary>
     internal static (string Path, string? Column) ParseSpec(string spec)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(spec);
-        int colon = spec.LastIndexOf(':');
-        if (colon > 1 && colon < spec.Length - 1 && !File.Exists(spec))
-        {
-            var tail = spec[(colon + 1)..];
-            if (tail.IndexOfAny(['/', '\\']) < 0) return (spec[..colon], tail);
-        }
-        return (spec, null);
+        var s = TabularSpec.Parse(spec);
+        return (s.Path, s.Column);
     }
 
-    private static string Extension(string path) => Path.GetExtension(path).ToLowerInvariant();
+    private static string Wanted(string? column) => column is null ? "among " + string.Join(", ", PromptColumns) : "'" + column + "'";
 
-    private static IReadOnlyList<string> ReadField(string path, string? column, bool promptMode)
-    {
-        var ext = Extension(path);
-        if (ext is not (".csv" or ".jsonl" or ".txt"))
-            throw new InvalidDataException($"{path}: unknown extension '{ext}' (expected .csv, .jsonl or .txt)");
-        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
-        var text = File.ReadAllText(path, Encoding.UTF8);
-        if (string.IsNullOrWhiteSpace(text)) throw new InvalidDataException($"{path}: the file is empty");
-        return ext switch
-        {
-            ".csv" => ReadCsv(path, text, column),
-            ".jsonl" => ReadJsonl(path, text, column, promptMode),
-            _ => ReadTxt(text),
-        };
-    }
-
-    private static List<string> ReadTxt(string text)
-    {
-        var result = new List<string>();
-        foreach (var line in text.Split('\n'))
-        {
-            var t = line.TrimEnd('\r');
-            if (!string.IsNullOrWhiteSpace(t)) result.Add(t);
-        }
-        return result;
-    }
-
-    private static List<string> ReadCsv(string path, string text, string? column)
-    {
-        var records = ParseCsv(path, text);
-        if (records.Count == 0) throw new InvalidDataException($"{path}: the file is empty");
-        var header = records[0];
-        int index = FindColumn(header, column);
-        if (index < 0)
-            throw new InvalidDataException(
-                $"{path}: no column {(column is null ? "among " + string.Join(", ", PromptColumns) : "'" + column + "'")}; columns found: {string.Join(", ", header)}");
-        var result = new List<string>(records.Count - 1);
-        for (int r = 1; r < records.Count; r++)
-        {
-            var rec = records[r];
-            if (rec.Count == 1 && rec[0].Length == 0) continue; // blank line
-            result.Add(index < rec.Count ? rec[index] : "");
-        }
-        return result;
-    }
-
-    private static int FindColumn(IReadOnlyList<string> names, string? column)
+    private static string? FindColumn(IReadOnlyList<string> names, string? column)
     {
         IEnumerable<string> wanted = column is null ? PromptColumns : [column];
         foreach (var w in wanted)
-            for (int i = 0; i < names.Count; i++)
-                if (string.Equals(names[i].Trim(), w, StringComparison.OrdinalIgnoreCase)) return i;
-        return -1;
+            foreach (var n in names)
+                if (string.Equals(n.Trim(), w, StringComparison.OrdinalIgnoreCase)) return n;
+        return null;
     }
 
-    /// <summary>Parses CSV text into records of fields (RFC 4180, with LF or CRLF line ends).</summary>
-    internal static List<List<string>> ParseCsv(string path, string text)
+    private static string? Input(TabularRecord record)
     {
-        var records = new List<List<string>>();
-        var record = new List<string>();
-        var field = new StringBuilder();
-        int i = 0, line = 1;
-        if (text.Length > 0 && text[0] == '\uFEFF') i = 1;
-        bool inQuotes = false, fieldStarted = false;
-        int quoteLine = 0;
-        for (; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (inQuotes)
-            {
-                if (c == '"')
-                {
-                    if (i + 1 < text.Length && text[i + 1] == '"') { field.Append('"'); i++; }
-                    else inQuotes = false;
-                }
-                else
-                {
-                    if (c == '\n') line++;
-                    field.Append(c);
-                }
-                continue;
-            }
-            switch (c)
-            {
-                case '"' when field.Length == 0:
-                    inQuotes = true;
-                    fieldStarted = true;
-                    quoteLine = line;
-                    break;
-                case ',':
-                    record.Add(field.ToString());
-                    field.Clear();
-                    fieldStarted = false;
-                    break;
-                case '\r' when i + 1 < text.Length && text[i + 1] == '\n':
-                    break;
-                case '\n':
-                    record.Add(field.ToString());
-                    field.Clear();
-                    fieldStarted = false;
-                    records.Add(record);
-                    record = [];
-                    line++;
-                    break;
-                default:
-                    field.Append(c);
-                    break;
-            }
-        }
-        if (inQuotes) throw new InvalidDataException($"{path}: unterminated quoted field starting on line {quoteLine}");
-        if (field.Length > 0 || fieldStarted || record.Count > 0)
-        {
-            record.Add(field.ToString());
-            records.Add(record);
-        }
-        return records;
-    }
-
-    private static List<string> ReadJsonl(string path, string text, string? column, bool promptMode)
-    {
-        var result = new List<string>();
-        var lines = text.Split('\n');
-        for (int n = 0; n < lines.Length; n++)
-        {
-            var line = lines[n].Trim();
-            if (line.Length == 0) continue;
-            if (n == 0 && line[0] == '\uFEFF') line = line[1..];
-            JsonDocument doc;
-            try { doc = JsonDocument.Parse(line); }
-            catch (JsonException ex) { throw new InvalidDataException($"{path}: line {n + 1} is not valid JSON: {ex.Message}", ex); }
-            using (doc)
-            {
-                var root = doc.RootElement;
-                if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: line {n + 1} is not a JSON object");
-                var names = root.EnumerateObject().Select(p => p.Name).ToList();
-                int index = FindColumn(names, column);
-                if (index < 0)
-                    throw new InvalidDataException(
-                        $"{path}: line {n + 1} has no field {(column is null ? "among " + string.Join(", ", PromptColumns) : "'" + column + "'")}; fields found: {string.Join(", ", names)}");
-                var name = names[index];
-                var value = root.GetProperty(name);
-                string s = value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
-                if (promptMode && string.Equals(name, "instruction", StringComparison.OrdinalIgnoreCase))
-                {
-                    var input = Input(root);
-                    if (!string.IsNullOrWhiteSpace(input)) s = s + "\n" + input;
-                }
-                result.Add(s);
-            }
-        }
-        if (result.Count == 0) throw new InvalidDataException($"{path}: the file is empty");
-        return result;
-    }
-
-    private static string? Input(JsonElement root)
-    {
-        foreach (var p in root.EnumerateObject())
-        {
-            if (string.Equals(p.Name, "input", StringComparison.OrdinalIgnoreCase) && p.Value.ValueKind == JsonValueKind.String)
-                return p.Value.GetString();
-        }
-        foreach (var p in root.EnumerateObject())
-        {
-            if (string.Equals(p.Name, "instances", StringComparison.OrdinalIgnoreCase)
-                && p.Value.ValueKind == JsonValueKind.Array && p.Value.GetArrayLength() > 0
-                && p.Value[0].ValueKind == JsonValueKind.Object
-                && p.Value[0].TryGetProperty("input", out var inp) && inp.ValueKind == JsonValueKind.String)
-                return inp.GetString();
-        }
+        if (record.Get("input") is JsonValue v && TabularFile.Text(v) is { } direct) return direct;
+        if (record.Get("instances") is JsonArray { Count: > 0 } instances && instances[0] is JsonObject first
+            && first.TryGetPropertyValue("input", out var input) && input is JsonValue iv)
+            return TabularFile.Text(iv);
         return null;
     }
 }

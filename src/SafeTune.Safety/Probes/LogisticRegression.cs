@@ -20,7 +20,7 @@ public sealed record CrossValidationResult(
 /// (one Cholesky of lambda I + D^1/2 Z Z' D^1/2) and the intercept by block elimination. Both paths are
 /// deterministic: same inputs on the same machine give bit-identical weights.
 /// </summary>
-public sealed class LogisticRegression
+public sealed class LogisticRegression : ProbeHead
 {
     private const int MaxIterations = 100;
     private const double GradientTolerance = 1e-10;
@@ -46,8 +46,11 @@ public sealed class LogisticRegression
         Lambda = lambda;
     }
 
+    /// <inheritdoc/>
+    public override ProbeHeadKind Kind => ProbeHeadKind.Logistic;
+
     /// <summary>The feature standardization.</summary>
-    public Standardizer Standardizer { get; }
+    public override Standardizer Standardizer { get; }
 
     /// <summary>Weights on the standardized features.</summary>
     public IReadOnlyList<double> Weights => _weights;
@@ -57,9 +60,6 @@ public sealed class LogisticRegression
 
     /// <summary>The L2 strength used in the fit.</summary>
     public double Lambda { get; }
-
-    /// <summary>The number of input features.</summary>
-    public int Dimension => _weights.Length;
 
     /// <summary>The number of Newton iterations the fit took (0 for a model built from stored parameters).</summary>
     public int Iterations { get; private init; }
@@ -135,8 +135,8 @@ public sealed class LogisticRegression
 
     /// <summary>The linear score (log-odds of the positive class) of one example.</summary>
     /// <param name="x">Raw features.</param>
-    /// <exception cref="ArgumentException">The length differs from <see cref="Dimension"/>.</exception>
-    public double PredictLogit(ReadOnlySpan<float> x)
+    /// <exception cref="ArgumentException">The length differs from <see cref="ProbeHead.Dimension"/>.</exception>
+    public override double PredictLogit(ReadOnlySpan<float> x)
     {
         if (x.Length != _weights.Length) throw new ArgumentException($"expected {_weights.Length} features, got {x.Length}", nameof(x));
         double s = Bias;
@@ -144,20 +144,6 @@ public sealed class LogisticRegression
         var std = Standardizer.Std;
         for (int j = 0; j < x.Length; j++) s += _weights[j] * ((x[j] - mean[j]) / std[j]);
         return s;
-    }
-
-    /// <summary>The probability of the positive class for one example.</summary>
-    /// <param name="x">Raw features.</param>
-    public double PredictProbability(ReadOnlySpan<float> x) => Sigmoid(PredictLogit(x));
-
-    /// <summary>The probability of the positive class for each example.</summary>
-    /// <param name="x">Raw feature rows.</param>
-    public double[] PredictProbability(IReadOnlyList<float[]> x)
-    {
-        ArgumentNullException.ThrowIfNull(x);
-        var p = new double[x.Count];
-        for (int i = 0; i < p.Length; i++) p[i] = PredictProbability(x[i]);
-        return p;
     }
 
     /// <summary>The logistic function, computed without overflow.</summary>

@@ -1,3 +1,4 @@
+using SafeTune.Models.Chat;
 using SafeTune.Models.Tokenization;
 using SafeTune.Onnx;
 using SafeTune.Safety.Activations;
@@ -6,6 +7,37 @@ using SafeTune.Safety.Metrics;
 
 namespace SafeTune.Safety.Probes;
 
+/// <summary>How a probe head is fitted on pooled features.</summary>
+public sealed record ProbeHeadOptions
+{
+    /// <summary>The head.</summary>
+    public ProbeHeadKind Head { get; init; } = ProbeHeadKind.Logistic;
+    /// <summary>Logistic head: regularisation strengths tried by cross-validation.</summary>
+    public IReadOnlyList<double> Lambdas { get; init; } = [1e-4, 1e-3, 1e-2, 1e-1];
+    /// <summary>Logistic head: cross-validation folds.</summary>
+    public int Folds { get; init; } = 5;
+    /// <summary>MLP head: training options (its <see cref="MlpTrainOptions.Seed"/> is replaced by <see cref="Seed"/>).</summary>
+    public MlpTrainOptions Mlp { get; init; } = new();
+    /// <summary>
+    /// When set, a stratified share <see cref="CalibrationFraction"/> of the prompts is held out before fitting, and the
+    /// threshold is the largest one that reaches this recall on it (<see cref="BinaryMetrics.ThresholdForRecall"/>).
+    /// When null the threshold is 0.5 and every prompt trains the head.
+    /// </summary>
+    public double? TargetRecall { get; init; }
+    /// <summary>The share of each class held out for threshold calibration.</summary>
+    public double CalibrationFraction { get; init; } = 0.2;
+    /// <summary>Seed of the splits (folds, calibration, MLP validation) and the MLP's initial weights.</summary>
+    public int Seed { get; init; }
+}
+
+/// <summary>A head fitted by <see cref="ProbeTraining.FitHead"/>.</summary>
+/// <param name="Head">The head.</param>
+/// <param name="Threshold">The decision threshold (0.5 unless calibrated).</param>
+/// <param name="Calibration">The calibration, when a target recall was asked for.</param>
+/// <param name="CrossValidation">Logistic head: the cross-validation that chose lambda.</param>
+/// <param name="Mlp">MLP head: what the AdamW training did.</param>
+public sealed record FittedHead(ProbeHead Head, double Threshold, ProbeCalibration? Calibration, CrossValidationResult? CrossValidation, MlpTrainResult? Mlp);
+
 /// <summary>Options for training an activation probe.</summary>
 public sealed record ProbeTrainOptions
 {
@@ -13,6 +45,8 @@ public sealed record ProbeTrainOptions
     public required string ModelPath { get; init; }
     /// <summary>The tokenizer spec.</summary>
     public required string Tokenizer { get; init; }
+    /// <summary>A chat template name (<see cref="ChatTemplates.Names"/>) to render each prompt as one user message; null for raw text.</summary>
+    public string? ChatTemplate { get; init; }
     /// <summary>Prompt files of harmful requests (CSV, JSONL, TXT; FILE:COLUMN to name the column).</summary>
     public required IReadOnlyList<string> Harmful { get; init; }
     /// <summary>Prompt files of harmless requests.</summary>
@@ -23,66 +57,188 @@ public sealed record ProbeTrainOptions
     public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
     /// <summary>Prompt length limit.</summary>
     public int MaxLength { get; init; } = 128;
-    /// <summary>Regularisation strengths tried by cross-validation.</summary>
-    public IReadOnlyList<double> Lambdas { get; init; } = [1e-4, 1e-3, 1e-2, 1e-1];
-    /// <summary>Cross-validation folds.</summary>
-    public int Folds { get; init; } = 5;
-    /// <summary>Seed of the fold split.</summary>
-    public int Seed { get; init; }
+    /// <summary>The head and its fitting.</summary>
+    public ProbeHeadOptions Fit { get; init; } = new();
 }
 
-/// <summary>What a probe scores on a labelled set.</summary>
-public sealed record ProbeMetrics(double Auroc, double TprAt1PctFpr, double TprAt5PctFpr, double Accuracy, double Ece, int Harmful, int Harmless);
+/// <summary>What <see cref="ProbeTraining.Train"/> produced.</summary>
+/// <param name="Probe">The probe.</param>
+/// <param name="Fitted">The fitted head with its diagnostics.</param>
+/// <param name="Harmful">Harmful prompts used (after deduplication).</param>
+/// <param name="Harmless">Harmless prompts used.</param>
+/// <param name="Duplicates">Prompts dropped as repeats within a class.</param>
+/// <param name="Conflicts">Distinct texts dropped because they appear on both sides.</param>
+public sealed record ProbeTrainResult(ProbeFile Probe, FittedHead Fitted, int Harmful, int Harmless, int Duplicates, int Conflicts);
 
-/// <summary>Trains and evaluates L2-logistic activation probes.</summary>
+/// <summary>Progress of probe training or scoring.</summary>
+/// <param name="Stage"><c>activations</c> while prompts run through the model, <c>fit</c> while the head trains.</param>
+/// <param name="Done">Prompts done (activations) or 0 (fit).</param>
+/// <param name="Total">Prompts in all.</param>
+public sealed record ProbeProgress(string Stage, int Done, int Total);
+
+/// <summary>What a probe scores on a labelled set.</summary>
+/// <param name="Auroc">Area under the ROC curve.</param>
+/// <param name="TprAt1PctFpr">The best recall at a false-positive rate of at most 1%.</param>
+/// <param name="TprAt5PctFpr">The best recall at a false-positive rate of at most 5%.</param>
+/// <param name="Accuracy">Accuracy at the probe's threshold.</param>
+/// <param name="Ece">Expected calibration error (10 bins).</param>
+/// <param name="Harmful">Harmful prompts.</param>
+/// <param name="Harmless">Harmless prompts.</param>
+/// <param name="Threshold">The probe's threshold.</param>
+/// <param name="Recall">Recall at the threshold.</param>
+/// <param name="FalsePositiveRate">False-positive rate at the threshold.</param>
+public sealed record ProbeMetrics(double Auroc, double TprAt1PctFpr, double TprAt5PctFpr, double Accuracy, double Ece, int Harmful, int Harmless,
+    double Threshold, double Recall, double FalsePositiveRate)
+{
+    /// <summary>Computes the metrics of harm probabilities against labels (true = harmful).</summary>
+    /// <exception cref="ArgumentException">A class is absent or the lengths differ.</exception>
+    public static ProbeMetrics Of(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double threshold)
+    {
+        int harmful = 0;
+        foreach (var l in labels) if (l) harmful++;
+        return new ProbeMetrics(
+            BinaryMetrics.Auroc(scores, labels), BinaryMetrics.TprAtFpr(scores, labels, 0.01), BinaryMetrics.TprAtFpr(scores, labels, 0.05),
+            BinaryMetrics.Accuracy(scores, labels, threshold), BinaryMetrics.ExpectedCalibrationError(scores, labels), harmful, labels.Length - harmful,
+            threshold, BinaryMetrics.Recall(scores, labels, threshold), BinaryMetrics.FalsePositiveRate(scores, labels, threshold));
+    }
+}
+
+/// <summary>A probe's scores on a labelled set, with their metrics.</summary>
+/// <param name="Metrics">The metrics.</param>
+/// <param name="Scores">Harm probabilities: the harmful prompts first, then the harmless ones.</param>
+/// <param name="Labels">True for the harmful prompts.</param>
+public sealed record ProbeEvaluation(ProbeMetrics Metrics, IReadOnlyList<double> Scores, IReadOnlyList<bool> Labels);
+
+/// <summary>Trains, applies and evaluates activation probes.</summary>
 public static class ProbeTraining
 {
-    /// <summary>Extracts features, fits the head with cross-validated regularisation, and returns the probe.</summary>
-    public static ProbeFile Train(ProbeTrainOptions o)
+    /// <summary>
+    /// Reads the prompt files, drops duplicates by normalised text (<see cref="PromptText.Deduplicate"/>), extracts pooled
+    /// features, fits the head (<see cref="FitHead"/>) and returns the probe.
+    /// </summary>
+    /// <exception cref="InvalidDataException">A file is unreadable, or too few prompts remain.</exception>
+    public static ProbeTrainResult Train(ProbeTrainOptions o, IProgress<ProbeProgress>? progress = null)
     {
-        var harmful = o.Harmful.SelectMany(PromptFile.Read).ToList();
-        var harmless = o.Harmless.SelectMany(PromptFile.Read).ToList();
-        if (harmful.Count < o.Folds || harmless.Count < o.Folds)
-            throw new InvalidDataException($"need at least {o.Folds} harmful and {o.Folds} harmless prompts, got {harmful.Count} and {harmless.Count}.");
-        using var extractor = Extractor(o.ModelPath, o.Tokenizer, o.Layers, o.Pooling, o.MaxLength);
-        var x = extractor.Extract([.. harmful, .. harmless]);
+        ArgumentNullException.ThrowIfNull(o);
+        var dedup = PromptText.Deduplicate(o.Harmful.SelectMany(PromptFile.Read), o.Harmless.SelectMany(PromptFile.Read));
+        var harmful = dedup.Harmful;
+        var harmless = dedup.Harmless;
+        int needed = Math.Max(o.Fit.Folds, 2);
+        if (harmful.Count < needed || harmless.Count < needed)
+            throw new InvalidDataException($"need at least {needed} harmful and {needed} harmless prompts, got {harmful.Count} and {harmless.Count}.");
+        using var extractor = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength);
+        var x = Extract(extractor, [.. harmful, .. harmless], progress);
         bool[] y = [.. harmful.Select(_ => true), .. harmless.Select(_ => false)];
-        var cv = LogisticRegression.FitWithCrossValidation(x, y, o.Lambdas, o.Folds, o.Seed);
-        return new ProbeFile
+        progress?.Report(new ProbeProgress("fit", 0, x.Length));
+        var fitted = FitHead(x, y, o.Fit);
+        var probe = new ProbeFile
         {
             ModelPath = Path.GetFullPath(o.ModelPath),
             ModelSha256 = ProbeFile.HashFile(o.ModelPath),
             Tokenizer = o.Tokenizer,
+            ChatTemplate = o.ChatTemplate,
             Layers = o.Layers,
+            LayerCount = extractor.LayerCount,
             Pooling = o.Pooling,
             MaxLength = o.MaxLength,
-            Head = cv.Model,
+            Threshold = fitted.Threshold,
+            Calibration = fitted.Calibration,
+            Head = fitted.Head,
         };
+        return new ProbeTrainResult(probe, fitted, harmful.Count, harmless.Count, dedup.Duplicates, dedup.Conflicts);
+    }
+
+    /// <summary>
+    /// Fits a head on pooled features: logistic (lambda by stratified k-fold cross-validation) or MLP (AdamW with early
+    /// stopping on its own validation split). With <see cref="ProbeHeadOptions.TargetRecall"/> a stratified calibration
+    /// split is held out first and the threshold calibrated on it.
+    /// </summary>
+    public static FittedHead FitHead(IReadOnlyList<float[]> x, IReadOnlyList<bool> y, ProbeHeadOptions o)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        ArgumentNullException.ThrowIfNull(o);
+        if (x.Count != y.Count) throw new ArgumentException("x and y differ in length");
+        var rng = new Random(o.Seed);
+        List<int> fitIdx, calIdx;
+        if (o.TargetRecall is { } recall)
+        {
+            if (!(recall > 0 && recall <= 1)) throw new ArgumentException($"the target recall must lie in (0, 1], not {recall}.");
+            if (!(o.CalibrationFraction > 0 && o.CalibrationFraction < 1)) throw new ArgumentException("the calibration fraction must lie in (0, 1).");
+            (fitIdx, calIdx) = Splits.Stratified(y, o.CalibrationFraction, rng);
+        }
+        else (fitIdx, calIdx) = ([.. Enumerable.Range(0, x.Count)], []);
+
+        var fx = fitIdx.Select(i => x[i]).ToList();
+        var fy = fitIdx.Select(i => y[i]).ToList();
+        CrossValidationResult? cv = null;
+        MlpTrainResult? mlp = null;
+        ProbeHead head;
+        if (o.Head == ProbeHeadKind.Logistic)
+        {
+            int smaller = Math.Min(fy.Count(v => v), fy.Count(v => !v));
+            cv = LogisticRegression.FitWithCrossValidation(fx, fy, o.Lambdas, Math.Min(o.Folds, smaller), o.Seed);
+            head = cv.Model;
+        }
+        else
+        {
+            mlp = MlpHead.Train(fx, fy, o.Mlp with { Seed = o.Seed });
+            head = mlp.Head;
+        }
+
+        if (calIdx.Count == 0) return new FittedHead(head, 0.5, null, cv, mlp);
+        var scores = calIdx.Select(i => head.PredictProbability(x[i])).ToArray();
+        var labels = calIdx.Select(i => y[i]).ToArray();
+        double threshold = BinaryMetrics.ThresholdForRecall(scores, labels, o.TargetRecall!.Value);
+        var calibration = new ProbeCalibration(o.TargetRecall.Value, BinaryMetrics.Recall(scores, labels, threshold),
+            BinaryMetrics.FalsePositiveRate(scores, labels, threshold), labels.Count(l => l), labels.Count(l => !l));
+        return new FittedHead(head, threshold, calibration, cv, mlp);
     }
 
     /// <summary>Harm probabilities of prompts; the model defaults to the one recorded in the probe and must match its hash.</summary>
-    public static double[] Score(ProbeFile probe, IReadOnlyList<string> prompts, string? modelPath = null, string? tokenizer = null)
+    public static double[] Score(ProbeFile probe, IReadOnlyList<string> prompts, string? modelPath = null, string? tokenizer = null,
+        IProgress<ProbeProgress>? progress = null)
     {
+        ArgumentNullException.ThrowIfNull(probe);
+        ArgumentNullException.ThrowIfNull(prompts);
         var model = modelPath ?? probe.ModelPath;
         probe.CheckModel(model);
-        using var extractor = Extractor(model, tokenizer ?? probe.Tokenizer, probe.Layers, probe.Pooling, probe.MaxLength);
-        return probe.Head.PredictProbability(extractor.Extract(prompts));
+        using var extractor = CreateExtractor(model, tokenizer ?? probe.Tokenizer, probe.ChatTemplate, probe.Layers, probe.Pooling, probe.MaxLength);
+        return probe.Head.PredictProbability(Extract(extractor, prompts, progress));
     }
 
     /// <summary>AUROC, TPR at 1% and 5% FPR, accuracy at the probe's threshold and calibration error on labelled files.</summary>
-    public static ProbeMetrics Evaluate(ProbeFile probe, IReadOnlyList<string> harmfulFiles, IReadOnlyList<string> harmlessFiles, string? modelPath = null, string? tokenizer = null)
+    public static ProbeEvaluation Evaluate(ProbeFile probe, IReadOnlyList<string> harmfulFiles, IReadOnlyList<string> harmlessFiles, string? modelPath = null,
+        string? tokenizer = null, IProgress<ProbeProgress>? progress = null)
     {
+        ArgumentNullException.ThrowIfNull(probe);
         var harmful = harmfulFiles.SelectMany(PromptFile.Read).ToList();
         var harmless = harmlessFiles.SelectMany(PromptFile.Read).ToList();
         if (harmful.Count == 0 || harmless.Count == 0) throw new InvalidDataException("evaluation needs harmful and harmless prompts.");
-        var scores = Score(probe, [.. harmful, .. harmless], modelPath, tokenizer);
+        var scores = Score(probe, [.. harmful, .. harmless], modelPath, tokenizer, progress);
         bool[] labels = [.. harmful.Select(_ => true), .. harmless.Select(_ => false)];
-        return new ProbeMetrics(
-            BinaryMetrics.Auroc(scores, labels), BinaryMetrics.TprAtFpr(scores, labels, 0.01), BinaryMetrics.TprAtFpr(scores, labels, 0.05),
-            BinaryMetrics.Accuracy(scores, labels, probe.Threshold), BinaryMetrics.ExpectedCalibrationError(scores, labels), harmful.Count, harmless.Count);
+        return new ProbeEvaluation(ProbeMetrics.Of(scores, labels, probe.Threshold), scores, labels);
     }
 
-    private static ActivationExtractor Extractor(string modelPath, string tokenizer, IReadOnlyList<int>? layers, ActivationPooling pooling, int maxLength) =>
-        new(Model.Load(modelPath), TokenizerLoader.Load(tokenizer), null,
-            new ActivationOptions { Layers = layers, Pooling = pooling, MaxLength = maxLength });
+    /// <summary>
+    /// The extractor a probe reads its features with: the model file, the tokenizer spec, an optional chat template name,
+    /// the layers, the pooling and the prompt length limit.
+    /// </summary>
+    public static ActivationExtractor CreateExtractor(string modelPath, string tokenizer, string? chatTemplate, IReadOnlyList<int>? layers,
+        ActivationPooling pooling, int maxLength, int batchSize = 16) =>
+        new(Model.Load(modelPath), TokenizerLoader.Load(tokenizer), chatTemplate is null ? null : ChatTemplates.ByName(chatTemplate),
+            new ActivationOptions { Layers = layers, Pooling = pooling, MaxLength = maxLength, BatchSize = batchSize });
+
+    private static float[][] Extract(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress)
+    {
+        var result = new float[prompts.Count][];
+        int done = 0;
+        progress?.Report(new ProbeProgress("activations", 0, prompts.Count));
+        extractor.Extract(prompts, (i, f) =>
+        {
+            result[i] = f;
+            if (++done % 16 == 0 || done == prompts.Count) progress?.Report(new ProbeProgress("activations", done, prompts.Count));
+        });
+        return result;
+    }
 }

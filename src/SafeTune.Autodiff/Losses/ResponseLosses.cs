@@ -1,0 +1,196 @@
+using SafeTune.Onnx;
+
+namespace SafeTune.Autodiff.Losses;
+
+/// <summary>Names of the inputs and outputs of the response-token loss graphs.</summary>
+public static class ResponseNames
+{
+    /// <summary>Int64 [N]: flat indices <c>b * T + t</c> of the response positions (labels other than -100), in order.</summary>
+    public const string Index = "response_index";
+    /// <summary>Float [N, V]: the model's logits at the response positions only.</summary>
+    public const string Logits = "response_logits";
+    /// <summary>Float [N, V]: the frozen reference model's log-probabilities at the response positions.</summary>
+    public const string ReferenceLogProbs = "ref_logprobs";
+    /// <summary>Float [N]: the reference model's log-probability of each response position's label.</summary>
+    public const string ReferenceTokenLogProbs = "ref_token_logprobs";
+    /// <summary>Float [N]: the weight of each response token's cross-entropy in the loss.</summary>
+    public const string SftWeight = "sft_weight";
+    /// <summary>Float [N]: the weight of each response token's KL(p_ref || p_theta) in the loss.</summary>
+    public const string KlWeight = "kl_weight";
+    /// <summary>Float [N]: the weight of each response token's constrained-SFT term in the loss.</summary>
+    public const string ConstrainedWeight = "constrained_weight";
+    /// <summary>Float [N]: the per-token beta_t of the constrained-SFT objective (positive).</summary>
+    public const string TokenBeta = "token_beta";
+    /// <summary>Scalar: the mean token cross-entropy over the response tokens (for logging; not differentiated).</summary>
+    public const string MeanSft = "mean_sft";
+    /// <summary>Scalar: the mean token KL over the response tokens (for logging; not differentiated).</summary>
+    public const string MeanKl = "mean_kl";
+    /// <summary>Scalar: the mean constrained-SFT term over the response tokens (for logging; not differentiated).</summary>
+    public const string MeanConstrained = "mean_constrained";
+}
+
+/// <summary>Which terms a response-token loss graph holds.</summary>
+public enum ResponseLossKind
+{
+    /// <summary><c>sum_n w_sft[n] * CE_n</c>: supervised fine-tuning, no reference needed.</summary>
+    CrossEntropy,
+    /// <summary><c>sum_n (w_sft[n] * CE_n + w_kl[n] * KL_n)</c> with <c>KL_n = KL(p_ref || p_theta)</c> at token n.</summary>
+    CrossEntropyAndKl,
+    /// <summary>
+    /// Constrained SFT (Qi et al., ICLR 2025): <c>sum_n w[n] * (2 / beta_n) * softplus(-beta_n * (log p_theta(y_n) - log p_ref(y_n)))</c>,
+    /// i.e. <c>-(2/beta) log sigmoid(beta * log ratio)</c>, which tends to cross-entropy as beta goes to 0 and holds the
+    /// token's likelihood near the reference's for large beta.
+    /// </summary>
+    Constrained,
+}
+
+/// <summary>What <see cref="ResponseLosses.Append"/> added: the loss and the logging outputs.</summary>
+/// <param name="Loss">The scalar to differentiate.</param>
+/// <param name="Metrics">Scalar outputs for logging (means over the response tokens), not differentiated.</param>
+/// <param name="Inputs">The per-step inputs besides the model's own and <c>labels</c>, in the order named in <see cref="ResponseNames"/>.</param>
+public sealed record ResponseLossGraph(Value Loss, IReadOnlyList<string> Metrics, IReadOnlyList<string> Inputs);
+
+/// <summary>
+/// Losses over the response tokens only. The rows of the response positions are gathered before the language-model
+/// head when the head is a MatMul (so the head, the log-softmax and the loss never run on prompt or padding positions),
+/// else from the logits. Per-token weights are graph inputs, so a batch-level or per-example beta changes every step
+/// without rebuilding the graph: the gradient of <c>sum (w_sft * CE + w_kl * KL)</c> with <c>w_sft = (1 - beta) / N</c>,
+/// <c>w_kl = beta / N</c> is exactly <c>(1 - beta) grad SFT + beta grad KL</c>, from one backward pass.
+/// </summary>
+public static class ResponseLosses
+{
+    /// <summary>
+    /// Rewrites the model so that its output <see cref="ResponseNames.Logits"/> [N, V] holds the logits of the response
+    /// positions named by the new input <see cref="ResponseNames.Index"/> [N]. The original logits output and the nodes
+    /// only it needed are removed. Returns the response logits.
+    /// </summary>
+    public static Value GatherResponseLogits(Model model, string logits = "logits")
+    {
+        var g = model.Graph;
+        var z = g.FindValue(logits) ?? throw new ArgumentException($"the graph has no value named '{logits}'.", nameof(logits));
+        Onnx.Shapes.ShapeInference.Run(model);
+        var b = new GraphBuilder(g, model.DefaultOpset);
+        using var _ = b.Scope("response");
+        var index = g.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
+        Value rows;
+        if (z.Producer is { OpType: "MatMul" } head && head.Input(1) is { } w && RankOf(w) == 2 && head.Input(0) is { } h)
+        {
+            // (B, T, d) -> (B*T, d) -> (N, d) -> (N, V): the head runs on the response rows only.
+            var width = b.Slice(b.ShapeOf(h), [-1], [long.MaxValue], [0]);
+            var flat = b.Reshape(h, b.Concat(0, b.Ints(-1), width));
+            rows = b.MatMul(b.Gather(flat, index, 0), w);
+        }
+        else
+        {
+            var vocab = b.Slice(b.ShapeOf(z), [-1], [long.MaxValue], [0]);
+            rows = b.Gather(b.Reshape(z, b.Concat(0, b.Ints(-1), vocab)), index, 0);
+        }
+        if (z.IsGraphOutput) g.RemoveOutput(z);
+        var result = b.Output(b.Identity(rows), ResponseNames.Logits);
+        g.RemoveUnusedNodes();
+        return result;
+    }
+
+    /// <summary>
+    /// Appends a response-token loss of <paramref name="kind"/> to a model whose response logits were gathered with
+    /// <see cref="GatherResponseLogits"/> (called here when the graph has no <see cref="ResponseNames.Logits"/> yet).
+    /// Adds the inputs <c>labels</c> [B, T], the weights, and the reference inputs the kind needs; the loss output is
+    /// <see cref="LossNames.Total"/>.
+    /// </summary>
+    public static ResponseLossGraph Append(Model model, ResponseLossKind kind, string logits = "logits")
+    {
+        var g = model.Graph;
+        var z = g.FindValue(ResponseNames.Logits) ?? GatherResponseLogits(model, logits);
+        var b = new GraphBuilder(g, model.DefaultOpset);
+        using var _ = b.Scope("loss/response");
+        var type = z.ElementType == ElementType.Undefined ? ElementType.Float : z.ElementType;
+        if (type != ElementType.Float) z = b.Cast(z, ElementType.Float);
+        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        var index = g.GetValue(ResponseNames.Index);
+        Value Weights(string name) => g.FindValue(name) ?? b.Input(name, ElementType.Float, Dim.Symbol("response_tokens"));
+
+        var logProbs = b.LogSoftmax(z, -1);                                                               // (N, V)
+        var targets = b.Gather(b.Reshape(labels, -1), index, 0);                                         // (N)
+        var picked = b.Squeeze(b.Op("GatherElements", [logProbs, b.Unsqueeze(targets, 1)], Onnx.Attribute.Of("axis", 1L)), 1); // (N)
+        var count = b.Op("Max", b.Cast(b.Reshape(b.ShapeOf(index), []), ElementType.Float), b.Scalar(1f)); // max(N, 1)
+        Value Mean(Value perToken) => b.Div(b.ReduceSum(perToken, [0], keepDims: false), count);
+        Value WeightedSum(Value perToken, string weight) => b.ReduceSum(b.Mul(perToken, Weights(weight)), [0], keepDims: false);
+
+        var metrics = new List<Value>();
+        var inputs = new List<string> { ResponseNames.Index };
+        Value loss;
+        var ce = b.Neg(picked);                                                                          // (N)
+        switch (kind)
+        {
+            case ResponseLossKind.CrossEntropy:
+                loss = WeightedSum(ce, ResponseNames.SftWeight);
+                metrics.Add(b.Output(Mean(ce), ResponseNames.MeanSft));
+                inputs.Add(ResponseNames.SftWeight);
+                break;
+            case ResponseLossKind.CrossEntropyAndKl:
+            {
+                var refLp = g.FindValue(ResponseNames.ReferenceLogProbs)
+                    ?? b.Input(ResponseNames.ReferenceLogProbs, ElementType.Float, Dim.Symbol("response_tokens"), z.Shape?[-1] ?? Dim.Unknown);
+                var kl = b.ReduceSum(b.Mul(b.Exp(refLp), b.Sub(refLp, logProbs)), [-1], keepDims: false);   // (N)
+                loss = b.Add(WeightedSum(ce, ResponseNames.SftWeight), WeightedSum(kl, ResponseNames.KlWeight));
+                metrics.Add(b.Output(Mean(ce), ResponseNames.MeanSft));
+                metrics.Add(b.Output(Mean(kl), ResponseNames.MeanKl));
+                inputs.AddRange([ResponseNames.SftWeight, ResponseNames.KlWeight, ResponseNames.ReferenceLogProbs]);
+                break;
+            }
+            case ResponseLossKind.Constrained:
+            {
+                var refToken = g.FindValue(ResponseNames.ReferenceTokenLogProbs)
+                    ?? b.Input(ResponseNames.ReferenceTokenLogProbs, ElementType.Float, Dim.Symbol("response_tokens"));
+                var beta = Weights(ResponseNames.TokenBeta);
+                // softplus(x) = (x + |x|) / 2 + log(1 + exp(-|x|)), stable for any x, from ops that all have gradient rules.
+                var x = b.Neg(b.Mul(beta, b.Sub(picked, refToken)));
+                var abs = b.Op("Abs", x);
+                var softplus = b.Add(b.Mul(b.Add(x, abs), b.Scalar(0.5f)), b.Log(b.Add(b.Scalar(1f), b.Exp(b.Neg(abs)))));
+                var term = b.Div(b.Mul(softplus, b.Scalar(2f)), beta);                                     // (N)
+                loss = WeightedSum(term, ResponseNames.ConstrainedWeight);
+                metrics.Add(b.Output(Mean(ce), ResponseNames.MeanSft));
+                metrics.Add(b.Output(Mean(term), ResponseNames.MeanConstrained));
+                inputs.AddRange([ResponseNames.ConstrainedWeight, ResponseNames.TokenBeta, ResponseNames.ReferenceTokenLogProbs]);
+                break;
+            }
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind));
+        }
+        if (g.FindValue(ResponseNames.Logits) is { IsGraphOutput: true } rl) g.RemoveOutput(rl);
+        var total = b.Output(b.Identity(loss), LossNames.Total);
+        return new ResponseLossGraph(total, [.. metrics.Select(m => m.Name)], inputs);
+    }
+
+    /// <summary>
+    /// Turns a forward model into the frozen reference policy's graph: outputs <see cref="ResponseNames.ReferenceLogProbs"/>
+    /// [N, V] (log-softmax of the response logits) and <see cref="ResponseNames.ReferenceTokenLogProbs"/> [N] (the
+    /// label's log-probability, read from the input <c>labels</c>), computed on the response positions only.
+    /// </summary>
+    public static void AppendReference(Model model, string logits = "logits")
+    {
+        var g = model.Graph;
+        var z = g.FindValue(ResponseNames.Logits) ?? GatherResponseLogits(model, logits);
+        var b = new GraphBuilder(g, model.DefaultOpset);
+        using var _ = b.Scope("reference");
+        if (z.ElementType is not (ElementType.Float or ElementType.Undefined)) z = b.Cast(z, ElementType.Float);
+        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        var logProbs = b.LogSoftmax(z, -1);
+        var targets = b.Gather(b.Reshape(labels, -1), g.GetValue(ResponseNames.Index), 0);
+        var picked = b.Squeeze(b.Op("GatherElements", [logProbs, b.Unsqueeze(targets, 1)], Onnx.Attribute.Of("axis", 1L)), 1);
+        if (g.FindValue(ResponseNames.Logits) is { IsGraphOutput: true } rl) g.RemoveOutput(rl);
+        b.Output(b.Identity(logProbs), ResponseNames.ReferenceLogProbs);
+        b.Output(b.Identity(picked), ResponseNames.ReferenceTokenLogProbs);
+    }
+
+    /// <summary>The flat indices of the labels that count (not -100), in row-major order.</summary>
+    public static long[] Index(ReadOnlySpan<long> labels)
+    {
+        var result = new List<long>();
+        for (int i = 0; i < labels.Length; i++)
+            if (labels[i] != LossNames.IgnoreIndex) result.Add(i);
+        return [.. result];
+    }
+
+    private static int? RankOf(Value v) => v.Shape?.Rank ?? v.Initializer?.Dims.Length;
+}

@@ -1,0 +1,34 @@
+using SafeTune.Safety.Probes;
+using Spectre.Console;
+
+namespace SafeTune.Cli.Commands.Probe;
+
+/// <summary>Runs probe work under a Spectre.Console progress bar (prompts through the model), or silently for <c>--json</c>.</summary>
+internal static class ProbeProgressDisplay
+{
+    public static T Run<T>(bool quiet, Func<IProgress<ProbeProgress>?, T> work)
+    {
+        if (quiet) return work(null);
+        T result = default!;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("activations", maxValue: 1);
+                result = work(new Reporter(p =>
+                {
+                    task.MaxValue = Math.Max(1, p.Total);
+                    task.Value = p.Stage == "fit" ? p.Total : p.Done;
+                    task.Description = p.Stage == "fit" ? "fitting the head" : $"activations {p.Done}/{p.Total}";
+                }));
+                task.Value = task.MaxValue;
+            });
+        return result;
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class Reporter(Action<ProbeProgress> report) : IProgress<ProbeProgress>
+    {
+        public void Report(ProbeProgress value) => report(value);
+    }
+}

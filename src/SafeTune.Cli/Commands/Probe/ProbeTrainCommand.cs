@@ -1,0 +1,162 @@
+using System.ComponentModel;
+using System.Globalization;
+using SafeTune.Cli.Infrastructure;
+using SafeTune.Models.Chat;
+using SafeTune.Safety.Activations;
+using SafeTune.Safety.Probes;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Probe;
+
+/// <summary>Arguments of <c>safetune probe train</c>.</summary>
+public sealed class ProbeTrainSettings : CommandSettings
+{
+    /// <summary>The model.</summary>
+    [CommandOption("--model <M.onnx>")]
+    [Description("The ONNX model whose prompt activations the probe reads.")]
+    public string Model { get; init; } = "";
+
+    /// <summary>The tokenizer.</summary>
+    [CommandOption("--tokenizer <T>")]
+    [Description("tokenizer.json, vocab.txt, vocab.json + merges.txt folder, tokenizer.model, or a tiktoken name.")]
+    public string Tokenizer { get; init; } = "";
+
+    /// <summary>Chat template.</summary>
+    [CommandOption("--template <NAME>")]
+    [Description("Render each prompt as one user message up to the assistant header: chatml, llama3, phi3 or plain. Default: the raw text.")]
+    public string? Template { get; init; }
+
+    /// <summary>Harmful prompt files.</summary>
+    [CommandOption("--harmful <FILE>")]
+    [Description("Harmful prompts: .csv (column auto-detected, or FILE:COLUMN), .jsonl or .txt. Repeat for several files.")]
+    public string[] Harmful { get; init; } = [];
+
+    /// <summary>Harmless prompt files.</summary>
+    [CommandOption("--harmless <FILE>")]
+    [Description("Harmless prompts, same formats. Repeat for several files.")]
+    public string[] Harmless { get; init; } = [];
+
+    /// <summary>Layers.</summary>
+    [CommandOption("--layers <LAYERS>")]
+    [Description("all (default) or a comma-separated list of layer indices, e.g. 3,4,5.")]
+    public string Layers { get; init; } = "all";
+
+    /// <summary>Pooling.</summary>
+    [CommandOption("--pool <POOL>")]
+    [Description("mean (mean over prompt tokens, then layers; default) or last (last prompt token).")]
+    public string Pool { get; init; } = "mean";
+
+    /// <summary>Head.</summary>
+    [CommandOption("--head <HEAD>")]
+    [Description("logistic (L2, regularisation by 5-fold cross-validation; default) or mlp (d -> 512 -> ReLU -> 2, AdamW, early stopping on a validation split).")]
+    public string Head { get; init; } = "logistic";
+
+    /// <summary>MLP width.</summary>
+    [CommandOption("--hidden <N>")]
+    [Description("Hidden width of the mlp head (default 512).")]
+    public int Hidden { get; init; } = 512;
+
+    /// <summary>Prompt length limit.</summary>
+    [CommandOption("--max-length <N>")]
+    [Description("The longest prompt read, in tokens (default 128).")]
+    public int MaxLength { get; init; } = 128;
+
+    /// <summary>Threshold calibration.</summary>
+    [CommandOption("--target-recall <R>")]
+    [Description("Hold out a stratified 20% of the prompts and set the threshold to reach recall R on them (0 < R <= 1). Default: threshold 0.5.")]
+    public double? TargetRecall { get; init; }
+
+    /// <summary>Seed.</summary>
+    [CommandOption("--seed <N>")]
+    [Description("Seed of the splits and of the mlp head's initial weights (default 0).")]
+    public int Seed { get; init; }
+
+    /// <summary>Output.</summary>
+    [CommandOption("--out <PROBE.json>")]
+    [Description("Where to write the probe.")]
+    public string Out { get; init; } = "";
+
+    /// <summary>JSON output.</summary>
+    [CommandOption("--json")]
+    [Description("Print {\"out\", \"head\", \"dimension\", \"lambda\", \"epochs\", \"threshold\", \"validation_recall\", \"validation_fpr\", \"n_harmful\", \"n_harmless\", \"n_duplicates\", \"n_conflicts\"} on stdout.")]
+    public bool Json { get; init; }
+
+    /// <inheritdoc/>
+    public override ValidationResult Validate()
+    {
+        if (Model.Length == 0) return ValidationResult.Error("--model is required.");
+        if (Tokenizer.Length == 0) return ValidationResult.Error("--tokenizer is required.");
+        if (Harmful.Length == 0 || Harmless.Length == 0) return ValidationResult.Error("--harmful and --harmless are required.");
+        if (Out.Length == 0) return ValidationResult.Error("--out is required.");
+        if (Pool is not ("mean" or "last")) return ValidationResult.Error($"--pool must be mean or last, not '{Pool}'.");
+        if (Head is not ("logistic" or "mlp")) return ValidationResult.Error($"--head must be logistic or mlp, not '{Head}'.");
+        if (Template is not null && !ChatTemplates.Names.Contains(Template))
+            return ValidationResult.Error($"--template must be one of {string.Join(", ", ChatTemplates.Names)}, not '{Template}'.");
+        if (Hidden < 1) return ValidationResult.Error($"--hidden must be at least 1, not {Hidden}.");
+        if (MaxLength < 1) return ValidationResult.Error($"--max-length must be at least 1, not {MaxLength}.");
+        if (TargetRecall is { } r && !(r > 0 && r <= 1)) return ValidationResult.Error($"--target-recall must lie in (0, 1], not {r.ToString(CultureInfo.InvariantCulture)}.");
+        if (Layers != "all" && !Layers.Split(',').All(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
+            return ValidationResult.Error($"--layers must be all or a list like 3,4,5, not '{Layers}'.");
+        return ValidationResult.Success();
+    }
+}
+
+/// <summary><c>safetune probe train</c>: fit an activation probe on harmful and harmless prompts.</summary>
+public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
+{
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, ProbeTrainSettings s, CancellationToken cancellationToken)
+    {
+        var options = new ProbeTrainOptions
+        {
+            ModelPath = s.Model,
+            Tokenizer = s.Tokenizer,
+            ChatTemplate = s.Template,
+            Harmful = s.Harmful,
+            Harmless = s.Harmless,
+            Layers = s.Layers == "all" ? null : [.. s.Layers.Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture))],
+            Pooling = s.Pool == "last" ? ActivationPooling.LastToken : ActivationPooling.MeanTokensThenLayers,
+            MaxLength = s.MaxLength,
+            Fit = new ProbeHeadOptions
+            {
+                Head = s.Head == "mlp" ? ProbeHeadKind.Mlp : ProbeHeadKind.Logistic,
+                Mlp = new MlpTrainOptions { HiddenSize = s.Hidden },
+                TargetRecall = s.TargetRecall,
+                Seed = s.Seed,
+            },
+        };
+        var r = ProbeProgressDisplay.Run(s.Json, progress => ProbeTraining.Train(options, progress));
+        r.Probe.Save(s.Out);
+        double? lambda = r.Fitted.CrossValidation?.BestLambda;
+        int? epochs = r.Fitted.Mlp?.BestEpoch;
+        var cal = r.Probe.Calibration;
+        if (s.Json)
+        {
+            JsonOut.Write(w =>
+            {
+                w.WriteString("out", s.Out);
+                w.WriteString("head", s.Head);
+                w.WriteNumber("dimension", r.Probe.Head.Dimension);
+                if (lambda is { } l) w.WriteNumber("lambda", l); else w.WriteNull("lambda");
+                if (epochs is { } e) w.WriteNumber("epochs", e); else w.WriteNull("epochs");
+                w.WriteNumber("threshold", Math.Round(r.Probe.Threshold, 6));
+                if (cal is null) { w.WriteNull("validation_recall"); w.WriteNull("validation_fpr"); }
+                else { w.WriteNumber("validation_recall", Math.Round(cal.Recall, 6)); w.WriteNumber("validation_fpr", Math.Round(cal.FalsePositiveRate, 6)); }
+                w.WriteNumber("n_harmful", r.Harmful);
+                w.WriteNumber("n_harmless", r.Harmless);
+                w.WriteNumber("n_duplicates", r.Duplicates);
+                w.WriteNumber("n_conflicts", r.Conflicts);
+            });
+            return ExitCodes.Ok;
+        }
+        var inv = CultureInfo.InvariantCulture;
+        var fit = lambda is { } lam ? $"lambda {lam.ToString("G3", inv)}" : $"best epoch {epochs}";
+        AnsiConsole.MarkupLine(Markup.Escape(string.Create(inv,
+            $"{s.Head} probe on {r.Probe.Head.Dimension} features from {r.Harmful} harmful and {r.Harmless} harmless prompts ({r.Duplicates} duplicates and {r.Conflicts} texts on both sides dropped), {fit} -> {s.Out}")));
+        if (cal is not null)
+            AnsiConsole.MarkupLine(string.Create(inv,
+                $"threshold {r.Probe.Threshold:G4}: recall {cal.Recall:F3} (target {cal.TargetRecall:F3}), false-positive rate {cal.FalsePositiveRate:F3} on {cal.Harmful} + {cal.Harmless} held-out prompts"));
+        return ExitCodes.Ok;
+    }
+}

@@ -1,0 +1,129 @@
+using Microsoft.ML.OnnxRuntime;
+using SafeTune.Autodiff.Losses;
+using SafeTune.Onnx;
+
+namespace SafeTune.Runtime.Training;
+
+/// <summary>What the reference pass computes besides what a caller's graph extension adds.</summary>
+public sealed record ReferenceOptions
+{
+    /// <summary>Where the graph runs.</summary>
+    public SessionConfig Runtime { get; init; } = new();
+
+    /// <summary>Frozen weights shared with the training session (not owned); null for a private copy.</summary>
+    public SharedInitializers? SharedWeights { get; init; }
+
+    /// <summary>Compute the log-probabilities [N, V] and the label log-probabilities [N] at the response positions.</summary>
+    public bool LogProbs { get; init; } = true;
+
+    /// <summary>
+    /// Extends the graph before the session is made (for example an activation probe that reads the model's own hidden
+    /// states); returns the names of the outputs it added, which <see cref="ReferencePolicy.Run"/> then returns too.
+    /// </summary>
+    public Func<Model, IReadOnlyList<string>>? Extend { get; init; }
+}
+
+/// <summary>The outputs of one reference pass; owns them (dispose after the training step that reads them).</summary>
+public sealed class ReferenceOutputs : IDisposable
+{
+    private readonly IDisposableReadOnlyCollection<OrtValue> _values;
+    private readonly Dictionary<string, OrtValue> _byName;
+
+    internal ReferenceOutputs(IReadOnlyList<string> names, IDisposableReadOnlyCollection<OrtValue> values)
+    {
+        _values = values;
+        _byName = names.Select((n, i) => (n, v: values[i])).ToDictionary(x => x.n, x => x.v, StringComparer.Ordinal);
+    }
+
+    /// <summary>The outputs by name.</summary>
+    public IReadOnlyDictionary<string, OrtValue> Values => _byName;
+
+    /// <summary>An output by name.</summary>
+    public OrtValue this[string name] => _byName.TryGetValue(name, out var v) ? v : throw new KeyNotFoundException($"the reference pass has no output '{name}'.");
+
+    /// <summary>A copy of a float output.</summary>
+    public float[] Floats(string name) => this[name].GetTensorDataAsSpan<float>().ToArray();
+
+    /// <inheritdoc/>
+    public void Dispose() => _values.Dispose();
+}
+
+/// <summary>
+/// The frozen reference policy pi_ref of a fine-tune: the starting model in its own session, reading the frozen weights
+/// from the buffers the training session reads (so a LoRA fine-tune holds the base weights once). It computes only what
+/// the regularizer needs: log-probabilities at the response positions (the head never runs on prompt or padding
+/// positions), plus whatever a caller's extension adds, such as an activation probe's risk from the same pass.
+/// </summary>
+public sealed class ReferencePolicy : IDisposable
+{
+    private readonly BoundSession _session;
+    private readonly OrtValueBag _owned = new();
+    private readonly string[] _outputs;
+    private readonly string[] _stepInputs;
+    private readonly long _vocab, _inputVocab;
+
+    private ReferencePolicy(BoundSession session, string[] outputs, long vocab, long inputVocab)
+    {
+        _session = session;
+        _outputs = outputs;
+        _vocab = vocab;
+        _inputVocab = inputVocab;
+        _stepInputs = [.. session.Session.InputMetadata.Keys.Where(n => !TokenBatch.Provides(n) && n != ResponseNames.Index)];
+    }
+
+    /// <summary>The outputs each run returns.</summary>
+    public IReadOnlyList<string> Outputs => _outputs;
+
+    /// <summary>Inputs each run needs besides the token batch and the response index (those an extension added).</summary>
+    public IReadOnlyList<string> StepInputs => _stepInputs;
+
+    /// <summary>Builds the reference graph of <paramref name="model"/> (which is not modified) and opens its session.</summary>
+    public static ReferencePolicy Create(Model model, ReferenceOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new ReferenceOptions();
+        var logits = GradientSession.FindLogits(model);
+        long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
+        var graph = Model.FromBytes(model.ToBytes(), displayName: "reference policy");
+        var outputs = new List<string>();
+        var extra = options.Extend?.Invoke(graph) ?? [];
+        if (options.LogProbs)
+        {
+            ResponseLosses.AppendReference(graph, logits.Name);
+            outputs.AddRange([ResponseNames.ReferenceLogProbs, ResponseNames.ReferenceTokenLogProbs]);
+        }
+        outputs.AddRange(extra);
+        if (outputs.Count == 0) throw new ArgumentException("the reference pass would compute nothing: ask for log-probabilities or extend it.");
+        foreach (var o in graph.Graph.Outputs.Where(o => !outputs.Contains(o.Name)).ToList()) graph.Graph.RemoveOutput(o);
+        graph.Graph.RemoveUnusedNodes();
+        var session = options.SharedWeights is { } shared ? shared.CreateSession(graph, options.Runtime) : SessionFactory.Create(graph, options.Runtime);
+        return new ReferencePolicy(new BoundSession(session), [.. outputs], vocab, GradientSession.VocabFromEmbedding(model) ?? vocab);
+    }
+
+    /// <summary>
+    /// Runs the reference on a batch. <paramref name="responseIndex"/> holds the flat positions whose labels count (see
+    /// <see cref="ResponseLosses.Index"/>); <paramref name="inputs"/> the extension's <see cref="StepInputs"/> (caller-owned).
+    /// </summary>
+    public ReferenceOutputs Run(TokenBatch batch, long[] responseIndex, IReadOnlyDictionary<string, OrtValue>? inputs = null)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(responseIndex);
+        batch.Validate(_inputVocab, _vocab);
+        foreach (var input in _session.Session.InputMetadata.Keys)
+        {
+            if (input == ResponseNames.Index) _session.BindInput(input, _owned.Add(input, OrtValues.Wrap(responseIndex, responseIndex.Length)));
+            else if (batch.InputFor(input) is { } v) _session.BindInput(input, _owned.Add(input, v));
+            else if (inputs is not null && inputs.TryGetValue(input, out var given)) _session.BindInput(input, given);
+            else throw new ArgumentException($"the reference pass needs the input '{input}'.");
+        }
+        foreach (var o in _outputs) _session.BindOutputToDevice(o);
+        return new ReferenceOutputs(_outputs, _session.RunAndFetch());
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _session.Dispose();
+        _owned.Dispose();
+    }
+}

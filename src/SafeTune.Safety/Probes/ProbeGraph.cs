@@ -1,0 +1,151 @@
+using SafeTune.Onnx;
+using SafeTune.Onnx.Passes;
+using SafeTune.Safety.Activations;
+
+namespace SafeTune.Safety.Probes;
+
+/// <summary>What <see cref="ProbeGraph.Append"/> added to a model.</summary>
+/// <param name="PromptMaskInput">The name of the prompt-mask input (<c>[batch, sequence]</c>; 1 on prompt tokens, 0 elsewhere).</param>
+/// <param name="PromptMaskAdded">True when the input was added; false when an existing input of that name was reused.</param>
+/// <param name="Output">The name of the risk output, float <c>[batch]</c>.</param>
+/// <param name="HiddenStates">The hidden-state tensors the probe reads, in layer order.</param>
+/// <param name="Layers">The layers averaged (indices into the model's blocks).</param>
+public sealed record ProbeGraphResult(string PromptMaskInput, bool PromptMaskAdded, string Output, IReadOnlyList<string> HiddenStates, IReadOnlyList<int> Layers);
+
+/// <summary>
+/// Appends a probe to a model's own graph, so one forward pass returns the harm probability beside the model's outputs:
+/// no second pass and no hidden states copied out.
+/// <para>
+/// The subgraph reads the per-block hidden states (<see cref="HiddenStateLocator"/>), pools them with the prompt mask
+/// (mean over masked tokens, or the last masked token; then the mean over the probe's layers), and applies the probe's
+/// standardisation and head with the standardisation folded into the first layer (<see cref="ProbeScorer"/>). It uses
+/// only standard <c>ai.onnx</c> operators valid from opset 13 (Cast, ReduceSum, Div, CumSum, Equal, Mul, Unsqueeze,
+/// Shape, Concat, Reshape, MatMul, Add, Squeeze, Relu, Sigmoid), and leaves every existing node, input and output as it was.
+/// </para>
+/// <para>
+/// The prompt mask marks the tokens the probe was trained on: for a chat model, the tokens of the prompt rendered with the
+/// probe's chat template (<c>ChatTemplate.Tokenize(...).PromptLength</c>); 1 on those, 0 on response tokens and padding.
+/// In a causal decoder the response tokens after the prompt cannot change the prompt's hidden states, so the risk equals
+/// the probe's score of the prompt alone. In a bidirectional encoder (BERT, MiniLM) every attended token changes every
+/// hidden state: there, tokens outside the prompt must also be masked out of the model's own <c>attention_mask</c>.
+/// Every row needs at least one prompt token (an empty mask gives NaN).
+/// </para>
+/// </summary>
+public static class ProbeGraph
+{
+    /// <summary>The default name of the prompt-mask input.</summary>
+    public const string DefaultPromptMaskInput = "prompt_mask";
+
+    /// <summary>The default name of the risk output.</summary>
+    public const string DefaultOutput = "probe_risk";
+
+    /// <summary>
+    /// Appends <paramref name="probe"/> to <paramref name="model"/> in place. A new int64 input
+    /// <paramref name="promptMaskInput"/> <c>[batch, sequence]</c> is added (with the dims of the model's token-id
+    /// input), unless the graph already has an input of that name (int64, int32, bool or float, <c>[batch, sequence]</c>),
+    /// which is then reused. The output <paramref name="output"/> is float <c>[batch]</c>.
+    /// The caller checks that the model is the one the probe was trained on (<see cref="ProbeFile.CheckModel"/> on its file).
+    /// </summary>
+    /// <exception cref="OnnxFormatException">The opset is below 13, no blocks are found, the layer count or width differs
+    /// from the probe's, or the output name is taken.</exception>
+    public static ProbeGraphResult Append(Model model, ProbeFile probe, string promptMaskInput = DefaultPromptMaskInput, string output = DefaultOutput)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(probe);
+        ArgumentException.ThrowIfNullOrWhiteSpace(promptMaskInput);
+        ArgumentException.ThrowIfNullOrWhiteSpace(output);
+        var g = model.Graph;
+        long opset = model.DefaultOpset;
+        if (opset < 13) throw new OnnxFormatException($"graph '{g.Name}': the probe subgraph needs opset 13 or newer; the model has opset {opset}.");
+        if (g.FindValue(output) is not null) throw new OnnxFormatException($"graph '{g.Name}' already has a value named '{output}'; choose another output name.");
+
+        // Locating runs shape inference, which may refine the declared outputs; keep them exactly as they were.
+        var declared = g.Outputs.Select(o => (o, o.ElementType, o.Shape)).ToList();
+        var located = HiddenStateLocator.Locate(model);
+        foreach (var (o, type, shape) in declared) { o.ElementType = type; o.Shape = shape; }
+        if (located.Count == 0) throw new OnnxFormatException($"no transformer blocks were recognised in graph '{g.Name}'.");
+        if (probe.LayerCount is { } count && count != located.Count)
+            throw new OnnxFormatException($"graph '{g.Name}' has {located.Count} transformer blocks; the probe was trained on a model with {count}.");
+        int[] layers = probe.Layers is null ? [.. Enumerable.Range(0, located.Count)] : [.. probe.Layers.Distinct().Order()];
+        if (layers.Length == 0 || layers.Any(l => l < 0 || l >= located.Count))
+            throw new OnnxFormatException($"the probe reads layers {string.Join(", ", layers)}; graph '{g.Name}' has layers 0 to {located.Count - 1}.");
+        int d = probe.Head.Dimension;
+        foreach (var l in layers)
+            if (located[l].Shape is { Rank: >= 2 } s && s[-1].Value is long w && w != d)
+                throw new OnnxFormatException($"hidden state '{located[l].Tensor.Name}' has width {w}; the probe reads {d} features.");
+
+        var b = new GraphBuilder(g, opset);
+        bool added = false;
+        Value mask;
+        if (g.Inputs.FirstOrDefault(v => v.Name == promptMaskInput) is { } existing)
+        {
+            if (existing.IsInitializer || !(existing.ElementType.IsInteger() || existing.ElementType is ElementType.Bool or ElementType.Float))
+                throw new OnnxFormatException($"input '{promptMaskInput}' ({existing.TypeString}) cannot serve as the prompt mask.");
+            mask = existing;
+        }
+        else
+        {
+            if (g.FindValue(promptMaskInput) is not null) throw new OnnxFormatException($"graph '{g.Name}' already has a value named '{promptMaskInput}' that is not an input.");
+            var ids = g.Inputs.FirstOrDefault(v => v.Name == "input_ids") ?? g.Inputs.FirstOrDefault(v => !v.IsInitializer && v.ElementType.IsInteger());
+            Dim[] dims = ids?.Shape is { Rank: 2 } idShape ? [idShape[0], idShape[1]] : [Dim.Symbol("batch"), Dim.Symbol("sequence")];
+            mask = b.Input(promptMaskInput, ElementType.Int64, dims);
+            added = true;
+        }
+
+        Value risk;
+        using (b.Scope("probe"))
+        {
+            // (B, T) pooling weights: 1/n on the n prompt tokens, or 1 on the last one.
+            Value m = mask.ElementType == ElementType.Float ? mask : b.Cast(mask, ElementType.Float);
+            Value total = b.ReduceSum(m, [1], keepDims: true);                                     // (B, 1)
+            Value weights = probe.Pooling == ActivationPooling.LastToken
+                ? b.Mul(m, b.Cast(b.Equal(b.Op("CumSum", m, b.ScalarInt(1)), total), ElementType.Float))
+                : b.Div(m, total);
+            Value w3 = b.Unsqueeze(weights, 1);                                                    // (B, 1, T)
+            Value rows = b.Concat(0, b.ShapeOf(mask), b.Ints(d));                                  // [B, T, d]
+            Value? pooled = null;
+            foreach (var l in layers)
+            {
+                Value h = located[l].Tensor;
+                if (h.ElementType != ElementType.Float) h = b.Cast(h, ElementType.Float);
+                Value p = b.MatMul(w3, b.Reshape(h, rows));                                         // (B, 1, d)
+                pooled = pooled is null ? p : b.Add(pooled, p);
+            }
+            if (layers.Length > 1) pooled = b.Mul(pooled!, b.Scalar(1f / layers.Length));
+            Value x = b.Squeeze(pooled!, 1);                                                        // (B, d)
+
+            var folded = ProbeScorer.Create(probe.Head);
+            Value logit;
+            if (probe.Head.Kind == ProbeHeadKind.Logistic)
+            {
+                var wt = Param(g, "probe.head.weight", folded.FoldedWeights.ToArray(), d, 1);
+                logit = b.Add(b.MatMul(x, wt), Param(g, "probe.head.bias", folded.FoldedBias.ToArray(), 1)); // (B, 1)
+            }
+            else
+            {
+                int hidden = folded.FoldedBias.Length;
+                var w1 = folded.FoldedWeights;
+                var w1t = new float[d * hidden];
+                for (int k = 0; k < hidden; k++)
+                    for (int j = 0; j < d; j++) w1t[j * hidden + k] = w1[k * d + j];
+                Value a = b.Relu(b.Add(b.MatMul(x, Param(g, "probe.head.fc1.weight", w1t, d, hidden)),
+                    Param(g, "probe.head.fc1.bias", folded.FoldedBias.ToArray(), hidden)));              // (B, hidden)
+                logit = b.Add(b.MatMul(a, Param(g, "probe.head.fc2.weight", folded.OutputWeights.ToArray(), hidden, 1)),
+                    Param(g, "probe.head.fc2.bias", [folded.OutputBias], 1));                             // (B, 1)
+            }
+            risk = b.Squeeze(b.Sigmoid(logit), 1);                                                  // (B)
+        }
+        b.Output(risk, output);
+        risk.ElementType = ElementType.Float;
+        risk.Shape = new Shape([mask.Shape is { Rank: >= 1 } ms ? ms[0] : Dim.Symbol("batch")]);
+        return new ProbeGraphResult(promptMaskInput, added, output, [.. layers.Select(l => located[l].Tensor.Name)], layers);
+    }
+
+    /// <summary>A float initializer under <paramref name="name"/>, or <c>name_1</c>, <c>name_2</c>... when the name is taken.</summary>
+    private static Value Param(Graph g, string name, float[] values, params long[] dims)
+    {
+        var unique = name;
+        for (int k = 1; g.FindValue(unique) is not null; k++) unique = $"{name}_{k}";
+        return g.AddInitializer(TensorData.Create<float>(unique, dims, values));
+    }
+}

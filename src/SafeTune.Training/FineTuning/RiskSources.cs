@@ -1,0 +1,99 @@
+using SafeTune.Runtime.Training;
+using SafeTune.Safety.Critics;
+using SafeTune.Safety.Probes;
+
+namespace SafeTune.Training.FineTuning;
+
+/// <summary>One risk per example of a batch (in <see cref="TrainingBatch.Examples"/> order), in [0, 1], and the number of examples the source failed to score (counted as risk 1).</summary>
+public sealed record RiskScores(double[] PerExample, int Failures);
+
+/// <summary>
+/// Where a batch's safety risk comes from. A source may extend the frozen reference pass (a probe fused into the
+/// reference graph reads the starting model's own prompt activations there, with no extra forward pass).
+/// </summary>
+public abstract class RiskSource : IDisposable
+{
+    /// <summary>A description for logs and reports.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>True when <see cref="Score"/> reads the reference pass's outputs.</summary>
+    public virtual bool NeedsReferencePass => false;
+
+    /// <summary>Extends the reference graph (returns the outputs added); null when the source does not.</summary>
+    public virtual Func<Onnx.Model, IReadOnlyList<string>>? ExtendReference => null;
+
+    /// <summary>Scores the examples of <paramref name="batch"/>; <paramref name="reference"/> holds the reference pass's outputs when it ran.</summary>
+    public abstract RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference);
+
+    /// <inheritdoc/>
+    public virtual void Dispose() { }
+}
+
+/// <summary>
+/// A Safety Critic on each example's prompt and target response: risk = (score - 1) / 4. Verdicts are remembered by
+/// example id, so an example is judged once per run. Failed verdicts are fail-closed (score 5, risk 1) and counted.
+/// </summary>
+public sealed class CriticRisk(ISafetyJudge judge) : RiskSource
+{
+    private readonly Dictionary<string, JudgeVerdict> _seen = new(StringComparer.Ordinal);
+
+    /// <summary>The judge.</summary>
+    public ISafetyJudge Judge { get; } = judge;
+
+    /// <summary>Items the judge failed on so far (each counted once).</summary>
+    public int Failures { get; private set; }
+
+    /// <summary>Items judged so far.</summary>
+    public int Judged => _seen.Count;
+
+    /// <inheritdoc/>
+    public override string Name => "critic " + Judge.Name;
+
+    /// <inheritdoc/>
+    public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
+    {
+        var todo = batch.Examples.Where(r => !_seen.ContainsKey(r.Id)).DistinctBy(r => r.Id).ToList();
+        if (todo.Count > 0)
+        {
+            var verdicts = Judge.Score([.. todo.Select(r => new JudgeItem(r.Prompt, r.Response))]);
+            for (int i = 0; i < todo.Count; i++)
+            {
+                _seen[todo[i].Id] = verdicts[i];
+                if (verdicts[i].Failed) Failures++;
+            }
+        }
+        var scored = batch.Examples.Select(r => _seen[r.Id]).ToArray();
+        return new RiskScores([.. scored.Select(v => v.Unit)], scored.Count(v => v.Failed));
+    }
+
+    /// <inheritdoc/>
+    public override void Dispose() => Judge.Dispose();
+}
+
+/// <summary>
+/// An activation probe trained on another model than the one being fine-tuned (for example a MiniLM guard): it reads
+/// that model's activations on the prompt text, an extra forward pass of the probe's model per new prompt. Scores are
+/// remembered by example id.
+/// </summary>
+public sealed class ExternalProbeRisk(ProbeFile probe) : RiskSource
+{
+    private readonly Dictionary<string, double> _seen = new(StringComparer.Ordinal);
+
+    /// <summary>The probe.</summary>
+    public ProbeFile Probe { get; } = probe;
+
+    /// <inheritdoc/>
+    public override string Name => $"probe on {Path.GetFileName(Probe.ModelPath)} (separate pass)";
+
+    /// <inheritdoc/>
+    public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
+    {
+        var todo = batch.Examples.Where(r => !_seen.ContainsKey(r.Id)).DistinctBy(r => r.Id).ToList();
+        if (todo.Count > 0)
+        {
+            var p = ProbeTraining.Score(Probe, [.. todo.Select(r => r.Prompt)]);
+            for (int i = 0; i < todo.Count; i++) _seen[todo[i].Id] = p[i];
+        }
+        return new RiskScores([.. batch.Examples.Select(r => _seen[r.Id])], 0);
+    }
+}
