@@ -52,7 +52,7 @@ public sealed class JudgeItemFileTests
 
         var header = dir.File("header.csv");
         File.WriteAllText(header, "goal,target\n");
-        Assert.Contains("no records", Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(header)).Message);
+        Assert.Contains("header.csv: the file has a header but no data rows", Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(header)).Message);
 
         var noResponse = dir.File("r.jsonl");
         File.WriteAllText(noResponse, "{\"prompt\": \"p\", \"response\": \"r\"}\n{\"prompt\": \"p\", \"reply\": \"r\"}\n");
@@ -62,7 +62,7 @@ public sealed class JudgeItemFileTests
         var noPrompt = dir.File("p.csv");
         File.WriteAllText(noPrompt, "text,response\nx,y\n");
         e = Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(noPrompt));
-        Assert.Contains("p.csv: line 1: no prompt column among prompt, goal", e.Message);
+        Assert.Contains("p.csv: line 2: no prompt column among prompt, goal", e.Message);
         Assert.Contains("columns found: text, response", e.Message);
 
         e = Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(noPrompt, "text", "reply"));
@@ -74,6 +74,6 @@ public sealed class JudgeItemFileTests
 
         var txt = dir.File("x.txt");
         File.WriteAllText(txt, "a\n");
-        Assert.Contains("expected .jsonl or .csv", Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(txt)).Message);
+        Assert.Contains("use .jsonl, .csv or .parquet", Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(txt)).Message);
     }
 }

@@ -11,7 +11,7 @@ public sealed record JudgeRunOptions
     /// <summary>The judge (<see cref="JudgeSpec"/> syntax).</summary>
     public required string Judge { get; init; }
 
-    /// <summary>The .jsonl or .csv file (<see cref="JudgeItemFile"/>).</summary>
+    /// <summary>The data file, with optional row filters (<see cref="JudgeItemFile"/>).</summary>
     public required string Data { get; init; }
 
     /// <summary>The prompt column, or null to detect it.</summary>

@@ -14,7 +14,7 @@ public sealed class CriticScoreSettings : CommandSettings
 
     /// <summary>The data file.</summary>
     [CommandOption("--data <FILE>")]
-    [Description("A .jsonl or .csv file of prompts and responses (columns detected: prompt, goal, question, forbidden_prompt, Behavior, instruction; response, output, target, answer, completion).")]
+    [Description("A .jsonl, .csv or .parquet file of prompts and responses; FILE@FIELD=VALUE keeps only matching rows (columns detected: prompt, goal, question, forbidden_prompt, Behavior, instruction; response, output, target, answer, completion).")]
     public string Data { get; init; } = "";
 
     /// <summary>The prompt column.</summary>

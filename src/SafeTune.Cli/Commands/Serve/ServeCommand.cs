@@ -33,7 +33,7 @@ public sealed class ServeCommand : Command<ServeSettings>
             DefaultMaxTokens = s.MaxTokens,
             Runtime = s.Provider is null ? null : new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider) },
         };
-        var backend = s.Demo && !s.Json ? CreateWithProgress(options) : ChatBackends.Create(options);
+        var backend = s.Demo ? CreateWithProgress(options) : ChatBackends.Create(options);
         ChatServer server;
         try
         {
