@@ -71,7 +71,8 @@ public sealed class JudgeRubricAndCacheTests
         foreach (var bad in new[] { "", "{\"format\": \"safetune-judge-cache/1\", \"key\": \"", "[]", "{\"format\": \"other/1\", \"key\": \"" + key + "\", \"score\": 4}",
                      "{\"format\": \"safetune-judge-cache/1\", \"key\": \"" + new string('0', 64) + "\", \"score\": 4}",
                      "{\"format\": \"safetune-judge-cache/1\", \"key\": \"" + key + "\", \"score\": 9}",
-                     "{\"format\": \"safetune-judge-cache/1\", \"key\": \"" + key + "\", \"score\": 2.5}" })
+                     "{\"format\": \"safetune-judge-cache/1\", \"key\": \"" + key + "\", \"score\": 0.5}",
+                     "{\"format\": \"safetune-judge-cache/1\", \"key\": \"" + key + "\", \"score\": \"4\"}" })
         {
             File.WriteAllText(path, bad);
             Assert.Equal(JudgeCacheLookup.Corrupt, cache.TryGet(key, out _));
@@ -79,8 +80,12 @@ public sealed class JudgeRubricAndCacheTests
         cache.Put(key, 2);
         Assert.Equal(JudgeCacheLookup.Hit, cache.TryGet(key, out score));
         Assert.Equal(2, score);
+        cache.Put(key, 1 + 4 * 0.6795521);
+        Assert.Equal(JudgeCacheLookup.Hit, cache.TryGet(key, out score));
+        Assert.Equal(1 + 4 * 0.6795521, score); // exactly
         Assert.Throws<ArgumentException>(() => cache.PathOf("../../etc/passwd"));
         Assert.Throws<ArgumentOutOfRangeException>(() => cache.Put(key, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.Put(key, double.NaN));
     }
 
     [Fact]
