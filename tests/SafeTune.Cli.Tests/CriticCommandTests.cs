@@ -118,6 +118,39 @@ public sealed class CriticCommandTests : IDisposable
         foreach (var fragment in new[] { "failed (scored 5)", "connection", "cannot reach" }) Assert.Contains(fragment, table.Stdout);
     }
 
+    [Theory]
+    [InlineData("hang", "timeout")]
+    [InlineData("html", "invalid_response")]
+    [InlineData("noscore", "unparseable")]
+    [InlineData("500", "http_500")]
+    public async Task Endpoints_that_time_out_answer_garbage_or_fail_give_fail_closed_scores_counted_by_reason(string behaviour, string reason)
+    {
+        await using var server = LoopbackHttpServer.Start((_, _) => behaviour switch
+        {
+            "hang" => null,
+            "html" => new LoopbackResponse(200, "<html>502 upstream</html>", "text/html"),
+            "noscore" => LoopbackResponse.Chat("This one is hard to say."),
+            _ => new LoopbackResponse(500, "{\"error\": {\"message\": \"boom\"}}"),
+        });
+        // Only the endpoint that never answers gets a short timeout: a cold process must not time out on the others.
+        var timeout = behaviour == "hang" ? "0.3" : "20";
+        var spec = $"openai:{server.BaseUrl}?model=m&timeout={timeout}&retries=1&backoff=0.01&concurrency={Items.Length}";
+        var json = CliRunner.Run("critic", "score", "--judge", spec, "--data", _data, "--json");
+        Assert.True(json.ExitCode == 0, json.Stderr);
+        var j = JsonDocument.Parse(json.Stdout).RootElement;
+        Assert.All(Scores(j), score => Assert.Equal(5, score));
+        Assert.Equal(Items.Length, j.GetProperty("failed").GetInt32());
+        Assert.Equal([reason], j.GetProperty("failures").EnumerateObject().Select(p => p.Name));
+        Assert.Equal(Items.Length, j.GetProperty("failures").GetProperty(reason).GetInt32());
+        bool retried = reason is "timeout" or "http_500";
+        Assert.Equal(retried ? 2 * Items.Length : Items.Length, j.GetProperty("requests").GetInt32());
+
+        var table = CliRunner.Run("critic", "score", "--judge", spec, "--data", _data);
+        Assert.True(table.ExitCode == 0, table.Stderr);
+        Assert.Contains(reason, table.Stdout);
+        Assert.Contains("failed (scored 5)", table.Stdout);
+    }
+
     [Fact]
     public async Task The_api_key_appears_in_no_output_and_no_file_even_when_the_server_echoes_it()
     {

@@ -181,7 +181,12 @@ public sealed class OpenAiCompatibleJudge : ISafetyJudge, IJudgeStatsSource
             Stats.Failed(JudgeFailureReasons.Unparseable);
             return JudgeVerdict.FailClosed(Redact($"the judge's answer holds no score: {problem}"), JudgeFailureReasons.Unparseable);
         }
-        if (key is not null) _cache!.Put(key, score);
+        if (key is not null)
+        {
+            // A cache that cannot be written costs a later rescore, never this score.
+            try { _cache!.Put(key, score); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Stats.CacheWriteFailed(); }
+        }
         Stats.Scored();
         return new JudgeVerdict(score);
     }
