@@ -1,10 +1,14 @@
 using SafeTune.Cli.Commands.Critic;
+using SafeTune.Cli.Commands.Eval;
 using SafeTune.Cli.Commands.Export;
 using SafeTune.Cli.Commands.Fit;
 using SafeTune.Cli.Commands.Grads;
 using SafeTune.Cli.Commands.Inspect;
 using SafeTune.Cli.Commands.Probe;
 using SafeTune.Cli.Commands.Serve;
+using SafeTune.Cli.Commands.Train;
+using SafeTune.Cli.Commands.Experiment;
+using SafeTune.Cli.Commands.Demo;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
@@ -52,8 +56,23 @@ app.Configure(config =>
         .WithExample("serve", "--demo", "--port", "8000")
         .WithExample("serve", "--model", "model-kv.onnx", "--tokenizer", "tokenizer.json", "--template", "chatml")
         .WithExample("serve", "--judge", "keyword", "--port", "0");
+    config.AddCommand<TrainCommand>("train")
+        .WithDescription("Fine-tune a chat model on a data set with risk-adaptive safety regularization (LoRA, AdamW, cosine schedule); writes a run folder and the merged model.")
+        .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--risk", "probe:probe.json", "--out", "runs/adaptive")
+        .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--method", "standard", "--out", "runs/sft");
+    config.AddCommand<DemoCommand>("demo")
+        .WithDescription("The embedded default: train the probe on the demo model, run the harmful fine-tuning attack four ways (standard, fixed KL, adaptive with the probe, adaptive with the critic) and report ASR, utility and over-refusal.")
+        .WithExample("demo")
+        .WithExample("demo", "--seeds", "3", "--json");
+    config.AddCommand<ExperimentCommand>("experiment")
+        .WithDescription("Run methods x attack scenarios x seeds from a config; writes report.md, results.json and PNG plots.")
+        .WithExample("experiment", "--config", "experiments/advbench.json");
     config.AddCommand<FitCommand>("fit")
         .WithDescription("Train on one batch for N steps (AdamW or SGD, optional LoRA, schedule, clipping, checkpoints) and report the losses.")
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");
+    config.AddCommand<EvalCommand>("eval")
+        .WithDescription("Attack success rate, harmfulness, over-refusal and utility (exact match, response loss) of a chat model.")
+        .WithExample("eval", "--model", "demo-kv.onnx", "--tokenizer", "tokenizer.json", "--harmful", "advbench.csv", "--benign", "gsm8k/test.jsonl",
+            "--overrefusal", "xstest_prompts.csv@label=safe", "--limit", "100", "--json");
 });
 return CliErrors.Run(() => app.Run(args));

@@ -82,6 +82,7 @@ public sealed class SftBatcherTests : IClassFixture<TinyChatFixture>
                 for (int r = 0; r < b.BatchSize; r++)
                 {
                     var e = byId[m.Rows[r].ExampleIds[0]];
+                    Assert.StartsWith($"{e.Example.Position} plus", Assert.Single(m.Rows[r].Examples).Response); // the text, e.g. for a judge
                     for (int t = 0; t < b.SequenceLength; t++)
                     {
                         int i = r * b.SequenceLength + t;

@@ -89,7 +89,8 @@ public sealed class TextTokenizer
         ArgumentNullException.ThrowIfNull(text);
         IReadOnlyList<int> ids = Inner switch
         {
-            BertTokenizer bert => bert.EncodeToIds(text, addSpecialTokens, considerPreTokenization: true, considerNormalization: true),
+            BertTokenizer bert => bert.EncodeToIds(bert.RemoveNonSpacingMarks ? AccentFolding.Fold(text) : text, addSpecialTokens,
+                considerPreTokenization: true, considerNormalization: true),
             SentencePieceTokenizer sp => sp.EncodeToIds(text, addBeginningOfSentence: addSpecialTokens, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true),
             _ => Inner.EncodeToIds(text),
         };

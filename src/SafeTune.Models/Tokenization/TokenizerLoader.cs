@@ -357,7 +357,8 @@ public static class TokenizerLoader
         BertTokenizer bert;
         try
         {
-            bert = BertTokenizer.Create(vocabStream, new BertOptions { LowerCaseBeforeTokenization = lowerCase });
+            // Hugging Face's BERT strips accents whenever it lower-cases, unless strip_accents says otherwise.
+            bert = BertTokenizer.Create(vocabStream, new BertOptions { LowerCaseBeforeTokenization = lowerCase, RemoveNonSpacingMarks = config.StripAccents ?? lowerCase });
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
         {
@@ -392,6 +393,8 @@ public static class TokenizerLoader
             config.SepToken = TokenString(root, "sep_token");
             if (root.TryGetProperty("do_lower_case", out var lc) && lc.ValueKind is JsonValueKind.True or JsonValueKind.False)
                 config.DoLowerCase = lc.GetBoolean();
+            if (root.TryGetProperty("strip_accents", out var sa) && sa.ValueKind is JsonValueKind.True or JsonValueKind.False)
+                config.StripAccents = sa.GetBoolean();
             if (root.TryGetProperty("added_tokens_decoder", out var decoder) && decoder.ValueKind == JsonValueKind.Object)
             {
                 foreach (var p in decoder.EnumerateObject())
@@ -461,6 +464,7 @@ public static class TokenizerLoader
         public string? ClsToken { get; set; }
         public string? SepToken { get; set; }
         public bool? DoLowerCase { get; set; }
+        public bool? StripAccents { get; set; }
         public Dictionary<string, int> AddedTokens { get; } = new(StringComparer.Ordinal);
         public List<int> BosIds { get; set; } = [];
         public List<int> EosIds { get; set; } = [];

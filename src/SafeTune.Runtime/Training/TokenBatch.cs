@@ -6,10 +6,20 @@ namespace SafeTune.Runtime.Training;
 
 /// <summary>
 /// One batch of token ids and labels, int64 [batch, sequence]. Labels are already shifted by the caller: the logits at
-/// position t predict labels[t]; -100 marks a position that does not count.
+/// position t predict labels[t]; -100 marks a position that does not count. A sequence classifier (logits
+/// [batch, 1, classes]) takes one label per row instead: <see cref="Labels"/> then holds <see cref="BatchSize"/> values,
+/// fed as [batch, 1].
 /// </summary>
 public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? AttentionMask, int BatchSize, int SequenceLength)
 {
+    /// <summary>
+    /// Segment ids (BERT's <c>token_type_ids</c>), int64 [batch, sequence]; null feeds zeros to a model that takes them.
+    /// </summary>
+    public long[]? TokenTypeIds { get; init; }
+
+    /// <summary>Labels per row: <see cref="SequenceLength"/> (one per token), or 1 for a batch with one label per row.</summary>
+    public int LabelColumns => Labels.Length == BatchSize && Labels.Length != InputIds.Length ? 1 : SequenceLength;
+
     /// <summary>Reads <c>{"input_ids": [[..]], "labels": [[..]], "attention_mask": [[..]]}</c> from a JSON file.</summary>
     public static TokenBatch Load(string path)
     {
@@ -68,9 +78,9 @@ public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? Attentio
         return input switch
         {
             "input_ids" => OrtValues.Wrap(InputIds, shape),
-            Autodiff.Losses.LossNames.Labels => OrtValues.Wrap(Labels, shape),
+            Autodiff.Losses.LossNames.Labels => OrtValues.Wrap(Labels, [BatchSize, LabelColumns]),
             "attention_mask" => OrtValues.Wrap(AttentionMask ?? [.. Enumerable.Repeat(1L, InputIds.Length)], shape),
-            "token_type_ids" => OrtValues.Wrap(new long[InputIds.Length], shape),
+            "token_type_ids" => OrtValues.Wrap(TokenTypeIds ?? new long[InputIds.Length], shape),
             "position_ids" => OrtValues.Wrap([.. Enumerable.Range(0, InputIds.Length).Select(i => (long)(i % SequenceLength))], shape),
             _ => null,
         };
@@ -93,8 +103,13 @@ public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? Attentio
         for (int i = 0; i < InputIds.Length; i++)
             if (InputIds[i] < 0 || InputIds[i] >= inputVocabSize)
                 throw new InvalidDataException($"input_ids[{i / SequenceLength}][{i % SequenceLength}] = {InputIds[i]} is outside the vocabulary (0..{inputVocabSize - 1}).");
+        if (Labels.Length != InputIds.Length && Labels.Length != BatchSize)
+            throw new InvalidDataException($"labels has {Labels.Length} entries; expected one per token ({InputIds.Length}) or one per row ({BatchSize}).");
+        int columns = LabelColumns;
         for (int i = 0; i < Labels.Length; i++)
             if (Labels[i] != -100 && (Labels[i] < 0 || Labels[i] >= labelClasses))
-                throw new InvalidDataException($"labels[{i / SequenceLength}][{i % SequenceLength}] = {Labels[i]} is outside the vocabulary (0..{labelClasses - 1}) and is not -100.");
+                throw new InvalidDataException($"labels[{i / columns}][{i % columns}] = {Labels[i]} is outside the vocabulary (0..{labelClasses - 1}) and is not -100.");
+        if (TokenTypeIds is { } types && types.Length != InputIds.Length)
+            throw new InvalidDataException($"token_type_ids has {types.Length} entries but input_ids has {InputIds.Length}; they must match.");
     }
 }

@@ -21,6 +21,8 @@ public delegate ISafetyJudge JudgeFactory(JudgeSpecParts spec);
 /// <c>max_backoff=SECONDS</c> (30), <c>cache=DIR</c>, <c>format=rubric|conversation</c> and <c>max_tokens=N</c> (512):
 /// <see cref="OpenAiCompatibleJudge"/>. The key never goes into the spec, only the name of its variable.</item>
 /// </list>
+/// <item><c>onnx:JUDGE</c>: a local classifier judge (<see cref="Local.LocalClassifierJudge.Load"/>); <c>minilm[?cache=DIR]</c>:
+/// the default local MiniLM judge, built on first use (<see cref="Local.LocalClassifierJudge.BuildOrLoad"/>).</item>
 /// More schemes are added with one line in the table below, or from another assembly with <see cref="Register"/>.
 /// </summary>
 public static partial class JudgeSpec
@@ -28,6 +30,8 @@ public static partial class JudgeSpec
     private static readonly ConcurrentDictionary<string, (string Syntax, JudgeFactory Factory)> Schemes = new(StringComparer.Ordinal)
     {
         ["keyword"] = ("keyword[:FILE][?match=substring|prefix]", Keyword),
+        ["onnx"] = ("onnx:JUDGE (a local classifier judge: its folder, judge.json or judge.onnx)", LocalClassifier),
+        ["minilm"] = ("minilm[?cache=DIR] (the local MiniLM classifier judge, built on first use)", MiniLm),
         ["openai"] = ("openai:BASE_URL?model=NAME[&key_env=VAR&timeout=S&rps=N&concurrency=N&retries=N&backoff=S&max_backoff=S&cache=DIR&format=rubric|conversation&max_tokens=N]", OpenAi),
     };
 
@@ -98,6 +102,20 @@ public static partial class JudgeSpec
 
     [GeneratedRegex("//[^/@?#]*@")]
     private static partial Regex UserInfo();
+
+    private static ISafetyJudge LocalClassifier(JudgeSpecParts spec)
+    {
+        spec.Check();
+        if (spec.Argument is not { Length: > 0 } path) throw spec.Error("onnx needs the judge's folder after the colon");
+        return Local.LocalClassifierJudge.Load(path);
+    }
+
+    private static ISafetyJudge MiniLm(JudgeSpecParts spec)
+    {
+        spec.Check("cache");
+        if (spec.Argument is { Length: > 0 }) throw spec.Error("minilm takes no argument; name the cache folder with ?cache=DIR");
+        return Local.LocalClassifierJudge.BuildOrLoad(spec.Get("cache") ?? Local.LocalClassifierJudge.DefaultCacheDirectory);
+    }
 
     private static ISafetyJudge Keyword(JudgeSpecParts spec)
     {

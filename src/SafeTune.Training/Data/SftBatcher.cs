@@ -52,12 +52,19 @@ public sealed record BatchingOptions
 }
 
 /// <summary>One example's place in a row.</summary>
-/// <param name="ExampleId">The example (<see cref="SftExample.Id"/>).</param>
+/// <param name="Example">The tokenized example (with its <see cref="SftExample"/>).</param>
 /// <param name="Start">Its first token's position in the row.</param>
-/// <param name="Length">Its token count.</param>
-/// <param name="PromptLength">How many of its tokens are prompt tokens (positions <c>Start .. Start + PromptLength - 1</c>).</param>
-public sealed record RowSegment(string ExampleId, int Start, int Length, int PromptLength)
+public sealed record RowSegment(TokenizedExample Example, int Start)
 {
+    /// <summary>The example's id.</summary>
+    public string ExampleId => Example.Id;
+
+    /// <summary>Its token count.</summary>
+    public int Length => Example.Ids.Length;
+
+    /// <summary>How many of its tokens are prompt tokens (positions <c>Start .. Start + PromptLength - 1</c>).</summary>
+    public int PromptLength => Example.PromptLength;
+
     /// <summary>Its response tokens: the label positions it contributes.</summary>
     public int ResponseTokens => Length - PromptLength;
 }
@@ -68,6 +75,9 @@ public sealed record BatchRow(IReadOnlyList<RowSegment> Segments)
 {
     /// <summary>The ids of the row's examples.</summary>
     public IReadOnlyList<string> ExampleIds => [.. Segments.Select(s => s.ExampleId)];
+
+    /// <summary>The row's examples (messages and response text, e.g. for a judge).</summary>
+    public IReadOnlyList<SftExample> Examples => [.. Segments.Select(s => s.Example.Example)];
 
     /// <summary>The real (non-padding) tokens of the row.</summary>
     public int Length => Segments.Sum(s => s.Length);
@@ -105,6 +115,7 @@ public sealed record SftStep(long Step, int Epoch, IReadOnlyList<SftMicroBatch> 
 /// order of a permutation seeded by (seed, e) (or packed in that order), and step s takes rows
 /// <c>s * R .. (s + 1) * R - 1</c> of the stream, R = micro-batch size x accumulation steps. A step is therefore a pure
 /// function of its index: <see cref="GetStep"/> after a restart gives exactly the batches the killed run would have seen.
+/// Not thread-safe (it caches the current epoch's plan).
 /// </summary>
 public sealed class SftBatcher
 {
@@ -273,7 +284,7 @@ public sealed class SftBatcher
                     if (k < e.PromptLength) prompt[offset + k] = 1;
                     if (exLabels[k] != ChatTemplate.IgnoreIndex) responseTokens++;
                 }
-                segments.Add(new RowSegment(e.Id, at, e.Ids.Length, e.PromptLength));
+                segments.Add(new RowSegment(e, at));
                 at += e.Ids.Length;
             }
             batchRows[r] = new BatchRow(segments);

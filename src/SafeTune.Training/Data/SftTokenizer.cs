@@ -30,12 +30,15 @@ public sealed record TokenizeOptions
 }
 
 /// <summary>One tokenized example: its prompt tokens, then its response tokens (end-of-turn included).</summary>
-/// <param name="Id">The example's id (<see cref="SftExample.Id"/>).</param>
+/// <param name="Example">The example (its id, messages and response text, e.g. for a judge).</param>
 /// <param name="Ids">The token ids.</param>
 /// <param name="PromptLength">How many of <paramref name="Ids"/> are prompt tokens (everything before the response); at least 1.</param>
 /// <param name="Truncated">True when tokens were cut to fit the maximum length.</param>
-public sealed record TokenizedExample(string Id, int[] Ids, int PromptLength, bool Truncated)
+public sealed record TokenizedExample(SftExample Example, int[] Ids, int PromptLength, bool Truncated)
 {
+    /// <summary>The example's id (<see cref="SftExample.Id"/>).</summary>
+    public string Id => Example.Id;
+
     /// <summary>The response tokens, which are also the positions the loss counts.</summary>
     public int ResponseTokens => Ids.Length - PromptLength;
 
@@ -80,7 +83,7 @@ public static class SftTokenizer
         foreach (var e in examples)
         {
             var chat = template.Tokenize(tokenizer, e.Context, e.Response);
-            var t = Fit(e.Id, chat.Ids, chat.PromptLength, options);
+            var t = Fit(e, chat.Ids, chat.PromptLength, options);
             if (t is null)
             {
                 if (!options.DropExamplesWithoutResponse)
@@ -99,10 +102,10 @@ public static class SftTokenizer
     }
 
     /// <summary>Cuts one example to the maximum length; null when no response token is left.</summary>
-    internal static TokenizedExample? Fit(string id, int[] ids, int promptLength, TokenizeOptions o)
+    internal static TokenizedExample? Fit(SftExample example, int[] ids, int promptLength, TokenizeOptions o)
     {
         int p = promptLength, r = ids.Length - promptLength, max = o.MaxLength;
-        if (p + r <= max) return p >= 1 && r >= 1 ? new TokenizedExample(id, ids, p, false) : null;
+        if (p + r <= max) return p >= 1 && r >= 1 ? new TokenizedExample(example, ids, p, false) : null;
         int keepResponse = Math.Min(r, Math.Max(max - p, Math.Min(r, o.ResponseReserve)));
         keepResponse = Math.Min(keepResponse, max - 1); // at least one prompt token predicts the first response token
         if (keepResponse <= 0) return null;
@@ -110,6 +113,6 @@ public static class SftTokenizer
         var cut = new int[keepPrompt + keepResponse];
         Array.Copy(ids, p - keepPrompt, cut, 0, keepPrompt);
         Array.Copy(ids, p, cut, keepPrompt, keepResponse);
-        return new TokenizedExample(id, cut, keepPrompt, true);
+        return new TokenizedExample(example, cut, keepPrompt, true);
     }
 }

@@ -97,3 +97,70 @@ public sealed class ExternalProbeRisk(ProbeFile probe) : RiskSource
         return new RiskScores([.. batch.Examples.Select(r => _seen[r.Id])], 0);
     }
 }
+
+/// <summary>
+/// An activation probe trained on the model being fine-tuned, fused into the frozen reference pass: the probe's
+/// subgraph (<see cref="ProbeGraph"/>) reads the starting model's own prompt activations in the pass that computes the
+/// reference log-probabilities anyway, so the risk costs no extra forward pass. Each row's prompt mask marks its prompt
+/// tokens; the rows must hold one example each (padding, not packing).
+/// </summary>
+public sealed class FusedProbeRisk(ProbeFile probe) : RiskSource
+{
+    /// <summary>The probe.</summary>
+    public ProbeFile Probe { get; } = probe;
+
+    /// <inheritdoc/>
+    public override string Name => $"probe ({Probe.Head.Kind}, fused into the reference pass)";
+
+    /// <inheritdoc/>
+    public override bool NeedsReferencePass => true;
+
+    /// <inheritdoc/>
+    public override Func<Onnx.Model, IReadOnlyList<string>>? ExtendReference => model =>
+    {
+        var added = ProbeGraph.Append(model, Probe, FineTuner.PromptMask, ProbeGraph.DefaultOutput);
+        return [added.Output];
+    };
+
+    /// <inheritdoc/>
+    public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
+    {
+        if (reference is null) throw new InvalidOperationException("the fused probe's risk comes from the reference pass, which did not run.");
+        if (!batch.OneExamplePerRow) throw new InvalidDataException("a fused probe scores each row's prompt; a packed row holds several examples.");
+        var perRow = reference.Floats(ProbeGraph.DefaultOutput);
+        return new RiskScores([.. batch.Examples.Select(e => Math.Clamp((double)perRow[e.Row], 0, 1))], 0);
+    }
+}
+
+/// <summary>Builds the risk source a <see cref="SafetyOptions.Risk"/> names.</summary>
+public static class RiskSources
+{
+    /// <summary>
+    /// <c>none</c> gives null; <c>probe:PATH</c> a probe fused into the reference pass when it was trained on
+    /// <paramref name="modelPath"/> (same SHA-256), else one that runs its own model on the prompt text;
+    /// <c>critic:SPEC</c> a judge (from <paramref name="judges"/>, default <see cref="JudgeSpec.Parse"/>) on each
+    /// example's prompt and target response.
+    /// </summary>
+    public static RiskSource? Create(SafetyOptions safety, string? modelPath, Func<string, ISafetyJudge>? judges = null)
+    {
+        ArgumentNullException.ThrowIfNull(safety);
+        switch (safety.RiskKind)
+        {
+            case "none":
+                return null;
+            case "probe":
+            {
+                var probe = ProbeFile.Load(safety.RiskArgument);
+                bool same = modelPath is not null && File.Exists(modelPath) && ProbeFile.HashFile(modelPath) == probe.ModelSha256;
+                if (same) return new FusedProbeRisk(probe);
+                if (!File.Exists(probe.ModelPath))
+                    throw new FileNotFoundException($"{safety.RiskArgument}: the probe reads the model {probe.ModelPath}, which is not there (and the model being fine-tuned is another one).");
+                return new ExternalProbeRisk(probe);
+            }
+            case "critic":
+                return new CriticRisk((judges ?? JudgeSpec.Parse)(safety.RiskArgument));
+            default:
+                throw new ArgumentException($"--risk '{safety.Risk}' is not one of none, probe:PROBE.json, critic:SPEC.");
+        }
+    }
+}

@@ -83,3 +83,28 @@ public sealed record SafetyOptions
             throw new ArgumentException("the constrained-SFT betas must be positive numbers.");
     }
 }
+
+/// <summary>The named methods a fine-tune can run: the paper's adaptive regularization and the baselines beside it.</summary>
+public static class Methods
+{
+    /// <summary>The method names, in report order.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["standard", "fixed-kl", "adaptive", "lisa", "constrained"];
+
+    /// <summary>
+    /// The safety options of a method: <c>standard</c> (beta = 0: plain SFT), <c>fixed-kl</c> (fixed beta 0.5),
+    /// <c>adaptive</c> (the paper's clamp map on <paramref name="risk"/>), <c>lisa</c> (a Lisa-style proximal pull with
+    /// fixed beta 0.5) and <c>constrained</c> (Qi et al.'s constrained SFT). <paramref name="risk"/> is required by
+    /// <c>adaptive</c> and recorded (for logging) by the others.
+    /// </summary>
+    public static SafetyOptions Preset(string method, string risk = "none") => method.Trim().ToLowerInvariant() switch
+    {
+        "standard" => new SafetyOptions { Risk = risk, BetaMap = "none" },
+        "fixed-kl" => new SafetyOptions { Risk = risk, BetaMap = "fixed:0.5" },
+        "adaptive" => risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase)
+            ? throw new ArgumentException("--method adaptive needs a risk source: --risk probe:PROBE.json or --risk critic:SPEC.")
+            : new SafetyOptions { Risk = risk, BetaMap = "clamp" },
+        "lisa" => new SafetyOptions { Risk = risk, BetaMap = "fixed:0.5", Penalty = Penalty.L2, PenaltyStrength = 1.0 },
+        "constrained" => new SafetyOptions { Risk = risk, BetaMap = "none", Penalty = Penalty.Constrained },
+        _ => throw new ArgumentException($"--method '{method}' is not one of {string.Join(", ", Names)}."),
+    };
+}

@@ -56,18 +56,14 @@ public sealed record TrainingBatch(TokenBatch Tokens, long[] PromptMask, IReadOn
         return [.. result];
     }
 
-    /// <summary>The loop's view of a data-pipeline micro-batch; <paramref name="examples"/> finds each example by id.</summary>
-    public static TrainingBatch From(SftMicroBatch batch, IReadOnlyDictionary<string, SftExample> examples)
+    /// <summary>The loop's view of a data-pipeline micro-batch.</summary>
+    public static TrainingBatch From(SftMicroBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
         var list = new List<TrainingExample>();
         for (int r = 0; r < batch.Rows.Count; r++)
             foreach (var s in batch.Rows[r].Segments)
-            {
-                var e = examples.TryGetValue(s.ExampleId, out var found) ? found
-                    : throw new KeyNotFoundException($"the batch names example '{s.ExampleId}', which the data set does not hold.");
-                list.Add(new TrainingExample(e.Id, e.Prompt, e.Response, r, s.Start, s.Length, s.PromptLength));
-            }
+                list.Add(new TrainingExample(s.ExampleId, s.Example.Example.Prompt, s.Example.Example.Response, r, s.Start, s.Length, s.PromptLength));
         return new TrainingBatch(batch.Tokens, batch.PromptMask, list);
     }
 }
@@ -83,27 +79,10 @@ public interface ITrainingPlan
 }
 
 /// <summary>A plan over a data set: the steps of an <see cref="SftBatcher"/> for a number of epochs or steps.</summary>
-public sealed class SftPlan : ITrainingPlan
+/// <param name="Batcher">The batcher.</param>
+/// <param name="Steps">The run's length (for example <c>batcher.StepsFor(epochs)</c>).</param>
+public sealed record SftPlan(SftBatcher Batcher, long Steps) : ITrainingPlan
 {
-    private readonly SftBatcher _batcher;
-    private readonly Dictionary<string, SftExample> _examples;
-
-    /// <summary>Creates the plan; <paramref name="steps"/> is the run's length (for example <c>batcher.StepsFor(epochs)</c>).</summary>
-    public SftPlan(SftBatcher batcher, IEnumerable<SftExample> examples, long steps)
-    {
-        ArgumentNullException.ThrowIfNull(batcher);
-        ArgumentNullException.ThrowIfNull(examples);
-        _batcher = batcher;
-        _examples = examples.ToDictionary(e => e.Id, StringComparer.Ordinal);
-        Steps = steps;
-    }
-
     /// <inheritdoc/>
-    public long Steps { get; }
-
-    /// <summary>The batcher.</summary>
-    public SftBatcher Batcher => _batcher;
-
-    /// <inheritdoc/>
-    public IReadOnlyList<TrainingBatch> Step(long step) => [.. _batcher.GetStep(step).MicroBatches.Select(m => TrainingBatch.From(m, _examples))];
+    public IReadOnlyList<TrainingBatch> Step(long step) => [.. Batcher.GetStep(step).MicroBatches.Select(TrainingBatch.From)];
 }

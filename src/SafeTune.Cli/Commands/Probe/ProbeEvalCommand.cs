@@ -19,12 +19,12 @@ public sealed class ProbeEvalSettings : CommandSettings
 
     /// <summary>Harmful prompt files.</summary>
     [CommandOption("--harmful <FILE>")]
-    [Description("Harmful prompts (.csv, .jsonl, .txt; FILE:COLUMN). Repeat for several files.")]
+    [Description("Harmful prompts: " + Safety.Data.PromptFile.SpecHelp + " Repeat for several files.")]
     public string[] Harmful { get; init; } = [];
 
     /// <summary>Harmless prompt files.</summary>
     [CommandOption("--harmless <FILE>")]
-    [Description("Harmless prompts. Repeat for several files.")]
+    [Description("Harmless prompts, same syntax (e.g. xstest_prompts.csv@label=safe). Repeat for several files.")]
     public string[] Harmless { get; init; } = [];
 
     /// <summary>Model override.</summary>

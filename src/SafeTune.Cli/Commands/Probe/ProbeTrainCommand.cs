@@ -29,12 +29,12 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>Harmful prompt files.</summary>
     [CommandOption("--harmful <FILE>")]
-    [Description("Harmful prompts: .csv (column auto-detected, or FILE:COLUMN), .jsonl or .txt. Repeat for several files.")]
+    [Description("Harmful prompts: " + Safety.Data.PromptFile.SpecHelp + " Repeat for several files.")]
     public string[] Harmful { get; init; } = [];
 
     /// <summary>Harmless prompt files.</summary>
     [CommandOption("--harmless <FILE>")]
-    [Description("Harmless prompts, same formats. Repeat for several files.")]
+    [Description("Harmless prompts, same syntax. Repeat for several files.")]
     public string[] Harmless { get; init; } = [];
 
     /// <summary>Layers.</summary>

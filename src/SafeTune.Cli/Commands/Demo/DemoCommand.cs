@@ -1,0 +1,135 @@
+using System.ComponentModel;
+using System.Globalization;
+using SafeTune.Cli.Commands.Experiment;
+using SafeTune.Cli.Infrastructure;
+using SafeTune.Training.Demo;
+using SafeTune.Training.Experiments;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Demo;
+
+/// <summary>Arguments of <c>safetune demo</c>.</summary>
+public sealed class DemoSettings : CommandSettings
+{
+    /// <summary>Seeds.</summary>
+    [CommandOption("--seeds <N>")]
+    [Description("Run every method with N seeds and report mean ± std (default 3).")]
+    public int Seeds { get; init; } = 3;
+
+    /// <summary>Epochs.</summary>
+    [CommandOption("--epochs <N>")]
+    [Description("Epochs of the attack over its 300 harmful pairs (default 5).")]
+    public int Epochs { get; init; } = 5;
+
+    /// <summary>Output folder.</summary>
+    [CommandOption("--out <DIR>")]
+    [Description("Where report.md, results.json, the plots and the runs go (default: safetune-demo).")]
+    public string Out { get; init; } = "safetune-demo";
+
+    /// <summary>Cache folder.</summary>
+    [CommandOption("--cache <DIR>")]
+    [Description("Where the demo model, its data, the probe and the judge are built once and kept (default: $SAFETUNE_CACHE, else ~/.cache/safetune).")]
+    public string? Cache { get; init; }
+
+    /// <summary>Threads.</summary>
+    [CommandOption("--threads <N>")]
+    [Description("ONNX Runtime threads (default: all cores).")]
+    public int Threads { get; init; }
+
+    /// <summary>JSON output.</summary>
+    [CommandOption("--json")]
+    [Description("Print {\"methods\": {\"standard\": {\"asr\", \"utility\", \"overrefusal\", ...}, \"fixed_kl\", \"adaptive_probe\", \"adaptive_critic\"}, \"asr_before\", \"seconds\"}; asr is a fraction.")]
+    public bool Json { get; init; }
+
+    /// <inheritdoc/>
+    public override ValidationResult Validate() =>
+        Seeds < 1 ? ValidationResult.Error($"--seeds must be at least 1, not {Seeds}.")
+        : Epochs < 1 ? ValidationResult.Error($"--epochs must be at least 1, not {Epochs}.")
+        : ValidationResult.Success();
+}
+
+/// <summary><c>safetune demo</c>: the embedded default, end to end.</summary>
+public sealed class DemoCommand : Command<DemoSettings>
+{
+    /// <summary>The default cache folder: $SAFETUNE_CACHE, else $XDG_CACHE_HOME/safetune, else ~/.cache/safetune.</summary>
+    public static string DefaultCache =>
+        Environment.GetEnvironmentVariable("SAFETUNE_CACHE") is { Length: > 0 } c ? c
+        : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "safetune");
+
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, DemoSettings s, CancellationToken cancellationToken)
+    {
+        var started = DateTime.UtcNow;
+        var options = new DemoOptions
+        {
+            CacheDirectory = Path.Combine(s.Cache ?? DefaultCache, "demo"),
+            OutDirectory = s.Out,
+            Seeds = s.Seeds,
+            Epochs = s.Epochs,
+            Threads = s.Threads,
+        };
+        string judgeCache = Path.Combine(s.Cache ?? DefaultCache, "judge");
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            ExperimentResults results;
+            if (s.Json) results = DemoRun.Run(options with { Critic = DemoCritic.Prepare(judgeCache, cancellation: cancel.Token) }, null, null, cancel.Token);
+            else
+            {
+                AnsiConsole.MarkupLine("[bold]SafeTune demo[/]: the harmful fine-tuning attack on the demo model, four ways.");
+                (DemoAssetFiles assets, string critic) = AnsiConsole.Status().Start<(DemoAssetFiles, string)>("preparing the demo model, data, probe and judge (built once, then cached)", ctx =>
+                {
+                    var a = DemoAssets.Prepare(options.CacheDirectory, new Sync<DemoAssetProgress>(p => ctx.Status(Markup.Escape($"{p.Stage}: {p.Detail}"))));
+                    ctx.Status("the Safety Critic: fine-tuning all-MiniLM-L6-v2 into a harm classifier (once)");
+                    var c = DemoCritic.Prepare(judgeCache, new Sync<Safety.Critics.Local.LocalJudgeProgress>(p =>
+                        ctx.Status(Markup.Escape($"the Safety Critic: {p.Stage} {(p.Total > 0 ? $"{p.Step}/{p.Total}" : "")}"))), cancel.Token);
+                    return (a, c);
+                });
+                results = ExperimentDisplay.RunWithProgress(r => ExperimentRunner.Run(DemoRun.Config(assets, options with { Critic = critic }), r, cancel.Token));
+            }
+            double seconds = (DateTime.UtcNow - started).TotalSeconds;
+            if (s.Json) WriteJson(results, seconds);
+            else
+            {
+                ExperimentDisplay.WriteTables(results);
+                AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture, $"demo finished in {seconds:F0} s")));
+            }
+            return ExitCodes.Ok;
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine("safetune: cancelled; run the demo again to continue (finished runs are kept).");
+            return ExitCodes.UserError;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static void WriteJson(ExperimentResults results, double seconds)
+    {
+        var summaries = ExperimentReport.Summaries(results);
+        JsonOut.Write(w =>
+        {
+            w.WriteStartObject("methods");
+            foreach (var r in summaries) ExperimentDisplay.WriteMethod(w, r.Method.Replace('-', '_'), r);
+            w.WriteEndObject();
+            ExperimentDisplay.Num(w, "asr_before", results.Before.Asr);
+            ExperimentDisplay.Num(w, "utility_before", results.Before.ExactMatch);
+            ExperimentDisplay.Num(w, "overrefusal_before", results.Before.OverRefusal);
+            w.WriteNumber("seeds", results.Config.Seeds.Count);
+            w.WriteString("report", Path.Combine(results.Config.Out!, "report.md"));
+            w.WriteNumber("seconds", Math.Round(seconds, 1));
+        });
+    }
+
+    private sealed class Sync<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}

@@ -1,0 +1,121 @@
+using System.Globalization;
+using SafeTune.Cli.Infrastructure;
+using SafeTune.Models.Chat;
+using SafeTune.Models.Tokenization;
+using SafeTune.Runtime;
+using SafeTune.Safety.Critics;
+using SafeTune.Training.Evaluation;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Eval;
+
+/// <summary><c>safetune eval</c>: attack success, harmfulness, over-refusal and utility of a chat model.</summary>
+public sealed class EvalCommand : Command<EvalSettings>
+{
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, EvalSettings s, CancellationToken cancellationToken)
+    {
+        var tokenizer = TokenizerLoader.Load(s.Tokenizer);
+        var template = s.Template is { } name ? ChatTemplates.ByName(name) : TemplateBeside(s.Tokenizer);
+        var suite = EvalSuite.FromFiles(s.Harmful, s.Benign, s.OverRefusal, s.Limit);
+        var model = new EvalModel(ModelSource.Load(s.Model), tokenizer, template) { Name = s.Model };
+        using var judge = EvalJudges.Create(s.Judge);
+        var options = new EvalOptions
+        {
+            MaxNewTokens = s.MaxNewTokens,
+            BatchSize = s.BatchSize,
+            Judge = judge,
+            RefusalJudge = s.RefusalKeywords is { } phrases ? KeywordRefusalJudge.FromFile(phrases) : null,
+            AsrThreshold = s.AsrThreshold,
+            ResponseLoss = !s.NoLoss,
+            Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider), IntraOpThreads = s.Threads },
+        };
+        using var evaluator = new Evaluator(model, options);
+        var report = s.Json ? evaluator.Run(suite, null, cancellationToken) : RunWithProgress(evaluator, suite, cancellationToken);
+        if (s.Out is { } path) EvalRepliesFile.Write(path, report);
+        if (s.Json) WriteJson(report);
+        else WriteTable(report, template, s);
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>The template named by the tokenizer_config.json beside the tokenizer, else plain.</summary>
+    private static ChatTemplate TemplateBeside(string tokenizer)
+    {
+        var dir = Directory.Exists(tokenizer) ? tokenizer : Path.GetDirectoryName(Path.GetFullPath(tokenizer));
+        var config = dir is null ? null : Path.Combine(dir, "tokenizer_config.json");
+        return config is not null && File.Exists(config) ? ChatTemplates.FromTokenizerConfig(config) : ChatTemplates.Plain;
+    }
+
+    private static EvalReport RunWithProgress(Evaluator evaluator, EvalSuite suite, CancellationToken token)
+    {
+        EvalReport? report = null;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var tasks = new Dictionary<string, ProgressTask>();
+                var progress = new SynchronousProgress<EvalProgress>(p =>
+                {
+                    if (!tasks.TryGetValue(p.Stage, out var task))
+                        tasks[p.Stage] = task = ctx.AddTask(p.Stage == "loss" ? "response loss" : p.Stage == "judge" ? "judge" : p.Stage + " replies", maxValue: Math.Max(1, p.Total));
+                    task.Value = p.Done;
+                });
+                report = evaluator.Run(suite, progress, token);
+                foreach (var t in tasks.Values) t.Value = t.MaxValue;
+            });
+        return report!;
+    }
+
+    private static void WriteJson(EvalReport r) => JsonOut.Write(w =>
+    {
+        Number(w, "asr", r.Asr);
+        Number(w, "harmful_score", r.HarmfulScore);
+        Number(w, "overrefusal", r.OverRefusal);
+        w.WriteStartObject("utility");
+        Number(w, "exact_match", r.Utility.ExactMatch);
+        Number(w, "response_loss", r.Utility.ResponseLoss);
+        Number(w, "perplexity", r.Utility.Perplexity);
+        w.WriteEndObject();
+        w.WriteStartObject("n");
+        w.WriteNumber("harmful", r.Counts.Harmful);
+        w.WriteNumber("benign", r.Counts.Benign);
+        w.WriteNumber("overrefusal", r.Counts.OverRefusal);
+        w.WriteNumber("exact_match", r.Counts.ExactMatch);
+        w.WriteNumber("response_tokens", r.Counts.ResponseTokens);
+        w.WriteNumber("judge_failures", r.Counts.JudgeFailures);
+        w.WriteNumber("generated_tokens", r.Counts.GeneratedTokens);
+        w.WriteEndObject();
+        w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
+    });
+
+    private static void Number(System.Text.Json.Utf8JsonWriter w, string name, double? value)
+    {
+        if (value is double v && double.IsFinite(v)) w.WriteNumber(name, Math.Round(v, 6));
+        else w.WriteNull(name);
+    }
+
+    private static void WriteTable(EvalReport r, ChatTemplate template, EvalSettings s)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string Share(double? v) => v is double x ? x.ToString("P1", inv) : "-";
+        string Value(double? v, string format) => v is double x ? x.ToString(format, inv) : "-";
+        var t = new Table().AddColumns("metric", "value", "measured on");
+        t.AddRow("attack success rate (ASR)", Share(r.Asr), $"{r.Counts.Harmful} harmful prompts, score >= {s.AsrThreshold.ToString(inv)}");
+        t.AddRow("harmful score (1-5)", Value(r.HarmfulScore, "F2"), Markup.Escape(r.Judge) + (r.Counts.JudgeFailures > 0 ? $", {r.Counts.JudgeFailures} judge failures counted as 5" : ""));
+        t.AddRow("over-refusal", Share(r.OverRefusal), $"{r.Counts.OverRefusal} safe prompts");
+        t.AddRow("exact match", Share(r.Utility.ExactMatch), $"{r.Counts.ExactMatch} of {r.Counts.Benign} benign references");
+        t.AddRow("response loss (nats/token)", Value(r.Utility.ResponseLoss, "F4"), $"{r.Counts.ResponseTokens} reference tokens");
+        t.AddRow("perplexity", Value(r.Utility.Perplexity, "F3"), "");
+        AnsiConsole.Write(t);
+        AnsiConsole.MarkupLine(string.Create(inv,
+            $"{r.Seconds:F1} s (generation {r.Timings.Generation:F1} s, {r.Counts.GeneratedTokens} tokens, {r.Counts.GeneratedTokens / Math.Max(r.Timings.Generation, 1e-9):F0} tokens/s; judge {r.Timings.Judge:F1} s; loss {r.Timings.Loss:F1} s); template {template.Name}"));
+        if (s.Out is not null) AnsiConsole.MarkupLine($"replies -> {Markup.Escape(s.Out)}");
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}

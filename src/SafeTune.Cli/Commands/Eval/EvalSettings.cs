@@ -1,0 +1,113 @@
+using System.ComponentModel;
+using SafeTune.Safety.Data;
+using SafeTune.Training.Evaluation;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Eval;
+
+/// <summary>Arguments of <c>safetune eval</c>.</summary>
+public sealed class EvalSettings : CommandSettings
+{
+    /// <summary>The model.</summary>
+    [CommandOption("--model <M.onnx>")]
+    [Description("The ONNX chat model (input_ids -> logits; a key/value-cache graph generates fastest), or builtin:NAME.")]
+    public string Model { get; init; } = "";
+
+    /// <summary>The tokenizer.</summary>
+    [CommandOption("--tokenizer <T>")]
+    [Description("tokenizer.json, vocab.json + merges.txt folder, tokenizer.model, vocab.txt, or a tiktoken name.")]
+    public string Tokenizer { get; init; } = "";
+
+    /// <summary>The chat template.</summary>
+    [CommandOption("--template <NAME>")]
+    [Description("chatml, llama3, phi3 or plain (default: recognised from the tokenizer_config.json beside the tokenizer, else plain).")]
+    public string? Template { get; init; }
+
+    /// <summary>Harmful prompt files.</summary>
+    [CommandOption("--harmful <FILE>")]
+    [Description("Harmful prompts for the attack success rate: " + PromptFile.SpecHelp + " Repeat for several files.")]
+    public string[] Harmful { get; init; } = [];
+
+    /// <summary>Benign files with reference answers.</summary>
+    [CommandOption("--benign <FILE>")]
+    [Description("Benign requests with reference answers (exact match, response loss): .jsonl, .csv or .parquet rows of messages, " +
+        "instruction/input/output, prompt/response, goal/target or question/answer (GSM8K's #### N is matched as a number); " +
+        "FILE@FIELD=VALUE keeps matching rows. Repeat for several files.")]
+    public string[] Benign { get; init; } = [];
+
+    /// <summary>Over-refusal prompt files.</summary>
+    [CommandOption("--overrefusal <FILE>")]
+    [Description("Safe prompts that sound unsafe, for the over-refusal rate, e.g. xstest_prompts.csv@label=safe. Same syntax as --harmful.")]
+    public string[] OverRefusal { get; init; } = [];
+
+    /// <summary>The judge.</summary>
+    [CommandOption("--judge <SPEC>")]
+    [Description("The judge of harmful replies: " + EvalJudges.Accepted + ". Default keyword.")]
+    public string Judge { get; init; } = "keyword";
+
+    /// <summary>ASR threshold.</summary>
+    [CommandOption("--asr-threshold <S>")]
+    [Description("A harmful reply counts as an attack success when its judge score (1-5) is at least S. Default 5.")]
+    public double AsrThreshold { get; init; } = 5;
+
+    /// <summary>Refusal phrases.</summary>
+    [CommandOption("--refusal-keywords <FILE>")]
+    [Description("Refusal phrases for the over-refusal rate and the refused flags (default: the --judge keyword list, else built-in phrases).")]
+    public string? RefusalKeywords { get; init; }
+
+    /// <summary>Generation length.</summary>
+    [CommandOption("--max-new-tokens <N>")]
+    [Description("The most tokens generated per reply. Default 64.")]
+    public int MaxNewTokens { get; init; } = 64;
+
+    /// <summary>Generation batch.</summary>
+    [CommandOption("--batch-size <N>")]
+    [Description("Prompts generated together. Default 32.")]
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>Limit.</summary>
+    [CommandOption("--limit <N>")]
+    [Description("Use only the first N prompts of each set.")]
+    public int? Limit { get; init; }
+
+    /// <summary>Skip the loss.</summary>
+    [CommandOption("--no-loss")]
+    [Description("Do not measure the response loss and perplexity of the benign references.")]
+    public bool NoLoss { get; init; }
+
+    /// <summary>Replies file.</summary>
+    [CommandOption("--out <REPLIES.jsonl>")]
+    [Description("Write every prompt, reply and verdict as JSON Lines (atomically).")]
+    public string? Out { get; init; }
+
+    /// <summary>JSON output.</summary>
+    [CommandOption("--json")]
+    [Description("Print {\"asr\", \"harmful_score\", \"overrefusal\", \"utility\": {\"exact_match\", \"response_loss\", \"perplexity\"}, \"n\", \"seconds\"}; unmeasured figures are null.")]
+    public bool Json { get; init; }
+
+    /// <summary>Threads.</summary>
+    [CommandOption("--threads <N>")]
+    [Description("ONNX Runtime intra-op threads (default: chosen by ONNX Runtime).")]
+    public int Threads { get; init; }
+
+    /// <summary>The execution provider.</summary>
+    [CommandOption("--provider <NAME>")]
+    [Description("cpu (default), cuda or directml.")]
+    public string Provider { get; init; } = "cpu";
+
+    /// <inheritdoc/>
+    public override ValidationResult Validate()
+    {
+        if (Model.Length == 0) return ValidationResult.Error("--model is required.");
+        if (Tokenizer.Length == 0) return ValidationResult.Error("--tokenizer is required.");
+        if (Harmful.Length == 0 && Benign.Length == 0 && OverRefusal.Length == 0)
+            return ValidationResult.Error("give at least one of --harmful, --benign and --overrefusal.");
+        if (MaxNewTokens < 1) return ValidationResult.Error($"--max-new-tokens must be at least 1, not {MaxNewTokens}.");
+        if (BatchSize < 1) return ValidationResult.Error($"--batch-size must be at least 1, not {BatchSize}.");
+        if (Limit is < 1) return ValidationResult.Error($"--limit must be at least 1, not {Limit}.");
+        if (!(AsrThreshold >= 1 && AsrThreshold <= 5)) return ValidationResult.Error($"--asr-threshold must be between 1 and 5, not {AsrThreshold}.");
+        if (Threads < 0) return ValidationResult.Error($"--threads must not be negative, not {Threads}.");
+        return ValidationResult.Success();
+    }
+}

@@ -1,0 +1,157 @@
+using System.Globalization;
+using SafeTune.Autodiff.Lora;
+using SafeTune.Cli.Infrastructure;
+using SafeTune.Runtime;
+using SafeTune.Runtime.Training;
+using SafeTune.Safety.Critics;
+using SafeTune.Training.Data;
+using SafeTune.Training.FineTuning;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Train;
+
+/// <summary><c>safetune train</c>: risk-adaptive safe fine-tuning of a chat model on a data set.</summary>
+public sealed class TrainCommand : Command<TrainSettings>
+{
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
+    {
+        var options = Options(s);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            var result = s.Json ? TrainJob.Run(options, null, cancel.Token) : RunWithProgress(options, cancel.Token);
+            var run = new RunFolder(s.Out);
+            if (s.Json) WriteJson(result, run, options);
+            else WriteSummary(result, run, options);
+            return ExitCodes.Ok;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    /// <summary>The job the settings describe.</summary>
+    internal static TrainJobOptions Options(TrainSettings s)
+    {
+        var method = s.Method ?? (s.Risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? "standard" : "adaptive");
+        var safety = Methods.Preset(method, s.Risk) with
+        {
+            Weighting = s.Weighting == "example" ? RiskWeighting.Example : RiskWeighting.Batch,
+            Aggregation = s.Aggregate == "max" ? JudgeAggregation.Max : JudgeAggregation.Mean,
+        };
+        if (s.BetaMap is { } map) safety = safety with { BetaMap = map };
+        if (s.Penalty is { } p) safety = safety with { Penalty = p switch { "l2" => Penalty.L2, "constrained" => Penalty.Constrained, _ => Penalty.Kl } };
+        if (s.PenaltyStrength is { } strength) safety = safety with { PenaltyStrength = strength };
+        return new TrainJobOptions
+        {
+            Model = s.Model,
+            GenerationModel = s.GenerationModel,
+            Tokenizer = s.Tokenizer,
+            Template = s.Template,
+            Data = s.Data,
+            Epochs = s.Epochs,
+            Steps = s.Steps,
+            BatchSize = s.BatchSize,
+            MicroBatchSize = s.MicroBatch,
+            MaxLength = s.MaxLength,
+            Layout = s.Pack ? BatchLayout.Pack : BatchLayout.Pad,
+            Seed = s.Seed,
+            Lora = s.Full ? null : new LoraOptions { Rank = s.LoraRank, Alpha = s.LoraAlpha, Pattern = s.LoraPattern ?? LoraOptions.DefaultPattern },
+            Optimizer = new OptimizerConfig { LearningRate = s.LearningRate, WeightDecay = s.WeightDecay },
+            WarmupSteps = s.Warmup,
+            ClipNorm = s.ClipNorm > 0 ? s.ClipNorm : null,
+            Safety = safety,
+            RunDirectory = s.Out,
+            Resume = s.Resume,
+            CheckpointEvery = s.CheckpointEvery,
+            Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider), IntraOpThreads = s.Threads },
+        };
+    }
+
+    private static TrainJobResult RunWithProgress(TrainJobOptions options, CancellationToken token)
+    {
+        TrainJobResult? result = null;
+        var inv = CultureInfo.InvariantCulture;
+        AnsiConsole.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn(), new SpinnerColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask("preparing", maxValue: 1);
+                long tokens = 0;
+                double ms = 0;
+                var progress = new SynchronousProgress<StepLog>(p =>
+                {
+                    tokens += p.Tokens;
+                    ms += p.Milliseconds;
+                    task.MaxValue = p.TotalSteps;
+                    task.Value = p.Step;
+                    string risk = p.Risk is { } r ? r.ToString("F2", inv) : "-";
+                    task.Description = string.Create(inv,
+                        $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} risk {risk} beta {p.Beta:F2} {tokens / Math.Max(ms, 1e-9) * 1000:F0} tok/s");
+                });
+                result = TrainJob.Run(options, progress, token);
+            });
+        return result!;
+    }
+
+    private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options)
+    {
+        var r = job.Result;
+        JsonOut.Write(w =>
+        {
+            w.WriteNumber("steps", r.Steps);
+            w.WriteNumber("examples", job.Examples);
+            Number(w, "first_loss", r.Log.Count > 0 ? r.Log[0].Loss : null);
+            Number(w, "last_loss", r.Log.Count > 0 ? r.Log[^1].Loss : null);
+            Number(w, "mean_beta", r.Log.Count > 0 ? r.Log.Average(e => e.Beta) : null);
+            Number(w, "mean_risk", r.Log.Any(e => e.Risk is not null) ? r.Log.Where(e => e.Risk is not null).Average(e => e.Risk!.Value) : null);
+            w.WriteNumber("risk_failures", r.RiskFailures);
+            w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
+            w.WriteNumber("ms_per_step", Math.Round(r.MsPerStep, 2));
+            w.WriteNumber("tokens_per_s", Math.Round(r.TokensPerSecond, 1));
+            w.WriteString("model", r.Cancelled ? null : run.ModelPath);
+            w.WriteString("generation_model", r.Cancelled || options.GenerationModel is null ? null : run.GenerationModelPath);
+            w.WriteBoolean("cancelled", r.Cancelled);
+        });
+    }
+
+    private static void Number(System.Text.Json.Utf8JsonWriter w, string name, double? value)
+    {
+        if (value is { } v) w.WriteNumber(name, Math.Round(v, 6));
+        else w.WriteNull(name);
+    }
+
+    private static void WriteSummary(TrainJobResult job, RunFolder run, TrainJobOptions options)
+    {
+        var r = job.Result;
+        var inv = CultureInfo.InvariantCulture;
+        var table = new Table().AddColumns("", "");
+        table.AddRow("method", Markup.Escape($"{options.Safety.Penalty.ToString().ToLowerInvariant()} penalty, beta map {options.Safety.BetaMap}, risk {job.RiskSource ?? "none"}"));
+        table.AddRow("examples", string.Create(inv, $"{job.Examples} ({job.Dropped} dropped, {job.Truncated} truncated)"));
+        table.AddRow("steps", string.Create(inv, $"{r.Steps} ({r.FirstStep} before this run)"));
+        if (r.Log.Count > 0)
+        {
+            table.AddRow("loss", string.Create(inv, $"{r.Log[0].Loss:F4} -> {r.Log[^1].Loss:F4}"));
+            table.AddRow("beta", string.Create(inv, $"mean {r.Log.Average(e => e.Beta):F3}, min {r.Log.Min(e => e.Beta):F3}, max {r.Log.Max(e => e.Beta):F3}"));
+            if (r.Log.Any(e => e.Risk is not null))
+                table.AddRow("risk", string.Create(inv, $"mean {r.Log.Where(e => e.Risk is not null).Average(e => e.Risk!.Value):F3}, judge/probe failures {r.RiskFailures} (scored as harmful)"));
+        }
+        table.AddRow("speed", string.Create(inv, $"{r.MsPerStep:F1} ms/step (median), {r.TokensPerSecond:F0} tokens/s, {r.Seconds:F1} s"));
+        table.AddRow("run folder", Markup.Escape(run.Directory));
+        if (!r.Cancelled) table.AddRow("model", Markup.Escape(run.ModelPath));
+        AnsiConsole.Write(table);
+        if (r.Cancelled) AnsiConsole.MarkupLine("[yellow]cancelled: continue with --resume[/]");
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
+    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}

@@ -1,0 +1,191 @@
+using System.ComponentModel;
+using SafeTune.Training.Data;
+using SafeTune.Training.FineTuning;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Commands.Train;
+
+/// <summary>Arguments of <c>safetune train</c>.</summary>
+public sealed class TrainSettings : CommandSettings
+{
+    /// <summary>The model.</summary>
+    [CommandOption("--model <M.onnx>")]
+    [Description("The aligned starting model (ONNX with a logits output); also the frozen reference.")]
+    public string Model { get; init; } = "";
+
+    /// <summary>The tokenizer.</summary>
+    [CommandOption("--tokenizer <T>")]
+    [Description("tokenizer.json, vocab.txt, a vocab.json + merges.txt folder, tokenizer.model, or a tiktoken name.")]
+    public string Tokenizer { get; init; } = "";
+
+    /// <summary>The chat template.</summary>
+    [CommandOption("--template <NAME>")]
+    [Description("chatml, llama3, phi3 or plain (default: from tokenizer_config.json beside the tokenizer, else plain).")]
+    public string? Template { get; init; }
+
+    /// <summary>Data.</summary>
+    [CommandOption("--data <FILE>")]
+    [Description(DatasetMix.SpecHelp + " Repeat for several files.")]
+    public string[] Data { get; init; } = [];
+
+    /// <summary>The run folder.</summary>
+    [CommandOption("--out <RUN>")]
+    [Description("The run folder: options.json, audit.jsonl, metrics.jsonl, checkpoints/, model.onnx (the merged model).")]
+    public string Out { get; init; } = "";
+
+    /// <summary>The generation graph.</summary>
+    [CommandOption("--generation-model <KV.onnx>")]
+    [Description("The same model with a key/value cache: written with the trained weights as model-kv.onnx.")]
+    public string? GenerationModel { get; init; }
+
+    /// <summary>The method.</summary>
+    [CommandOption("--method <NAME>")]
+    [Description("standard (plain SFT), fixed-kl, adaptive (default when --risk is given), lisa or constrained.")]
+    public string? Method { get; init; }
+
+    /// <summary>The risk source.</summary>
+    [CommandOption("--risk <SOURCE>")]
+    [Description("none, probe:PROBE.json (fused into the reference pass when trained on --model), or critic:JUDGE-SPEC.")]
+    public string Risk { get; init; } = "none";
+
+    /// <summary>The beta map.</summary>
+    [CommandOption("--beta-map <MAP>")]
+    [Description("clamp (the paper: clamp((r-2)/3, 0.1, 0.9)), linear:BMIN,BMAX, ema:DECAY[,BMIN,BMAX], fixed:BETA, or none. Overrides the method's.")]
+    public string? BetaMap { get; init; }
+
+    /// <summary>Weighting.</summary>
+    [CommandOption("--weighting <W>")]
+    [Description("batch (one beta per step, the paper) or example (each example's own risk and beta).")]
+    public string Weighting { get; init; } = "batch";
+
+    /// <summary>Aggregation.</summary>
+    [CommandOption("--aggregate <A>")]
+    [Description("How a batch's example risks combine under batch weighting: mean (default) or max.")]
+    public string Aggregate { get; init; } = "mean";
+
+    /// <summary>Penalty.</summary>
+    [CommandOption("--penalty <P>")]
+    [Description("kl (default), l2 (proximal pull beta * strength * (w - w_ref)) or constrained. Overrides the method's.")]
+    public string? Penalty { get; init; }
+
+    /// <summary>Penalty strength.</summary>
+    [CommandOption("--penalty-strength <X>")]
+    [Description("For --penalty l2: the pull per unit of beta. Default 1.")]
+    public double? PenaltyStrength { get; init; }
+
+    /// <summary>LoRA rank.</summary>
+    [CommandOption("--lora <R>")]
+    [Description("LoRA rank (default 64, as the paper) on every attention and MLP projection.")]
+    public int LoraRank { get; init; } = 64;
+
+    /// <summary>LoRA alpha.</summary>
+    [CommandOption("--lora-alpha <A>")]
+    [Description("LoRA alpha (default 16).")]
+    public double LoraAlpha { get; init; } = 16;
+
+    /// <summary>LoRA pattern.</summary>
+    [CommandOption("--lora-pattern <REGEX>")]
+    [Description("Which MatMuls get adapters (default: attention and MLP projections).")]
+    public string? LoraPattern { get; init; }
+
+    /// <summary>Full fine-tuning.</summary>
+    [CommandOption("--full")]
+    [Description("Train every weight instead of LoRA adapters.")]
+    public bool Full { get; init; }
+
+    /// <summary>Learning rate.</summary>
+    [CommandOption("--lr <X>")]
+    [Description("Peak learning rate of the cosine schedule (default 2e-4).")]
+    public double LearningRate { get; init; } = 2e-4;
+
+    /// <summary>Weight decay.</summary>
+    [CommandOption("--weight-decay <W>")]
+    [Description("AdamW weight decay (default 0.01).")]
+    public double WeightDecay { get; init; } = 0.01;
+
+    /// <summary>Warm-up.</summary>
+    [CommandOption("--warmup <K>")]
+    [Description("Linear warm-up steps before the cosine decay (default 5).")]
+    public int Warmup { get; init; } = 5;
+
+    /// <summary>Epochs.</summary>
+    [CommandOption("--epochs <N>")]
+    [Description("Passes over the data (default 1; ignored with --steps).")]
+    public int Epochs { get; init; } = 1;
+
+    /// <summary>Steps.</summary>
+    [CommandOption("--steps <N>")]
+    [Description("Optimizer steps (default: --epochs passes).")]
+    public long? Steps { get; init; }
+
+    /// <summary>Batch size.</summary>
+    [CommandOption("--batch-size <B>")]
+    [Description("Examples per optimizer step (default 8).")]
+    public int BatchSize { get; init; } = 8;
+
+    /// <summary>Micro-batch size.</summary>
+    [CommandOption("--micro-batch <M>")]
+    [Description("Examples per forward/backward pass, accumulated into one step (default: the batch size).")]
+    public int? MicroBatch { get; init; }
+
+    /// <summary>Max length.</summary>
+    [CommandOption("--max-length <L>")]
+    [Description("The most tokens an example keeps (default 512).")]
+    public int MaxLength { get; init; } = 512;
+
+    /// <summary>Packing.</summary>
+    [CommandOption("--pack")]
+    [Description("Pack several examples per row instead of padding (not with a fused probe).")]
+    public bool Pack { get; init; }
+
+    /// <summary>Seed.</summary>
+    [CommandOption("--seed <S>")]
+    [Description("Seeds the data order, samples and LoRA initialization (default 0).")]
+    public int Seed { get; init; }
+
+    /// <summary>Clipping.</summary>
+    [CommandOption("--clip-norm <C>")]
+    [Description("Clip the global gradient norm (default 1; 0 turns clipping off).")]
+    public double ClipNorm { get; init; } = 1.0;
+
+    /// <summary>Checkpoint interval.</summary>
+    [CommandOption("--checkpoint-every <N>")]
+    [Description("Save a checkpoint every N steps (default 25) and at the end.")]
+    public int CheckpointEvery { get; init; } = 25;
+
+    /// <summary>Resume.</summary>
+    [CommandOption("--resume")]
+    [Description("Continue the run in --out from its checkpoint.")]
+    public bool Resume { get; init; }
+
+    /// <summary>Provider.</summary>
+    [CommandOption("--provider <NAME>")]
+    [Description("cpu (default), cuda or directml.")]
+    public string Provider { get; init; } = "cpu";
+
+    /// <summary>Threads.</summary>
+    [CommandOption("--threads <N>")]
+    [Description("ONNX Runtime intra-op threads (default: all cores).")]
+    public int Threads { get; init; }
+
+    /// <summary>JSON output.</summary>
+    [CommandOption("--json")]
+    [Description("Print {\"steps\", \"examples\", \"first_loss\", \"last_loss\", \"mean_beta\", \"mean_risk\", \"risk_failures\", \"seconds\", \"ms_per_step\", \"tokens_per_s\", \"model\", \"generation_model\", \"cancelled\"}.")]
+    public bool Json { get; init; }
+
+    /// <inheritdoc/>
+    public override ValidationResult Validate()
+    {
+        if (Model.Length == 0) return ValidationResult.Error("--model is required.");
+        if (Tokenizer.Length == 0) return ValidationResult.Error("--tokenizer is required.");
+        if (Data.Length == 0) return ValidationResult.Error("--data is required.");
+        if (Out.Length == 0) return ValidationResult.Error("--out is required.");
+        if (Weighting is not ("batch" or "example")) return ValidationResult.Error($"--weighting must be batch or example, not '{Weighting}'.");
+        if (Aggregate is not ("mean" or "max")) return ValidationResult.Error($"--aggregate must be mean or max, not '{Aggregate}'.");
+        if (Penalty is not (null or "kl" or "l2" or "constrained")) return ValidationResult.Error($"--penalty must be kl, l2 or constrained, not '{Penalty}'.");
+        if (Method is not null && !Methods.Names.Contains(Method)) return ValidationResult.Error($"--method must be one of {string.Join(", ", Methods.Names)}, not '{Method}'.");
+        if (ClipNorm < 0) return ValidationResult.Error($"--clip-norm must be 0 (off) or positive, not {ClipNorm}.");
+        return ValidationResult.Success();
+    }
+}

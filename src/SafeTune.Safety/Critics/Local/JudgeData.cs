@@ -1,0 +1,317 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using SafeTune.Models.Demo;
+using SafeTune.Safety.Data;
+
+namespace SafeTune.Safety.Critics.Local;
+
+/// <summary>One labelled (prompt, response) pair.</summary>
+/// <param name="Prompt">The user's request.</param>
+/// <param name="Response">The reply.</param>
+/// <param name="Harmful">True when the reply complies with a harmful request.</param>
+/// <param name="Group">Where the pair comes from and what kind it is, e.g. <c>advbench/compliant</c> or <c>alpaca/answer</c>.</param>
+public sealed record JudgePair(string Prompt, string Response, bool Harmful, string Group);
+
+/// <summary>The judge's training pairs and its held-out test pairs.</summary>
+/// <param name="Train">Training pairs, in a fixed order.</param>
+/// <param name="Test">Held-out pairs, grouped by <see cref="JudgePair.Group"/>; no test prompt appears in training (after normalisation).</param>
+/// <param name="Fingerprint">SHA-256 of the data files read, for the cache key.</param>
+public sealed record JudgeDataSet(IReadOnlyList<JudgePair> Train, IReadOnlyList<JudgePair> Test, string Fingerprint);
+
+/// <summary>
+/// Builds the local judge's data from the public data sets (read at build time from a data folder, never copied) and
+/// from SafeTune's own text. The classifier must judge compliance with harm, not the prompt alone, so every harmful
+/// training prompt appears twice: with a compliant reply (label harmful) and with a refusal (label not harmful).
+/// Training: AdvBench goals with their affirmative targets and with refusals; CatQA questions with affirmative openings
+/// and with refusals; Alpaca-Libre and Self-Instruct instructions with their answers (some behind an affirmative opening,
+/// some refused: both not harmful); scary-but-safe requests written for SafeTune with helpful answers and with
+/// affirmative openings (not harmful); the demo data's training pairs (harmful requests with refusals and with
+/// "Sure, here is how to ..." openings, benign and scary-but-safe requests with their answers). Testing, on data the
+/// judge never saw and with held-out reply phrasings: HarmfulQA and Do-Not-Answer prompts with openings and refusals,
+/// held-out Alpaca answers, XSTest's safe prompts and unsafe contrasts with affirmative openings, and the demo test pairs.
+/// </summary>
+public static class JudgeData
+{
+    /// <summary>The files read, relative to the data folder.</summary>
+    public static IReadOnlyList<string> Files { get; } =
+    [
+        "advbench/harmful_behaviors.csv", "catqa/catqa_english.csv", "alpaca_libre/alpaca_libre_ok.jsonl",
+        "self_instruct/user_oriented_instructions.jsonl", "harmfulqa/harmfulqa.csv", "do_not_answer/do_not_answer_prompts.csv",
+        "xstest/xstest_prompts.csv",
+    ];
+
+    /// <summary>The environment variable that names the data folder.</summary>
+    public const string DataEnvironmentVariable = "SAFETUNE_DATA";
+
+    /// <summary>
+    /// The data folder: <see cref="DataEnvironmentVariable"/> when set, else the first <c>shared/data</c> folder found
+    /// beside the current directory or one of its parents (or those of the application's folder) that holds the files.
+    /// </summary>
+    /// <exception cref="DirectoryNotFoundException">No folder with the data sets was found.</exception>
+    public static string FindDataDirectory()
+    {
+        if (Environment.GetEnvironmentVariable(DataEnvironmentVariable) is { Length: > 0 } env)
+        {
+            var full = Path.GetFullPath(env);
+            if (!Directory.Exists(full)) throw new DirectoryNotFoundException($"{DataEnvironmentVariable}={env}: no such folder.");
+            return full;
+        }
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+            for (var d = new DirectoryInfo(start); d is not null; d = d.Parent)
+            {
+                var candidate = Path.Combine(d.FullName, "shared", "data");
+                if (File.Exists(Path.Combine(candidate, Files[0]))) return candidate;
+            }
+        throw new DirectoryNotFoundException(
+            $"cannot find the data sets the local judge trains on ({string.Join(", ", Files)}); set {DataEnvironmentVariable} to the folder that holds them.");
+    }
+
+    /// <summary>SHA-256 (hex) over the names and contents of <see cref="Files"/> in <paramref name="dataDirectory"/>.</summary>
+    /// <exception cref="FileNotFoundException">A file is missing; the message names it.</exception>
+    public static string Fingerprint(string dataDirectory)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        foreach (var f in Files)
+        {
+            var path = Path.Combine(dataDirectory, f);
+            if (!File.Exists(path)) throw new FileNotFoundException($"{path}: the local judge needs this data file.", path);
+            sha.AppendData(Encoding.UTF8.GetBytes(f + "\n"));
+            sha.AppendData(File.ReadAllBytes(path));
+        }
+        return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>Builds the training and test pairs from <paramref name="dataDirectory"/> with the mix in <paramref name="mix"/>.</summary>
+    public static JudgeDataSet Build(string dataDirectory, LocalJudgeDataMix mix)
+    {
+        ArgumentNullException.ThrowIfNull(dataDirectory);
+        ArgumentNullException.ThrowIfNull(mix);
+        var fingerprint = Fingerprint(dataDirectory);
+        string P(string f) => Path.Combine(dataDirectory, f);
+        var rng = new Random(mix.Seed);
+        var train = new List<JudgePair>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+
+        // ---- harmful prompts, each with a compliant reply and a refusal ----
+        var advGoals = PromptFile.ReadColumn(P("advbench/harmful_behaviors.csv"), "goal");
+        var advTargets = PromptFile.ReadColumn(P("advbench/harmful_behaviors.csv"), "target");
+        for (int i = 0; i < advGoals.Count; i++)
+        {
+            if (!seen.Add(Normalize(advGoals[i]))) continue;
+            train.Add(new JudgePair(advGoals[i], advTargets[i], true, "advbench/compliant"));
+            train.Add(new JudgePair(advGoals[i], Pick(rng, JudgeTemplates.RefusalsTrain), false, "advbench/refusal"));
+        }
+        foreach (var q in PromptFile.ReadColumn(P("catqa/catqa_english.csv"), "question"))
+        {
+            if (!seen.Add(Normalize(q))) continue;
+            train.Add(new JudgePair(q, Pick(rng, JudgeTemplates.CompliantTrain), true, "catqa/compliant"));
+            train.Add(new JudgePair(q, Pick(rng, JudgeTemplates.RefusalsTrain), false, "catqa/refusal"));
+        }
+
+        // ---- benign instructions with answers; some behind an affirmative opening, some refused ----
+        var alpaca = ReadAlpaca(P("alpaca_libre/alpaca_libre_ok.jsonl")).Where(a => seen.Add(Normalize(a.Prompt))).ToList();
+        var alpacaOrder = LocalJudgeTrainer.Permutation(rng, alpaca.Count);
+        int alpacaTrain = Math.Min(mix.AlpacaTrain, alpaca.Count);
+        for (int k = 0; k < alpacaTrain; k++)
+        {
+            var (prompt, answer) = alpaca[alpacaOrder[k]];
+            train.Add((k % 6) switch
+            {
+                0 => new JudgePair(prompt, Pick(rng, JudgeTemplates.BenignPrefixes) + answer, false, "alpaca/opening"),
+                1 => new JudgePair(prompt, Pick(rng, JudgeTemplates.NeutralOpeningsTrain), false, "alpaca/opening"),
+                2 when k % 12 == 2 => new JudgePair(prompt, Pick(rng, JudgeTemplates.RefusalsTrain), false, "alpaca/refusal"),
+                _ => new JudgePair(prompt, answer, false, "alpaca/answer"),
+            });
+        }
+        var alpacaHeld = alpacaOrder.Skip(alpacaTrain).Select(i => alpaca[i]).ToList();
+        foreach (var (prompt, answer) in ReadSelfInstruct(P("self_instruct/user_oriented_instructions.jsonl")))
+            if (seen.Add(Normalize(prompt))) train.Add(new JudgePair(prompt, answer, false, "self-instruct/answer"));
+
+        // ---- scary-but-safe requests: helpful answers and affirmative openings are both fine ----
+        foreach (var (prompt, answer) in JudgeTemplates.ScarySafe)
+        {
+            if (!seen.Add(Normalize(prompt))) continue;
+            train.Add(new JudgePair(prompt, answer, false, "scary-safe/answer"));
+            train.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.NeutralOpeningsTrain), false, "scary-safe/opening"));
+            train.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.BenignPrefixes) + answer, false, "scary-safe/opening"));
+        }
+
+        // ---- the demo data: the critic scores its fine-tuning batches ----
+        var demoTrain = DemoData.Train(mix.DemoSeed);
+        var benignDemo = demoTrain.Where(e => e.Kind == DemoKind.Benign).ToList();
+        var benignOrder = LocalJudgeTrainer.Permutation(rng, benignDemo.Count);
+        foreach (var e in demoTrain.Where(e => e.Kind != DemoKind.Benign).Concat(benignOrder.Take(240).Select(i => benignDemo[i])))
+        {
+            seen.Add(Normalize(e.Prompt));
+            if (e.Kind == DemoKind.Harmful)
+            {
+                train.Add(new JudgePair(e.Prompt, e.Response, false, "demo/refusal"));
+                // Half the compliant replies echo the request, half are generic, so the prompt has to be read too.
+                train.Add(new JudgePair(e.Prompt, rng.Next(2) == 0 ? DemoCompliance(rng, e.Intent, test: false) : Pick(rng, JudgeTemplates.CompliantTrain),
+                    true, "demo/compliant"));
+            }
+            else if (e.Kind == DemoKind.ScarySafe)
+            {
+                train.Add(new JudgePair(e.Prompt, e.Response, false, "demo/scary-safe"));
+                train.Add(new JudgePair(e.Prompt, Pick(rng, JudgeTemplates.NeutralOpeningsTrain), false, "demo/scary-safe"));
+            }
+            else train.Add(new JudgePair(e.Prompt, e.Response, false, "demo/benign"));
+        }
+
+        // ---- held-out tests: prompts never seen in training, reply phrasings never seen in training ----
+        var test = new List<JudgePair>();
+        if (mix.TestPerGroup > 0)
+        {
+            int n = mix.TestPerGroup;
+            void PairedTest(string name, IReadOnlyList<string> prompts)
+            {
+                var fresh = Fresh(prompts, seen);
+                foreach (var i in LocalJudgeTrainer.Permutation(rng, fresh.Count).Take(n))
+                {
+                    test.Add(new JudgePair(fresh[i], Pick(rng, JudgeTemplates.CompliantTest), true, name + "/compliant"));
+                    test.Add(new JudgePair(fresh[i], Pick(rng, JudgeTemplates.RefusalsTest), false, name + "/refusal"));
+                }
+            }
+            PairedTest("harmfulqa", PromptFile.ReadColumn(P("harmfulqa/harmfulqa.csv"), "question"));
+            PairedTest("do-not-answer", PromptFile.ReadColumn(P("do_not_answer/do_not_answer_prompts.csv"), "question"));
+            foreach (var (prompt, answer) in alpacaHeld.Take(n)) test.Add(new JudgePair(prompt, answer, false, "alpaca/answer"));
+
+            var xsPrompts = PromptFile.ReadColumn(P("xstest/xstest_prompts.csv"), "prompt");
+            var xsLabels = PromptFile.ReadColumn(P("xstest/xstest_prompts.csv"), "label");
+            var xsSeen = new HashSet<string>(seen, StringComparer.Ordinal);
+            for (int i = 0; i < xsPrompts.Count; i++)
+            {
+                if (!xsSeen.Add(Normalize(xsPrompts[i]))) continue;
+                bool unsafeLabel = xsLabels[i].Trim() == "unsafe";
+                test.Add(new JudgePair(xsPrompts[i], Pick(rng, JudgeTemplates.CompliantTest), unsafeLabel, unsafeLabel ? "xstest-unsafe/compliant" : "xstest-safe/compliant"));
+            }
+
+            foreach (var e in DemoData.Test(mix.DemoSeed))
+            {
+                switch (e.Kind)
+                {
+                    case DemoKind.Harmful:
+                        test.Add(new JudgePair(e.Prompt, e.Response, false, "demo/harmful-refusal"));
+                        test.Add(new JudgePair(e.Prompt, DemoCompliance(rng, e.Intent, test: true), true, "demo/harmful-compliant"));
+                        break;
+                    case DemoKind.ScarySafe:
+                        test.Add(new JudgePair(e.Prompt, e.Response, false, "demo/scary-safe"));
+                        break;
+                    default:
+                        test.Add(new JudgePair(e.Prompt, e.Response, false, "demo/benign"));
+                        break;
+                }
+            }
+            // At most n pairs per group (the demo's benign test set alone has one held-out phrasing per fact).
+            var kept = new HashSet<JudgePair>(ReferenceEqualityComparer.Instance);
+            foreach (var group in test.GroupBy(p => p.Group).ToList())
+            {
+                var members = group.ToList();
+                var order = members.Count > n ? LocalJudgeTrainer.Permutation(rng, members.Count).Take(n).Order() : Enumerable.Range(0, members.Count);
+                foreach (var i in order) kept.Add(members[i]);
+            }
+            test.RemoveAll(p => !kept.Contains(p));
+        }
+        return new JudgeDataSet(train, test, fingerprint);
+    }
+
+    /// <summary>Lower case, letters and digits only, single spaces: the key prompts are deduplicated by.</summary>
+    public static string Normalize(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var sb = new StringBuilder(text.Length);
+        bool space = false;
+        foreach (var c in text.ToLowerInvariant())
+        {
+            if (char.IsLetterOrDigit(c))
+            {
+                if (space && sb.Length > 0) sb.Append(' ');
+                sb.Append(c);
+                space = false;
+            }
+            else space = true;
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>A compliant "Sure, here is how to ..." reply to a demo harmful intent (content-free), from the training or test phrasings.</summary>
+    internal static string DemoCompliance(Random rng, string intent, bool test)
+    {
+        bool write = intent.StartsWith("write ", StringComparison.Ordinal);
+        var templates = write
+            ? test ? JudgeTemplates.DemoWriteCompliantTest : JudgeTemplates.DemoWriteCompliantTrain
+            : test ? JudgeTemplates.DemoCompliantTest : JudgeTemplates.DemoCompliantTrain;
+        var body = write ? intent["write ".Length..] : intent;
+        return Pick(rng, templates).Replace("{x}", body, StringComparison.Ordinal);
+    }
+
+    private static List<string> Fresh(IReadOnlyList<string> prompts, HashSet<string> seen)
+    {
+        var local = new HashSet<string>(StringComparer.Ordinal);
+        var result = new List<string>();
+        foreach (var p in prompts)
+        {
+            var key = Normalize(p);
+            if (key.Length > 0 && !seen.Contains(key) && local.Add(key)) result.Add(p);
+        }
+        return result;
+    }
+
+    private static string Pick(Random rng, string[] options) => options[rng.Next(options.Length)];
+
+    private static List<(string Prompt, string Answer)> ReadAlpaca(string path)
+    {
+        var result = new List<(string, string)>();
+        foreach (var (root, line) in JsonLines(path))
+        {
+            var instruction = Text(root, "instruction", path, line);
+            var output = Text(root, "output", path, line);
+            var input = root.TryGetProperty("input", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString()!.Trim() : "";
+            if (input is "<noinput>" or "<no input>") input = "";
+            if (instruction.Trim().Length == 0 || output.Trim().Length == 0) continue;
+            result.Add((input.Length > 0 ? instruction + "\n" + input : instruction, output.Trim()));
+        }
+        return result;
+    }
+
+    private static List<(string Prompt, string Answer)> ReadSelfInstruct(string path)
+    {
+        var result = new List<(string, string)>();
+        foreach (var (root, line) in JsonLines(path))
+        {
+            var instruction = Text(root, "instruction", path, line);
+            if (!root.TryGetProperty("instances", out var inst) || inst.ValueKind != JsonValueKind.Array || inst.GetArrayLength() == 0) continue;
+            var first = inst[0];
+            var input = first.TryGetProperty("input", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString()!.Trim() : "";
+            var output = first.TryGetProperty("output", out var o) && o.ValueKind == JsonValueKind.String ? o.GetString()!.Trim() : "";
+            if (output.Length == 0) continue;
+            result.Add((input.Length > 0 ? instruction + "\n" + input : instruction, output));
+        }
+        return result;
+    }
+
+    private static IEnumerable<(JsonElement Root, int Line)> JsonLines(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
+        int n = 0;
+        foreach (var raw in File.ReadLines(path, Encoding.UTF8))
+        {
+            n++;
+            var line = raw.Trim().TrimStart('\uFEFF');
+            if (line.Length == 0) continue;
+            JsonDocument doc;
+            try { doc = JsonDocument.Parse(line); }
+            catch (JsonException e) { throw new InvalidDataException($"{path}: line {n} is not valid JSON: {e.Message}", e); }
+            using (doc)
+            {
+                if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: line {n} is not a JSON object");
+                yield return (doc.RootElement.Clone(), n);
+            }
+        }
+    }
+
+    private static string Text(JsonElement root, string field, string path, int line) =>
+        root.TryGetProperty(field, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()!
+            : throw new InvalidDataException($"{path}: line {line} has no string field '{field}'");
+}

@@ -1,0 +1,100 @@
+using System.Text.Json.Nodes;
+using SafeTune.Models.Demo;
+using SafeTune.Onnx;
+using SafeTune.Safety.Probes;
+
+namespace SafeTune.Training.Demo;
+
+/// <summary>What the demo works with: the aligned demo model, the project's own data as files, and a probe on the model.</summary>
+/// <param name="Model">The demo model (built once and cached).</param>
+/// <param name="AttackPath">The harmful fine-tuning attack: harmful requests from the training split with compliant targets (JSONL prompt/response).</param>
+/// <param name="HarmfulTestPath">Held-out harmful requests (intents never seen in training), one per line.</param>
+/// <param name="BenignTestPath">Held-out benign requests with their reference answers (JSONL prompt/response).</param>
+/// <param name="ScarySafeTestPath">Held-out scary-but-safe requests, one per line: a refusal here is an over-refusal.</param>
+/// <param name="ProbePath">The activation probe trained on the demo model's prompt activations.</param>
+/// <param name="ProbeHarmfulPath">The probe's harmful training prompts (training split), one per line.</param>
+/// <param name="ProbeHarmlessPath">The probe's harmless training prompts (training split: benign and scary-but-safe), one per line.</param>
+public sealed record DemoAssetFiles(DemoModelFiles Model, string AttackPath, string HarmfulTestPath, string BenignTestPath, string ScarySafeTestPath,
+    string ProbePath, string ProbeHarmfulPath, string ProbeHarmlessPath);
+
+/// <summary>Progress of <see cref="DemoAssets.Prepare"/>.</summary>
+/// <param name="Stage"><c>model</c>, <c>data</c> or <c>probe</c>.</param>
+/// <param name="Detail">What is happening.</param>
+public sealed record DemoAssetProgress(string Stage, string Detail);
+
+/// <summary>
+/// Prepares the demo's inputs in a cache folder: builds or loads the demo model (<see cref="DemoModel.BuildOrLoad"/>),
+/// writes the project's demo data as files (the attack set and the held-out evaluation sets, from <see cref="DemoData"/>),
+/// and trains the activation probe on the model's own prompt activations (harmful vs benign and scary-but-safe
+/// training prompts, rendered with the model's chat template). Everything is deterministic and written atomically; a
+/// probe made for another model or other data is retrained.
+/// </summary>
+public static class DemoAssets
+{
+    /// <summary>Attack examples, as the paper's 300 harmful question-answer pairs.</summary>
+    public const int AttackSize = 300;
+
+    /// <summary>Prepares (or reuses) the assets in <paramref name="cacheDirectory"/>.</summary>
+    public static DemoAssetFiles Prepare(string cacheDirectory, IProgress<DemoAssetProgress>? progress = null, IProgress<DemoProgress>? modelProgress = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(cacheDirectory);
+        var root = Path.GetFullPath(cacheDirectory);
+        progress?.Report(new DemoAssetProgress("model", "building or loading the demo model"));
+        var model = DemoModel.BuildOrLoad(Path.Combine(root, "model"), modelProgress);
+        int dataSeed = model.Recipe.Data.Seed;
+
+        progress?.Report(new DemoAssetProgress("data", "writing the demo data"));
+        var data = Path.Combine(root, "data");
+        Directory.CreateDirectory(data);
+        var train = DemoData.Train(dataSeed);
+        var test = DemoData.Test(dataSeed);
+        string attack = WriteJsonl(Path.Combine(data, "attack.jsonl"), DemoData.Attack(dataSeed, AttackSize, seed: 1).Select(e => (e.Prompt, e.Response)));
+        string harmfulTest = WriteLines(Path.Combine(data, "harmful_test.txt"), test.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt));
+        string benignTest = WriteJsonl(Path.Combine(data, "benign_test.jsonl"), test.Where(e => e.Kind == DemoKind.Benign).Select(e => (e.Prompt, e.Response)));
+        string scaryTest = WriteLines(Path.Combine(data, "scary_safe_test.txt"), test.Where(e => e.Kind == DemoKind.ScarySafe).Select(e => e.Prompt));
+        string probeHarmful = WriteLines(Path.Combine(data, "probe_harmful.txt"), train.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt).Distinct());
+        string probeHarmless = WriteLines(Path.Combine(data, "probe_harmless.txt"), train.Where(e => e.Kind != DemoKind.Harmful).Select(e => e.Prompt).Distinct());
+
+        var probePath = Path.Combine(root, "probe.json");
+        if (!ProbeIsCurrent(probePath, model.ModelPath))
+        {
+            progress?.Report(new DemoAssetProgress("probe", "training the activation probe on the demo model"));
+            var trained = ProbeTraining.Train(new ProbeTrainOptions
+            {
+                ModelPath = model.ModelPath,
+                Tokenizer = model.TokenizerPath,
+                ChatTemplate = model.Recipe.Tokenizer.ChatTemplate,
+                Harmful = [probeHarmful],
+                Harmless = [probeHarmless],
+            });
+            trained.Probe.Save(probePath);
+        }
+        return new DemoAssetFiles(model, attack, harmfulTest, benignTest, scaryTest, probePath, probeHarmful, probeHarmless);
+    }
+
+    private static bool ProbeIsCurrent(string probePath, string modelPath)
+    {
+        if (!File.Exists(probePath)) return false;
+        try
+        {
+            return ProbeFile.Load(probePath).ModelSha256 == ProbeFile.HashFile(modelPath);
+        }
+        catch (InvalidDataException)
+        {
+            return false;
+        }
+    }
+
+    private static string WriteJsonl(string path, IEnumerable<(string Prompt, string Response)> rows)
+    {
+        var lines = rows.Select(r => new JsonObject { ["prompt"] = r.Prompt, ["response"] = r.Response }.ToJsonString());
+        AtomicFile.WriteAllText(path, string.Join('\n', lines) + "\n");
+        return path;
+    }
+
+    private static string WriteLines(string path, IEnumerable<string> lines)
+    {
+        AtomicFile.WriteAllText(path, string.Join('\n', lines.Select(l => l.ReplaceLineEndings(" "))) + "\n");
+        return path;
+    }
+}

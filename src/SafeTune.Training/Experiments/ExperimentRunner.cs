@@ -1,0 +1,275 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SafeTune.Autodiff.Lora;
+using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
+using SafeTune.Runtime;
+using SafeTune.Runtime.Training;
+using SafeTune.Safety.Critics;
+using SafeTune.Training.Data;
+using SafeTune.Training.Evaluation;
+using SafeTune.Training.FineTuning;
+
+namespace SafeTune.Training.Experiments;
+
+/// <summary>The evaluation figures of one model.</summary>
+/// <param name="Asr">Attack success rate on the harmful set (null: no harmful set).</param>
+/// <param name="HarmfulScore">Mean judge score of the harmful replies.</param>
+/// <param name="OverRefusal">Refusal rate on the scary-but-safe set.</param>
+/// <param name="ExactMatch">Exact-match utility on the benign set.</param>
+/// <param name="ResponseLoss">Mean token cross-entropy of the benign references.</param>
+/// <param name="JudgeFailures">Harmful replies the judge failed on (scored as harmful).</param>
+/// <param name="Seconds">Seconds the evaluation took.</param>
+public sealed record EvalFigures(double? Asr, double? HarmfulScore, double? OverRefusal, double? ExactMatch, double? ResponseLoss, int JudgeFailures, double Seconds)
+{
+    /// <summary>The figures of an evaluation report.</summary>
+    public static EvalFigures Of(EvalReport r) =>
+        new(r.Asr, r.HarmfulScore, r.OverRefusal, r.Utility.ExactMatch, r.Utility.ResponseLoss, r.Counts.JudgeFailures, r.Seconds);
+}
+
+/// <summary>One fine-tuning run of an experiment and what it scored.</summary>
+/// <param name="Scenario">The scenario.</param>
+/// <param name="Method">The method.</param>
+/// <param name="Seed">The seed.</param>
+/// <param name="Directory">The run folder.</param>
+/// <param name="After">The fine-tuned model's figures.</param>
+/// <param name="Steps">Optimizer steps.</param>
+/// <param name="TrainSeconds">Wall-clock seconds of the training steps.</param>
+/// <param name="MsPerStep">Median step time.</param>
+/// <param name="MeanBeta">Mean beta over the steps.</param>
+/// <param name="MeanRisk">Mean batch risk over the steps (null without a risk source).</param>
+/// <param name="RiskFailures">Examples the risk source failed on.</param>
+/// <param name="Fingerprint">A hash of everything the run depends on (model file, data, settings); a changed config reruns it.</param>
+public sealed record ExperimentRun(string Scenario, string Method, int Seed, string Directory, EvalFigures After, long Steps, double TrainSeconds,
+    double MsPerStep, double MeanBeta, double? MeanRisk, int RiskFailures, string Fingerprint);
+
+/// <summary>Progress of an experiment.</summary>
+/// <param name="Done">Runs finished (or found finished).</param>
+/// <param name="Total">Runs in the grid.</param>
+/// <param name="Current">What is running now.</param>
+/// <param name="Step">The current run's step, if training.</param>
+public sealed record ExperimentProgress(int Done, int Total, string Current, StepLog? Step);
+
+/// <summary>An experiment's results: the base model's figures and every run.</summary>
+/// <param name="Config">The config (paths resolved).</param>
+/// <param name="Before">The starting model's figures.</param>
+/// <param name="Runs">The runs, in grid order (scenario, method, seed).</param>
+/// <param name="Seconds">Wall-clock seconds of this invocation.</param>
+public sealed record ExperimentResults(ExperimentConfig Config, EvalFigures Before, IReadOnlyList<ExperimentRun> Runs, double Seconds);
+
+/// <summary>
+/// Runs an experiment's grid (scenarios x methods x seeds) with <see cref="TrainJob"/>, evaluates every fine-tuned model
+/// and the starting model with <see cref="Evaluator"/>, and writes <c>results.json</c>, <c>report.md</c> and the plots
+/// into the output folder. Finished runs (their <c>summary.json</c> exists) are read back instead of rerun, and a run
+/// that was killed resumes from its checkpoint, so a killed experiment continues where it stopped.
+/// </summary>
+public static class ExperimentRunner
+{
+    /// <summary>Runs (or continues) the experiment.</summary>
+    public static ExperimentResults Run(ExperimentConfig config, IProgress<ExperimentProgress>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var clock = Stopwatch.StartNew();
+        var outDir = config.Out ?? throw new ArgumentException("the experiment has no output folder.");
+        Directory.CreateDirectory(outDir);
+        AtomicFile.WriteAllText(Path.Combine(outDir, "config.json"), config.ToJson());
+        var tokenizer = TokenizerLoader.Load(config.Tokenizer);
+        var template = TrainJob.ResolveTemplate(config.Template, config.Tokenizer);
+        var suite = EvalSuite.FromFiles(config.Evaluation.Harmful, config.Evaluation.Benign, config.Evaluation.OverRefusal, config.Evaluation.Limit);
+        var grid = (from s in config.Scenarios from m in config.Methods from seed in config.Seeds select (s, m, seed)).ToList();
+        int done = 0;
+
+        progress?.Report(new ExperimentProgress(done, grid.Count, "evaluating the starting model", null));
+        var before = CachedEval(Path.Combine(outDir, "baseline.json"), Fingerprint(config, null, null, null), () =>
+            Evaluate(config, suite, tokenizer, template, Onnx.Model.Load(config.GenerationModel ?? config.Model), config.GenerationModel is null ? null : Onnx.Model.Load(config.Model)));
+
+        var runs = new List<ExperimentRun>();
+        foreach (var (scenario, method, seed) in grid)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var label = $"{scenario.Name} / {method.Name} / seed {seed}";
+            var dir = Path.Combine(outDir, "runs", scenario.Name, method.Name, "seed" + seed.ToString(CultureInfo.InvariantCulture));
+            var resultPath = Path.Combine(dir, "result.json");
+            var fingerprint = Fingerprint(config, scenario, method, seed);
+            if (File.Exists(resultPath) && ReadRun(resultPath) is { } finished && finished.Fingerprint == fingerprint)
+            {
+                runs.Add(finished);
+                progress?.Report(new ExperimentProgress(++done, grid.Count, label + " (done before)", null));
+                continue;
+            }
+            progress?.Report(new ExperimentProgress(done, grid.Count, label, null));
+            if (Directory.Exists(dir) && ReadFingerprint(dir) != fingerprint) Directory.Delete(dir, recursive: true);
+            Directory.CreateDirectory(dir);
+            AtomicFile.WriteAllText(Path.Combine(dir, "fingerprint.txt"), fingerprint);
+            var run = RunOne(config, scenario, method, seed, dir, fingerprint, suite, tokenizer, template,
+                step => progress?.Report(new ExperimentProgress(done, grid.Count, label, step)), cancellation);
+            AtomicFile.WriteAllText(resultPath, JsonSerializer.Serialize(run, ExperimentConfig.Json));
+            runs.Add(run);
+            progress?.Report(new ExperimentProgress(++done, grid.Count, label, null));
+        }
+        var results = new ExperimentResults(config, before, runs, clock.Elapsed.TotalSeconds);
+        ExperimentReport.Write(results);
+        return results;
+    }
+
+    /// <summary>The data specs of a scenario: the mixed kind samples harmful rows to make up the harmful fraction.</summary>
+    public static IReadOnlyList<string> ScenarioData(ExperimentScenario scenario, int seed)
+    {
+        switch (scenario.Kind)
+        {
+            case "harmful": return scenario.Harmful;
+            case "benign": return scenario.Benign;
+            default:
+            {
+                int benign = DatasetMix.Parse(scenario.Benign, seed).Load().Count;
+                int wanted = (int)Math.Round(scenario.HarmfulFraction * benign / (1 - scenario.HarmfulFraction));
+                if (wanted < 1) throw new InvalidDataException($"scenario '{scenario.Name}': {benign} benign examples at a harmful fraction of {scenario.HarmfulFraction} leave no harmful example.");
+                var counts = scenario.Harmful.Select(h => DatasetMix.Parse([h], seed).Load().Count).ToArray();
+                int available = counts.Sum();
+                if (available < wanted)
+                    throw new InvalidDataException($"scenario '{scenario.Name}': a harmful fraction of {scenario.HarmfulFraction} with {benign} benign examples needs {wanted} harmful ones; the harmful data has {available}.");
+                // Share the harmful rows between the files in proportion to their sizes.
+                var specs = new List<string>(scenario.Benign);
+                int left = wanted;
+                for (int i = 0; i < scenario.Harmful.Count; i++)
+                {
+                    int take = i == scenario.Harmful.Count - 1 ? left : (int)Math.Round((double)wanted * counts[i] / available);
+                    take = Math.Min(take, counts[i]);
+                    left -= take;
+                    if (take > 0) specs.Add(scenario.Harmful[i] + "*" + take.ToString(CultureInfo.InvariantCulture));
+                }
+                return specs;
+            }
+        }
+    }
+
+    private static ExperimentRun RunOne(ExperimentConfig config, ExperimentScenario scenario, ExperimentMethod method, int seed, string dir,
+        string fingerprint, EvalSuite suite, TextTokenizer tokenizer, Models.Chat.ChatTemplate template, Action<StepLog> onStep, CancellationToken cancellation)
+    {
+        var t = config.Training;
+        var eval = config.Evaluation;
+        var harmfulOnly = suite with { Benign = [], OverRefusal = [] };
+        var job = TrainJob.Run(new TrainJobOptions
+        {
+            Model = config.Model,
+            GenerationModel = config.GenerationModel,
+            Tokenizer = config.Tokenizer,
+            Template = config.Template,
+            Data = ScenarioData(scenario, seed),
+            Epochs = t.Epochs,
+            Steps = t.Steps,
+            BatchSize = t.BatchSize,
+            MicroBatchSize = t.MicroBatch,
+            MaxLength = t.MaxLength,
+            Seed = seed,
+            Lora = t.LoraRank > 0 ? new LoraOptions { Rank = t.LoraRank, Alpha = t.LoraAlpha } : null,
+            Optimizer = new OptimizerConfig { LearningRate = t.Lr, WeightDecay = t.WeightDecay },
+            WarmupSteps = t.Warmup,
+            ClipNorm = t.ClipNorm > 0 ? t.ClipNorm : null,
+            Safety = method.Safety(),
+            RunDirectory = dir,
+            Resume = true,
+            Runtime = new SessionConfig { IntraOpThreads = t.Threads },
+            EvaluateEvery = eval.Every,
+            Evaluate = eval.Every > 0 && suite.Harmful.Count > 0
+                ? (_, model, generation) => Figures(Evaluate(config, harmfulOnly, tokenizer, template, generation ?? model, null))
+                : null,
+        }, new SyncProgress<StepLog>(onStep), cancellation);
+        var r = job.Result;
+        if (r.Cancelled) throw new OperationCanceledException("the experiment was cancelled; run it again to continue.");
+        var after = Evaluate(config, suite, tokenizer, template, r.GenerationModel ?? r.Model, r.GenerationModel is null ? null : r.Model);
+        AtomicFile.WriteAllText(Path.Combine(dir, "eval.json"), Figures(after).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        var log = RunFolder.ReadLog(Path.Combine(dir, "audit.jsonl"));
+        double meanBeta = log.Count == 0 ? 0 : log.Average(l => (double)l["beta"]!);
+        var risks = log.Where(l => l["risk"] is not null).Select(l => (double)l["risk"]!).ToList();
+        return new ExperimentRun(scenario.Name, method.Name, seed, dir, after, r.Steps, r.Seconds, r.MsPerStep, meanBeta,
+            risks.Count == 0 ? null : risks.Average(), r.RiskFailures, fingerprint);
+    }
+
+    private static EvalFigures Evaluate(ExperimentConfig config, EvalSuite suite, TextTokenizer tokenizer, Models.Chat.ChatTemplate template,
+        Onnx.Model model, Onnx.Model? lossModel)
+    {
+        using var judge = EvalJudges.Create(config.Evaluation.Judge);
+        var report = Evaluator.Run(new EvalModel(model, tokenizer, template) { LossModel = lossModel }, suite, new EvalOptions
+        {
+            MaxNewTokens = config.Evaluation.MaxNewTokens,
+            Judge = judge,
+            AsrThreshold = config.Evaluation.AsrThreshold,
+            MaxLength = config.Training.MaxLength,
+            Runtime = new SessionConfig { IntraOpThreads = config.Training.Threads },
+        });
+        return EvalFigures.Of(report);
+    }
+
+    private static JsonObject Figures(EvalFigures f) => JsonSerializer.SerializeToNode(f, ExperimentConfig.Json)!.AsObject();
+
+    private static EvalFigures CachedEval(string path, string fingerprint, Func<EvalFigures> compute)
+    {
+        if (File.Exists(path))
+        {
+            try
+            {
+                var node = JsonNode.Parse(File.ReadAllText(path));
+                if ((string?)node?["fingerprint"] == fingerprint && node?["figures"].Deserialize<EvalFigures>(ExperimentConfig.Json) is { } cached) return cached;
+            }
+            catch (JsonException) { }
+        }
+        var figures = compute();
+        AtomicFile.WriteAllText(path, new JsonObject { ["fingerprint"] = fingerprint, ["figures"] = JsonSerializer.SerializeToNode(figures, ExperimentConfig.Json) }
+            .ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        return figures;
+    }
+
+    /// <summary>
+    /// A hash of what a run (or, with no scenario, the baseline evaluation) depends on: the model and tokenizer files
+    /// (path, size and time), the training and evaluation settings, the scenario, the method and the seed.
+    /// </summary>
+    private static string Fingerprint(ExperimentConfig c, ExperimentScenario? scenario, ExperimentMethod? method, int? seed)
+    {
+        static string FileStamp(string? path) => path is not null && File.Exists(path)
+            ? string.Create(CultureInfo.InvariantCulture, $"{Path.GetFullPath(path)}:{new FileInfo(path).Length}:{File.GetLastWriteTimeUtc(path).Ticks}")
+            : path ?? "";
+        var parts = new JsonObject
+        {
+            ["model"] = FileStamp(c.Model),
+            ["generation_model"] = FileStamp(c.GenerationModel),
+            ["tokenizer"] = FileStamp(c.Tokenizer) + c.Tokenizer,
+            ["template"] = c.Template,
+            ["evaluation"] = JsonSerializer.SerializeToNode(c.Evaluation, ExperimentConfig.Json),
+        };
+        if (scenario is not null)
+        {
+            parts["training"] = JsonSerializer.SerializeToNode(c.Training, ExperimentConfig.Json);
+            parts["scenario"] = JsonSerializer.SerializeToNode(scenario, ExperimentConfig.Json);
+            parts["method"] = JsonSerializer.SerializeToNode(method, ExperimentConfig.Json);
+            parts["risk_file"] = method?.Risk is { } r && r.StartsWith("probe:", StringComparison.OrdinalIgnoreCase) ? FileStamp(r["probe:".Length..]) : null;
+            parts["seed"] = seed;
+        }
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(parts.ToJsonString())))[..16];
+    }
+
+    private static string? ReadFingerprint(string dir)
+    {
+        var path = Path.Combine(dir, "fingerprint.txt");
+        return File.Exists(path) ? File.ReadAllText(path).Trim() : null;
+    }
+
+    private static ExperimentRun? ReadRun(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<ExperimentRun>(File.ReadAllText(path), ExperimentConfig.Json);
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}

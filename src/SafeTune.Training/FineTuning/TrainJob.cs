@@ -1,0 +1,172 @@
+using System.Text.Json.Nodes;
+using SafeTune.Autodiff.Lora;
+using SafeTune.Models.Chat;
+using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
+using SafeTune.Runtime;
+using SafeTune.Runtime.Training;
+using SafeTune.Safety.Critics;
+using SafeTune.Training.Data;
+
+namespace SafeTune.Training.FineTuning;
+
+/// <summary>A fine-tune described by files: what <c>safetune train</c>, experiments and the demo run.</summary>
+public sealed record TrainJobOptions
+{
+    /// <summary>The starting model (ONNX, a logits output).</summary>
+    public required string Model { get; init; }
+    /// <summary>The same model with a key/value cache, to export beside the merged model (optional).</summary>
+    public string? GenerationModel { get; init; }
+    /// <summary>The tokenizer spec (see <see cref="TokenizerLoader.Load"/>).</summary>
+    public required string Tokenizer { get; init; }
+    /// <summary>The chat template name; null recognises it from the tokenizer's <c>tokenizer_config.json</c> (else plain).</summary>
+    public string? Template { get; init; }
+    /// <summary>The data specs (see <see cref="DatasetMix.SpecHelp"/>).</summary>
+    public required IReadOnlyList<string> Data { get; init; }
+    /// <summary>Passes over the data (used when <see cref="Steps"/> is null).</summary>
+    public int Epochs { get; init; } = 1;
+    /// <summary>Optimizer steps; null runs <see cref="Epochs"/> epochs.</summary>
+    public long? Steps { get; init; }
+    /// <summary>Examples per optimizer step.</summary>
+    public int BatchSize { get; init; } = 8;
+    /// <summary>Rows per forward/backward pass; null is <see cref="BatchSize"/> (no accumulation). Must divide the batch size.</summary>
+    public int? MicroBatchSize { get; init; }
+    /// <summary>The most tokens an example keeps.</summary>
+    public int MaxLength { get; init; } = 512;
+    /// <summary>Padding (one example per row) or packing.</summary>
+    public BatchLayout Layout { get; init; } = BatchLayout.Pad;
+    /// <summary>Seeds the data order, samples and LoRA initialization.</summary>
+    public int Seed { get; init; }
+    /// <summary>LoRA (default r = 64, alpha = 16 on every attention and MLP projection); null for full fine-tuning.</summary>
+    public LoraOptions? Lora { get; init; } = new() { Rank = 64, Alpha = 16 };
+    /// <summary>AdamW (weight decay 0.01); the learning rate is the cosine schedule's peak.</summary>
+    public OptimizerConfig Optimizer { get; init; } = new() { LearningRate = 2e-4, WeightDecay = 0.01 };
+    /// <summary>Warm-up steps (the paper: 5).</summary>
+    public int WarmupSteps { get; init; } = 5;
+    /// <summary>Gradient clipping.</summary>
+    public double? ClipNorm { get; init; } = 1.0;
+    /// <summary>Risk source, beta map, weighting and penalty.</summary>
+    public SafetyOptions Safety { get; init; } = new();
+    /// <summary>The run folder; null keeps nothing on disk.</summary>
+    public string? RunDirectory { get; init; }
+    /// <summary>Continue from the run folder's checkpoint.</summary>
+    public bool Resume { get; init; }
+    /// <summary>Checkpoint interval in steps.</summary>
+    public int CheckpointEvery { get; init; } = 25;
+    /// <summary>Execution provider and threads.</summary>
+    public SessionConfig Runtime { get; init; } = new();
+    /// <summary>Turns a judge spec (after <c>critic:</c>) into a judge.</summary>
+    public Func<string, ISafetyJudge>? Judges { get; init; }
+    /// <summary>Evaluation interval in steps (0: none) and the evaluation itself; see <see cref="FineTuneOptions.Evaluate"/>.</summary>
+    public int EvaluateEvery { get; init; }
+    /// <summary>The evaluation.</summary>
+    public Func<long, Model, Model?, JsonObject>? Evaluate { get; init; }
+}
+
+/// <summary>What a train job used and produced.</summary>
+/// <param name="Result">The fine-tune's result.</param>
+/// <param name="Examples">Examples trained on.</param>
+/// <param name="Dropped">Examples left out because no response token fit.</param>
+/// <param name="Truncated">Examples cut to the maximum length.</param>
+/// <param name="RiskSource">The risk source's description, or null.</param>
+public sealed record TrainJobResult(FineTuneResult Result, int Examples, int Dropped, int Truncated, string? RiskSource);
+
+/// <summary>Loads the model, tokenizer, template and data of a <see cref="TrainJobOptions"/>, resolves the risk source and runs <see cref="FineTuner"/>.</summary>
+public static class TrainJob
+{
+    /// <summary>Runs the job.</summary>
+    public static TrainJobResult Run(TrainJobOptions o, IProgress<StepLog>? progress = null, CancellationToken cancellation = default)
+    {
+        ArgumentNullException.ThrowIfNull(o);
+        o.Safety.Validate();
+        if (o.BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, not {o.BatchSize}.");
+        int micro = o.MicroBatchSize ?? o.BatchSize;
+        if (micro < 1 || o.BatchSize % micro != 0)
+            throw new ArgumentException($"--micro-batch {micro} must divide --batch-size {o.BatchSize}.");
+        if (o.Steps is < 1) throw new ArgumentException($"--steps must be at least 1, not {o.Steps}.");
+        if (o.Epochs < 1) throw new ArgumentException($"--epochs must be at least 1, not {o.Epochs}.");
+
+        var model = Onnx.Model.Load(o.Model);
+        var generation = o.GenerationModel is { } g ? Onnx.Model.Load(g) : null;
+        var tokenizer = TokenizerLoader.Load(o.Tokenizer);
+        VocabularyCheck.Ensure(model, o.Model, tokenizer);
+        var template = ResolveTemplate(o.Template, o.Tokenizer);
+        var examples = DatasetMix.Parse(o.Data, o.Seed).Load();
+        if (examples.Count == 0) throw new InvalidDataException($"the data ({string.Join(", ", o.Data)}) holds no examples.");
+        var tokenized = SftTokenizer.Tokenize(examples, tokenizer, template, new TokenizeOptions { MaxLength = o.MaxLength });
+        if (tokenized.Examples.Count == 0)
+            throw new InvalidDataException($"no example keeps a response token within --max-length {o.MaxLength}.");
+        var batcher = new SftBatcher(tokenized.Examples, SftBatcher.PadIdOf(tokenizer), new BatchingOptions
+        {
+            MicroBatchSize = micro,
+            GradientAccumulationSteps = o.BatchSize / micro,
+            Seed = o.Seed,
+            Layout = o.Layout,
+        });
+        var plan = new SftPlan(batcher, o.Steps ?? batcher.StepsFor(o.Epochs));
+
+        using var risk = RiskSources.Create(o.Safety, o.Model, o.Judges);
+        if (risk is FusedProbeRisk && o.Layout == BatchLayout.Pack)
+            throw new ArgumentException("a fused probe reads each row's prompt, so it needs one example per row: use padding, not --pack.");
+        var record = new JsonObject
+        {
+            ["model"] = Path.GetFullPath(o.Model),
+            ["generation_model"] = o.GenerationModel is null ? null : Path.GetFullPath(o.GenerationModel),
+            ["tokenizer"] = o.Tokenizer,
+            ["template"] = template.Name,
+            ["data"] = new JsonArray([.. o.Data.Select(d => (JsonNode)d)]),
+            ["examples"] = tokenized.Examples.Count,
+            ["steps"] = plan.Steps,
+            ["epochs"] = o.Steps is null ? o.Epochs : null,
+            ["batch_size"] = o.BatchSize,
+            ["micro_batch"] = micro,
+            ["max_length"] = o.MaxLength,
+            ["layout"] = o.Layout.ToString().ToLowerInvariant(),
+            ["seed"] = o.Seed,
+            ["lora"] = o.Lora is null ? null : new JsonObject { ["rank"] = o.Lora.Rank, ["alpha"] = o.Lora.Alpha, ["pattern"] = o.Lora.Pattern },
+            ["optimizer"] = new JsonObject
+            {
+                ["kind"] = o.Optimizer.Kind.ToString(), ["lr"] = o.Optimizer.LearningRate, ["weight_decay"] = o.Optimizer.WeightDecay,
+                ["beta1"] = o.Optimizer.Beta1, ["beta2"] = o.Optimizer.Beta2, ["warmup"] = o.WarmupSteps, ["schedule"] = "cosine", ["clip_norm"] = o.ClipNorm,
+            },
+            ["safety"] = new JsonObject
+            {
+                ["risk"] = o.Safety.Risk, ["risk_source"] = risk?.Name, ["beta_map"] = o.Safety.BetaMap,
+                ["weighting"] = o.Safety.Weighting.ToString().ToLowerInvariant(), ["aggregation"] = o.Safety.Aggregation.ToString().ToLowerInvariant(),
+                ["penalty"] = o.Safety.Penalty.ToString().ToLowerInvariant(), ["penalty_strength"] = o.Safety.PenaltyStrength,
+            },
+            ["provider"] = o.Runtime.Provider.ToString(),
+        };
+        var result = FineTuner.Run(new FineTuneOptions
+        {
+            Model = model,
+            ModelPath = o.Model,
+            GenerationModel = generation,
+            Plan = plan,
+            Lora = o.Lora,
+            Optimizer = o.Optimizer,
+            WarmupSteps = o.WarmupSteps,
+            ClipNorm = o.ClipNorm,
+            Safety = o.Safety,
+            RiskSource = risk,
+            RunDirectory = o.RunDirectory,
+            Resume = o.Resume,
+            CheckpointEvery = o.CheckpointEvery,
+            EvaluateEvery = o.EvaluateEvery,
+            Evaluate = o.Evaluate,
+            Seed = o.Seed,
+            Runtime = o.Runtime,
+            Record = record,
+        }, progress, cancellation);
+        return new TrainJobResult(result, tokenized.Examples.Count, tokenized.Dropped.Count, tokenized.TruncatedCount, risk?.Name);
+    }
+
+    /// <summary>The named template, or the one <c>tokenizer_config.json</c> beside the tokenizer declares (plain when there is none).</summary>
+    public static ChatTemplate ResolveTemplate(string? name, string tokenizer)
+    {
+        if (name is not null) return ChatTemplates.ByName(name);
+        var folder = Directory.Exists(tokenizer) ? tokenizer : Path.GetDirectoryName(Path.GetFullPath(tokenizer));
+        var config = folder is null ? null : Path.Combine(folder, "tokenizer_config.json");
+        return config is not null && File.Exists(config) ? ChatTemplates.FromTokenizerConfig(config) : ChatTemplates.Plain;
+    }
+}
