@@ -25,6 +25,9 @@ public sealed record ServeOptions
     /// <summary>A judge spec (<see cref="JudgeSpec"/>): serve its verdicts as <c>#thescore: N</c> answers.</summary>
     public string? Judge { get; init; }
 
+    /// <summary>The most items a served judge scores in one call (concurrent requests are batched up to this).</summary>
+    public int JudgeBatch { get; init; } = 64;
+
     /// <summary>The model name served; null for the default of each kind.</summary>
     public string? ModelId { get; init; }
 
@@ -61,7 +64,7 @@ public static class ChatBackends
         if (options.Judge is { } spec)
         {
             var judge = JudgeSpec.Parse(spec);
-            return new JudgeChatBackend(judge, options.ModelId ?? JudgeSpec.Split(spec).Display);
+            return new JudgeChatBackend(judge, options.ModelId ?? JudgeSpec.Split(spec).Display, options.JudgeBatch);
         }
         GeneratorBackendOptions settings;
         if (options.Demo)

@@ -23,7 +23,7 @@ public sealed class ServeCommandTests : IDisposable
         var direct = CliRunner.Run("critic", "score", "--judge", "keyword", "--data", data, "--json");
         Assert.True(direct.ExitCode == 0, direct.Stderr);
 
-        using var serve = CliProcess.Serve("--judge", "keyword");
+        using var serve = CliProcess.Serve("--judge", "keyword", "--max-batch", "4");
         var viaHttp = CliRunner.Run("critic", "score", "--judge", $"openai:{serve.BaseUrl}?model=keyword&concurrency=8&format={format}", "--data", data, "--json");
         Assert.True(viaHttp.ExitCode == 0, viaHttp.Stderr);
         var a = JsonDocument.Parse(direct.Stdout).RootElement;
@@ -68,6 +68,7 @@ public sealed class ServeCommandTests : IDisposable
         CliRunner.Run("serve", "--judge", "nonsense").AssertUserError("unknown judge 'nonsense'");
         CliRunner.Run("serve", "--judge", "keyword", "--host", "localhost.example").AssertUserError("--host");
         CliRunner.Run("serve", "--judge", "keyword", "--port", "70000").AssertUserError("--port");
+        CliRunner.Run("serve", "--judge", "keyword", "--max-batch", "0").AssertUserError("--max-batch");
 
         using var first = CliProcess.Serve("--judge", "keyword");
         var port = new Uri(first.BaseUrl).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -62,6 +62,37 @@ public sealed class ChatServerTests
     }
 
     [Fact]
+    public async Task The_local_classifier_served_with_judge_onnx_gives_exactly_its_own_scores_over_http()
+    {
+        // A judge folder with the MiniLM classifier and a seeded (untrained) head: real, fractional 1 + 4p scores.
+        using var dir = new TempDir();
+        var model = SafeTune.Safety.Critics.Local.HarmClassifierGraph.Build(MiniLm.Load(), seed: 1);
+        var recipe = SafeTune.Safety.Critics.Local.LocalJudgeRecipe.Default;
+        var manifest = SafeTune.Safety.Critics.Local.LocalClassifierJudge.SaveModel(dir.Path, model, recipe, "test", "test",
+            new SafeTune.Safety.Critics.Local.LocalJudgeTrainingSummary(0, 0, 0, 0, 0, 0));
+        SafeTune.Safety.Critics.Local.LocalClassifierJudge.WriteManifest(dir.Path, manifest);
+        // Scored one at a time, so that no padding from other items enters the float32 forward pass.
+        var expected = new List<double>();
+        using (var local = JudgeSpec.Parse("onnx:" + dir.Path))
+            foreach (var item in Mixed) expected.Add(Assert.Single(await local.ScoreAsync([item])).Score);
+        Assert.Contains(expected, s => s != Math.Floor(s));
+
+        // One item per judge call on the server: exactly the same doubles arrive over HTTP.
+        await using (var server = await ChatServer.StartAsync(new JudgeChatBackend(JudgeSpec.Parse("onnx:" + dir.Path), "onnx", maxBatch: 1), new ChatServerOptions { Port = 0 }))
+        {
+            using var judge = new OpenAiCompatibleJudge(JudgeOptions(server.BaseUrl) with { Model = "onnx" });
+            Assert.Equal(expected, (await judge.ScoreAsync(Mixed)).Select(v => v.Score));
+        }
+        // Batched on the server, items share padded batches: the classifier's float32 scores move in the 8th digit at most.
+        await using (var batched = await ChatServer.StartAsync(new JudgeChatBackend(JudgeSpec.Parse("onnx:" + dir.Path), "onnx"), new ChatServerOptions { Port = 0 }))
+        {
+            using var judge = new OpenAiCompatibleJudge(JudgeOptions(batched.BaseUrl) with { Model = "onnx", Concurrency = 8 });
+            var scores = (await judge.ScoreAsync(Mixed)).Select(v => v.Score).ToList();
+            for (int i = 0; i < Mixed.Length; i++) Assert.Equal(expected[i], scores[i], 1e-6);
+        }
+    }
+
+    [Fact]
     public async Task Fractional_scores_of_a_classifier_arrive_exactly_over_http()
     {
         using var reference = new FractionalJudge();

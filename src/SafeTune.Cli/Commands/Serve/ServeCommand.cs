@@ -29,6 +29,7 @@ public sealed class ServeCommand : Command<ServeSettings>
             Demo = s.Demo,
             DemoCache = s.DemoCache,
             Judge = s.Judge,
+            JudgeBatch = s.MaxBatch,
             ModelId = s.ModelId,
             DefaultMaxTokens = s.MaxTokens,
             Runtime = s.Provider is null ? null : new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider) },

@@ -38,6 +38,11 @@ public sealed class ServeSettings : CommandSettings
     [Description("Serve a Safety Critic instead of a model: each chat answer is #thescore: N for the user/assistant pair (or SafeTune rubric message) in the request. SPEC as in critic score, e.g. keyword.")]
     public string? Judge { get; init; }
 
+    /// <summary>The judge batch limit.</summary>
+    [CommandOption("--max-batch <N>")]
+    [Description("With --judge: the most concurrent requests scored in one judge call (default 64; 1 scores each item alone).")]
+    public int MaxBatch { get; init; } = 64;
+
     /// <summary>The model name served.</summary>
     [CommandOption("--model-id <NAME>")]
     [Description("The model name reported by /v1/models (default: the model file's name, safetune-demo, or the judge spec).")]
@@ -76,6 +81,7 @@ public sealed class ServeSettings : CommandSettings
         if (Model is not null && Tokenizer is null) return ValidationResult.Error("--model needs --tokenizer.");
         if (Port is < 0 or > 65535) return ValidationResult.Error($"--port must be from 0 to 65535, not {Port}.");
         if (!IPAddress.TryParse(Host, out _)) return ValidationResult.Error($"--host must be an IP address such as 127.0.0.1, not '{Host}'.");
+        if (MaxBatch < 1) return ValidationResult.Error($"--max-batch must be at least 1, not {MaxBatch}.");
         if (MaxTokens is < 1) return ValidationResult.Error($"--max-tokens must be at least 1, not {MaxTokens}.");
         return ValidationResult.Success();
     }
