@@ -21,7 +21,7 @@ public class OnnxGraphBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _bytes = MiniLmModel.ReadBytes();
+        _bytes = Pretrained.MiniLmPackage.ModelBytes;
         _parsed = Model.FromBytes(_bytes);
     }
 

@@ -179,6 +179,22 @@ public sealed class LocalJudgeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void Token_batches_feed_segment_ids_and_one_label_per_row()
+    {
+        var batch = new SafeTune.Runtime.Training.TokenBatch([101, 7, 102, 101, 8, 102], [1, 0], null, 2, 3) { TokenTypeIds = [0, 0, 1, 0, 1, 1] };
+        Assert.Equal(1, batch.LabelColumns);
+        using (var labels = batch.InputFor("labels")!) Assert.Equal([2L, 1], OrtValues.ShapeOf(labels));
+        using (var types = batch.InputFor("token_type_ids")!) Assert.Equal([0L, 0, 1, 0, 1, 1], types.GetTensorDataAsSpan<long>().ToArray());
+        batch.Validate(30522, 2);
+        Assert.Contains("labels[1][0] = 2", Assert.Throws<InvalidDataException>(() => (batch with { Labels = [1, 2] }).Validate(30522, 2)).Message);
+        Assert.Contains("one per row", Assert.Throws<InvalidDataException>(() => (batch with { Labels = [1, 0, 1] }).Validate(30522, 2)).Message);
+        Assert.Contains("token_type_ids", Assert.Throws<InvalidDataException>(() => (batch with { TokenTypeIds = [0] }).Validate(30522, 2)).Message);
+        // Without segment ids a model that takes them gets zeros, as before.
+        using var zeros = (batch with { TokenTypeIds = null }).InputFor("token_type_ids")!;
+        Assert.All(zeros.GetTensorDataAsSpan<long>().ToArray(), v => Assert.Equal(0, v));
+    }
+
+    [Fact]
     public void Score_mapping_spans_the_rubric()
     {
         Assert.Equal(JudgeVerdict.MinScore, LocalClassifierJudge.ScoreFromProbability(0));
@@ -187,19 +203,26 @@ public sealed class LocalJudgeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
-    public void Default_cache_folder_follows_the_environment()
+    public void Cache_and_data_folders_follow_the_environment()
     {
-        var before = Environment.GetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable);
+        var cache = Environment.GetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable);
+        var data = Environment.GetEnvironmentVariable(JudgeData.DataEnvironmentVariable);
         try
         {
             Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, _dir.File("judge-cache"));
             Assert.Equal(_dir.File("judge-cache"), LocalClassifierJudge.DefaultCacheDirectory);
             Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, null);
             Assert.EndsWith(Path.Combine("safetune", "judge"), LocalClassifierJudge.DefaultCacheDirectory);
+
+            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, null);
+            Assert.Equal(Path.GetFullPath(Repo.SharedData()), Path.GetFullPath(JudgeData.FindDataDirectory()));
+            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, _dir.File("no-such-data"));
+            Assert.Contains(JudgeData.DataEnvironmentVariable, Assert.Throws<DirectoryNotFoundException>(JudgeData.FindDataDirectory).Message);
         }
         finally
         {
-            Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, before);
+            Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, cache);
+            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, data);
         }
     }
 }

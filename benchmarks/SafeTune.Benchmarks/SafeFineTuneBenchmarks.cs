@@ -1,0 +1,166 @@
+using BenchmarkDotNet.Attributes;
+using SafeTune.Autodiff.Lora;
+using SafeTune.Models.Decoders;
+using SafeTune.Runtime;
+using SafeTune.Runtime.Training;
+using SafeTune.Safety.Probes;
+using SafeTune.Training.FineTuning;
+
+namespace SafeTune.Benchmarks;
+
+/// <summary>
+/// One safe fine-tuning step (LoRA r = 64 on every projection, AdamW) of the benchmark decoder
+/// (<see cref="LlamaConfig.Bench"/>, 4.26M parameters) on 8 rows of 128 tokens whose first 48 are the prompt:
+/// standard fine-tuning (no reference pass), fixed-beta KL (reference pass + KL), and adaptive with an activation probe
+/// fused into the reference pass (the probe reads the reference's own prompt activations, so it adds no forward pass).
+/// <c>AdaptiveFusedProbe / FixedKl</c> is the probe's cost in a training step.
+/// </summary>
+[MemoryDiagnoser]
+public class SafeFineTuneBenchmarks
+{
+    private const int Rows = 8, Length = 128, Prompt = 48;
+    private FineTuneEngine _standard = null!, _fixedKl = null!, _adaptive = null!;
+    private TrainingBatch[] _batch = null!;
+    private long _step;
+
+    private sealed class OneBatchPlan(TrainingBatch[] batch) : ITrainingPlan
+    {
+        public long Steps => long.MaxValue;
+        public IReadOnlyList<TrainingBatch> Step(long step) => batch;
+    }
+
+    /// <summary>A logistic probe with fixed random weights on the decoder's width, reading every layer.</summary>
+    internal static ProbeFile RandomProbe(int width, int layers)
+    {
+        var rng = new Random(5);
+        var head = new LogisticRegression(new Standardizer(new double[width], [.. Enumerable.Repeat(1.0, width)]),
+            [.. Enumerable.Range(0, width).Select(_ => rng.NextDouble() - 0.5)], 0.1, 1e-3);
+        return new ProbeFile { ModelPath = "bench.onnx", ModelSha256 = "0", Tokenizer = "bench", LayerCount = layers, Head = head };
+    }
+
+    /// <summary>The benchmark batch with prompts masked out of the labels.</summary>
+    internal static TrainingBatch[] PromptBatch()
+    {
+        var tokens = BenchBatch.Create(Rows, Length);
+        var labels = tokens.Labels.ToArray();
+        var mask = new long[Rows * Length];
+        var examples = new TrainingExample[Rows];
+        for (int r = 0; r < Rows; r++)
+        {
+            for (int p = 0; p < Prompt; p++)
+            {
+                mask[r * Length + p] = 1;
+                if (p < Prompt - 1) labels[r * Length + p] = -100;
+            }
+            examples[r] = new TrainingExample($"row{r}", "prompt", "response", r, 0, Length, Prompt);
+        }
+        return [new TrainingBatch(tokens with { Labels = labels }, mask, examples)];
+    }
+
+    /// <summary>Builds the three engines.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        var model = LlamaGraph.Build(LlamaConfig.Bench, seed: 0);
+        _batch = PromptBatch();
+        FineTuneEngine Engine(SafetyOptions safety, RiskSource? risk) => FineTuneEngine.Create(new FineTuneOptions
+        {
+            Model = model,
+            Plan = new OneBatchPlan(_batch),
+            Lora = new LoraOptions { Rank = 64, Alpha = 16 },
+            Optimizer = new OptimizerConfig { LearningRate = 1e-4, WeightDecay = 0.01 },
+            Safety = safety,
+            RiskSource = risk,
+            Runtime = new SessionConfig(),
+        });
+        _standard = Engine(Methods.Preset("standard"), null);
+        _fixedKl = Engine(Methods.Preset("fixed-kl"), null);
+        _adaptive = Engine(Methods.Preset("adaptive", "probe:bench.json"), new FusedProbeRisk(RandomProbe(LlamaConfig.Bench.HiddenSize, LlamaConfig.Bench.Layers)));
+    }
+
+    /// <summary>Standard fine-tuning: forward, backward, optimizer.</summary>
+    [Benchmark]
+    public double Standard() => _standard.Step(_step++, _batch).Loss;
+
+    /// <summary>Fixed-beta KL: the reference pass, then the weighted SFT + KL objective.</summary>
+    [Benchmark(Baseline = true)]
+    public double FixedKl() => _fixedKl.Step(_step++, _batch).Loss;
+
+    /// <summary>Adaptive: the same, with the probe fused into the reference pass and beta from its risk.</summary>
+    [Benchmark]
+    public double AdaptiveFusedProbe() => _adaptive.Step(_step++, _batch).Loss;
+
+    /// <summary>Releases the engines.</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _standard.Dispose();
+        _fixedKl.Dispose();
+        _adaptive.Dispose();
+    }
+}
+
+/// <summary>
+/// Inference latency of the model before fine-tuning and of the merged output of a LoRA fine-tune: the same graph, so
+/// the ratio should be 1 within noise (zero inference-time cost). Forward pass of <see cref="LlamaConfig.Bench"/> on
+/// 8 x 128 tokens.
+/// </summary>
+public class MergedModelLatencyBenchmarks
+{
+    private Microsoft.ML.OnnxRuntime.InferenceSession _input = null!, _merged = null!;
+    private Microsoft.ML.OnnxRuntime.OrtValue _ids = null!;
+
+    /// <summary>Fine-tunes a few LoRA steps, merges, and opens both sessions.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        var model = LlamaGraph.Build(LlamaConfig.Bench, seed: 0);
+        var batch = SafeFineTuneBenchmarks.PromptBatch();
+        using (var engine = FineTuneEngine.Create(new FineTuneOptions
+        {
+            Model = model,
+            Plan = new SingleStepPlan(batch),
+            Lora = new LoraOptions { Rank = 64, Alpha = 16 },
+            Optimizer = new OptimizerConfig { LearningRate = 1e-3 },
+            Safety = Methods.Preset("standard"),
+        }))
+        {
+            for (int i = 0; i < 3; i++) engine.Step(i, batch);
+            var (merged, _) = engine.Export();
+            ModelExport.AssertSameGraph(model, merged);
+            _merged = SessionFactory.Create(merged);
+        }
+        _input = SessionFactory.Create(model);
+        _ids = OrtValues.Wrap(batch[0].Tokens.InputIds, 8, 128);
+    }
+
+    private sealed class SingleStepPlan(TrainingBatch[] batch) : ITrainingPlan
+    {
+        public long Steps => 3;
+        public IReadOnlyList<TrainingBatch> Step(long step) => batch;
+    }
+
+    private static float Forward(Microsoft.ML.OnnxRuntime.InferenceSession session, Microsoft.ML.OnnxRuntime.OrtValue ids)
+    {
+        using var options = new Microsoft.ML.OnnxRuntime.RunOptions();
+        using var outputs = session.Run(options, ["input_ids"], [ids], ["logits"]);
+        return outputs[0].GetTensorDataAsSpan<float>()[0];
+    }
+
+    /// <summary>The model before fine-tuning.</summary>
+    [Benchmark(Baseline = true)]
+    public float InputModel() => Forward(_input, _ids);
+
+    /// <summary>The merged fine-tuned model.</summary>
+    [Benchmark]
+    public float MergedModel() => Forward(_merged, _ids);
+
+    /// <summary>Releases the sessions.</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _input.Dispose();
+        _merged.Dispose();
+        _ids.Dispose();
+    }
+}

@@ -1,0 +1,266 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using SafeTune.Autodiff.Losses;
+using SafeTune.Autodiff.Lora;
+using SafeTune.Onnx;
+using SafeTune.Onnx.Passes;
+using SafeTune.Runtime;
+using SafeTune.Runtime.Training;
+using SafeTune.Safety.Critics;
+using SafeTune.Training.Risk;
+using OrtValue = Microsoft.ML.OnnxRuntime.OrtValue;
+
+namespace SafeTune.Training.FineTuning;
+
+/// <summary>
+/// The sessions of a safe fine-tune and its optimizer step. The trained graph is the model with LoRA adapters (or every
+/// weight); the frozen reference policy is the starting model in a second session that reads the training session's
+/// frozen weights (with LoRA, the base weights are held once). Beta enters the training graph as per-token weights, so
+/// one backward pass gives exactly the blend <c>(1 - beta) * grad SFT + beta * grad KL</c> that an optimizer wrapper
+/// would form from two.
+/// </summary>
+public sealed class FineTuneEngine : IDisposable
+{
+    private readonly FineTuneOptions _options;
+    private readonly LoraPass? _lora;
+    private readonly ResponseLossKind _kind;
+
+    private FineTuneEngine(FineTuneOptions options, LoraPass? lora, ResponseLossKind kind, TrainingSession session, ReferencePolicy? reference,
+        RiskSource? risk, BetaMap betaMap)
+    {
+        _options = options;
+        _lora = lora;
+        _kind = kind;
+        Session = session;
+        Reference = reference;
+        Risk = risk;
+        BetaMap = betaMap;
+    }
+
+    /// <summary>The training session (the trained graph, its optimizer and flat buffers).</summary>
+    public TrainingSession Session { get; }
+
+    /// <summary>The frozen reference policy; null when the method needs no reference pass (standard fine-tuning).</summary>
+    public ReferencePolicy? Reference { get; }
+
+    /// <summary>The risk source; null without one.</summary>
+    public RiskSource? Risk { get; }
+
+    /// <summary>The risk-to-beta map (and its state).</summary>
+    public BetaMap BetaMap { get; }
+
+    /// <summary>The objective the training graph computes.</summary>
+    public ResponseLossKind Objective => _kind;
+
+    /// <summary>Builds the graphs and opens the sessions.</summary>
+    public static FineTuneEngine Create(FineTuneOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        var safety = options.Safety;
+        var betaMap = BetaMap.Parse(safety.BetaMap);
+        bool standard = betaMap is FixedBetaMap { Beta: 0 } && safety.Penalty == Penalty.Kl;
+        var kind = safety.Penalty switch
+        {
+            Penalty.Kl when !standard => ResponseLossKind.CrossEntropyAndKl,
+            Penalty.Constrained => ResponseLossKind.Constrained,
+            _ => ResponseLossKind.CrossEntropy,
+        };
+        var risk = safety.RiskKind == "none" ? null : options.RiskSource;
+        bool needLogProbs = kind != ResponseLossKind.CrossEntropy;
+        bool needReference = needLogProbs || risk?.NeedsReferencePass == true;
+
+        // The trained graph: LoRA adapters on the projections, or every weight.
+        var model = options.Model;
+        LoraPass? lora = null;
+        IReadOnlyList<string>? trainable = null;
+        if (options.Lora is not null)
+        {
+            model = Model.FromBytes(options.Model.ToBytes(), displayName: "LoRA model");
+            lora = new LoraPass(options.Lora with { Seed = options.Seed });
+            PassRunner.Run(model, lora);
+            trainable = lora.TrainableParameters;
+        }
+        var session = TrainingSession.Create(model, new TrainingOptions
+        {
+            Runtime = options.Runtime,
+            Optimizer = safety.Penalty == Penalty.L2 ? options.Optimizer with { ProximalRho = 0 } : options.Optimizer,
+            Trainable = trainable,
+            Backward = options.Backward,
+            Objective = TrainingObjective.Response(kind),
+        });
+        try
+        {
+            var reference = needReference
+                ? ReferencePolicy.Create(options.Model, new ReferenceOptions
+                {
+                    Runtime = options.Runtime,
+                    SharedWeights = session.SharedWeights,
+                    LogProbs = needLogProbs,
+                    Extend = risk?.ExtendReference,
+                })
+                : null;
+            return new FineTuneEngine(options, lora, kind, session, reference, risk, betaMap);
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// One optimizer step on <paramref name="batches"/> (its micro-batches): the reference pass (log-probabilities at the
+    /// response positions, a fused probe's risk), the risk, beta (per batch or per example), forward and backward of the
+    /// weighted objective accumulated over the micro-batches, clipping and the optimizer. The learning rate is the
+    /// session's current one. <paramref name="checkpoints"/> is named in the error when the loss diverges.
+    /// </summary>
+    public StepLog Step(long step, IReadOnlyList<TrainingBatch> batches, string? checkpoints = null)
+    {
+        ArgumentNullException.ThrowIfNull(batches);
+        var safety = _options.Safety;
+        var sw = Stopwatch.StartNew();
+        long responseTokens = batches.Sum(b => (long)b.ResponseTokens);
+        if (responseTokens == 0) throw new InvalidDataException($"step {step + 1} has no response tokens to train on.");
+        var refs = new ReferenceOutputs?[batches.Count];
+        var scores = new RiskScores?[batches.Count];
+        try
+        {
+            // reference pass and risk
+            for (int m = 0; m < batches.Count; m++)
+            {
+                if (Reference is not null)
+                {
+                    using var refInputs = ReferenceInputs(batches[m]);
+                    refs[m] = Reference.Run(batches[m].Tokens, batches[m].ResponseIndex(), refInputs.Values);
+                }
+                if (Risk is not null) scores[m] = Risk.Score(batches[m], refs[m]);
+            }
+
+            // beta: one for the batch, or one per example
+            var exampleRisks = Risk is null ? null : scores.SelectMany(s => s!.PerExample).ToArray();
+            double? batchRisk = exampleRisks is null ? null
+                : safety.Aggregation == JudgeAggregation.Max ? exampleRisks.Max() : exampleRisks.Average();
+            double[]? exampleBetas = null;
+            double beta;
+            if (safety.Weighting == RiskWeighting.Example && exampleRisks is not null)
+            {
+                exampleBetas = [.. exampleRisks.Select(BetaMap.Next)];
+                beta = exampleBetas.Average();
+            }
+            else beta = BetaMap.Next(batchRisk ?? 0);
+            if (safety.Penalty == Penalty.L2) Session.SetProximalRho(beta * safety.PenaltyStrength);
+
+            // forward/backward of the weighted objective, accumulated over the micro-batches
+            Session.LazyResetGrad();
+            double loss = 0, sft = 0, other = 0;
+            int example0 = 0;
+            for (int m = 0; m < batches.Count; m++)
+            {
+                var b = batches[m];
+                var betas = exampleBetas?.AsSpan(example0, b.Examples.Count).ToArray();
+                using var inputs = StepInputs(b, refs[m], beta, betas, responseTokens);
+                loss += Session.TrainStep(b.Tokens, inputs.Values);
+                var metrics = Session.Metrics;
+                double share = (double)b.ResponseTokens / responseTokens;
+                sft += share * metrics[ResponseNames.MeanSft];
+                if (metrics.TryGetValue(ResponseNames.MeanKl, out var kl)) other += share * kl;
+                if (metrics.TryGetValue(ResponseNames.MeanConstrained, out var c)) other += share * c;
+                example0 += b.Examples.Count;
+            }
+            if (!double.IsFinite(loss))
+                throw new TrainingDivergedException($"step {step + 1}: the loss is {loss.ToString(CultureInfo.InvariantCulture)}; training stopped" +
+                    (checkpoints is null ? "." : $" and the last good checkpoint (step {Session.Step}) in {checkpoints} is kept."));
+
+            // optimizer
+            double? norm = _options.ClipNorm is { } clip ? Session.ClipGradNorm(clip) : null;
+            double lr = Session.LearningRate;
+            Session.OptimizerStep();
+            sw.Stop();
+            return new StepLog(Session.Step, _options.Plan.Steps, lr, loss, sft, _kind == ResponseLossKind.CrossEntropy ? null : other,
+                batchRisk, beta, exampleRisks, exampleBetas, [.. batches.SelectMany(b => b.Examples.Select(r => r.Id))],
+                batches.Sum(b => (long)b.Tokens.BatchSize * b.Tokens.SequenceLength), responseTokens, sw.Elapsed.TotalMilliseconds,
+                scores.Sum(s => s?.Failures ?? 0), norm);
+        }
+        finally
+        {
+            foreach (var r in refs) r?.Dispose();
+        }
+    }
+
+    /// <summary>The merged model (asserted to have the input's graph) and, when given, the generation graph with the same weights.</summary>
+    public (Model Model, Model? Generation) Export()
+    {
+        var merged = _lora is null ? Session.CurrentModel() : LoraMerge.Merge(Session.CurrentModel(), _lora.Adapters);
+        ModelExport.AssertSameGraph(_options.Model, merged);
+        return (merged, _options.GenerationModel is { } g ? ModelExport.TransplantWeights(merged, g) : null);
+    }
+
+    /// <summary>Saves a checkpoint (weights, optimizer moments, beta-map state) into <paramref name="directory"/>.</summary>
+    public void Save(string directory) => Checkpoint.Save(Session, directory, new JsonObject { ["beta_map"] = BetaMap.SaveState() });
+
+    /// <summary>Restores a checkpoint saved by <see cref="Save"/>; returns the step it was taken at.</summary>
+    public long Restore(string directory)
+    {
+        var extra = Checkpoint.Load(Session, directory);
+        BetaMap.RestoreState(extra["beta_map"]);
+        return Session.Step;
+    }
+
+    private StepInputBag ReferenceInputs(TrainingBatch batch)
+    {
+        var inputs = new StepInputBag();
+        foreach (var name in Reference!.StepInputs)
+        {
+            if (name != FineTuner.PromptMask) throw new InvalidOperationException($"the reference pass needs '{name}', which the fine-tuning loop does not provide.");
+            inputs.Add(name, OrtValues.Wrap(batch.PromptMask, batch.Tokens.BatchSize, batch.Tokens.SequenceLength));
+        }
+        return inputs;
+    }
+
+    /// <summary>The objective's per-token inputs for one micro-batch (weights already divided by the step's response tokens).</summary>
+    private StepInputBag StepInputs(TrainingBatch b, ReferenceOutputs? reference, double beta, double[]? exampleBetas, long stepTokens)
+    {
+        var bag = new StepInputBag();
+        var positions = b.ResponseTokenPositions();
+        int n = positions.Length;
+        bag.Add(ResponseNames.Index, OrtValues.Wrap(b.ResponseIndex(), n));
+        float inv = 1f / stepTokens;
+        double BetaOf(int example) => exampleBetas?[example] ?? beta;
+        switch (_kind)
+        {
+            case ResponseLossKind.CrossEntropy:
+                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Example)) * inv)], n));
+                break;
+            case ResponseLossKind.CrossEntropyAndKl:
+                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Example)) * inv)], n));
+                bag.Add(ResponseNames.KlWeight, OrtValues.Wrap([.. positions.Select(p => (float)BetaOf(p.Example) * inv)], n));
+                bag.Borrow(ResponseNames.ReferenceLogProbs, reference![ResponseNames.ReferenceLogProbs]);
+                break;
+            case ResponseLossKind.Constrained:
+                bag.Add(ResponseNames.ConstrainedWeight, OrtValues.Wrap([.. positions.Select(_ => inv)], n));
+                bag.Add(ResponseNames.TokenBeta, OrtValues.Wrap([.. positions.Select(p => (float)_options.Safety.ConstrainedBeta(p.T))], n));
+                bag.Borrow(ResponseNames.ReferenceTokenLogProbs, reference![ResponseNames.ReferenceTokenLogProbs]);
+                break;
+        }
+        return bag;
+    }
+
+    /// <summary>Step inputs by name: owns those it made, borrows the reference's outputs.</summary>
+    private sealed class StepInputBag : IDisposable
+    {
+        private readonly OrtValueBag _owned = new();
+        public Dictionary<string, OrtValue> Values { get; } = new(StringComparer.Ordinal);
+        public void Add(string name, OrtValue value) => Values[name] = _owned.Add(name, value);
+        public void Borrow(string name, OrtValue value) => Values[name] = value;
+        public void Dispose() => _owned.Dispose();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Reference?.Dispose();
+        Session.Dispose();
+    }
+}
