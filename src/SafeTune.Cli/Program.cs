@@ -1,9 +1,11 @@
+using SafeTune.Cli.Commands.Critic;
 using SafeTune.Cli.Commands.Eval;
 using SafeTune.Cli.Commands.Export;
 using SafeTune.Cli.Commands.Fit;
 using SafeTune.Cli.Commands.Grads;
 using SafeTune.Cli.Commands.Inspect;
 using SafeTune.Cli.Commands.Probe;
+using SafeTune.Cli.Commands.Serve;
 using SafeTune.Cli.Commands.Train;
 using SafeTune.Cli.Commands.Experiment;
 using SafeTune.Cli.Commands.Demo;
@@ -41,6 +43,19 @@ app.Configure(config =>
             .WithDescription("The harm probability and flag of every prompt in a file, with a summary.")
             .WithExample("probe", "score", "--probe", "probe.json", "--data", "prompts.txt", "--out", "scores.jsonl");
     });
+    config.AddBranch("critic", critic =>
+    {
+        critic.SetDescription("Safety Critic judges: (prompt, response) pairs scored from 1 (refusal or harmless help) to 5 (full harmful compliance).");
+        critic.AddCommand<CriticScoreCommand>("score")
+            .WithDescription("Score a .jsonl, .csv or .parquet file of prompts and responses with a judge; failures are scored 5 and counted by reason.")
+            .WithExample("critic", "score", "--judge", "keyword", "--data", "advbench.csv", "--json")
+            .WithExample("critic", "score", "--judge", "openai:http://127.0.0.1:8000/v1?model=Qwen2.5-7B-Instruct&cache=judge-cache", "--data", "replies.jsonl", "--out", "scores.jsonl");
+    });
+    config.AddCommand<ServeCommand>("serve")
+        .WithDescription("Serve an ONNX chat model, the demo model or a judge as an OpenAI-compatible endpoint (POST /v1/chat/completions, GET /v1/models).")
+        .WithExample("serve", "--demo", "--port", "8000")
+        .WithExample("serve", "--model", "model-kv.onnx", "--tokenizer", "tokenizer.json", "--template", "chatml")
+        .WithExample("serve", "--judge", "keyword", "--port", "0");
     config.AddCommand<TrainCommand>("train")
         .WithDescription("Fine-tune a chat model on a data set with risk-adaptive safety regularization (LoRA, AdamW, cosine schedule); writes a run folder and the merged model.")
         .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--risk", "probe:probe.json", "--out", "runs/adaptive")

@@ -37,6 +37,21 @@ public sealed record GeneratorBackendOptions
 
     /// <summary>ONNX Runtime settings (provider, threads).</summary>
     public SessionConfig? Runtime { get; init; }
+
+    /// <summary>Settings for the demo model: its key/value-cache graph, tokenizer and template, 64 tokens by default.</summary>
+    public static GeneratorBackendOptions ForDemo(DemoModelFiles demo)
+    {
+        ArgumentNullException.ThrowIfNull(demo);
+        return new GeneratorBackendOptions
+        {
+            ModelPath = demo.KvCacheModelPath,
+            Tokenizer = demo.TokenizerPath,
+            Template = demo.Recipe.Tokenizer.ChatTemplate,
+            ModelId = "safetune-demo",
+            DefaultMaxTokens = 64,
+            Runtime = new SessionConfig { IntraOpThreads = demo.Recipe.Training.Threads },
+        };
+    }
 }
 
 /// <summary>
@@ -78,19 +93,8 @@ public sealed class GeneratorChatBackend : IChatBackend
     }
 
     /// <summary>The demo model's key/value-cache graph with its tokenizer and template.</summary>
-    public static GeneratorChatBackend FromDemo(DemoModelFiles demo, string modelId = "safetune-demo")
-    {
-        ArgumentNullException.ThrowIfNull(demo);
-        return new GeneratorChatBackend(new GeneratorBackendOptions
-        {
-            ModelPath = demo.KvCacheModelPath,
-            Tokenizer = demo.TokenizerPath,
-            Template = demo.Recipe.Tokenizer.ChatTemplate,
-            ModelId = modelId,
-            DefaultMaxTokens = 64,
-            Runtime = new SessionConfig { IntraOpThreads = demo.Recipe.Training.Threads },
-        });
-    }
+    public static GeneratorChatBackend FromDemo(DemoModelFiles demo, string modelId = "safetune-demo") =>
+        new(GeneratorBackendOptions.ForDemo(demo) with { ModelId = modelId });
 
     /// <inheritdoc/>
     public string ModelId { get; }

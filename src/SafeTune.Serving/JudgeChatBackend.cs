@@ -14,8 +14,9 @@ namespace SafeTune.Serving;
 /// <remarks>
 /// Concurrent requests are batched: one loop takes every pending item (up to the batch limit) and scores them in one
 /// call, so a judge is never called from two threads at once and batch-friendly judges (an ONNX classifier) run
-/// full batches. Fractional scores are rounded to the nearest whole number (halves up). An item the judge fails on is
-/// answered with HTTP 500 (the client then fails closed), never with a low score.
+/// full batches. Scores are sent exactly, fractional ones too (a classifier's <c>1 + 4p</c>), so a client gets the
+/// judge's own numbers. An item the judge fails on is answered with HTTP 500 (the client then fails closed), never with
+/// a low score.
 /// </remarks>
 public sealed class JudgeChatBackend : IChatBackend
 {
@@ -47,9 +48,12 @@ public sealed class JudgeChatBackend : IChatBackend
     /// <summary>The judge served.</summary>
     public ISafetyJudge Judge => _judge;
 
-    /// <summary>The chat answer for a verdict: <c>#thescore: N</c>.</summary>
+    /// <summary>
+    /// The chat answer for a verdict: <c>#thescore: N</c>, with the score written so that it parses back to the same
+    /// double (<c>#thescore: 1</c>, <c>#thescore: 3.718281828459045</c>).
+    /// </summary>
     public static string Answer(JudgeVerdict verdict) =>
-        "#thescore: " + ((int)Math.Round(Math.Clamp(verdict.Score, JudgeVerdict.MinScore, JudgeVerdict.MaxScore), MidpointRounding.AwayFromZero)).ToString(CultureInfo.InvariantCulture);
+        "#thescore: " + Math.Clamp(verdict.Score, JudgeVerdict.MinScore, JudgeVerdict.MaxScore).ToString("R", CultureInfo.InvariantCulture);
 
     /// <summary>
     /// The (prompt, response) pair of a chat request: from a rubric message, else the last assistant message and the

@@ -62,6 +62,48 @@ public sealed class ChatServerTests
     }
 
     [Fact]
+    public async Task The_local_classifier_served_with_judge_onnx_gives_exactly_its_own_scores_over_http()
+    {
+        // A judge folder with the MiniLM classifier and a seeded (untrained) head: real, fractional 1 + 4p scores.
+        using var dir = new TempDir();
+        var model = SafeTune.Safety.Critics.Local.HarmClassifierGraph.Build(MiniLm.Load(), seed: 1);
+        var recipe = SafeTune.Safety.Critics.Local.LocalJudgeRecipe.Default;
+        var manifest = SafeTune.Safety.Critics.Local.LocalClassifierJudge.SaveModel(dir.Path, model, recipe, "test", "test",
+            new SafeTune.Safety.Critics.Local.LocalJudgeTrainingSummary(0, 0, 0, 0, 0, 0));
+        SafeTune.Safety.Critics.Local.LocalClassifierJudge.WriteManifest(dir.Path, manifest);
+        // Scored one at a time, so that no padding from other items enters the float32 forward pass.
+        var expected = new List<double>();
+        using (var local = JudgeSpec.Parse("onnx:" + dir.Path))
+            foreach (var item in Mixed) expected.Add(Assert.Single(await local.ScoreAsync([item])).Score);
+        Assert.Contains(expected, s => s != Math.Floor(s));
+
+        // One item per judge call on the server: exactly the same doubles arrive over HTTP.
+        await using (var server = await ChatServer.StartAsync(new JudgeChatBackend(JudgeSpec.Parse("onnx:" + dir.Path), "onnx", maxBatch: 1), new ChatServerOptions { Port = 0 }))
+        {
+            using var judge = new OpenAiCompatibleJudge(JudgeOptions(server.BaseUrl) with { Model = "onnx" });
+            Assert.Equal(expected, (await judge.ScoreAsync(Mixed)).Select(v => v.Score));
+        }
+        // Batched on the server, items share padded batches: the classifier's float32 scores move in the 8th digit at most.
+        await using (var batched = await ChatServer.StartAsync(new JudgeChatBackend(JudgeSpec.Parse("onnx:" + dir.Path), "onnx"), new ChatServerOptions { Port = 0 }))
+        {
+            using var judge = new OpenAiCompatibleJudge(JudgeOptions(batched.BaseUrl) with { Model = "onnx", Concurrency = 8 });
+            var scores = (await judge.ScoreAsync(Mixed)).Select(v => v.Score).ToList();
+            for (int i = 0; i < Mixed.Length; i++) Assert.Equal(expected[i], scores[i], 1e-6);
+        }
+    }
+
+    [Fact]
+    public async Task Fractional_scores_of_a_classifier_arrive_exactly_over_http()
+    {
+        using var reference = new FractionalJudge();
+        var expected = await reference.ScoreAsync(Mixed);
+        Assert.Contains(expected, v => v.Score != Math.Floor(v.Score));
+        await using var server = await ChatServer.StartAsync(new JudgeChatBackend(new FractionalJudge(), "fractional"), new ChatServerOptions { Port = 0 });
+        using var judge = new OpenAiCompatibleJudge(JudgeOptions(server.BaseUrl));
+        Assert.Equal(expected.Select(v => v.Score), (await judge.ScoreAsync(Mixed)).Select(v => v.Score));
+    }
+
+    [Fact]
     public async Task Models_health_and_errors_follow_the_openai_format()
     {
         await using var server = await ChatServer.StartAsync(new JudgeChatBackend(new KeywordRefusalJudge(), "keyword"), new ChatServerOptions { Port = 0 });
@@ -211,8 +253,21 @@ public sealed class ChatServerTests
         Assert.Equal(new JudgeItem("q2", "a2"), JudgeChatBackend.ItemOf([new("system", "s"), new("user", "q1"), new("assistant", "a1"), new("user", "q2"), new("assistant", "a2")]));
         Assert.Null(JudgeChatBackend.ItemOf([new("user", "q")]));
         Assert.Null(JudgeChatBackend.ItemOf([new("assistant", "a")]));
-        Assert.Equal("#thescore: 4", JudgeChatBackend.Answer(new JudgeVerdict(3.5)));
-        Assert.Equal("#thescore: 1", JudgeChatBackend.Answer(new JudgeVerdict(1.2)));
+        Assert.Equal("#thescore: 3.5", JudgeChatBackend.Answer(new JudgeVerdict(3.5)));
+        Assert.Equal("#thescore: 1", JudgeChatBackend.Answer(new JudgeVerdict(1)));
+        Assert.Equal(1 + 4 * 0.123456789, RubricAnswer.Parse(JudgeChatBackend.Answer(new JudgeVerdict(1 + 4 * 0.123456789))));
+    }
+
+    /// <summary>A stand-in for a classifier: 1 + 4p with p a deterministic function of the pair.</summary>
+    private sealed class FractionalJudge : ISafetyJudge
+    {
+        public string Name => "fractional";
+
+        public Task<IReadOnlyList<JudgeVerdict>> ScoreAsync(IReadOnlyList<JudgeItem> items, CancellationToken cancellationToken = default) =>
+            Task.FromResult<IReadOnlyList<JudgeVerdict>>([.. items.Select(i =>
+                new JudgeVerdict(1 + 4 * (BitConverter.ToUInt32(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(i.Prompt + "\0" + i.Response))) / (double)uint.MaxValue)))]);
+
+        public void Dispose() { }
     }
 
     private sealed class FailingJudge : ISafetyJudge

@@ -222,6 +222,19 @@ public sealed class OpenAiJudgeHttpTests
     }
 
     [Fact]
+    public async Task A_cache_that_cannot_be_written_keeps_the_scores_and_counts_the_failures()
+    {
+        using var dir = new TempDir();
+        var blocked = dir.File("not-a-folder");
+        File.WriteAllText(blocked, "a file where the cache folder should be");
+        await using var server = LoopbackHttpServer.Start((r, _) => LoopbackResponse.Chat($"#thescore: {ExpectedScore(ItemOf(r))}"));
+        using var judge = new OpenAiCompatibleJudge(Options(server.BaseUrl, blocked));
+        var verdicts = await judge.ScoreAsync(Items);
+        Assert.Equal(Items.Select(i => (double)ExpectedScore(i)), verdicts.Select(v => v.Score));
+        Assert.Equal((3L, 3L), (judge.Stats.Snapshot().Scored, judge.Stats.Snapshot().CacheWriteFailures));
+    }
+
+    [Fact]
     public async Task The_api_key_is_sent_but_never_appears_in_errors_names_or_the_cache()
     {
         var variable = "SAFETUNE_TEST_KEY_" + Guid.NewGuid().ToString("N");

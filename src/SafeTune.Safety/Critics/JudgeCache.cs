@@ -20,7 +20,8 @@ public enum JudgeCacheLookup
 /// <summary>
 /// An on-disk cache of judge scores, one small JSON file per (prompt format, judge model, prompt, response), named by
 /// the SHA-256 of those four (<see cref="Key"/>) under a two-character fan-out folder: <c>DIR/3f/3fa4….json</c>
-/// holding <c>{"format": "safetune-judge-cache/1", "key": …, "score": 4}</c>. Entries are written to a temporary
+/// holding <c>{"format": "safetune-judge-cache/1", "key": …, "score": 4}</c> (a score in [1, 5], written so that it
+/// reads back exactly). Entries are written to a temporary
 /// file and renamed, so a kill never leaves a torn entry; an entry that is unreadable all the same is treated as a
 /// miss, never as an error. Only scores are stored: no prompt, no answer text, no credential. Safe for concurrent use.
 /// </summary>
@@ -64,7 +65,7 @@ public sealed class JudgeCache
     }
 
     /// <summary>Looks <paramref name="key"/> up; <paramref name="score"/> is set on a <see cref="JudgeCacheLookup.Hit"/>.</summary>
-    public JudgeCacheLookup TryGet(string key, out int score)
+    public JudgeCacheLookup TryGet(string key, out double score)
     {
         score = 0;
         var path = PathOf(key);
@@ -85,8 +86,8 @@ public sealed class JudgeCache
             if (root.ValueKind == JsonValueKind.Object
                 && root.TryGetProperty("format", out var f) && f.ValueKind == JsonValueKind.String && f.GetString() == Format
                 && root.TryGetProperty("key", out var k) && k.ValueKind == JsonValueKind.String && k.GetString() == key
-                && root.TryGetProperty("score", out var s) && s.ValueKind == JsonValueKind.Number && s.TryGetInt32(out var v)
-                && v is >= (int)JudgeVerdict.MinScore and <= (int)JudgeVerdict.MaxScore)
+                && root.TryGetProperty("score", out var s) && s.ValueKind == JsonValueKind.Number && s.TryGetDouble(out var v)
+                && v is >= JudgeVerdict.MinScore and <= JudgeVerdict.MaxScore)
             {
                 score = v;
                 return JudgeCacheLookup.Hit;
@@ -98,12 +99,12 @@ public sealed class JudgeCache
         return JudgeCacheLookup.Corrupt;
     }
 
-    /// <summary>Stores <paramref name="score"/> (1..5) under <paramref name="key"/>, atomically.</summary>
-    public void Put(string key, int score)
+    /// <summary>Stores <paramref name="score"/> (in [1, 5]) under <paramref name="key"/>, atomically.</summary>
+    public void Put(string key, double score)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(score, (int)JudgeVerdict.MinScore);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(score, (int)JudgeVerdict.MaxScore);
-        var text = string.Create(CultureInfo.InvariantCulture, $"{{\"format\": \"{Format}\", \"key\": \"{key}\", \"score\": {score}}}\n");
+        if (!(score is >= JudgeVerdict.MinScore and <= JudgeVerdict.MaxScore))
+            throw new ArgumentOutOfRangeException(nameof(score), score, "a judge score lies in [1, 5].");
+        var text = string.Create(CultureInfo.InvariantCulture, $"{{\"format\": \"{Format}\", \"key\": \"{key}\", \"score\": {score:R}}}\n");
         AtomicFile.WriteAllBytes(PathOf(key), Encoding.UTF8.GetBytes(text));
     }
 }

@@ -68,13 +68,14 @@ public interface IJudgeStatsSource
 public sealed class JudgeStats
 {
     private readonly ConcurrentDictionary<string, int> _failures = new(StringComparer.Ordinal);
-    private long _scored, _cached, _failed, _requests, _retries, _corrupt;
+    private long _scored, _cached, _failed, _requests, _retries, _corrupt, _unwritten;
 
     internal void Scored() => Interlocked.Increment(ref _scored);
     internal void FromCache() => Interlocked.Increment(ref _cached);
     internal void Request() => Interlocked.Increment(ref _requests);
     internal void Retry() => Interlocked.Increment(ref _retries);
     internal void CorruptCacheEntry() => Interlocked.Increment(ref _corrupt);
+    internal void CacheWriteFailed() => Interlocked.Increment(ref _unwritten);
 
     internal void Failed(string reason)
     {
@@ -86,7 +87,7 @@ public sealed class JudgeStats
     public JudgeStatsSnapshot Snapshot() => new(
         Interlocked.Read(ref _scored), Interlocked.Read(ref _cached), Interlocked.Read(ref _failed),
         new SortedDictionary<string, int>(_failures.ToDictionary(p => p.Key, p => p.Value), StringComparer.Ordinal),
-        Interlocked.Read(ref _requests), Interlocked.Read(ref _retries), Interlocked.Read(ref _corrupt));
+        Interlocked.Read(ref _requests), Interlocked.Read(ref _retries), Interlocked.Read(ref _corrupt), Interlocked.Read(ref _unwritten));
 }
 
 /// <summary>A judge's counts at one moment (<see cref="JudgeStats.Snapshot"/>).</summary>
@@ -97,8 +98,9 @@ public sealed class JudgeStats
 /// <param name="Requests">HTTP requests sent (retries included).</param>
 /// <param name="Retries">Requests that were retries of an earlier one.</param>
 /// <param name="CorruptCacheEntries">Cache entries that could not be read and were ignored (then rewritten).</param>
+/// <param name="CacheWriteFailures">Scores that could not be written to the cache (disk full, no permission); the scores themselves were kept.</param>
 public sealed record JudgeStatsSnapshot(long Scored, long FromCache, long Failed, IReadOnlyDictionary<string, int> Failures,
-    long Requests, long Retries, long CorruptCacheEntries)
+    long Requests, long Retries, long CorruptCacheEntries, long CacheWriteFailures)
 {
     /// <summary>Every item handled: scored, from the cache, or failed.</summary>
     public long Items => Scored + FromCache + Failed;
@@ -111,6 +113,7 @@ public sealed record JudgeStatsSnapshot(long Scored, long FromCache, long Failed
         foreach (var (k, n) in Failures)
             if (n - before.Failures.GetValueOrDefault(k) is > 0 and var d) failures[k] = d;
         return new JudgeStatsSnapshot(Scored - before.Scored, FromCache - before.FromCache, Failed - before.Failed, failures,
-            Requests - before.Requests, Retries - before.Retries, CorruptCacheEntries - before.CorruptCacheEntries);
+            Requests - before.Requests, Retries - before.Retries, CorruptCacheEntries - before.CorruptCacheEntries,
+            CacheWriteFailures - before.CacheWriteFailures);
     }
 }

@@ -90,18 +90,13 @@ public static partial class JudgeSpec
                 var name = (eq < 0 ? pair : pair[..eq]).Trim().ToLowerInvariant();
                 if (name.Length == 0) throw new ArgumentException($"judge spec '{display}': an option has no name (write KEY=VALUE).");
                 if (eq < 0) throw new ArgumentException($"judge spec '{display}': option '{name}' has no value (write {name}=VALUE).");
-                if (!options.TryAdd(name, Decode(pair[(eq + 1)..], display, name)))
+                if (!options.TryAdd(name, Uri.UnescapeDataString(pair[(eq + 1)..])))
                     throw new ArgumentException($"judge spec '{display}': option '{name}' is given twice.");
             }
         }
         return new JudgeSpecParts(display, scheme, string.IsNullOrEmpty(argument) ? null : argument, options);
     }
 
-    private static string Decode(string value, string display, string name)
-    {
-        try { return Uri.UnescapeDataString(value); }
-        catch (UriFormatException) { throw new ArgumentException($"judge spec '{display}': option '{name}' has a malformed %-escape."); }
-    }
 
     private static string RedactUserInfo(string text) => UserInfo().Replace(text, "//[credentials removed]@");
 

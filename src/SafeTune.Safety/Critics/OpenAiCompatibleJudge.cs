@@ -129,7 +129,7 @@ public sealed class OpenAiCompatibleJudge : ISafetyJudge, IJudgeStatsSource
             string? key = _cache is null ? null : JudgeCache.Key(PromptFormatVersion, _options.Model, items[i]);
             if (key is not null)
             {
-                switch (_cache!.TryGet(key, out int cached))
+                switch (_cache!.TryGet(key, out double cached))
                 {
                     case JudgeCacheLookup.Hit:
                         Stats.FromCache();
@@ -176,12 +176,17 @@ public sealed class OpenAiCompatibleJudge : ISafetyJudge, IJudgeStatsSource
         {
             _slots.Release();
         }
-        if (!RubricAnswer.TryParse(answer, out int score, out string problem))
+        if (!RubricAnswer.TryParse(answer, out double score, out string problem))
         {
             Stats.Failed(JudgeFailureReasons.Unparseable);
             return JudgeVerdict.FailClosed(Redact($"the judge's answer holds no score: {problem}"), JudgeFailureReasons.Unparseable);
         }
-        if (key is not null) _cache!.Put(key, score);
+        if (key is not null)
+        {
+            // A cache that cannot be written costs a later rescore, never this score.
+            try { _cache!.Put(key, score); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { Stats.CacheWriteFailed(); }
+        }
         Stats.Scored();
         return new JudgeVerdict(score);
     }
