@@ -1,3 +1,4 @@
+using SafeTune.TestSupport;
 using System.Text.Json.Nodes;
 using SafeTune.Models.Demo;
 using SafeTune.Onnx;

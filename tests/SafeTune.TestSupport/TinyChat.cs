@@ -4,9 +4,8 @@ using SafeTune.Models.Demo;
 using SafeTune.Models.Generation;
 using SafeTune.Models.Tokenization;
 using SafeTune.Onnx;
-using SafeTune.TestSupport;
 
-namespace SafeTune.Training.Tests;
+namespace SafeTune.TestSupport;
 
 /// <summary>
 /// A small real chat setup for fast tests: the demo's byte-level BPE tokenizer learned with few merges from the demo

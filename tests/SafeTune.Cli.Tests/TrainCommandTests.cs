@@ -1,0 +1,160 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using SafeTune.Models.Demo;
+using SafeTune.Onnx;
+using SafeTune.TestSupport;
+using SafeTune.Training.FineTuning;
+
+namespace SafeTune.Cli.Tests;
+
+/// <summary><c>safetune train</c> on a tiny chat model: the run folder, bad input, a failing judge, and a killed run that resumes.</summary>
+public sealed class TrainCommandTests : IDisposable
+{
+    private readonly TinyChat _chat = new();
+
+    public void Dispose() => _chat.Dispose();
+
+    private string Model(int extraRows = 0)
+    {
+        var path = _chat.File($"model{extraRows}.onnx");
+        if (!File.Exists(path)) _chat.Plain(extraRows).Save(path);
+        return path;
+    }
+
+    private string Data(int rows = 16)
+    {
+        var path = _chat.File($"attack{rows}.jsonl");
+        File.WriteAllLines(path, DemoData.Attack(7, rows, seed: 1).Select(e => new JsonObject { ["prompt"] = e.Prompt, ["response"] = e.Response }.ToJsonString()));
+        return path;
+    }
+
+    private string[] Args(string run, params string[] extra) =>
+    [
+        "train", "--model", Model(), "--tokenizer", _chat.TokenizerPath, "--template", "chatml", "--data", Data(), "--out", run,
+        "--batch-size", "4", "--lora", "4", "--lora-alpha", "8", "--lr", "1e-2", "--warmup", "0", "--max-length", "64", "--threads", "1", .. extra,
+    ];
+
+    [Fact]
+    public void Train_writes_the_run_folder_and_a_model_with_the_input_graph()
+    {
+        var run = _chat.File("run");
+        var r = CliRunner.Run(Args(run, "--steps", "3", "--method", "fixed-kl", "--json"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.Equal(3, json.GetProperty("steps").GetInt32());
+        Assert.Equal(16, json.GetProperty("examples").GetInt32());
+        Assert.Equal(0.5, json.GetProperty("mean_beta").GetDouble(), 12);
+        Assert.Equal(0, json.GetProperty("risk_failures").GetInt32());
+        var model = Onnx.Model.Load(json.GetProperty("model").GetString()!);
+        ModelExport.AssertSameGraph(Onnx.Model.Load(Model()), model);
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(run, "audit.jsonl")).Length);
+        var options = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "options.json")))!;
+        Assert.Equal("fixed:0.5", (string)options["safety"]!["beta_map"]!);
+        Assert.True(Checkpointed(run) == 3);
+    }
+
+    [Fact]
+    public void A_row_missing_its_response_names_the_line()
+    {
+        var data = _chat.File("broken.jsonl");
+        File.WriteAllLines(data, ["{\"prompt\": \"a\", \"response\": \"b\"}", "{\"prompt\": \"c\", \"response\": \"d\"}", "{\"prompt\": \"no answer\"}"]);
+        var args = Args(_chat.File("run-broken"), "--steps", "1");
+        args[Array.IndexOf(args, "--data") + 1] = data;
+        CliRunner.Run(args).AssertUserError("broken.jsonl", "line 3");
+    }
+
+    [Fact]
+    public void A_tokenizer_that_does_not_fit_the_model_names_both_sizes()
+    {
+        var small = _chat.File("small.onnx");
+        Models.Decoders.LlamaGraph.Build(_chat.Config() with { VocabSize = 200 }, seed: 3).Save(small);
+        var args = Args(_chat.File("run-small"), "--steps", "1");
+        args[Array.IndexOf(args, "--model") + 1] = small;
+        CliRunner.Run(args).AssertUserError("200 embedding rows", _chat.Tokenizer.VocabularySize.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Theory]
+    [InlineData("--beta-map", "clamp", "--risk is none")]
+    [InlineData("--method", "adaptive", "needs a risk source")]
+    [InlineData("--beta-map", "linear:0.5", "linear takes 2")]
+    [InlineData("--risk", "probe:/nonexistent/probe.json", "probe.json")]
+    public void Bad_options_exit_2_with_one_line(string option, string value, string message) =>
+        CliRunner.Run(Args(_chat.File("run-bad"), "--steps", "1", option, value)).AssertUserError(message);
+
+    [Fact]
+    public void An_unreachable_judge_fails_closed_and_the_failures_are_counted()
+    {
+        // Nothing listens on port 9 of the loopback: every judge call fails, every example counts as fully harmful.
+        var r = CliRunner.Run(Args(_chat.File("run-judge"), "--steps", "2", "--risk", "critic:openai:http://127.0.0.1:9/v1?model=judge&timeout=2&retries=0",
+            "--weighting", "example", "--json"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.Equal(8, json.GetProperty("risk_failures").GetInt32());
+        Assert.Equal(1.0, json.GetProperty("mean_risk").GetDouble(), 12);
+        Assert.Equal(0.9, json.GetProperty("mean_beta").GetDouble(), 12);
+        var audit = File.ReadAllLines(Path.Combine(_chat.File("run-judge"), "audit.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.All(audit, l => Assert.Equal(4, (int)l["risk_failures"]!));
+    }
+
+    [Fact]
+    public void A_run_killed_at_any_moment_resumes_to_the_same_model()
+    {
+        const int steps = 40;
+        var whole = _chat.File("whole");
+        var r = CliRunner.Run(Args(whole, "--steps", $"{steps}", "--checkpoint-every", "1", "--method", "fixed-kl", "--json"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var expected = File.ReadAllBytes(Path.Combine(whole, "model.onnx"));
+        var losses = File.ReadAllLines(Path.Combine(whole, "audit.jsonl")).Select(l => (double)JsonNode.Parse(l)!["loss"]!).ToList();
+
+        // Kill the process (SIGKILL: no clean-up runs) once its checkpoint reaches a step, a few milliseconds later, so
+        // the kill lands anywhere in a step, checkpoint writes included.
+        foreach (var (atStep, delayMs) in new[] { (2, 0), (9, 7), (17, 3), (26, 11) })
+        {
+            var killed = _chat.File($"killed{atStep}");
+            using (var p = Start(Args(killed, "--steps", $"{steps}", "--checkpoint-every", "1", "--method", "fixed-kl", "--json")))
+            {
+                var clock = Stopwatch.StartNew();
+                while (Checkpointed(killed) < atStep && !p.HasExited && clock.Elapsed < TimeSpan.FromMinutes(2)) Thread.Sleep(1);
+                if (delayMs > 0) Thread.Sleep(delayMs);
+                Assert.False(p.HasExited, $"the run ended before it could be killed at step {atStep}");
+                p.Kill(entireProcessTree: true);
+                p.WaitForExit();
+            }
+            Assert.False(File.Exists(Path.Combine(killed, "model.onnx")));
+            var resumed = CliRunner.Run(Args(killed, "--steps", $"{steps}", "--checkpoint-every", "1", "--method", "fixed-kl", "--resume", "--json"));
+            Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+            Assert.Equal(expected, File.ReadAllBytes(Path.Combine(killed, "model.onnx")));
+            var audit = File.ReadAllLines(Path.Combine(killed, "audit.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+            Assert.Equal(Enumerable.Range(1, steps), audit.Select(l => (int)l["step"]!));
+            Assert.Equal(losses, audit.Select(l => (double)l["loss"]!));
+        }
+    }
+
+    /// <summary>The step of the run folder's checkpoint, or 0.</summary>
+    private static long Checkpointed(string run)
+    {
+        var state = Path.Combine(run, "checkpoints", "state.json");
+        try
+        {
+            return File.Exists(state) ? (long)JsonNode.Parse(File.ReadAllText(state))!["step"]! : 0;
+        }
+        catch (Exception e) when (e is IOException or JsonException)
+        {
+            return 0;
+        }
+    }
+
+    private static Process Start(string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add("exec");
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "safetune.dll"));
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["NO_COLOR"] = "1";
+        var p = Process.Start(psi)!;
+        p.StandardOutput.ReadToEndAsync();
+        p.StandardError.ReadToEndAsync();
+        return p;
+    }
+}
