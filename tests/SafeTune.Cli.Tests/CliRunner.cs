@@ -20,7 +20,10 @@ public sealed record CliResult(int ExitCode, string Stdout, string Stderr)
 /// <summary>Runs the real <c>safetune</c> executable (built next to the tests) in a child process.</summary>
 public static class CliRunner
 {
-    public static CliResult Run(params string[] args)
+    public static CliResult Run(params string[] args) => Run(TimeSpan.FromMinutes(2), args);
+
+    /// <summary>Runs with a time limit (the process is killed, and the test fails, when it runs longer).</summary>
+    public static CliResult Run(TimeSpan limit, params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "safetune.dll");
         var psi = new ProcessStartInfo("dotnet")
@@ -37,7 +40,7 @@ public static class CliRunner
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(120_000)) { p.Kill(true); throw new TimeoutException("safetune " + string.Join(' ', args)); }
+        if (!p.WaitForExit(limit)) { p.Kill(true); throw new TimeoutException("safetune " + string.Join(' ', args)); }
         return new CliResult(p.ExitCode, stdout.Result, stderr.Result);
     }
 }

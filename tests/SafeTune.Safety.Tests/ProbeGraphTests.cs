@@ -194,7 +194,7 @@ public sealed class ProbeGraphDemoModelTests : IDisposable
     public void Dispose() => _dir.Dispose();
 
     /// <summary>The demo model, trained once (about 80 s) and cached under artifacts/.</summary>
-    internal static Models.Demo.DemoModelFiles Demo() => Models.Demo.DemoModel.BuildOrLoad(Path.Combine(Repo.Root, "artifacts", "demo-model"));
+    internal static Models.Demo.DemoModelFiles Demo() => Models.Demo.DemoModel.BuildOrLoad(Repo.TestCache("demo", "model"));
 
     [Theory]
     [Trait("Category", "Slow")]

@@ -1,3 +1,4 @@
+using SafeTune.TestSupport;
 using System.Diagnostics;
 using SafeTune.Models.Chat;
 using SafeTune.Models.Demo;
@@ -15,7 +16,7 @@ public sealed class DemoEvalTests(ITestOutputHelper output)
 {
     /// <summary>The demo model, trained on first use and cached by recipe hash under the temp folder.</summary>
     private static DemoModelFiles Demo() =>
-        DemoModel.BuildOrLoad(Path.Combine(Path.GetTempPath(), "safetune-demo-" + DemoRecipe.Default.Hash()[..12]));
+        DemoModel.BuildOrLoad(Repo.TestCache("demo", "model"));
 
     [Fact]
     [Trait("Category", "Slow")]

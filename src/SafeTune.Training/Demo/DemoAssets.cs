@@ -14,8 +14,9 @@ namespace SafeTune.Training.Demo;
 /// <param name="ProbePath">The activation probe trained on the demo model's prompt activations.</param>
 /// <param name="ProbeHarmfulPath">The probe's harmful training prompts (training split), one per line.</param>
 /// <param name="ProbeHarmlessPath">The probe's harmless training prompts (training split: benign and scary-but-safe), one per line.</param>
+/// <param name="BenignTrainPath">The benign tasks of the training split with their answers (JSONL prompt/response): benign fine-tuning data.</param>
 public sealed record DemoAssetFiles(DemoModelFiles Model, string AttackPath, string HarmfulTestPath, string BenignTestPath, string ScarySafeTestPath,
-    string ProbePath, string ProbeHarmfulPath, string ProbeHarmlessPath);
+    string ProbePath, string ProbeHarmfulPath, string ProbeHarmlessPath, string BenignTrainPath);
 
 /// <summary>Progress of <see cref="DemoAssets.Prepare"/>.</summary>
 /// <param name="Stage"><c>model</c>, <c>data</c> or <c>probe</c>.</param>
@@ -52,6 +53,7 @@ public static class DemoAssets
         string harmfulTest = WriteLines(Path.Combine(data, "harmful_test.txt"), test.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt));
         string benignTest = WriteJsonl(Path.Combine(data, "benign_test.jsonl"), test.Where(e => e.Kind == DemoKind.Benign).Select(e => (e.Prompt, e.Response)));
         string scaryTest = WriteLines(Path.Combine(data, "scary_safe_test.txt"), test.Where(e => e.Kind == DemoKind.ScarySafe).Select(e => e.Prompt));
+        string benignTrain = WriteJsonl(Path.Combine(data, "benign_train.jsonl"), train.Where(e => e.Kind == DemoKind.Benign).Select(e => (e.Prompt, e.Response)));
         string probeHarmful = WriteLines(Path.Combine(data, "probe_harmful.txt"), train.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt).Distinct());
         string probeHarmless = WriteLines(Path.Combine(data, "probe_harmless.txt"), train.Where(e => e.Kind != DemoKind.Harmful).Select(e => e.Prompt).Distinct());
 
@@ -69,7 +71,7 @@ public static class DemoAssets
             });
             trained.Probe.Save(probePath);
         }
-        return new DemoAssetFiles(model, attack, harmfulTest, benignTest, scaryTest, probePath, probeHarmful, probeHarmless);
+        return new DemoAssetFiles(model, attack, harmfulTest, benignTest, scaryTest, probePath, probeHarmful, probeHarmless, benignTrain);
     }
 
     private static bool ProbeIsCurrent(string probePath, string modelPath)

@@ -84,10 +84,11 @@ public sealed record ExperimentConfig
     /// <summary>The config with paths made absolute against <paramref name="folder"/> (data specs keep their suffixes).</summary>
     public ExperimentConfig Resolve(string folder, string defaultOut)
     {
-        string P(string p) => p.Length == 0 || Path.IsPathRooted(p) || p.StartsWith("builtin:", StringComparison.Ordinal) ? p : Path.GetFullPath(Path.Combine(folder, p));
+        string P(string p) => p.Length == 0 || Path.IsPathRooted(p) || p == DemoName || p.StartsWith(DemoName + ":", StringComparison.Ordinal)
+            ? p : Path.GetFullPath(Path.Combine(folder, p));
         string? Po(string? p) => p is null ? null : P(p);
         IReadOnlyList<string> Ps(IReadOnlyList<string> ps) => [.. ps.Select(P)];
-        string Risk(string r) => r.StartsWith("probe:", StringComparison.OrdinalIgnoreCase) ? "probe:" + P(r["probe:".Length..]) : r;
+        string Risk(string r) => r.StartsWith("probe:", StringComparison.OrdinalIgnoreCase) && r != "probe:" + DemoName ? "probe:" + P(r["probe:".Length..]) : r;
         string Tok(string t) => File.Exists(Path.Combine(folder, t)) || Directory.Exists(Path.Combine(folder, t)) ? P(t) : t;
         return this with
         {
@@ -110,7 +111,7 @@ public sealed record ExperimentConfig
     {
         void Fail(string what) => throw new InvalidDataException($"{source}: {what}");
         if (Model.Length == 0) Fail("\"model\" is required.");
-        if (Tokenizer.Length == 0) Fail("\"tokenizer\" is required.");
+        if (Tokenizer.Length == 0 && Model != DemoName) Fail("\"tokenizer\" is required.");
         if (Scenarios.Count == 0) Fail("\"scenarios\" must list at least one scenario.");
         if (Methods.Count == 0) Fail("\"methods\" must list at least one method.");
         if (Seeds.Count == 0) Fail("\"seeds\" must list at least one seed.");
@@ -139,6 +140,59 @@ public sealed record ExperimentConfig
         if (Evaluation.Harmful.Count == 0 && Evaluation.Benign.Count == 0 && Evaluation.OverRefusal.Count == 0)
             Fail("\"evaluation\" must name harmful, benign or overrefusal prompts.");
         if (Evaluation.Every < 0) Fail("\"evaluation.every\" must be 0 (only at the end) or a step count.");
+    }
+
+    /// <summary>
+    /// The model name (and the prefix of file specs) that stands for the demo model and its project-written data:
+    /// <c>"model": "demo"</c> trains the demo model (tokenizer, template and key/value graph implied), <c>probe:demo</c>
+    /// is the probe on it, <c>demo:attack</c> and <c>demo:benign-train</c> its attack set and benign training tasks, and
+    /// <c>demo:harmful</c>, <c>demo:benign</c>, <c>demo:scary-safe</c> its held-out test sets.
+    /// </summary>
+    public const string DemoName = "demo";
+
+    /// <summary>True when the config names the demo model or its data.</summary>
+    public bool UsesDemo => Model == DemoName || ToJson().Contains("\"" + DemoName + ":", StringComparison.Ordinal)
+        || ToJson().Contains(":" + DemoName + "\"", StringComparison.Ordinal);
+
+    /// <summary>The config with the demo names replaced by the files of <paramref name="demo"/>.</summary>
+    public ExperimentConfig WithDemo(Demo.DemoAssetFiles demo)
+    {
+        ArgumentNullException.ThrowIfNull(demo);
+        string F(string spec)
+        {
+            if (!spec.StartsWith(DemoName + ":", StringComparison.Ordinal)) return spec;
+            var rest = spec[(DemoName.Length + 1)..];
+            int cut = rest.IndexOfAny(['@', '*']);
+            var (name, suffix) = cut < 0 ? (rest, "") : (rest[..cut], rest[cut..]);
+            // ':N' (first N rows) may follow the name too.
+            int colon = name.IndexOf(':');
+            if (colon >= 0) { suffix = name[colon..] + suffix; name = name[..colon]; }
+            return name switch
+            {
+                "attack" => demo.AttackPath,
+                "harmful" => demo.HarmfulTestPath,
+                "benign" => demo.BenignTestPath,
+                "benign-train" => demo.BenignTrainPath,
+                "scary-safe" => demo.ScarySafeTestPath,
+                _ => throw new InvalidDataException($"'{spec}': the demo's data sets are demo:attack, demo:benign-train, demo:harmful, demo:benign and demo:scary-safe."),
+            } + suffix;
+        }
+        IReadOnlyList<string> Fs(IReadOnlyList<string> specs) => [.. specs.Select(F)];
+        bool isDemo = Model == DemoName;
+        return this with
+        {
+            Model = isDemo ? demo.Model.ModelPath : Model,
+            GenerationModel = isDemo ? demo.Model.KvCacheModelPath : GenerationModel,
+            Tokenizer = isDemo ? demo.Model.TokenizerPath : Tokenizer,
+            Template = Template ?? (isDemo ? demo.Model.Recipe.Tokenizer.ChatTemplate : null),
+            Scenarios = [.. Scenarios.Select(s => s with { Harmful = Fs(s.Harmful), Benign = Fs(s.Benign) })],
+            Methods = [.. Methods.Select(m => m.Risk == "probe:" + DemoName ? m with { Risk = "probe:" + demo.ProbePath } : m)],
+            Evaluation = Evaluation with
+            {
+                Harmful = Fs(Evaluation.Harmful), Benign = Fs(Evaluation.Benign), OverRefusal = Fs(Evaluation.OverRefusal),
+                ProbeHarmless = Fs(Evaluation.ProbeHarmless),
+            },
+        };
     }
 
     /// <summary>The config as JSON (as resolved).</summary>

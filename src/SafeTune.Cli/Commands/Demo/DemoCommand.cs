@@ -52,25 +52,19 @@ public sealed class DemoSettings : CommandSettings
 /// <summary><c>safetune demo</c>: the embedded default, end to end.</summary>
 public sealed class DemoCommand : Command<DemoSettings>
 {
-    /// <summary>The default cache folder: $SAFETUNE_CACHE, else $XDG_CACHE_HOME/safetune, else ~/.cache/safetune.</summary>
-    public static string DefaultCache =>
-        Environment.GetEnvironmentVariable("SAFETUNE_CACHE") is { Length: > 0 } c ? c
-        : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "safetune");
-
     /// <inheritdoc/>
     public override int Execute(CommandContext context, DemoSettings s, CancellationToken cancellationToken)
     {
         var started = DateTime.UtcNow;
         var options = new DemoOptions
         {
-            CacheDirectory = Path.Combine(s.Cache ?? DefaultCache, "demo"),
+            CacheDirectory = SafeTuneCache.Demo(s.Cache),
             OutDirectory = s.Out,
             Seeds = s.Seeds,
             Epochs = s.Epochs,
             Threads = s.Threads,
         };
-        string judgeCache = Path.Combine(s.Cache ?? DefaultCache, "judge");
+        string judgeCache = SafeTuneCache.Judge(s.Cache);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;

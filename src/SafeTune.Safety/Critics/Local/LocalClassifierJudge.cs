@@ -90,13 +90,14 @@ public sealed class LocalClassifierJudge : ISafetyJudge
 
     /// <summary>
     /// The default cache folder of the built judge: <see cref="CacheEnvironmentVariable"/> when set, else
-    /// <c>$XDG_CACHE_HOME/safetune/judge</c>, else <c>~/.cache/safetune/judge</c>.
+    /// <c>$SAFETUNE_CACHE/judge</c>, else <c>$XDG_CACHE_HOME/safetune/judge</c>, else <c>~/.cache/safetune/judge</c>.
     /// </summary>
     public static string DefaultCacheDirectory
     {
         get
         {
             if (Environment.GetEnvironmentVariable(CacheEnvironmentVariable) is { Length: > 0 } env) return Path.GetFullPath(env);
+            if (Environment.GetEnvironmentVariable("SAFETUNE_CACHE") is { Length: > 0 } cache) return Path.Combine(Path.GetFullPath(cache), "judge");
             var root = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
                 : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
             return Path.Combine(root, "safetune", "judge");
