@@ -89,6 +89,36 @@ public sealed class ExperimentTests : IDisposable
     }
 
     [Fact]
+    public void Demo_names_resolve_to_the_demo_assets()
+    {
+        var path = _chat.File("demo.json");
+        File.WriteAllText(path, """
+            {"model": "demo", "scenarios": [{"name": "a", "kind": "mixed", "benign": ["demo:benign-train:10"], "harmful": ["demo:attack"]}],
+             "methods": [{"name": "adaptive-probe", "method": "adaptive", "risk": "probe:demo"}, {"name": "standard"}],
+             "evaluation": {"harmful": ["demo:harmful"], "benign": ["demo:benign"], "overrefusal": ["demo:scary-safe"]}}
+            """);
+        var config = ExperimentConfig.Load(path);
+        Assert.True(config.UsesDemo());
+        var model = new DemoModelFiles("/d/model", "/d/model/demo.onnx", "/d/model/demo-kv.onnx", "/d/model/tokenizer.json",
+            DemoRecipe.Default.LlamaConfig(768), DemoRecipe.Default, "hash", false, 0, 0);
+        var assets = new Demo.DemoAssetFiles(model, "/d/attack.jsonl", "/d/harmful.txt", "/d/benign.jsonl", "/d/scary.txt", "/d/probe.json",
+            "/d/ph.txt", "/d/pl.txt", "/d/benign_train.jsonl");
+        var resolved = config.WithDemo(assets);
+        Assert.Equal("/d/model/demo.onnx", resolved.Model);
+        Assert.Equal("/d/model/demo-kv.onnx", resolved.GenerationModel);
+        Assert.Equal("/d/model/tokenizer.json", resolved.Tokenizer);
+        Assert.Equal("chatml", resolved.Template);
+        Assert.Equal(["/d/benign_train.jsonl:10"], resolved.Scenarios[0].Benign);
+        Assert.Equal(["/d/attack.jsonl"], resolved.Scenarios[0].Harmful);
+        Assert.Equal("probe:/d/probe.json", resolved.Methods[0].Risk);
+        Assert.Equal(["/d/harmful.txt"], resolved.Evaluation.Harmful);
+        Assert.Equal(["/d/scary.txt"], resolved.Evaluation.OverRefusal);
+        Assert.False(resolved.UsesDemo());
+        var bad = config with { Evaluation = config.Evaluation with { Harmful = ["demo:nothing"] } };
+        Assert.Contains("demo:attack, demo:benign-train", Assert.Throws<InvalidDataException>(() => bad.WithDemo(assets)).Message);
+    }
+
+    [Fact]
     public void The_mixed_scenario_samples_harmful_rows_to_the_fraction()
     {
         Setup();
@@ -140,8 +170,6 @@ public sealed class ExperimentTests : IDisposable
             Runtime = new Runtime.SessionConfig { IntraOpThreads = 1 },
         });
         Assert.Contains("fused", job.RiskSource);
-        var attack = File.ReadAllLines(_chat.File("attack.jsonl")).Select(l => JsonNode.Parse(l)!).ToDictionary(
-            n => (string)n["prompt"]!, n => (string)n["prompt"]!);
         var examples = Data.DatasetMix.Parse([_chat.File("attack.jsonl")]).Load().ToDictionary(e => e.Id);
         foreach (var step in job.Result.Log)
         {
@@ -151,5 +179,19 @@ public sealed class ExperimentTests : IDisposable
                 Assert.True(Math.Abs(step.ExampleRisks![i] - expected[i]) < 1e-4, $"step {step.Step} example {i}: fused {step.ExampleRisks[i]} vs probe {expected[i]}");
             Assert.Equal([.. step.ExampleRisks!.Select(r => Math.Clamp((1 + 4 * r - 2) / 3, 0.1, 0.9))], step.ExampleBetas!);
         }
+
+        // Fine-tuning another model with the same probe: the probe runs its own model on the prompt text instead.
+        _chat.Plain(seed: 9).Save(_chat.File("other.onnx"));
+        var other = TrainJob.Run(new TrainJobOptions
+        {
+            Model = _chat.File("other.onnx"), Tokenizer = _chat.TokenizerPath, Template = "chatml", Data = [_chat.File("attack.jsonl")],
+            Steps = 1, BatchSize = 4, MaxLength = 64, Lora = new Autodiff.Lora.LoraOptions { Rank = 4, Alpha = 8 }, WarmupSteps = 0,
+            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json")) with { Weighting = RiskWeighting.Example },
+            Runtime = new Runtime.SessionConfig { IntraOpThreads = 1 },
+        });
+        Assert.Contains("separate pass", other.RiskSource);
+        var first = other.Result.Log[0];
+        var want = ProbeTraining.Score(probe, [.. first.Examples.Select(id => examples[id].Prompt)]);
+        for (int i = 0; i < want.Length; i++) Assert.Equal(want[i], first.ExampleRisks![i], 12);
     }
 }

@@ -74,6 +74,7 @@ public static class DemoRun
                 ProbeHarmless = [],
                 MaxNewTokens = 40,
                 Judge = "keyword",
+                Every = 20,
             },
             Out = Path.GetFullPath(options.OutDirectory),
         };

@@ -151,8 +151,11 @@ public sealed record ExperimentConfig
     public const string DemoName = "demo";
 
     /// <summary>True when the config names the demo model or its data.</summary>
-    public bool UsesDemo => Model == DemoName || ToJson().Contains("\"" + DemoName + ":", StringComparison.Ordinal)
-        || ToJson().Contains(":" + DemoName + "\"", StringComparison.Ordinal);
+    public bool UsesDemo()
+    {
+        var json = ToJson();
+        return Model == DemoName || json.Contains("\"" + DemoName + ":", StringComparison.Ordinal) || json.Contains(":" + DemoName + "\"", StringComparison.Ordinal);
+    }
 
     /// <summary>The config with the demo names replaced by the files of <paramref name="demo"/>.</summary>
     public ExperimentConfig WithDemo(Demo.DemoAssetFiles demo)

@@ -73,7 +73,8 @@ public static class ExperimentReport
             if (runs.Count == 0) continue;
             if (AsrBars(Path.Combine(dir, $"{scenario.Name}_asr.png"), scenario.Name, results.Before, summaries.Where(s => s.Scenario == scenario.Name).ToList()))
                 plots.Add(($"{scenario.Name}: ASR and utility by method", $"{scenario.Name}_asr.png"));
-            if (OverSteps(Path.Combine(dir, $"{scenario.Name}_asr_over_steps.png"), scenario.Name, runs, "metrics.jsonl", l => l["eval"]?["asr"], "ASR", percent: true))
+            if (OverSteps(Path.Combine(dir, $"{scenario.Name}_asr_over_steps.png"), scenario.Name, runs, "metrics.jsonl", l => l["eval"]?["asr"], "ASR", percent: true,
+                start: results.Before.Asr))
                 plots.Add(($"{scenario.Name}: ASR over training steps", $"{scenario.Name}_asr_over_steps.png"));
             if (OverSteps(Path.Combine(dir, $"{scenario.Name}_beta_over_steps.png"), scenario.Name, runs, "audit.jsonl", l => l["beta"], "beta", percent: false))
                 plots.Add(($"{scenario.Name}: beta over training steps", $"{scenario.Name}_beta_over_steps.png"));
@@ -213,7 +214,8 @@ public static class ExperimentReport
         if (legend is not null) bars.LegendText = legend;
     }
 
-    private static bool OverSteps(string path, string scenario, IReadOnlyList<ExperimentRun> runs, string log, Func<JsonObject, JsonNode?> value, string what, bool percent)
+    private static bool OverSteps(string path, string scenario, IReadOnlyList<ExperimentRun> runs, string log, Func<JsonObject, JsonNode?> value, string what, bool percent,
+        double? start = null)
     {
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
@@ -227,6 +229,12 @@ public static class ExperimentReport
             var steps = bySeed.Select(d => d.Keys.ToHashSet()).Aggregate((a, b) => { a.IntersectWith(b); return a; }).Order().ToArray();
             if (steps.Length == 0) continue;
             var ys = steps.Select(s => bySeed.Average(d => d[s]) * (percent ? 100 : 1)).ToArray();
+            if (start is { } y0)
+            {
+                // The starting model's value at step 0.
+                steps = [0, .. steps];
+                ys = [y0 * (percent ? 100 : 1), .. ys];
+            }
             var line = plot.Add.Scatter(steps.Select(s => (double)s).ToArray(), ys);
             line.Color = palette.GetColor(series++);
             line.LineWidth = 2;

@@ -1,4 +1,5 @@
 using SafeTune.Runtime.Training;
+using SafeTune.Safety.Activations;
 using SafeTune.Safety.Critics;
 using SafeTune.Safety.Probes;
 
@@ -72,15 +73,26 @@ public sealed class CriticRisk(ISafetyJudge judge) : RiskSource
 
 /// <summary>
 /// An activation probe trained on another model than the one being fine-tuned (for example a MiniLM guard): it reads
-/// that model's activations on the prompt text, an extra forward pass of the probe's model per new prompt. Scores are
-/// remembered by example id.
+/// that model's activations on the prompt text, an extra forward pass of the probe's model per new prompt, in a session
+/// opened once (the model's hash is checked against the probe then). Scores are remembered by example id.
 /// </summary>
-public sealed class ExternalProbeRisk(ProbeFile probe) : RiskSource
+public sealed class ExternalProbeRisk : RiskSource
 {
     private readonly Dictionary<string, double> _seen = new(StringComparer.Ordinal);
+    private readonly ActivationExtractor _extractor;
+
+    /// <summary>Opens the probe's model.</summary>
+    /// <exception cref="InvalidDataException">The model file differs from the one the probe was trained on.</exception>
+    public ExternalProbeRisk(ProbeFile probe)
+    {
+        ArgumentNullException.ThrowIfNull(probe);
+        probe.CheckModel(probe.ModelPath);
+        Probe = probe;
+        _extractor = ProbeTraining.CreateExtractor(probe.ModelPath, probe.Tokenizer, probe.ChatTemplate, probe.Layers, probe.Pooling, probe.MaxLength);
+    }
 
     /// <summary>The probe.</summary>
-    public ProbeFile Probe { get; } = probe;
+    public ProbeFile Probe { get; }
 
     /// <inheritdoc/>
     public override string Name => $"probe on {Path.GetFileName(Probe.ModelPath)} (separate pass)";
@@ -91,11 +103,14 @@ public sealed class ExternalProbeRisk(ProbeFile probe) : RiskSource
         var todo = batch.Examples.Where(r => !_seen.ContainsKey(r.Id)).DistinctBy(r => r.Id).ToList();
         if (todo.Count > 0)
         {
-            var p = ProbeTraining.Score(Probe, [.. todo.Select(r => r.Prompt)]);
+            var p = Probe.Head.PredictProbability(_extractor.Extract([.. todo.Select(r => r.Prompt)]));
             for (int i = 0; i < todo.Count; i++) _seen[todo[i].Id] = p[i];
         }
         return new RiskScores([.. batch.Examples.Select(r => _seen[r.Id])], 0);
     }
+
+    /// <inheritdoc/>
+    public override void Dispose() => _extractor.Dispose();
 }
 
 /// <summary>
