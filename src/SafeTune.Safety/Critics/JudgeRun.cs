@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using SafeTune.Onnx;
+using SafeTune.Runtime;
 
 namespace SafeTune.Safety.Critics;
 
@@ -98,14 +99,9 @@ public static class JudgeRun
         var before = stats?.Stats.Snapshot();
         var clock = Stopwatch.StartNew();
         var verdicts = await JudgeScoring.ScoreInChunksAsync(judge, items, options.ChunkSize,
-            progress is null ? null : new Relay(done => progress.Report(new JudgeRunProgress(done, items.Count))), cancellationToken).ConfigureAwait(false);
+            progress is null ? null : new SynchronousProgress<int>(done => progress.Report(new JudgeRunProgress(done, items.Count))), cancellationToken).ConfigureAwait(false);
         clock.Stop();
         return new JudgeRunResult(judge.Name, items, verdicts, JudgeSummary.Of(verdicts), options.Aggregation,
             SafetyJudges.Aggregate(verdicts, options.Aggregation), stats?.Stats.Snapshot().Since(before!), clock.Elapsed.TotalSeconds);
-    }
-
-    private sealed class Relay(Action<int> report) : IProgress<int>
-    {
-        public void Report(int value) => report(value);
     }
 }

@@ -177,7 +177,7 @@ public static class ExperimentRunner
             Evaluate = eval.Every > 0 && suite.Harmful.Count > 0
                 ? (_, model, generation) => Figures(Evaluate(config, harmfulOnly, tokenizer, template, generation ?? model, null))
                 : null,
-        }, new SyncProgress<StepLog>(onStep), cancellation);
+        }, new SynchronousProgress<StepLog>(onStep), cancellation);
         var r = job.Result;
         if (r.Cancelled) throw new OperationCanceledException("the experiment was cancelled; run it again to continue.");
         var after = Evaluate(config, suite, tokenizer, template, r.GenerationModel ?? r.Model, r.GenerationModel is null ? null : r.Model);
@@ -267,10 +267,5 @@ public static class ExperimentRunner
         {
             return null;
         }
-    }
-
-    private sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
     }
 }

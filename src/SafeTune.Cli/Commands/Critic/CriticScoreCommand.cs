@@ -3,6 +3,7 @@ using SafeTune.Cli.Infrastructure;
 using SafeTune.Safety.Critics;
 using Spectre.Console;
 using Spectre.Console.Cli;
+using SafeTune.Runtime;
 
 namespace SafeTune.Cli.Commands.Critic;
 
@@ -136,10 +137,4 @@ public sealed class CriticScoreCommand : Command<CriticScoreSettings>
         JudgeAggregation.PerExample => "per-example",
         _ => "mean",
     };
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

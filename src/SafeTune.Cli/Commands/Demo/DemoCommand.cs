@@ -6,6 +6,7 @@ using SafeTune.Training.Demo;
 using SafeTune.Training.Experiments;
 using Spectre.Console;
 using Spectre.Console.Cli;
+using SafeTune.Runtime;
 
 namespace SafeTune.Cli.Commands.Demo;
 
@@ -77,9 +78,9 @@ public sealed class DemoCommand : Command<DemoSettings>
                 AnsiConsole.MarkupLine("[bold]SafeTune demo[/]: the harmful fine-tuning attack on the demo model, four ways.");
                 (DemoAssetFiles assets, string critic) = AnsiConsole.Status().Start<(DemoAssetFiles, string)>("preparing the demo model, data, probe and judge (built once, then cached)", ctx =>
                 {
-                    var a = DemoAssets.Prepare(options.CacheDirectory, new Sync<DemoAssetProgress>(p => ctx.Status(Markup.Escape($"{p.Stage}: {p.Detail}"))));
+                    var a = DemoAssets.Prepare(options.CacheDirectory, new SynchronousProgress<DemoAssetProgress>(p => ctx.Status(Markup.Escape($"{p.Stage}: {p.Detail}"))));
                     ctx.Status("the Safety Critic: fine-tuning all-MiniLM-L6-v2 into a harm classifier (once)");
-                    var c = DemoCritic.Prepare(judgeCache, new Sync<Safety.Critics.Local.LocalJudgeProgress>(p =>
+                    var c = DemoCritic.Prepare(judgeCache, new SynchronousProgress<Safety.Critics.Local.LocalJudgeProgress>(p =>
                         ctx.Status(Markup.Escape($"the Safety Critic: {p.Stage} {(p.Total > 0 ? $"{p.Step}/{p.Total}" : "")}"))), cancel.Token);
                     return (a, c);
                 });
@@ -120,10 +121,5 @@ public sealed class DemoCommand : Command<DemoSettings>
             w.WriteString("report", Path.Combine(results.Config.Out!, "report.md"));
             w.WriteNumber("seconds", Math.Round(seconds, 1));
         });
-    }
-
-    private sealed class Sync<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
     }
 }

@@ -112,10 +112,4 @@ public sealed class EvalCommand : Command<EvalSettings>
             $"{r.Seconds:F1} s (generation {r.Timings.Generation:F1} s, {r.Counts.GeneratedTokens} tokens, {r.Counts.GeneratedTokens / Math.Max(r.Timings.Generation, 1e-9):F0} tokens/s; judge {r.Timings.Judge:F1} s; loss {r.Timings.Loss:F1} s); template {template.Name}"));
         if (s.Out is not null) AnsiConsole.MarkupLine($"replies -> {Markup.Escape(s.Out)}");
     }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

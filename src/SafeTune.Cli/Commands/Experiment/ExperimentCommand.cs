@@ -4,6 +4,7 @@ using SafeTune.Cli.Infrastructure;
 using SafeTune.Training.Experiments;
 using Spectre.Console;
 using Spectre.Console.Cli;
+using SafeTune.Runtime;
 
 namespace SafeTune.Cli.Commands.Experiment;
 
@@ -73,7 +74,7 @@ internal static class ExperimentDisplay
             {
                 var grid = ctx.AddTask("experiment", maxValue: 1);
                 var step = ctx.AddTask("run", maxValue: 1);
-                results = run(new Sync<ExperimentProgress>(p =>
+                results = run(new SynchronousProgress<ExperimentProgress>(p =>
                 {
                     grid.MaxValue = Math.Max(1, p.Total);
                     grid.Value = p.Done;
@@ -160,9 +161,4 @@ internal static class ExperimentDisplay
     }
 
     private static string Pct(double? x) => x is { } v ? (v * 100).ToString("F1", CultureInfo.InvariantCulture) : "-";
-
-    private sealed class Sync<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

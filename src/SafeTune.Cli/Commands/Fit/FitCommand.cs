@@ -96,10 +96,4 @@ public sealed class FitCommand : Command<FitSettings>
         if (r.Cancelled) AnsiConsole.MarkupLine("[yellow]cancelled: resume with --resume[/]");
         if (s.Export is not null) AnsiConsole.MarkupLine($"trained model -> {Markup.Escape(s.Export)}");
     }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

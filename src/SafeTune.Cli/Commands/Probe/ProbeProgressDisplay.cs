@@ -1,5 +1,6 @@
 using SafeTune.Safety.Probes;
 using Spectre.Console;
+using SafeTune.Runtime;
 
 namespace SafeTune.Cli.Commands.Probe;
 
@@ -15,7 +16,7 @@ internal static class ProbeProgressDisplay
             .Start(ctx =>
             {
                 var task = ctx.AddTask("activations", maxValue: 1);
-                result = work(new Reporter(p =>
+                result = work(new SynchronousProgress<ProbeProgress>(p =>
                 {
                     task.MaxValue = Math.Max(1, p.Total);
                     task.Value = p.Stage == "fit" ? p.Total : p.Done;
@@ -24,11 +25,5 @@ internal static class ProbeProgressDisplay
                 task.Value = task.MaxValue;
             });
         return result;
-    }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class Reporter(Action<ProbeProgress> report) : IProgress<ProbeProgress>
-    {
-        public void Report(ProbeProgress value) => report(value);
     }
 }

@@ -111,10 +111,4 @@ public sealed class ServeCommand : Command<ServeSettings>
         stdout.Write("\n"u8);
         stdout.Flush();
     }
-
-    /// <summary>Reports on the calling thread.</summary>
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }

@@ -148,10 +148,4 @@ public sealed class TrainCommand : Command<TrainSettings>
         AnsiConsole.Write(table);
         if (r.Cancelled) AnsiConsole.MarkupLine("[yellow]cancelled: continue with --resume[/]");
     }
-
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-    private sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
-    {
-        public void Report(T value) => report(value);
-    }
 }
