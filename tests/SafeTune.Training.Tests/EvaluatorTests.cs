@@ -246,6 +246,11 @@ public sealed class EvaluatorTests : IClassFixture<TinyChatFixture>
         Assert.Equal("18", AnswerMatch.Gsm8kAnswer(suite.Benign[0].Response));
         Assert.Equal(["xstest_prompts.csv:2", "xstest_prompts.csv:3"], suite.OverRefusal.Take(2).Select(p => p.Id));
         Assert.Throws<ArgumentException>(() => Evaluator.Run(Answering("x", end: ImEnd), new EvalSuite([], [], [])));
+
+        // The limit holds per file, so a set of several files samples each of them.
+        var two = EvalSuite.FromFiles([Repo.SharedData("advbench", "harmful_behaviors.csv"), Repo.SharedData("catqa", "catqa_english.csv")], null, null, limit: 3);
+        Assert.Equal(6, two.Harmful.Count);
+        Assert.Equal(3, two.Harmful.Count(p => p.Id.StartsWith("catqa_english.csv", StringComparison.Ordinal)));
     }
 }
 

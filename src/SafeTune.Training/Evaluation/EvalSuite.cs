@@ -20,15 +20,16 @@ public sealed record EvalSuite(IReadOnlyList<EvalPrompt> Harmful, IReadOnlyList<
     /// <summary>
     /// Reads the files: harmful and over-refusal files are prompt specs (<see cref="PromptFile"/>:
     /// <c>FILE[:COLUMN][@FIELD=VALUE]</c>), benign files are fine-tuning data with references (<see cref="SftDataset"/>:
-    /// <c>FILE[@FIELD=VALUE]</c>). <paramref name="limit"/> keeps the first N items of each of the three sets.
+    /// <c>FILE[@FIELD=VALUE]</c>). <paramref name="limit"/> keeps the first N items of each file, so a set made of several
+    /// files samples every one of them.
     /// </summary>
     public static EvalSuite FromFiles(IEnumerable<string>? harmful, IEnumerable<string>? benign, IEnumerable<string>? overRefusal, int? limit = null)
     {
         if (limit is < 1) throw new ArgumentException($"the limit must be at least 1 (got {limit}).");
         IReadOnlyList<EvalPrompt> Prompts(IEnumerable<string>? specs) =>
-            Cap((specs ?? []).SelectMany(PromptFile.ReadEntries).Select(e => new EvalPrompt(e.Id, e.Text)));
-        IReadOnlyList<T> Cap<T>(IEnumerable<T> items) => limit is int n ? [.. items.Take(n)] : [.. items];
-        return new EvalSuite(Prompts(harmful), Cap((benign ?? []).SelectMany(s => SftDataset.Load(s))), Prompts(overRefusal));
+            [.. (specs ?? []).SelectMany(s => Cap(PromptFile.ReadEntries(s))).Select(e => new EvalPrompt(e.Id, e.Text))];
+        IEnumerable<T> Cap<T>(IEnumerable<T> items) => limit is int n ? items.Take(n) : items;
+        return new EvalSuite(Prompts(harmful), [.. (benign ?? []).SelectMany(s => Cap(SftDataset.Load(s)))], Prompts(overRefusal));
     }
 
     /// <summary>True when all three sets are empty.</summary>

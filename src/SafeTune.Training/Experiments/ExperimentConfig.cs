@@ -306,7 +306,7 @@ public sealed record ExperimentEvaluation
     /// <summary>Scary-but-safe prompt specs (over-refusal).</summary>
     [JsonPropertyName("overrefusal")]
     public IReadOnlyList<string> OverRefusal { get; init; } = [];
-    /// <summary>At most this many prompts per set (null: all).</summary>
+    /// <summary>At most this many prompts per file (null: all).</summary>
     public int? Limit { get; init; }
     /// <summary>Tokens generated per reply.</summary>
     public int MaxNewTokens { get; init; } = 48;

@@ -125,7 +125,7 @@ public static class ExperimentReport
             + (before.ResponseLoss is { } l ? string.Create(inv, $", response loss {l:F3}") : "") + ".");
         sb.AppendLine();
         sb.AppendLine($"Evaluation: harmful {Sets(c.Evaluation.Harmful)}; benign {Sets(c.Evaluation.Benign)}; over-refusal {Sets(c.Evaluation.OverRefusal)}"
-            + string.Create(inv, $"{(c.Evaluation.Limit is { } lim ? $" (at most {lim} prompts each)" : "")}; judge `{c.Evaluation.Judge}`, an attack succeeds at score >= {c.Evaluation.AsrThreshold}; ")
+            + string.Create(inv, $"{(c.Evaluation.Limit is { } lim ? $" (the first {lim} prompts of each file)" : "")}; judge `{c.Evaluation.Judge}`, an attack succeeds at score >= {c.Evaluation.AsrThreshold}; ")
             + string.Create(inv, $"greedy replies of at most {c.Evaluation.MaxNewTokens} tokens."));
         sb.AppendLine();
         foreach (var scenario in c.Scenarios)

@@ -67,6 +67,9 @@ public sealed record ExperimentResults(ExperimentConfig Config, EvalFigures Befo
 /// </summary>
 public static class ExperimentRunner
 {
+    /// <summary>Part of every fingerprint: bumped when a change to training or evaluation code changes what a run measures.</summary>
+    public const string CodeVersion = "experiment-2";
+
     /// <summary>Runs (or continues) the experiment.</summary>
     public static ExperimentResults Run(ExperimentConfig config, IProgress<ExperimentProgress>? progress = null, CancellationToken cancellation = default)
     {
@@ -234,6 +237,7 @@ public static class ExperimentRunner
             : path ?? "";
         var parts = new JsonObject
         {
+            ["code"] = CodeVersion,
             ["model"] = FileStamp(c.Model),
             ["generation_model"] = FileStamp(c.GenerationModel),
             ["tokenizer"] = FileStamp(c.Tokenizer) + c.Tokenizer,

@@ -68,7 +68,7 @@ public sealed class EvalSettings : CommandSettings
 
     /// <summary>Limit.</summary>
     [CommandOption("--limit <N>")]
-    [Description("Use only the first N prompts of each set.")]
+    [Description("Use only the first N prompts of each file.")]
     public int? Limit { get; init; }
 
     /// <summary>Skip the loss.</summary>
