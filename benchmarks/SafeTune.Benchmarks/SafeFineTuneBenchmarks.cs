@@ -10,7 +10,8 @@ namespace SafeTune.Benchmarks;
 
 /// <summary>
 /// One safe fine-tuning step (LoRA r = 64 on every projection, AdamW) of the benchmark decoder
-/// (<see cref="LlamaConfig.Bench"/>, 4.26M parameters) on 8 rows of 128 tokens whose first 48 are the prompt:
+/// (<see cref="LlamaConfig.Bench"/>, 4.26M parameters; 8 rows of 128 tokens whose first 48 are the prompt) and of a
+/// decoder of the demo model's shape (4 layers, width 128, vocabulary 768; 16 rows of 48 tokens, the first 24 the prompt):
 /// standard fine-tuning (no reference pass), fixed-beta KL (reference pass + KL), and adaptive with an activation probe
 /// fused into the reference pass (the probe reads the reference's own prompt activations, so it adds no forward pass).
 /// <c>AdaptiveFusedProbe / FixedKl</c> is the probe's cost in a training step.
@@ -18,7 +19,6 @@ namespace SafeTune.Benchmarks;
 [MemoryDiagnoser]
 public class SafeFineTuneBenchmarks
 {
-    private const int Rows = 8, Length = 128, Prompt = 48;
     private FineTuneEngine _standard = null!, _fixedKl = null!, _adaptive = null!;
     private TrainingBatch[] _batch = null!;
     private long _step;
@@ -38,10 +38,18 @@ public class SafeFineTuneBenchmarks
         return new ProbeFile { ModelPath = "bench.onnx", ModelSha256 = "0", Tokenizer = "bench", LayerCount = layers, Head = head };
     }
 
-    /// <summary>The benchmark batch with prompts masked out of the labels.</summary>
-    internal static TrainingBatch[] PromptBatch()
+    /// <summary>The decoder: <c>bench</c> (<see cref="LlamaConfig.Bench"/>) or <c>demo</c> (the demo model's shape).</summary>
+    [Params("bench", "demo")]
+    public string Model { get; set; } = "bench";
+
+    private static LlamaConfig Config(string model) => model == "demo" ? Models.Demo.DemoRecipe.Default.LlamaConfig(768) : LlamaConfig.Bench;
+
+    /// <summary>A batch with prompts masked out of the labels.</summary>
+    internal static TrainingBatch[] PromptBatch(int Rows = 8, int Length = 128, int Prompt = 48, int vocab = 4096)
     {
-        var tokens = BenchBatch.Create(Rows, Length);
+        var rng = new Random(1);
+        var ids = Enumerable.Range(0, Rows * Length).Select(_ => (long)rng.Next(vocab)).ToArray();
+        var tokens = new TokenBatch(ids, [.. ids.Skip(1).Append(-100L)], null, Rows, Length);
         var labels = tokens.Labels.ToArray();
         var mask = new long[Rows * Length];
         var examples = new TrainingExample[Rows];
@@ -61,8 +69,9 @@ public class SafeFineTuneBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var model = LlamaGraph.Build(LlamaConfig.Bench, seed: 0);
-        _batch = PromptBatch();
+        var config = Config(Model);
+        var model = LlamaGraph.Build(config, seed: 0);
+        _batch = Model == "demo" ? PromptBatch(16, 48, 24, config.VocabSize) : PromptBatch();
         FineTuneEngine Engine(SafetyOptions safety, RiskSource? risk) => FineTuneEngine.Create(new FineTuneOptions
         {
             Model = model,
@@ -75,7 +84,7 @@ public class SafeFineTuneBenchmarks
         });
         _standard = Engine(Methods.Preset("standard"), null);
         _fixedKl = Engine(Methods.Preset("fixed-kl"), null);
-        _adaptive = Engine(Methods.Preset("adaptive", "probe:bench.json"), new FusedProbeRisk(RandomProbe(LlamaConfig.Bench.HiddenSize, LlamaConfig.Bench.Layers)));
+        _adaptive = Engine(Methods.Preset("adaptive", "probe:bench.json"), new FusedProbeRisk(RandomProbe(config.HiddenSize, config.Layers)));
     }
 
     /// <summary>Standard fine-tuning: forward, backward, optimizer.</summary>
