@@ -173,3 +173,53 @@ public class MergedModelLatencyBenchmarks
         _ids.Dispose();
     }
 }
+
+/// <summary>
+/// The reference pass alone (log-probabilities at the response positions) of <see cref="LlamaConfig.Bench"/> on the
+/// same 8 x 128 batch, without and with the probe fused into it: what the fused probe itself costs.
+/// </summary>
+public class FusedProbeReferenceBenchmarks
+{
+    private ReferencePolicy _plain = null!, _fused = null!;
+    private TrainingBatch _batch = null!;
+    private long[] _index = null!;
+    private Microsoft.ML.OnnxRuntime.OrtValue _mask = null!;
+    private Dictionary<string, Microsoft.ML.OnnxRuntime.OrtValue> _inputs = null!;
+
+    /// <summary>Builds both reference graphs.</summary>
+    [GlobalSetup]
+    public void Setup()
+    {
+        var model = LlamaGraph.Build(LlamaConfig.Bench, seed: 0);
+        _batch = SafeFineTuneBenchmarks.PromptBatch()[0];
+        _index = _batch.ResponseIndex();
+        var probe = SafeFineTuneBenchmarks.RandomProbe(LlamaConfig.Bench.HiddenSize, LlamaConfig.Bench.Layers);
+        _plain = ReferencePolicy.Create(model);
+        _fused = ReferencePolicy.Create(model, new ReferenceOptions { Extend = m => [ProbeGraph.Append(m, probe, FineTuner.PromptMask).Output] });
+        _mask = OrtValues.Wrap(_batch.PromptMask, _batch.Tokens.BatchSize, _batch.Tokens.SequenceLength);
+        _inputs = new() { [FineTuner.PromptMask] = _mask };
+    }
+
+    /// <summary>The reference pass.</summary>
+    [Benchmark(Baseline = true)]
+    public void Reference()
+    {
+        using var o = _plain.Run(_batch.Tokens, _index);
+    }
+
+    /// <summary>The reference pass that also returns the probe's risk.</summary>
+    [Benchmark]
+    public void ReferenceWithProbe()
+    {
+        using var o = _fused.Run(_batch.Tokens, _index, _inputs);
+    }
+
+    /// <summary>Releases the sessions.</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _plain.Dispose();
+        _fused.Dispose();
+        _mask.Dispose();
+    }
+}
