@@ -10,13 +10,8 @@ using Spectre.Console.Cli;
 namespace SafeTune.Cli.Commands.Probe;
 
 /// <summary>Arguments of <c>safetune probe eval</c>.</summary>
-public sealed class ProbeEvalSettings : CommandSettings
+public sealed class ProbeEvalSettings : ProbeModelSettings
 {
-    /// <summary>The probe.</summary>
-    [CommandOption("--probe <PROBE.json>")]
-    [Description("A probe written by probe train.")]
-    public string Probe { get; init; } = "";
-
     /// <summary>Harmful prompt files.</summary>
     [CommandOption("--harmful <FILE>")]
     [Description("Harmful prompts: " + Safety.Data.PromptFile.SpecHelp + " Repeat for several files.")]
@@ -26,16 +21,6 @@ public sealed class ProbeEvalSettings : CommandSettings
     [CommandOption("--harmless <FILE>")]
     [Description("Harmless prompts, same syntax (e.g. xstest_prompts.csv@label=safe). Repeat for several files.")]
     public string[] Harmless { get; init; } = [];
-
-    /// <summary>Model override.</summary>
-    [CommandOption("--model <M.onnx>")]
-    [Description("The model (default: the one recorded in the probe; its SHA-256 must match).")]
-    public string? Model { get; init; }
-
-    /// <summary>Tokenizer override.</summary>
-    [CommandOption("--tokenizer <T>")]
-    [Description("The tokenizer (default: the one recorded in the probe).")]
-    public string? Tokenizer { get; init; }
 
     /// <summary>ROC plot.</summary>
     [CommandOption("--roc <ROC.png>")]

@@ -13,27 +13,12 @@ using Spectre.Console.Cli;
 namespace SafeTune.Cli.Commands.Probe;
 
 /// <summary>Arguments of <c>safetune probe score</c>.</summary>
-public sealed class ProbeScoreSettings : CommandSettings
+public sealed class ProbeScoreSettings : ProbeModelSettings
 {
-    /// <summary>The probe.</summary>
-    [CommandOption("--probe <PROBE.json>")]
-    [Description("A probe written by probe train.")]
-    public string Probe { get; init; } = "";
-
     /// <summary>Prompt files.</summary>
     [CommandOption("--data <FILE>")]
-    [Description("Prompts to score (.csv, .jsonl, .txt; FILE:COLUMN). Repeat for several files.")]
+    [Description("Prompts to score: " + Safety.Data.PromptFile.SpecHelp + " Repeat for several files.")]
     public string[] Data { get; init; } = [];
-
-    /// <summary>Model override.</summary>
-    [CommandOption("--model <M.onnx>")]
-    [Description("The model (default: the one recorded in the probe; its SHA-256 must match).")]
-    public string? Model { get; init; }
-
-    /// <summary>Tokenizer override.</summary>
-    [CommandOption("--tokenizer <T>")]
-    [Description("The tokenizer (default: the one recorded in the probe).")]
-    public string? Tokenizer { get; init; }
 
     /// <summary>Per-prompt output.</summary>
     [CommandOption("--out <SCORES.jsonl>")]
