@@ -127,8 +127,8 @@ public sealed class ProbeGraphTests : IDisposable
         var vocab = MiniLm.WriteVocab(_dir.File("vocab.txt"));
         var harmful = _dir.File("harmful.txt");
         var harmless = _dir.File("harmless.txt");
-        File.WriteAllLines(harmful, ProbeTrainingTests.Harmful);
-        File.WriteAllLines(harmless, ProbeTrainingTests.Harmless);
+        File.WriteAllLines(harmful, ProbePrompts.Harmful);
+        File.WriteAllLines(harmless, ProbePrompts.Harmless);
         var probe = ProbeTraining.Train(new ProbeTrainOptions
         {
             ModelPath = modelPath, Tokenizer = vocab, Harmful = [harmful], Harmless = [harmless], Layers = layers, Pooling = pooling,
