@@ -15,6 +15,11 @@ public static class SafeTuneCache
     /// <summary>The demo's assets folder under <paramref name="root"/> (default: <see cref="Root"/>).</summary>
     public static string Demo(string? root = null) => Path.Combine(root ?? Root, "demo");
 
-    /// <summary>The local judge's folder under <paramref name="root"/> (default: <see cref="Root"/>).</summary>
-    public static string Judge(string? root = null) => Path.Combine(root ?? Root, "judge");
+    /// <summary>
+    /// The local judge's folder under <paramref name="root"/>; without a root, the judge's own default
+    /// (<see cref="Safety.Critics.Local.LocalClassifierJudge.DefaultCacheDirectory"/>, which also honours
+    /// <c>$SAFETUNE_JUDGE_CACHE</c>), so the demo and the <c>minilm</c> judge spec find the same build.
+    /// </summary>
+    public static string Judge(string? root = null) =>
+        root is null ? Safety.Critics.Local.LocalClassifierJudge.DefaultCacheDirectory : Path.Combine(root, "judge");
 }
