@@ -61,7 +61,7 @@ public static class BackwardBuilder
     public static BackwardResult Build(Model forward, string loss, IEnumerable<string> parameters, BackwardOptions? options = null)
     {
         options ??= new BackwardOptions();
-        var model = Model.FromBytes(forward.ToBytes(), displayName: "training graph");
+        var model = forward.Clone("training graph");
         if (model.DefaultOpset < 13)
             throw new GradientException($"opset {model.DefaultOpset} is too old: differentiation needs ai.onnx opset 13 or newer.");
         ShapeInference.Run(model);

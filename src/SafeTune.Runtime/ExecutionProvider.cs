@@ -33,6 +33,13 @@ public sealed record SessionConfig
     public Microsoft.ML.OnnxRuntime.GraphOptimizationLevel OptimizationLevel { get; init; } =
         Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL;
 
+    /// <summary>
+    /// Keep ONNX Runtime's CPU memory arena (default true). Training sessions turn it off: a training step's large
+    /// temporaries (vocabulary-sized logits and their gradients) then go back to the system as soon as they are freed,
+    /// instead of staying reserved by the arena, which grows to the sum of the step's allocation patterns.
+    /// </summary>
+    public bool CpuMemoryArena { get; init; } = true;
+
     /// <summary>ONNX Runtime's log level.</summary>
     public Microsoft.ML.OnnxRuntime.OrtLoggingLevel LogLevel { get; init; } = Microsoft.ML.OnnxRuntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
 

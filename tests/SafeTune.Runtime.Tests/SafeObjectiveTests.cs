@@ -177,7 +177,8 @@ public sealed class SafeObjectiveTests
         using var session = TrainingSession.Create(model, Options(ResponseLossKind.CrossEntropyAndKl) with { Trainable = trainable });
         Assert.Contains(session.SharedWeights.Names, frozen.Contains);
         using var reference = ReferencePolicy.Create(model, new ReferenceOptions { SharedWeights = session.SharedWeights });
-        using var separate = ReferencePolicy.Create(model);
+        // Sessions read tensor bytes where they lie, so the independent reference gets a model with bytes of its own.
+        using var separate = ReferencePolicy.Create(Model.FromBytes(model.ToBytes()));
         var index = ResponseLosses.Index(batch.Labels);
         using (var a = reference.Run(batch, index))
         using (var b = separate.Run(batch, index))

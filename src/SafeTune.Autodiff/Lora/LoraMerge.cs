@@ -60,27 +60,40 @@ public static class LoraMerge
         if (!b.ElementType.IsFloatingPoint() || !b.Dims.SequenceEqual([outDim, (long)r]))
             throw new OnnxFormatException($"{at}: '{b.Name}' is {b.ElementType.OnnxName()} {b.Shape}; expected a float [{outDim}, {r}].");
 
-        var w = weight.AsSpan<float>().ToArray();
-        var av = a.ToDoubles();
-        var bv = b.ToDoubles();
-        var result = new float[w.Length];
-        Parallel.For(0, outDim, o =>
+        // Deferred: the merged values are computed when the model is written (or read), one weight at a time, so merging
+        // the adapters of a large model never holds a second copy of all its projections.
+        return TensorData.FromSource(weight.Name, ElementType.Float, [.. weight.Dims], new MergedSource(weight, a, b, scale, transposed, inDim, outDim, r));
+    }
+
+    private sealed class MergedSource(TensorData weight, TensorData a, TensorData b, double scale, bool transposed, int inDim, int outDim, int r)
+        : ITensorSource
+    {
+        public long ByteCount => weight.ByteCount;
+
+        public void WriteTo(Stream destination)
         {
-            var delta = new double[inDim];
-            for (int k = 0; k < r; k++)
+            var w = weight.AsSpan<float>();
+            var av = a.ToDoubles();
+            var bv = b.ToDoubles();
+            var result = w.ToArray();
+            Parallel.For(0, outDim, o =>
             {
-                double bk = bv[(long)o * r + k];
-                if (bk == 0) continue;
-                long row = (long)k * inDim;
-                for (int i = 0; i < inDim; i++) delta[i] += bk * av[row + i];
-            }
-            for (int i = 0; i < inDim; i++)
-            {
-                long idx = transposed ? (long)o * inDim + i : (long)i * outDim + o;
-                result[idx] = (float)(w[idx] + scale * delta[i]);
-            }
-        });
-        return TensorData.Create<float>(weight.Name, [.. weight.Dims], result);
+                var delta = new double[inDim];
+                for (int k = 0; k < r; k++)
+                {
+                    double bk = bv[(long)o * r + k];
+                    if (bk == 0) continue;
+                    long row = (long)k * inDim;
+                    for (int i = 0; i < inDim; i++) delta[i] += bk * av[row + i];
+                }
+                for (int i = 0; i < inDim; i++)
+                {
+                    long idx = transposed ? (long)o * inDim + i : (long)i * outDim + o;
+                    result[idx] = (float)(result[idx] + scale * delta[i]);
+                }
+            });
+            destination.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(result.AsSpan()));
+        }
     }
 
     private static TensorData Values(Value v, LoraAdapter adapter, IReadOnlyDictionary<string, TensorData>? trained)

@@ -35,4 +35,24 @@ public static class JsonOut
         }
         w.WriteEndArray();
     }
+
+    /// <summary>
+    /// Writes <c>"memory": {"PHASE": {"rss_mb", "peak_rss_mb", "seconds", "held_mb"}, ...}</c>, the per-phase account of a
+    /// run, in phase order.
+    /// </summary>
+    public static void WriteMemory(Utf8JsonWriter w, SafeTune.Runtime.MemoryAccount memory)
+    {
+        w.WriteStartObject("memory");
+        foreach (var p in memory.Phases)
+        {
+            w.WriteStartObject(p.Phase);
+            w.WriteNumber("rss_mb", Math.Round(p.RssMb, 1));
+            w.WriteNumber("peak_rss_mb", Math.Round(p.PeakRssMb, 1));
+            w.WriteNumber("seconds", Math.Round(p.Seconds, 2));
+            if (p.HeldMb is { } h) w.WriteNumber("held_mb", Math.Round(h, 1));
+            else w.WriteNull("held_mb");
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+    }
 }

@@ -6,7 +6,8 @@ namespace SafeTune.Models.HuggingFace;
 /// <summary>
 /// A checkpoint in Hugging Face layout: <c>config.json</c> and weights in <c>*.safetensors</c> (one file, or shards listed
 /// in <c>model.safetensors.index.json</c>), with the Hub's tensor names. Float16 and bfloat16 weights are converted to
-/// float32 on load.
+/// float32. Loading reads only the headers: each weight is read (and converted) when it is needed, so exporting a model
+/// streams it tensor by tensor instead of holding the checkpoint in memory.
 /// </summary>
 public sealed class HfCheckpoint
 {
@@ -42,9 +43,9 @@ public sealed class HfCheckpoint
         var files = WeightFiles(directory);
         var tensors = new Dictionary<string, TensorData>(StringComparer.Ordinal);
         foreach (var file in files)
-            foreach (var t in SafeTensors.Read(file).Tensors)
+            foreach (var t in SafeTensors.ReadDeferred(file, convertToFloat32: true).Tensors)
             {
-                if (!tensors.TryAdd(t.Name, ToFloat32(t)))
+                if (!tensors.TryAdd(t.Name, t))
                     throw new InvalidDataException($"{file}: tensor '{t.Name}' appears in more than one weight file.");
             }
         return new HfCheckpoint(directory, config, tensors);
@@ -73,10 +74,6 @@ public sealed class HfCheckpoint
         var any = System.IO.Directory.GetFiles(directory, "*.safetensors").Order(StringComparer.Ordinal).ToList();
         return any.Count > 0 ? any : throw new FileNotFoundException($"{directory}: no *.safetensors weights found.");
     }
-
-    private static TensorData ToFloat32(TensorData t) => t.ElementType is ElementType.Float16 or ElementType.BFloat16 or ElementType.Double
-        ? TensorData.Create<float>(t.Name, t.Dims, [.. t.ToDoubles().Select(x => (float)x)])
-        : t;
 
     /// <summary>An int from config.json, or <paramref name="fallback"/>; throws naming the field when it is required and absent.</summary>
     public int Int(string name, int? fallback = null) =>

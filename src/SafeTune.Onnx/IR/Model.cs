@@ -60,6 +60,18 @@ public sealed class Model
     /// <summary>Saves the model atomically (temp file and rename).</summary>
     public void Save(string path, SaveOptions? options = null) => ModelWriter.Save(this, path, options ?? new SaveOptions());
 
+    /// <summary>
+    /// A copy of the model (graph, nodes, attributes, metadata) that can be changed independently of this one; its
+    /// initializers share this model's tensor bytes, so copying a multi-gigabyte model costs only its graph.
+    /// </summary>
+    public Model Clone(string displayName = "<copy>")
+    {
+        var sink = new SharingSink();
+        var proto = ModelWriter.ToProto(this, sink);
+        try { return ModelReader.FromProto(proto, sink); }
+        catch (OnnxFormatException e) { throw new OnnxFormatException($"{displayName}: {e.Message}", e); }
+    }
+
     /// <summary>Serializes the model with every tensor inline.</summary>
     public byte[] ToBytes() => ModelWriter.ToProto(this, null).ToByteArray();
 
@@ -82,6 +94,16 @@ public sealed record SaveOptions
     /// <summary>Offsets of external tensors are aligned to this many bytes.</summary>
     public int ExternalDataAlignment { get; init; } = 64;
 
-    /// <summary>True to save external data automatically when the inline model would exceed the protobuf limit.</summary>
+    /// <summary>
+    /// True to save external data automatically (to <c>MODEL.onnx.data</c>) when the initializers exceed
+    /// <see cref="ExternalDataAbove"/> bytes or the 2 GB protobuf limit.
+    /// </summary>
     public bool ExternalDataWhenLarge { get; init; } = true;
+
+    /// <summary>
+    /// With <see cref="ExternalDataWhenLarge"/>, models whose initializers hold more than this many bytes are saved with
+    /// external data (default 256 MiB). Such a model is written tensor by tensor and loaded memory-mapped: it is never
+    /// held twice, neither while it is saved nor after it is loaded.
+    /// </summary>
+    public long ExternalDataAbove { get; init; } = 256L << 20;
 }

@@ -7,11 +7,15 @@ namespace SafeTune.Onnx;
 /// <summary>
 /// The contents of a constant tensor (an initializer or a Constant's value): element type, dims and little-endian bytes.
 /// A tensor loaded from a file keeps its original protobuf until it is changed, so untouched tensors save byte for byte.
+/// The bytes may also live outside the managed heap (a memory-mapped external data file) or be produced on demand by a
+/// <see cref="ITensorSource"/> (a checkpoint weight converted to float32 as it is written): large models are then never
+/// held twice. Copies made by <see cref="Model.Clone"/> or <see cref="WithName"/> share the bytes.
 /// </summary>
 public sealed class TensorData
 {
     private ReadOnlyMemory<byte>? _bytes;
     private TensorProto? _original;
+    private readonly ITensorSource? _source;
 
     /// <summary>The tensor's name (the initializer name).</summary>
     public string Name { get; internal set; }
@@ -52,16 +56,80 @@ public sealed class TensorData
         _bytes = Array.Empty<byte>();
     }
 
-    private TensorData(TensorProto proto, byte[]? externalBytes)
+    private TensorData(TensorProto proto, ReadOnlyMemory<byte>? externalBytes)
     {
         Name = proto.Name;
         ElementType = (ElementType)proto.DataType;
         Dims = [.. proto.Dims];
         if (ElementType == ElementType.String)
             Strings = [.. proto.StringData.Select(s => s.ToByteArray())];
-        if (externalBytes is not null) _bytes = externalBytes;
-        if (externalBytes is null) _original = proto;
-        else ValidateLength(externalBytes.LongLength);
+        if (externalBytes is { } e)
+        {
+            _bytes = e;
+            ValidateLength(e.Length);
+        }
+        else _original = proto;
+    }
+
+    private TensorData(string name, TensorData shared)
+    {
+        Name = name;
+        ElementType = shared.ElementType;
+        Dims = shared.Dims;
+        Strings = shared.Strings;
+        _bytes = shared._bytes;
+        _original = shared._original;
+        _source = shared._source;
+    }
+
+    private TensorData(string name, ElementType elementType, long[] dims, ITensorSource source)
+    {
+        Name = name;
+        ElementType = elementType;
+        Dims = dims;
+        _source = source;
+        ValidateLength(source.ByteCount);
+    }
+
+    /// <summary>
+    /// A tensor whose bytes <paramref name="source"/> produces when they are needed. Writing it to a file streams them;
+    /// reading <see cref="Bytes"/> materializes them once and keeps them.
+    /// </summary>
+    public static TensorData FromSource(string name, ElementType elementType, long[] dims, ITensorSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        return new TensorData(name, elementType, dims, source);
+    }
+
+    /// <summary>A tensor over bytes held elsewhere (for example a memory-mapped file), which are not copied.</summary>
+    public static TensorData FromMemory(string name, ElementType elementType, long[] dims, ReadOnlyMemory<byte> bytes) =>
+        new(new TensorProto { Name = name, DataType = (int)elementType, Dims = { dims } }, bytes);
+
+    /// <summary>The number of bytes of the data, known without reading them (0 for string tensors).</summary>
+    public long ByteCount => ElementType == ElementType.String ? 0 : ElementType.StorageBytes(ElementCount);
+
+    /// <summary>True when the bytes are produced on demand and have not been materialized yet.</summary>
+    public bool IsDeferred => _source is not null && _bytes is null;
+
+    /// <summary>The bytes as memory, materialized like <see cref="Bytes"/> (pin it to hand the data to native code without a copy).</summary>
+    public ReadOnlyMemory<byte> Memory
+    {
+        get
+        {
+            _ = Bytes;
+            return _bytes!.Value;
+        }
+    }
+
+    /// <summary>
+    /// Writes the bytes to <paramref name="stream"/>. A deferred tensor streams them from its source without keeping them,
+    /// so writing a model converts one tensor at a time.
+    /// </summary>
+    public void WriteTo(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (IsDeferred) _source!.WriteTo(stream);
+        else stream.Write(Bytes);
     }
 
     /// <summary>Creates a tensor holding a copy of typed values.</summary>
@@ -82,7 +150,17 @@ public sealed class TensorData
         new(name, dims, [.. values.Select(System.Text.Encoding.UTF8.GetBytes)]);
 
     /// <summary>The raw little-endian bytes (materialized from typed protobuf fields on first use).</summary>
-    public ReadOnlySpan<byte> Bytes => (_bytes ??= DecodeProto(_original!)).Span;
+    public ReadOnlySpan<byte> Bytes => (_bytes ??= _source is not null ? Materialize(_source) : DecodeProto(_original!)).Span;
+
+    private static ReadOnlyMemory<byte> Materialize(ITensorSource source)
+    {
+        var bytes = new byte[source.ByteCount];
+        using var stream = new MemoryStream(bytes, writable: true);
+        source.WriteTo(stream);
+        if (stream.Position != bytes.Length)
+            throw new InvalidDataException($"a tensor source wrote {stream.Position} bytes where {bytes.Length} were expected.");
+        return bytes;
+    }
 
     /// <summary>The elements, reinterpreted as <typeparamref name="T"/>.</summary>
     public ReadOnlySpan<T> AsSpan<T>() where T : unmanaged
@@ -125,21 +203,19 @@ public sealed class TensorData
         ? [.. ToDoubles().Select(d => (long)d)]
         : throw new InvalidOperationException($"tensor '{Name}' is {ElementType.OnnxName()}, not an integer tensor.");
 
-    /// <summary>Returns a copy under another name.</summary>
-    public TensorData WithName(string name)
-    {
-        if (Strings is not null) return new TensorData(name, Dims, Strings);
-        return new TensorData(name, ElementType, Dims, Bytes.ToArray());
-    }
+    /// <summary>Returns a tensor under another name; the bytes are shared, not copied (a tensor's bytes never change).</summary>
+    public TensorData WithName(string name) => new(name, this);
 
     /// <summary>Reads a tensor from its protobuf; external data is read through <paramref name="external"/>.</summary>
-    public static TensorData FromProto(TensorProto proto, ExternalDataReader? external)
+    public static TensorData FromProto(TensorProto proto, ExternalDataReader? external) => FromProto(proto, (IExternalTensors?)external);
+
+    internal static TensorData FromProto(TensorProto proto, IExternalTensors? external)
     {
         if (proto.DataLocation == TensorProto.Types.DataLocation.External)
         {
             if (external is null)
                 throw new OnnxFormatException($"tensor '{proto.Name}' keeps its data in an external file, but the model was not loaded from a file.");
-            return new TensorData(proto, external.Read(proto));
+            return external.Read(proto);
         }
         var t = new TensorData(proto, null);
         if (t.ElementType != ElementType.String) t.ValidateLength(t.Bytes.Length);

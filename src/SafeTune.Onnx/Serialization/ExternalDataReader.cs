@@ -6,17 +6,22 @@ namespace SafeTune.Onnx;
 /// Reads tensor data kept outside the model file. Every location is checked to stay inside the model's folder:
 /// absolute paths, <c>..</c> segments and links that lead outside are refused, naming the tensor.
 /// </summary>
-public sealed class ExternalDataReader : IDisposable
+public sealed class ExternalDataReader : IDisposable, IExternalTensors
 {
     private readonly string _baseDirectory;
-    private readonly Dictionary<string, FileStream> _open = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, MappedFile> _open = new(StringComparer.Ordinal);
 
     /// <summary>Creates a reader for a model stored in <paramref name="baseDirectory"/>.</summary>
     public ExternalDataReader(string baseDirectory) =>
         _baseDirectory = Path.TrimEndingDirectorySeparator(Path.GetFullPath(baseDirectory));
 
-    /// <summary>Reads the bytes an external tensor points at.</summary>
-    public byte[] Read(TensorProto tensor)
+    TensorData IExternalTensors.Read(TensorProto proto) => TensorData.FromMemory(proto.Name, (ElementType)proto.DataType, [.. proto.Dims], Read(proto));
+
+    /// <summary>
+    /// The bytes an external tensor points at, memory-mapped rather than copied: the mapping stays valid for as long as the
+    /// returned memory is referenced, after this reader is disposed too.
+    /// </summary>
+    public ReadOnlyMemory<byte> Read(TensorProto tensor)
     {
         string? location = null;
         long offset = 0, length = -1;
@@ -32,27 +37,25 @@ public sealed class ExternalDataReader : IDisposable
         if (string.IsNullOrEmpty(location))
             throw new OnnxFormatException($"tensor '{tensor.Name}': external data has no location.");
         var path = ResolveInside(tensor.Name, location);
-        if (!_open.TryGetValue(path, out var stream))
+        if (!_open.TryGetValue(path, out var mapped))
         {
             if (!File.Exists(path))
                 throw new OnnxFormatException($"tensor '{tensor.Name}': external data file '{location}' does not exist in {_baseDirectory}.");
-            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.RandomAccess);
-            _open[path] = stream;
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
+            mapped = MappedFile.Open(stream);
+            _open[path] = mapped;
         }
         var type = (ElementType)tensor.DataType;
         long count = tensor.Dims.Aggregate(1L, (p, d) => p * d);
         long expected = type.StorageBytes(count);
         if (length < 0) length = expected;
-        if (offset < 0 || offset + length > stream.Length)
-            throw new OnnxFormatException($"tensor '{tensor.Name}': external data range [{offset}, {offset + length}) lies outside '{location}' ({stream.Length} bytes).");
+        if (offset < 0 || length > mapped.Length || offset > mapped.Length - length)
+            throw new OnnxFormatException($"tensor '{tensor.Name}': external data range [{offset}, {offset} + {length}) lies outside '{location}' ({mapped.Length} bytes).");
         if (length != expected)
             throw new OnnxFormatException($"tensor '{tensor.Name}': external data length {length} does not match {type.OnnxName()} [{string.Join(", ", tensor.Dims)}] ({expected} bytes).");
-        if (length > Array.MaxLength)
-            throw new OnnxFormatException($"tensor '{tensor.Name}': {length} bytes is larger than one array can hold.");
-        var bytes = new byte[length];
-        stream.Position = offset;
-        stream.ReadExactly(bytes);
-        return bytes;
+        if (length > int.MaxValue)
+            throw new OnnxFormatException($"tensor '{tensor.Name}': {length} bytes is larger than one tensor can hold here (2 GiB).");
+        return mapped.Slice(offset, length);
     }
 
     /// <summary>
@@ -87,9 +90,5 @@ public sealed class ExternalDataReader : IDisposable
             : throw new OnnxFormatException($"tensor '{tensor}': external data {key} '{value}' is not a non-negative integer.");
 
     /// <inheritdoc/>
-    public void Dispose()
-    {
-        foreach (var s in _open.Values) s.Dispose();
-        _open.Clear();
-    }
+    public void Dispose() => _open.Clear();
 }

@@ -3,6 +3,13 @@ using Onnx;
 
 namespace SafeTune.Onnx;
 
+/// <summary>Resolves the data of tensors stored outside the protobuf.</summary>
+internal interface IExternalTensors
+{
+    /// <summary>The tensor an external-data protobuf stands for.</summary>
+    TensorData Read(TensorProto proto);
+}
+
 /// <summary>Reads ONNX protobuf into the IR, validating enough that every later step can trust the graph's wiring.</summary>
 internal static class ModelReader
 {
@@ -40,7 +47,7 @@ internal static class ModelReader
         }
     }
 
-    public static Model FromProto(ModelProto proto, ExternalDataReader? external)
+    public static Model FromProto(ModelProto proto, IExternalTensors? external)
     {
         if (proto.IrVersion <= 0 || proto.Graph is null)
             throw new OnnxFormatException(proto.Graph is null
@@ -71,7 +78,7 @@ internal static class ModelReader
         return model;
     }
 
-    private static void ReadGraph(GraphProto gp, Graph graph, ExternalDataReader? external)
+    private static void ReadGraph(GraphProto gp, Graph graph, IExternalTensors? external)
     {
         graph.DocString = gp.DocString;
         foreach (var m in gp.MetadataProps) graph.MetadataProps.Add(new(m.Key, m.Value));
@@ -137,7 +144,7 @@ internal static class ModelReader
         }
     }
 
-    private static Attribute ReadAttribute(AttributeProto a, Graph graph, ExternalDataReader? external, Node node)
+    private static Attribute ReadAttribute(AttributeProto a, Graph graph, IExternalTensors? external, Node node)
     {
         var kind = (AttributeKind)a.Type;
         if (kind == AttributeKind.Undefined) kind = InferKind(a);

@@ -15,8 +15,8 @@ internal static class ModelWriter
         var dir = Path.GetDirectoryName(full)!;
         Directory.CreateDirectory(dir);
         string? dataFile = options.ExternalDataFile;
-        if (dataFile is null && options.ExternalDataWhenLarge && InitializerBytes(model.Graph) > InlineLimit)
-            dataFile = Path.GetFileName(full) + "_data";
+        if (dataFile is null && options.ExternalDataWhenLarge && InitializerBytes(model.Graph) > Math.Min(options.ExternalDataAbove, InlineLimit))
+            dataFile = Path.GetFileName(full) + ".data";
         if (dataFile is not null && (dataFile.Contains('/') || dataFile.Contains('\\') || dataFile is "." or ".."))
             throw new ArgumentException($"external data file '{dataFile}' must be a plain file name next to the model.", nameof(options));
 
@@ -35,9 +35,9 @@ internal static class ModelWriter
         AtomicFile.Write(full, s => proto!.WriteTo(s));
     }
 
-    private static long InitializerBytes(Graph g) => g.Initializers.Sum(v => (long)v.Initializer!.Bytes.Length);
+    private static long InitializerBytes(Graph g) => g.Initializers.Sum(v => v.Initializer!.ByteCount);
 
-    public static ModelProto ToProto(Model model, ExternalDataSink? sink)
+    public static ModelProto ToProto(Model model, ITensorSink? sink)
     {
         var p = new ModelProto
         {
@@ -56,7 +56,7 @@ internal static class ModelWriter
         return p;
     }
 
-    private static GraphProto WriteGraph(Graph g, ExternalDataSink? sink)
+    private static GraphProto WriteGraph(Graph g, ITensorSink? sink)
     {
         var gp = new GraphProto { Name = g.Name, DocString = g.DocString };
         foreach (var m in g.MetadataProps) gp.MetadataProps.Add(new StringStringEntryProto { Key = m.Key, Value = m.Value });
@@ -85,7 +85,7 @@ internal static class ModelWriter
     // Optional outputs the reader had to name are written back as omitted; they carry no type of their own.
     private static bool IsOmitted(Value v) => v.ElementType == ElementType.Undefined && v.Shape is null;
 
-    private static AttributeProto WriteAttribute(Attribute a, ExternalDataSink? sink)
+    private static AttributeProto WriteAttribute(Attribute a, ITensorSink? sink)
     {
         if (a.Opaque is not null) return a.Opaque;
         var p = new AttributeProto { Name = a.Name, Type = (AttributeProto.Types.AttributeType)(int)a.Kind, DocString = a.DocString, RefAttrName = a.RefAttrName };
@@ -127,24 +127,59 @@ internal static class ModelWriter
     }
 }
 
+/// <summary>Where the writer puts each initializer's data: inline, in an external file, or shared with a copy.</summary>
+internal interface ITensorSink
+{
+    /// <summary>The protobuf that stands for <paramref name="t"/> in the written graph.</summary>
+    TensorProto Write(TensorData t);
+}
+
 /// <summary>Collects large tensors into one external data file, aligned, and returns protobuf stubs pointing at them.</summary>
-internal sealed class ExternalDataSink(Stream stream, string location, long threshold, int alignment) : IDisposable
+internal sealed class ExternalDataSink(Stream stream, string location, long threshold, int alignment) : ITensorSink, IDisposable
 {
     public TensorProto Write(TensorData t)
     {
-        var bytes = t.Bytes;
-        if (t.ElementType == ElementType.String || bytes.Length < threshold) return t.ToProto();
+        long length = t.ByteCount;
+        if (t.ElementType == ElementType.String || length < threshold) return t.ToProto();
         long pad = (alignment - stream.Position % alignment) % alignment;
         for (long i = 0; i < pad; i++) stream.WriteByte(0);
         long offset = stream.Position;
-        stream.Write(bytes);
+        t.WriteTo(stream);
+        if (stream.Position - offset != length)
+            throw new InvalidDataException($"tensor '{t.Name}': {stream.Position - offset} bytes were written where {length} were expected.");
         var p = new TensorProto { Name = t.Name, DataType = (int)t.ElementType, DataLocation = TensorProto.Types.DataLocation.External };
         p.Dims.AddRange(t.Dims);
         p.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
         p.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString(System.Globalization.CultureInfo.InvariantCulture) });
-        p.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = bytes.Length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        p.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString(System.Globalization.CultureInfo.InvariantCulture) });
         return p;
     }
 
     public void Dispose() => stream.Flush();
+}
+
+/// <summary>
+/// Writes stubs that name the tensors themselves, so that <see cref="ModelReader"/> can rebuild a copy of the graph whose
+/// initializers share the original bytes (<see cref="Model.Clone"/>): no tensor is serialized.
+/// </summary>
+internal sealed class SharingSink : ITensorSink, IExternalTensors
+{
+    private const string Location = "\0shared";
+    private readonly List<TensorData> _tensors = [];
+
+    public TensorProto Write(TensorData t)
+    {
+        var p = new TensorProto { Name = t.Name, DataType = (int)t.ElementType, DataLocation = TensorProto.Types.DataLocation.External };
+        p.Dims.AddRange(t.Dims);
+        p.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = Location });
+        p.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = _tensors.Count.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        _tensors.Add(t);
+        return p;
+    }
+
+    public TensorData Read(TensorProto proto)
+    {
+        var index = int.Parse(proto.ExternalData.First(e => e.Key == "offset").Value, System.Globalization.CultureInfo.InvariantCulture);
+        return _tensors[index].WithName(proto.Name);
+    }
 }

@@ -76,6 +76,42 @@ public static class SafeTensors
     /// <summary>Reads every tensor from a stream positioned at the start of a safetensors file.</summary>
     public static (IReadOnlyList<TensorData> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(Stream s)
     {
+        var (entries, metadata, dataStart) = ReadHeader(s);
+        var tensors = new List<TensorData>(entries.Count);
+        foreach (var e in entries)
+        {
+            var bytes = new byte[e.End - e.Begin];
+            s.Position = dataStart + e.Begin;
+            s.ReadExactly(bytes);
+            tensors.Add(new TensorData(e.Name, e.Type, e.Shape, bytes));
+        }
+        return (tensors, metadata);
+    }
+
+    /// <summary>
+    /// Reads the header of a file and returns its tensors deferred: nothing of the data is read until a tensor's bytes are
+    /// needed, and a tensor written to another file streams from this one. With <paramref name="convertToFloat32"/>,
+    /// float16, bfloat16 and float64 tensors come back as float32, converted as they are read.
+    /// </summary>
+    public static (IReadOnlyList<TensorData> Tensors, IReadOnlyDictionary<string, string> Metadata) ReadDeferred(string path, bool convertToFloat32 = false)
+    {
+        if (!File.Exists(path)) throw new OnnxFormatException($"{path}: file not found.");
+        try
+        {
+            using var f = File.OpenRead(path);
+            var (entries, metadata, dataStart) = ReadHeader(f);
+            var tensors = entries.Select(e =>
+            {
+                var target = convertToFloat32 && e.Type is ElementType.Float16 or ElementType.BFloat16 or ElementType.Double ? ElementType.Float : e.Type;
+                return TensorData.FromSource(e.Name, target, e.Shape, new FileTensorSource(path, dataStart + e.Begin, e.Type, target, e.End - e.Begin));
+            }).ToList();
+            return (tensors, metadata);
+        }
+        catch (OnnxFormatException e) { throw new OnnxFormatException($"{path}: {e.Message}", e); }
+    }
+
+    private static (List<(string Name, ElementType Type, long[] Shape, long Begin, long End)> Entries, Dictionary<string, string> Metadata, long DataStart) ReadHeader(Stream s)
+    {
         Span<byte> len = stackalloc byte[8];
         if (s.ReadAtLeast(len, 8, throwOnEndOfStream: false) < 8) throw new OnnxFormatException("not a safetensors file: shorter than its 8-byte header length.");
         ulong headerLength = BinaryPrimitives.ReadUInt64LittleEndian(len);
@@ -101,15 +137,50 @@ public static class SafeTensors
             }
             entries.Add(ParseEntry(p, dataLength));
         }
-        var tensors = new List<TensorData>(entries.Count);
-        foreach (var e in entries.OrderBy(e => e.Begin))
+        return ([.. entries.OrderBy(e => e.Begin)], metadata, dataStart);
+    }
+
+    /// <summary>A tensor's bytes in a file, read (and converted to float32 where asked) in chunks as they are written.</summary>
+    private sealed class FileTensorSource(string path, long offset, ElementType stored, ElementType target, long storedBytes) : ITensorSource
+    {
+        private const int ChunkElements = 1 << 18;
+
+        public long ByteCount => stored == target ? storedBytes : storedBytes / stored.ByteSize() * target.ByteSize();
+
+        public void WriteTo(Stream destination)
         {
-            var bytes = new byte[e.End - e.Begin];
-            s.Position = dataStart + e.Begin;
-            s.ReadExactly(bytes);
-            tensors.Add(new TensorData(e.Name, e.Type, e.Shape, bytes));
+            using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            f.Position = offset;
+            int inSize = stored.ByteSize();
+            var input = new byte[stored == target ? ChunkElements * 4 : ChunkElements * inSize];
+            var output = stored == target ? input : new byte[ChunkElements * 4];
+            long left = storedBytes;
+            while (left > 0)
+            {
+                int n = (int)Math.Min(left, input.Length);
+                f.ReadExactly(input.AsSpan(0, n));
+                left -= n;
+                if (stored == target) { destination.Write(input.AsSpan(0, n)); continue; }
+                int count = n / inSize;
+                var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(output.AsSpan(0, count * 4));
+                var src = input.AsSpan(0, n);
+                switch (stored)
+                {
+                    case ElementType.BFloat16:
+                        for (int i = 0; i < count; i++) dst[i] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(src[(2 * i)..]) << 16);
+                        break;
+                    case ElementType.Float16:
+                        for (int i = 0; i < count; i++) dst[i] = (float)BinaryPrimitives.ReadHalfLittleEndian(src[(2 * i)..]);
+                        break;
+                    case ElementType.Double:
+                        for (int i = 0; i < count; i++) dst[i] = (float)BinaryPrimitives.ReadDoubleLittleEndian(src[(8 * i)..]);
+                        break;
+                    default:
+                        throw new InvalidOperationException($"no conversion from {stored.OnnxName()} to {target.OnnxName()}.");
+                }
+                destination.Write(output.AsSpan(0, count * 4));
+            }
         }
-        return (tensors, metadata);
     }
 
     private static (string, ElementType, long[], long, long) ParseEntry(JsonProperty p, long dataLength)

@@ -32,6 +32,8 @@ public sealed record FitOptions
     public SessionConfig Runtime { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>
     public BackwardOptions Backward { get; init; } = new();
+    /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
+    public MemoryAccount? Memory { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
     public void Validate()
@@ -76,10 +78,11 @@ public static class Fit
         LoraPass? lora = null;
         if (options.Lora is not null)
         {
-            model = Model.FromBytes(model.ToBytes(), displayName: "LoRA model");
+            model = model.Clone("LoRA model");
             lora = new LoraPass(options.Lora);
             PassRunner.Run(model, lora);
             trainable = lora.TrainableParameters;
+            options.Memory?.Mark("LoRA adapters added");
         }
         using var session = TrainingSession.Create(model, new TrainingOptions
         {
@@ -88,6 +91,8 @@ public static class Fit
             Trainable = trainable,
             Backward = options.Backward,
         });
+        options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);
+        options.Memory?.Mark("trainable parameters, gradients, optimizer moments", 4L * session.Layout.ParameterElements * sizeof(float));
         if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!);
         long first = session.Step;
         var losses = new List<double>();
@@ -107,15 +112,17 @@ public static class Fit
             session.OptimizerStep();
             times.Add(sw.Elapsed.TotalMilliseconds);
             losses.Add(loss);
+            if (times.Count == 1) options.Memory?.Mark("first step (activations, workspace)");
             if (options.CheckpointDirectory is { } dir && (session.Step % options.CheckpointEvery == 0 || session.Step == options.Steps))
                 Checkpoint.Save(session, dir, new JsonObject { ["losses"] = new JsonArray([.. losses.Select(l => (JsonNode)l)]) });
             progress?.Report(new FitProgress(session.Step, options.Steps, loss, session.LearningRate, times[^1]));
         }
         if (cancelled && options.CheckpointDirectory is { } d && session.Step > 0) Checkpoint.Save(session, d);
+        options.Memory?.Mark("all steps");
         var steady = times.Count > 3 ? times.Skip(3).ToList() : times;
         double median = steady.Count == 0 ? 0 : Median(steady);
         return new FitResult(losses, first, median, (long)batch.BatchSize * batch.SequenceLength,
-            Process.GetCurrentProcess().PeakWorkingSet64 / (1024.0 * 1024.0), cancelled,
+            MemoryAccount.PeakMb(), cancelled,
             lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters));
     }
 

@@ -42,7 +42,7 @@ public sealed class GradientSession : IDisposable
         var logits = FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? VocabFromEmbedding(model)
             ?? throw new InvalidDataException($"cannot tell the vocabulary size: output '{logits.Name}' has no known last dim.");
-        var training = Model.FromBytes(model.ToBytes(), displayName: "training graph");
+        var training = model.Clone("training graph");
         var loss = LossGraphs.AppendCrossEntropy(training, logits.Name);
         var parameters = training.Graph.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint()).Select(v => v.Name).ToList();
         var backward = BackwardBuilder.Build(training, loss.Name, parameters, options);

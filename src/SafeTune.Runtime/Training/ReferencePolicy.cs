@@ -50,25 +50,29 @@ public sealed class ReferenceOutputs : IDisposable
 
 /// <summary>
 /// The frozen reference policy pi_ref of a fine-tune: the starting model in its own session, reading the frozen weights
-/// from the buffers the training session reads (so a LoRA fine-tune holds the base weights once). It computes only what
+/// the training session reads (so a LoRA fine-tune holds the base weights once). It computes only what
 /// the regularizer needs: log-probabilities at the response positions (the head never runs on prompt or padding
 /// positions), plus whatever a caller's extension adds, such as an activation probe's risk from the same pass.
 /// </summary>
 public sealed class ReferencePolicy : IDisposable
 {
     private readonly BoundSession _session;
+    private readonly SharedInitializers _shared;
+    private readonly SharedInitializers? _ownedShared;
     private readonly OrtValueBag _owned = new();
     private readonly string[] _outputs;
     private readonly string[] _stepInputs;
     private readonly long _vocab, _inputVocab;
 
-    private ReferencePolicy(BoundSession session, string[] outputs, long vocab, long inputVocab)
+    private ReferencePolicy(BoundSession session, SharedInitializers shared, SharedInitializers? ownedShared, string[] outputs, long vocab, long inputVocab)
     {
         _session = session;
+        _shared = shared;
+        _ownedShared = ownedShared;
         _outputs = outputs;
         _vocab = vocab;
         _inputVocab = inputVocab;
-        _stepInputs = [.. session.Session.InputMetadata.Keys.Where(n => !TokenBatch.Provides(n) && n != ResponseNames.Index)];
+        _stepInputs = [.. session.Session.InputMetadata.Keys.Where(n => !TokenBatch.Provides(n) && n != ResponseNames.Index && !shared.Contains(n))];
     }
 
     /// <summary>The outputs each run returns.</summary>
@@ -84,7 +88,7 @@ public sealed class ReferencePolicy : IDisposable
         options ??= new ReferenceOptions();
         var logits = GradientSession.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
-        var graph = Model.FromBytes(model.ToBytes(), displayName: "reference policy");
+        var graph = model.Clone("reference policy");
         var outputs = new List<string>();
         var extra = options.Extend?.Invoke(graph) ?? [];
         if (options.LogProbs)
@@ -96,8 +100,18 @@ public sealed class ReferencePolicy : IDisposable
         if (outputs.Count == 0) throw new ArgumentException("the reference pass would compute nothing: ask for log-probabilities or extend it.");
         foreach (var o in graph.Graph.Outputs.Where(o => !outputs.Contains(o.Name)).ToList()) graph.Graph.RemoveOutput(o);
         graph.Graph.RemoveUnusedNodes();
-        var session = options.SharedWeights is { } shared ? shared.CreateSession(graph, options.Runtime) : SessionFactory.Create(graph, options.Runtime);
-        return new ReferencePolicy(new BoundSession(session), [.. outputs], vocab, GradientSession.VocabFromEmbedding(model) ?? vocab);
+        SharedInitializers? owned = null;
+        var shared = options.SharedWeights ?? (owned = SharedInitializers.Create(graph, []));
+        try
+        {
+            return new ReferencePolicy(shared.CreateBound(graph, options.Runtime), shared, owned, [.. outputs], vocab,
+                GradientSession.VocabFromEmbedding(model) ?? vocab);
+        }
+        catch
+        {
+            owned?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
@@ -111,6 +125,7 @@ public sealed class ReferencePolicy : IDisposable
         batch.Validate(_inputVocab, _vocab);
         foreach (var input in _session.Session.InputMetadata.Keys)
         {
+            if (_shared.Contains(input)) continue; // bound once, when the session was made
             if (input == ResponseNames.Index) _session.BindInput(input, _owned.Add(input, OrtValues.Wrap(responseIndex, responseIndex.Length)));
             else if (batch.InputFor(input) is { } v) _session.BindInput(input, _owned.Add(input, v));
             else if (inputs is not null && inputs.TryGetValue(input, out var given)) _session.BindInput(input, given);
@@ -125,5 +140,6 @@ public sealed class ReferencePolicy : IDisposable
     {
         _session.Dispose();
         _owned.Dispose();
+        _ownedShared?.Dispose();
     }
 }

@@ -62,9 +62,11 @@ public sealed class TrainingSession : IDisposable
         foreach (var m in metrics) _metrics[m] = [float.NaN];
         var shared = options.SharedWeights ?? (_ownedShared = SharedInitializers.Create(backward.Model, backward.Parameters, _device));
         SharedWeights = shared;
-        _train = new BoundSession(shared.CreateSession(backward.Model, options.Runtime));
-        _eval = new BoundSession(shared.CreateSession(evalModel, options.Runtime));
+        var runtime = options.Runtime with { CpuMemoryArena = false };
+        _train = shared.CreateBound(backward.Model, runtime);
+        _eval = shared.CreateBound(evalModel, runtime);
         var known = new HashSet<string>(backward.Parameters, StringComparer.Ordinal);
+        known.UnionWith(shared.Names);
         known.UnionWith(backward.Parameters.Select(GradientAccumulation.AccumulatorName));
         known.UnionWith([GradientAccumulation.Keep, GradientAccumulation.Weight]);
         _stepInputs = [.. _train.Session.InputMetadata.Keys.Where(n => !known.Contains(n) && !TokenBatch.Provides(n))];
@@ -135,7 +137,7 @@ public sealed class TrainingSession : IDisposable
         options.Optimizer.Validate();
         var logits = GradientSession.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
-        var withLoss = Model.FromBytes(model.ToBytes(), displayName: "training graph");
+        var withLoss = model.Clone("training graph");
         var (loss, metrics) = options.Objective.Append(withLoss, logits.Name);
         foreach (var o in withLoss.Graph.Outputs.Where(o => o != loss && !metrics.Contains(o.Name)).ToList()) withLoss.Graph.RemoveOutput(o);
         var trainable = options.Trainable?.ToList()
@@ -150,7 +152,7 @@ public sealed class TrainingSession : IDisposable
         var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, options.Backward with { KeepForwardOutputs = true });
         GradientAccumulation.Append(backward);
 
-        var evalModel = Model.FromBytes(withLoss.ToBytes(), displayName: "evaluation graph");
+        var evalModel = withLoss.Clone("evaluation graph");
         foreach (var name in trainable) evalModel.Graph.PromoteInitializerToInput(evalModel.Graph.FindInitializer(name)!);
         foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name && !metrics.Contains(o.Name)).ToList()) evalModel.Graph.RemoveOutput(o);
         evalModel.Graph.RemoveUnusedNodes();
@@ -303,7 +305,7 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The forward model with the current values of the trainable parameters as its initializers.</summary>
     public Model CurrentModel()
     {
-        var model = Model.FromBytes(_forward.ToBytes(), displayName: "trained model");
+        var model = _forward.Clone("trained model");
         foreach (var t in TrainableValues()) model.Graph.SetInitializer(model.Graph.FindInitializer(t.Name)!, t);
         return model;
     }

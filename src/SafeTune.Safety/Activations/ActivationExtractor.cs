@@ -44,7 +44,7 @@ public sealed class ActivationExtractor : IDisposable
         _template = template;
         _padId = tokenizer?.PadId ?? 0;
 
-        var copy = Model.FromBytes(model.ToBytes(), displayName: "activations");
+        var copy = model.Clone("activations");
         var located = HiddenStateLocator.Locate(copy);
         if (located.Count == 0)
             throw new OnnxFormatException($"no transformer blocks were recognised in graph '{copy.Graph.Name}'.");

@@ -32,7 +32,7 @@ public sealed class ResponseLossSession : IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         var logits = GradientSession.FindLogits(model);
-        var graph = Model.FromBytes(model.ToBytes(), displayName: "response loss graph");
+        var graph = model.Clone("response loss graph");
         _output = LossGraphs.AppendCrossEntropy(graph, logits.Name).Name;
         _session = SessionFactory.Create(graph, config);
     }

@@ -77,7 +77,7 @@ public sealed class FineTuneEngine : IDisposable
         IReadOnlyList<string>? trainable = null;
         if (options.Lora is not null)
         {
-            model = Model.FromBytes(options.Model.ToBytes(), displayName: "LoRA model");
+            model = options.Model.Clone("LoRA model");
             lora = new LoraPass(options.Lora with { Seed = options.Seed });
             PassRunner.Run(model, lora);
             trainable = lora.TrainableParameters;

@@ -59,7 +59,7 @@ public static class ModelExport
     {
         ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(target);
-        var result = Model.FromBytes(target.ToBytes(), displayName: "generation model");
+        var result = target.Clone("generation model");
         foreach (var v in source.Graph.Initializers)
         {
             var t = v.Initializer!;

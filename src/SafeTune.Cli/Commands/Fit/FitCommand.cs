@@ -15,7 +15,9 @@ public sealed class FitCommand : Command<FitSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, FitSettings settings, CancellationToken cancellationToken)
     {
+        var memory = new MemoryAccount();
         var model = ModelSource.Load(settings.Model);
+        memory.Mark("model loaded", model.Graph.Initializers.Sum(v => v.Initializer!.ByteCount));
         var batch = TokenBatch.Load(settings.Batch);
         var optimizer = new OptimizerConfig
         {
@@ -36,6 +38,7 @@ public sealed class FitCommand : Command<FitSettings>
             CheckpointDirectory = settings.CheckpointDir,
             Resume = settings.Resume,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(settings.Provider) },
+            Memory = memory,
         };
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
@@ -44,7 +47,7 @@ public sealed class FitCommand : Command<FitSettings>
         {
             var result = settings.Json ? FitLoop.Run(model, batch, options, null, cancel.Token) : RunWithProgress(model, batch, options, cancel.Token);
             if (settings.Export is { } path) result.Model.Save(path);
-            if (settings.Json) WriteJson(result);
+            if (settings.Json) WriteJson(result, memory);
             else WriteSummary(result, settings);
             return ExitCodes.Ok;
         }
@@ -73,7 +76,7 @@ public sealed class FitCommand : Command<FitSettings>
         return result!;
     }
 
-    private static void WriteJson(FitResult r) => JsonOut.Write(w =>
+    private static void WriteJson(FitResult r, MemoryAccount memory) => JsonOut.Write(w =>
     {
         w.WriteStartArray("losses");
         foreach (var l in r.Losses) w.WriteNumberValue(l);
@@ -83,6 +86,7 @@ public sealed class FitCommand : Command<FitSettings>
         w.WriteNumber("peak_rss_mb", Math.Round(r.PeakRssMb, 1));
         w.WriteNumber("first_step", r.FirstStep);
         w.WriteBoolean("cancelled", r.Cancelled);
+        JsonOut.WriteMemory(w, memory);
     });
 
     private static void WriteSummary(FitResult r, FitSettings s)
