@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SafeTune.Models.Decoders;
 using SafeTune.Models.HuggingFace;
 using SafeTune.Onnx;
 using SafeTune.Runtime;
@@ -126,5 +127,63 @@ public sealed class HfExportTests : IDisposable
 
         File.WriteAllBytes(path, [.. good[..8], .. "{not json"u8.ToArray()]);
         Assert.Contains("header", Assert.Throws<OnnxFormatException>(() => HfExporter.Export(dir)).Message);
+    }
+
+    [Fact]
+    public void Llama3_rope_scaling_gives_the_frequencies_transformers_computes()
+    {
+        // Llama-3.2-1B: head_dim 64, rope_theta 500000, rope_scaling {factor 32, low 1, high 4, original 8192}.
+        // Expected: transformers' _compute_llama3_parameters in PyTorch (float32), entries 0, 5, 10, 15, 20, 25, 31.
+        var config = new LlamaConfig
+        {
+            VocabSize = 8, HiddenSize = 128, Layers = 1, Heads = 2, KeyValueHeads = 1, IntermediateSize = 8, RopeTheta = 500000,
+            RopeScaling = new Llama3RopeScaling(32, 1, 4, 8192),
+        };
+        var inv = config.InverseFrequencies();
+        double[] expected = [1.0, 0.12868738174438477, 0.016560440883040428, 0.0012905480107292533, 8.570255886297673e-06, 1.1028836297555245e-06, 9.418306490260875e-08];
+        int[] at = [0, 5, 10, 15, 20, 25, 31];
+        for (int k = 0; k < at.Length; k++)
+            Assert.True(Math.Abs(inv[at[k]] - expected[k]) <= 1e-6 * expected[k], $"inv_freq[{at[k]}] = {inv[at[k]]}, PyTorch {expected[k]}");
+    }
+
+    [Fact]
+    public void Unknown_rope_scaling_and_sliding_windows_are_refused_not_ignored()
+    {
+        var dir = CopyCheckpoint("llama");
+        var config = Path.Combine(dir, "config.json");
+        var original = File.ReadAllText(config);
+        File.WriteAllText(config, original.Replace("\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0}"));
+        var e = Assert.Throws<InvalidDataException>(() => HfExporter.Export(dir));
+        Assert.Contains("rope_scaling type 'yarn'", e.Message);
+        Assert.Contains("config.json", e.Message);
+
+        File.WriteAllText(config, original.Replace("\"rope_scaling\": null", "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}"));
+        Assert.Contains("rope_scaling.low_freq_factor", Assert.Throws<InvalidDataException>(() => HfExporter.Export(dir)).Message);
+
+        File.WriteAllText(config, original.Replace("\"model_type\"", "\"use_sliding_window\": true, \"model_type\""));
+        Assert.Contains("use_sliding_window", Assert.Throws<InvalidDataException>(() => HfExporter.Export(dir)).Message);
+
+        File.WriteAllText(config, original.Replace("\"mlp_bias\": false", "\"mlp_bias\": true"));
+        Assert.Contains("mlp_bias", Assert.Throws<InvalidDataException>(() => HfExporter.Export(dir)).Message);
+    }
+
+    [Fact]
+    public void Export_streams_the_checkpoint_into_external_data_with_the_same_values()
+    {
+        // The checkpoint is read lazily (bf16 converted to float32 as it is written); the saved model must hold exactly
+        // what an eager conversion gives.
+        var source = Repo.Fixture("hf", "llama_tied_bf16");
+        var model = HfExporter.Export(source);
+        Assert.All(model.Graph.Initializers.Where(v => v.Initializer!.ElementCount >= 256), v => Assert.True(v.Initializer!.IsDeferred, v.Name));
+        var path = _dir.File("streamed.onnx");
+        model.Save(path, new SaveOptions { ExternalDataFile = "streamed.onnx.data", ExternalDataThreshold = 1024 });
+        var loaded = Model.Load(path);
+        var eager = SafeTensors.Read(Path.Combine(source, "model.safetensors")).Tensors.ToDictionary(t => t.Name);
+        foreach (var (name, t) in eager)
+        {
+            var saved = loaded.Graph.FindInitializer(name)!.Initializer!;
+            Assert.Equal(ElementType.Float, saved.ElementType);
+            Assert.Equal(t.ToDoubles().Select(x => (float)x), saved.AsSpan<float>().ToArray());
+        }
     }
 }

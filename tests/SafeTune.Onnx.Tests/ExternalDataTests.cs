@@ -42,6 +42,87 @@ public class ExternalDataTests
     }
 
     [Fact]
+    public void External_data_is_memory_mapped_and_outlives_the_reader()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("model.onnx");
+        Small().Save(path, new SaveOptions { ExternalDataFile = "model.onnx.data", ExternalDataThreshold = 1024 });
+        var loaded = Model.Load(path);
+        var big = loaded.Graph.FindInitializer("big.weight")!.Initializer!;
+        // Not a managed array: the bytes are a view of the mapped file.
+        Assert.False(System.Runtime.InteropServices.MemoryMarshal.TryGetArray(big.Memory, out _));
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.Equal(Enumerable.Range(0, 512 * 4).Select(i => (float)Math.Sin(i)), big.AsSpan<float>().ToArray());
+        // Saving over the model that is still mapped (temp file + rename) keeps both the mapping and the new file right.
+        loaded.Save(path, new SaveOptions { ExternalDataFile = "model.onnx.data", ExternalDataThreshold = 1024 });
+        Assert.Equal(big.AsSpan<float>().ToArray(), Model.Load(path).Graph.FindInitializer("big.weight")!.Initializer!.AsSpan<float>().ToArray());
+    }
+
+    [Fact]
+    public void Large_models_are_saved_with_external_data_by_default()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("model.onnx");
+        Small().Save(path, new SaveOptions { ExternalDataAbove = 4096 });
+        Assert.True(File.Exists(dir.File("model.onnx.data")));
+        Small().Save(dir.File("inline.onnx"));
+        Assert.False(File.Exists(dir.File("inline.onnx.data")));
+    }
+
+    [Fact]
+    public void A_clone_shares_tensor_bytes_and_changes_independently()
+    {
+        var model = Small();
+        var copy = model.Clone();
+        Assert.Equal(model.ToBytes(), copy.ToBytes());
+        var original = model.Graph.FindInitializer("big.weight")!.Initializer!;
+        var cloned = copy.Graph.FindInitializer("big.weight")!.Initializer!;
+        Assert.True(original.Memory.Span == cloned.Memory.Span, "the clone's tensor must share the original's bytes");
+
+        copy.Graph.SetInitializer(copy.Graph.FindInitializer("small.bias")!, TensorData.Vector("small.bias", 9f, 9f, 9f, 9f));
+        copy.Graph.PromoteInitializerToInput(copy.Graph.FindInitializer("big.weight")!);
+        Assert.Equal([1f, 2f, 3f, 4f], model.Graph.FindInitializer("small.bias")!.Initializer!.AsSpan<float>().ToArray());
+        Assert.NotNull(model.Graph.FindInitializer("big.weight"));
+        Assert.Null(copy.Graph.FindInitializer("big.weight"));
+    }
+
+    [Fact]
+    public void Deferred_tensors_stream_when_saved_and_materialize_when_read()
+    {
+        using var dir = new TempDir();
+        var source = new CountingSource(Enumerable.Range(0, 1024).Select(i => (float)i).ToArray());
+        var b = GraphBuilder.ForNewModel(17);
+        var x = b.Input("x", ElementType.Float, 1024);
+        var w = b.Parameter(TensorData.FromSource("w", ElementType.Float, [1024], source));
+        b.Output(b.Mul(x, w), "y");
+        var model = b.Model!;
+        Assert.Equal(4096, model.Graph.FindInitializer("w")!.Initializer!.ByteCount);
+        Assert.Equal(0, source.Writes);
+        model.Save(dir.File("m.onnx"), new SaveOptions { ExternalDataFile = "m.onnx.data", ExternalDataThreshold = 16 });
+        Assert.Equal(1, source.Writes);
+        Assert.True(model.Graph.FindInitializer("w")!.Initializer!.IsDeferred);
+        Assert.Equal(source.Values, Model.Load(dir.File("m.onnx")).Graph.FindInitializer("w")!.Initializer!.AsSpan<float>().ToArray());
+        Assert.Equal(source.Values, model.Graph.FindInitializer("w")!.Initializer!.AsSpan<float>().ToArray());
+        Assert.Equal(2, source.Writes);
+        _ = model.Graph.FindInitializer("w")!.Initializer!.Bytes;
+        Assert.Equal(2, source.Writes);
+    }
+
+    private sealed class CountingSource(float[] values) : ITensorSource
+    {
+        public float[] Values => values;
+        public int Writes { get; private set; }
+        public long ByteCount => values.Length * 4L;
+
+        public void WriteTo(Stream destination)
+        {
+            Writes++;
+            destination.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        }
+    }
+
+    [Fact]
     public void External_offsets_are_aligned()
     {
         using var dir = new TempDir();

@@ -24,8 +24,40 @@ public sealed record LlamaConfig
     /// <summary>True when the query, key and value projections have biases (Qwen2).</summary>
     public bool AttentionBias { get; init; }
 
+    /// <summary>Llama-3's RoPE frequency scaling (<c>rope_scaling</c> with <c>rope_type: llama3</c>); null for plain RoPE.</summary>
+    public Llama3RopeScaling? RopeScaling { get; init; }
+
     /// <summary>Width of one attention head.</summary>
     public int HeadDim => HiddenSize / Heads;
+
+    /// <summary>
+    /// RoPE's inverse frequencies <c>1 / theta^(2i / head_dim)</c>, i &lt; head_dim / 2, with <see cref="RopeScaling"/>
+    /// applied, as Hugging Face computes them (float32 arithmetic).
+    /// </summary>
+    public float[] InverseFrequencies()
+    {
+        int hd = HeadDim;
+        var inv = new float[hd / 2];
+        for (int i = 0; i < inv.Length; i++) inv[i] = 1f / MathF.Pow((float)RopeTheta, (float)(2 * i) / hd);
+        if (RopeScaling is { } s)
+        {
+            // transformers' _compute_llama3_parameters: long wavelengths are slowed by the factor, short ones kept,
+            // and those in between blended smoothly.
+            float lowWavelen = s.OriginalMaxPositions / s.LowFrequencyFactor, highWavelen = s.OriginalMaxPositions / s.HighFrequencyFactor;
+            for (int i = 0; i < inv.Length; i++)
+            {
+                float wavelen = 2 * MathF.PI / inv[i];
+                float scaled = wavelen > lowWavelen ? inv[i] / s.Factor : inv[i];
+                if (!(wavelen < highWavelen) && !(wavelen > lowWavelen))
+                {
+                    float smooth = (s.OriginalMaxPositions / wavelen - s.LowFrequencyFactor) / (s.HighFrequencyFactor - s.LowFrequencyFactor);
+                    scaled = (1 - smooth) * scaled / s.Factor + smooth * scaled;
+                }
+                inv[i] = scaled;
+            }
+        }
+        return inv;
+    }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the field when the shape is inconsistent.</summary>
     public void Validate()
@@ -62,3 +94,10 @@ public sealed record LlamaConfig
         }
     }
 }
+
+/// <summary>Llama-3's <c>rope_scaling</c> (<c>rope_type: llama3</c>), as in Llama-3.1 and Llama-3.2 configs.</summary>
+/// <param name="Factor">How much long wavelengths are stretched (<c>factor</c>, 32 for Llama-3.2).</param>
+/// <param name="LowFrequencyFactor"><c>low_freq_factor</c>.</param>
+/// <param name="HighFrequencyFactor"><c>high_freq_factor</c>.</param>
+/// <param name="OriginalMaxPositions"><c>original_max_position_embeddings</c>.</param>
+public sealed record Llama3RopeScaling(float Factor, float LowFrequencyFactor, float HighFrequencyFactor, float OriginalMaxPositions);

@@ -81,8 +81,7 @@ public static class LlamaGraph
     private static (Value cos, Value sin) Rotary(GraphBuilder b, Value ids, LlamaConfig c)
     {
         int hd = c.HeadDim;
-        var invFreq = new float[hd / 2];
-        for (int i = 0; i < invFreq.Length; i++) invFreq[i] = (float)(1.0 / Math.Pow(c.RopeTheta, 2.0 * i / hd));
+        var invFreq = c.InverseFrequencies();
         var length = b.Gather(b.ShapeOf(ids), b.ScalarInt(1));                    // T
         var positions = b.Cast(b.Op("Range", b.ScalarInt(0), length, b.ScalarInt(1)), ElementType.Float); // (T)
         var freqs = b.Mul(b.Unsqueeze(positions, 1), b.Constant(TensorData.Create<float>("inv_freq", [1, hd / 2], invFreq))); // (T, hd/2)
@@ -94,8 +93,7 @@ public static class LlamaGraph
     private static (Value cos, Value sin) RotaryAt(GraphBuilder b, Value positionIds, LlamaConfig c)
     {
         int hd = c.HeadDim;
-        var invFreq = new float[hd / 2];
-        for (int i = 0; i < invFreq.Length; i++) invFreq[i] = (float)(1.0 / Math.Pow(c.RopeTheta, 2.0 * i / hd));
+        var invFreq = c.InverseFrequencies();
         var positions = b.Cast(positionIds, ElementType.Float);                                                   // (B, T)
         var freqs = b.Mul(b.Unsqueeze(positions, 2), b.Constant(TensorData.Create<float>("inv_freq", [1, hd / 2], invFreq))); // (B, T, hd/2)
         var emb = b.Unsqueeze(b.Concat(-1, freqs, freqs), 1);                                                    // (B, 1, T, hd)

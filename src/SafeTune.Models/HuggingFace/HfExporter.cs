@@ -64,10 +64,34 @@ public static class HfExporter
             RmsNormEpsilon = (float)c.Number("rms_norm_eps", 1e-6),
             TieWordEmbeddings = c.Bool("tie_word_embeddings", false),
             AttentionBias = attentionBias || c.Bool("attention_bias", false),
+            RopeScaling = RopeScaling(c),
         };
+        if (c.Bool("mlp_bias", false))
+            throw new InvalidDataException($"{Path.Combine(c.Directory, "config.json")}: mlp_bias is true; MLP biases are not supported.");
+        if (c.Bool("use_sliding_window", false))
+            throw new InvalidDataException($"{Path.Combine(c.Directory, "config.json")}: use_sliding_window is true; sliding-window attention is not supported.");
         if (c.Config.TryGetProperty("head_dim", out var hd) && hd.ValueKind == System.Text.Json.JsonValueKind.Number && hd.GetInt32() != config.HeadDim)
             throw new InvalidDataException($"{c.Directory}: head_dim {hd.GetInt32()} differs from hidden_size / num_attention_heads = {config.HeadDim}; not supported.");
         return Tag(LlamaGraph.Build(config, c.Tensors), c);
+    }
+
+    /// <summary>config.json's rope_scaling: null or absent, or Llama-3's; any other kind is refused, never ignored.</summary>
+    private static Llama3RopeScaling? RopeScaling(HfCheckpoint c)
+    {
+        if (!c.Config.TryGetProperty("rope_scaling", out var r) || r.ValueKind == System.Text.Json.JsonValueKind.Null) return null;
+        string at = Path.Combine(c.Directory, "config.json");
+        if (r.ValueKind != System.Text.Json.JsonValueKind.Object) throw new InvalidDataException($"{at}: rope_scaling is not an object.");
+        string type = r.TryGetProperty("rope_type", out var t) || r.TryGetProperty("type", out t) ? t.GetString() ?? "" : "";
+        if (type == "default") return null;
+        if (type != "llama3")
+            throw new InvalidDataException($"{at}: rope_scaling type '{type}' is not supported (supported: llama3, default).");
+        float Field(string name) => r.TryGetProperty(name, out var v) && v.ValueKind == System.Text.Json.JsonValueKind.Number && v.GetDouble() > 0
+            ? (float)v.GetDouble()
+            : throw new InvalidDataException($"{at}: rope_scaling.{name} must be a positive number.");
+        var s = new Llama3RopeScaling(Field("factor"), Field("low_freq_factor"), Field("high_freq_factor"), Field("original_max_position_embeddings"));
+        if (!(s.HighFrequencyFactor > s.LowFrequencyFactor))
+            throw new InvalidDataException($"{at}: rope_scaling.high_freq_factor must be greater than low_freq_factor.");
+        return s;
     }
 
     private static Model Tag(Model m, HfCheckpoint c)
