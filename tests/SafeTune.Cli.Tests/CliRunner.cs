@@ -23,7 +23,10 @@ public static class CliRunner
     public static CliResult Run(params string[] args) => Run(TimeSpan.FromMinutes(2), args);
 
     /// <summary>Runs with a time limit (the process is killed, and the test fails, when it runs longer).</summary>
-    public static CliResult Run(TimeSpan limit, params string[] args)
+    public static CliResult Run(TimeSpan limit, params string[] args) => Run(limit, new Dictionary<string, string>(), args);
+
+    /// <summary>Runs with a time limit and extra environment variables.</summary>
+    public static CliResult Run(TimeSpan limit, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "safetune.dll");
         var psi = new ProcessStartInfo("dotnet")
@@ -37,6 +40,7 @@ public static class CliRunner
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["NO_COLOR"] = "1";
         psi.Environment.Remove("SAFETUNE_DEBUG");
+        foreach (var (k, v) in environment) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();

@@ -26,6 +26,42 @@ public sealed class FitCommandTests : IDisposable
         Assert.True(json.GetProperty("ms_per_step").GetDouble() > 0);
         Assert.Equal(14, json.GetProperty("tokens_per_step").GetInt64());
         Assert.True(json.GetProperty("peak_rss_mb").GetDouble() > 10);
+        var predicted = json.GetProperty("predicted_memory");
+        Assert.True(predicted.GetProperty("total_mb").GetDouble() > predicted.GetProperty("activations_mb").GetDouble());
+        Assert.True(predicted.GetProperty("activations_mb").GetDouble() > 0);
+        Assert.True(predicted.GetProperty("alive_at_peak_mb").EnumerateObject().Any());
+        var phases = json.GetProperty("memory").EnumerateObject().Select(p => p.Name).ToList();
+        Assert.Equal(["model loaded", "training graphs built, sessions open (frozen weights shared)", "trainable parameters, gradients, optimizer moments",
+            "predicted peak of a step (before it runs)", "first step (activations, workspace)", "all steps"], phases);
+        Assert.All(json.GetProperty("memory").EnumerateObject(), p => Assert.True(p.Value.GetProperty("rss_mb").GetDouble() > 0, p.Name));
+    }
+
+    [Fact]
+    public void A_step_that_would_not_fit_stops_before_it_runs()
+    {
+        // The machine's memory capped at 60 MB: the tiny model's step cannot fit; nothing is trained or written.
+        var checkpoints = _dir.File("ckpt");
+        var r = CliRunner.Run(TimeSpan.FromMinutes(2), new Dictionary<string, string> { ["SAFETUNE_MEMORY_LIMIT_MB"] = "60" },
+            "fit", Model, "--batch", Batch, "--steps", "3", "--checkpoint-dir", checkpoints, "--json");
+        r.AssertUserError("a training step on this batch needs about", "GB", "stopped before the first step", "fewer or shorter rows");
+        Assert.False(Directory.Exists(checkpoints) && Directory.EnumerateFileSystemEntries(checkpoints).Any());
+    }
+
+    [Fact]
+    public void An_impossible_batch_for_a_real_vocabulary_is_refused_with_the_estimate()
+    {
+        // Qwen2.5's vocabulary (151,936) at 32 x 2048 tokens: the logits alone are 40 GB.
+        var config = new SafeTune.Models.Decoders.LlamaConfig
+        {
+            VocabSize = 151936, HiddenSize = 32, Layers = 1, Heads = 2, KeyValueHeads = 1, IntermediateSize = 64, TieWordEmbeddings = true,
+        };
+        var model = _dir.File("wide_vocab.onnx");
+        SafeTune.Models.Decoders.LlamaGraph.Build(config).Save(model);
+        var batch = _dir.File("huge.json");
+        var ids = string.Join(",", Enumerable.Range(0, 32).Select(r => "[" + string.Join(",", Enumerable.Range(0, 2048).Select(t => (r * 31 + t * 7) % 151936)) + "]"));
+        File.WriteAllText(batch, $"{{\"input_ids\": [{ids}], \"labels\": [{ids}]}}");
+        var r = CliRunner.Run(TimeSpan.FromMinutes(3), "fit", model, "--batch", batch, "--lora", "4", "--steps", "1");
+        r.AssertUserError("needs about", "activations", "'logits'", "more than the", "stopped before the first step", "fewer or shorter rows");
     }
 
     [Fact]

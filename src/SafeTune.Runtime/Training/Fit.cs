@@ -32,6 +32,8 @@ public sealed record FitOptions
     public SessionConfig Runtime { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>
     public BackwardOptions Backward { get; init; } = new();
+    /// <summary>Predict the first step's peak memory and stop before it when it would not fit (default true).</summary>
+    public bool CheckMemory { get; init; } = true;
     /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
     public MemoryAccount? Memory { get; init; }
 
@@ -56,7 +58,11 @@ public sealed record FitOptions
 /// <param name="PeakRssMb">The process's peak working set in MiB.</param>
 /// <param name="Cancelled">True when the run stopped early because it was cancelled (after a complete step).</param>
 /// <param name="Model">The forward model with the trained weights.</param>
-public sealed record FitResult(IReadOnlyList<double> Losses, long FirstStep, double MsPerStep, long TokensPerStep, double PeakRssMb, bool Cancelled, Model Model);
+public sealed record FitResult(IReadOnlyList<double> Losses, long FirstStep, double MsPerStep, long TokensPerStep, double PeakRssMb, bool Cancelled, Model Model)
+{
+    /// <summary>The peak memory predicted before the first step.</summary>
+    public MemoryEstimate? Estimate { get; init; }
+}
 
 /// <summary>One step's numbers, for progress display.</summary>
 public readonly record struct FitProgress(long Step, long TotalSteps, double Loss, double LearningRate, double Milliseconds);
@@ -93,6 +99,11 @@ public static class Fit
         });
         options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);
         options.Memory?.Mark("trainable parameters, gradients, optimizer moments", 4L * session.Layout.ParameterElements * sizeof(float));
+        var estimate = session.EstimateMemory(batch);
+        options.Memory?.Mark("predicted peak of a step (before it runs)", estimate.TotalBytes);
+        if (options.CheckMemory)
+            MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
+                "Use a batch file with fewer or shorter rows" + (options.Lora is null ? ", or --lora to train adapters instead of every weight." : "."));
         if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!);
         long first = session.Step;
         var losses = new List<double>();
@@ -123,7 +134,7 @@ public static class Fit
         double median = steady.Count == 0 ? 0 : Median(steady);
         return new FitResult(losses, first, median, (long)batch.BatchSize * batch.SequenceLength,
             MemoryAccount.PeakMb(), cancelled,
-            lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters));
+            lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters)) { Estimate = estimate };
     }
 
     private static double Median(List<double> xs)

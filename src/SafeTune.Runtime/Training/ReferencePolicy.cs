@@ -58,14 +58,16 @@ public sealed class ReferencePolicy : IDisposable
 {
     private readonly BoundSession _session;
     private readonly SharedInitializers _shared;
+    private readonly Model _graph;
     private readonly SharedInitializers? _ownedShared;
     private readonly OrtValueBag _owned = new();
     private readonly string[] _outputs;
     private readonly string[] _stepInputs;
     private readonly long _vocab, _inputVocab;
 
-    private ReferencePolicy(BoundSession session, SharedInitializers shared, SharedInitializers? ownedShared, string[] outputs, long vocab, long inputVocab)
+    private ReferencePolicy(Model graph, BoundSession session, SharedInitializers shared, SharedInitializers? ownedShared, string[] outputs, long vocab, long inputVocab)
     {
+        _graph = graph;
         _session = session;
         _shared = shared;
         _ownedShared = ownedShared;
@@ -104,7 +106,7 @@ public sealed class ReferencePolicy : IDisposable
         var shared = options.SharedWeights ?? (owned = SharedInitializers.Create(graph, []));
         try
         {
-            return new ReferencePolicy(shared.CreateBound(graph, options.Runtime), shared, owned, [.. outputs], vocab,
+            return new ReferencePolicy(graph, shared.CreateBound(graph, options.Runtime), shared, owned, [.. outputs], vocab,
                 GradientSession.VocabFromEmbedding(model) ?? vocab);
         }
         catch
@@ -133,6 +135,23 @@ public sealed class ReferencePolicy : IDisposable
         }
         foreach (var o in _outputs) _session.BindOutputToDevice(o);
         return new ReferenceOutputs(_outputs, _session.RunAndFetch());
+    }
+
+    /// <summary>
+    /// The peak bytes of intermediate tensors (outputs included) of one reference pass on <paramref name="batch"/> with
+    /// <paramref name="responseTokens"/> response positions, before it runs.
+    /// </summary>
+    public long EstimateActivations(TokenBatch batch, int responseTokens, IReadOnlyDictionary<string, OrtValue>? inputs = null)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal) { [ResponseNames.Index] = [responseTokens] };
+        foreach (var input in _session.Session.InputMetadata.Keys)
+        {
+            if (inputs is not null && inputs.TryGetValue(input, out var given)) shapes[input] = given.GetTensorTypeAndShape().Shape;
+            else if (batch.InputFor(input) is { } v)
+                using (v) shapes[input] = v.GetTensorTypeAndShape().Shape;
+        }
+        return MemoryEstimate.Activations(_graph, shapes, _shared.Names.ToHashSet(StringComparer.Ordinal)).Peak;
     }
 
     /// <inheritdoc/>

@@ -243,6 +243,28 @@ public sealed class TrainingSession : IDisposable
         return _loss[0];
     }
 
+    /// <summary>
+    /// Predicts the peak memory of a training step on <paramref name="batch"/> (with the objective's step inputs) before it
+    /// runs; <paramref name="referenceActivations"/> adds a reference pass's own peak (see <see cref="ReferencePolicy.EstimateActivations"/>).
+    /// </summary>
+    public MemoryEstimate EstimateMemory(TokenBatch batch, IReadOnlyDictionary<string, long[]>? stepInputShapes = null, long referenceActivations = 0)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        foreach (var input in _train.Session.InputMetadata.Keys)
+        {
+            if (stepInputShapes is not null && stepInputShapes.TryGetValue(input, out var given)) shapes[input] = given;
+            else if (batch.InputFor(input) is { } v)
+                using (v) shapes[input] = v.GetTensorTypeAndShape().Shape;
+        }
+        var external = new HashSet<string>(_backward.Parameters, StringComparer.Ordinal);
+        external.UnionWith(_backward.Parameters.Select(GradientAccumulation.AccumulatorName));
+        external.UnionWith(SharedWeights.Names);
+        var (peak, largest, name, unknown, atPeak) = MemoryEstimate.Activations(_backward.Model, shapes, external);
+        return new MemoryEstimate(SharedWeights.Bytes, 4L * Layout.ParameterElements * sizeof(float), Math.Max(peak, referenceActivations),
+            largest, name, unknown, atPeak);
+    }
+
     /// <summary>The loss on one batch with the current weights, without gradients.</summary>
     public float EvalStep(TokenBatch batch, IReadOnlyDictionary<string, OrtValue>? inputs = null)
     {

@@ -125,6 +125,11 @@ public sealed class FineTuneEngine : IDisposable
         if (responseTokens == 0) throw new InvalidDataException($"step {step + 1} has no response tokens to train on.");
         var refs = new ReferenceOutputs?[batches.Count];
         var scores = new RiskScores?[batches.Count];
+        if (!_memoryChecked)
+        {
+            EnsureMemory(batches);
+            _memoryChecked = true;
+        }
         try
         {
             // reference pass and risk
@@ -189,6 +194,40 @@ public sealed class FineTuneEngine : IDisposable
         }
     }
 
+    /// <summary>
+    /// Predicts the peak memory of a step on micro-batches like <paramref name="batches"/> (the reference pass, the step's
+    /// inputs and the training graph) without running it.
+    /// </summary>
+    public MemoryEstimate EstimateMemory(IReadOnlyList<TrainingBatch> batches)
+    {
+        ArgumentNullException.ThrowIfNull(batches);
+        var b = batches.MaxBy(x => (long)x.Tokens.BatchSize * x.Tokens.SequenceLength + x.ResponseTokens)!;
+        int n = b.ResponseTokens;
+        long referenceActivations = 0;
+        if (Reference is not null)
+        {
+            using var refInputs = ReferenceInputs(b);
+            referenceActivations = Reference.EstimateActivations(b.Tokens, n, refInputs.Values);
+        }
+        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal)
+        {
+            [ResponseNames.Index] = [n], [ResponseNames.SftWeight] = [n], [ResponseNames.KlWeight] = [n], [ResponseNames.ConstrainedWeight] = [n],
+            [ResponseNames.TokenBeta] = [n], [ResponseNames.ReferenceTokenLogProbs] = [n], [ResponseNames.ReferenceLogProbs] = [n, Session.VocabSize],
+        };
+        return Session.EstimateMemory(b.Tokens, shapes, referenceActivations);
+    }
+
+    private void EnsureMemory(IReadOnlyList<TrainingBatch> batches)
+    {
+        var estimate = EstimateMemory(batches);
+        Estimate = estimate;
+        MemoryEstimate.EnsureFits(estimate, "a training step",
+            "Lower --micro-batch (gradients accumulate to the same --batch-size) or --max-length" + (_lora is null ? ", or train LoRA adapters (--lora) instead of --full." : "."));
+    }
+
+    /// <summary>The peak memory predicted before the first step (null until then).</summary>
+    public MemoryEstimate? Estimate { get; private set; }
+
     /// <summary>The merged model (asserted to have the input's graph) and, when given, the generation graph with the same weights.</summary>
     public (Model Model, Model? Generation) Export()
     {
@@ -248,6 +287,8 @@ public sealed class FineTuneEngine : IDisposable
     }
 
     /// <summary>Step inputs by name: owns those it made, borrows the reference's outputs.</summary>
+    private bool _memoryChecked;
+
     private sealed class StepInputBag : IDisposable
     {
         private readonly OrtValueBag _owned = new();

@@ -86,6 +86,20 @@ public sealed class FitCommand : Command<FitSettings>
         w.WriteNumber("peak_rss_mb", Math.Round(r.PeakRssMb, 1));
         w.WriteNumber("first_step", r.FirstStep);
         w.WriteBoolean("cancelled", r.Cancelled);
+        if (r.Estimate is { } e)
+        {
+            w.WriteStartObject("predicted_memory");
+            w.WriteNumber("total_mb", Math.Round(e.TotalBytes / 1048576.0, 1));
+            w.WriteNumber("weights_mb", Math.Round(e.WeightBytes / 1048576.0, 1));
+            w.WriteNumber("trainable_state_mb", Math.Round(e.TrainableStateBytes / 1048576.0, 1));
+            w.WriteNumber("activations_mb", Math.Round(e.ActivationBytes / 1048576.0, 1));
+            w.WriteString("largest_tensor", e.LargestTensor);
+            w.WriteNumber("largest_tensor_mb", Math.Round(e.LargestTensorBytes / 1048576.0, 1));
+            w.WriteStartObject("alive_at_peak_mb");
+            foreach (var (name, bytes) in e.AtPeak) w.WriteNumber(name, Math.Round(bytes / 1048576.0, 1));
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
         JsonOut.WriteMemory(w, memory);
     });
 
