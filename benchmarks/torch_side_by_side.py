@@ -51,9 +51,8 @@ and then runs
     <safetune> export --from-hf CKPT --out model.onnx --json, then
     standard: <safetune> fit model.onnx --batch BATCH.json --lora R --lora-alpha A --steps (warmup + steps)
               --optimizer adamw --lr 1e-4 --weight-decay 0.01 --json
-    adaptive: <safetune> train --model model.onnx --data DATA.jsonl --out run --overwrite --method fixed-kl
-              --beta-map fixed:0.5 --lora R --lora-alpha A --batch-size B --max-length T
-              --steps (warmup + steps) --lr 1e-4 --weight-decay 0.01 --json
+    adaptive: the same fit command with --kl 0.5 (a reference pass sharing the frozen weights every step,
+              then (1 - beta) SFT + beta KL over the full vocabulary on the response positions)
   (<safetune> defaults to dotnet src/SafeTune.Cli/bin/Release/net10.0/safetune.dll).
 It reports ms/step (median of the timed steps), peak RSS and the first loss of both sides, their
 ratios, the first-loss relative difference (LoRA B starts at zero, so the first loss is the base
@@ -772,17 +771,12 @@ def scale_main():
                 print("  " + ex.get("output_tail", "").replace("\n", "\n  "))
         if ex is not None and "error" not in ex:
             steps = ARGS.warmup + ARGS.steps
-            if ARGS.method == "standard":
-                cmd = prefix + ["fit", model_path, "--batch", batch_path, "--lora", str(ARGS.lora),
-                                "--lora-alpha", f"{ARGS.lora_alpha:g}", "--steps", str(steps), "--optimizer", "adamw",
-                                "--lr", repr(SCALE_LR), "--weight-decay", repr(WEIGHT_DECAY), "--json"]
-            else:
-                cmd = prefix + ["train", "--model", model_path, "--data", data_path, "--out",
-                                os.path.join(workdir, "run"), "--overwrite", "--method", "fixed-kl", "--beta-map",
-                                f"fixed:{ADAPTIVE_BETA}", "--lora", str(ARGS.lora), "--lora-alpha",
-                                f"{ARGS.lora_alpha:g}", "--batch-size", str(ARGS.batch), "--max-length",
-                                str(ARGS.seq), "--steps", str(steps), "--lr", repr(SCALE_LR), "--weight-decay",
-                                repr(WEIGHT_DECAY), "--json"]
+            cmd = prefix + ["fit", model_path, "--batch", batch_path, "--lora", str(ARGS.lora),
+                            "--lora-alpha", f"{ARGS.lora_alpha:g}", "--steps", str(steps), "--optimizer", "adamw",
+                            "--lr", repr(SCALE_LR), "--weight-decay", repr(WEIGHT_DECAY), "--json"]
+            if ARGS.method == "adaptive":
+                # the regularized step: a reference pass sharing the frozen weights, then (1 - beta) SFT + beta KL
+                cmd += ["--kl", f"{ADAPTIVE_BETA:g}"]
             cmd += shlex.split(ARGS.safetune_args)
             est = estimate_mb(c, ARGS.batch, ARGS.seq, ARGS.method, "safetune")
             why = refuse("SafeTune", est)

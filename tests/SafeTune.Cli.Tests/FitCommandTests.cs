@@ -37,6 +37,24 @@ public sealed class FitCommandTests : IDisposable
     }
 
     [Fact]
+    public void Kl_fit_starts_at_the_blend_and_zero_beta_is_plain_cross_entropy()
+    {
+        static double[] Losses(CliResult r)
+        {
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            return [.. JsonDocument.Parse(r.Stdout).RootElement.GetProperty("losses").EnumerateArray().Select(e => e.GetDouble())];
+        }
+        var plain = Losses(CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "4", "--lora", "4", "--lr", "1e-2", "--json"));
+        var zero = Losses(CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "4", "--lora", "4", "--lr", "1e-2", "--kl", "0", "--json"));
+        var half = Losses(CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "4", "--lora", "4", "--lr", "1e-2", "--kl", "0.5", "--json"));
+        for (int i = 0; i < 4; i++) Assert.True(Math.Abs(zero[i] - plain[i]) <= 1e-5 * plain[i], $"step {i + 1}: {zero[i]} vs {plain[i]}");
+        // LoRA B starts at zero: the model is the reference, KL is 0 and the blend is half the cross-entropy.
+        Assert.True(Math.Abs(half[0] - 0.5 * plain[0]) <= 1e-5 * plain[0], $"{half[0]} vs {0.5 * plain[0]}");
+        Assert.True(half[^1] < half[0]);
+        CliRunner.Run("fit", Model, "--batch", Batch, "--kl", "1.5").AssertUserError("--kl must be a beta between 0 and 1");
+    }
+
+    [Fact]
     public void A_step_that_would_not_fit_stops_before_it_runs()
     {
         // The machine's memory capped at 60 MB: the tiny model's step cannot fit; nothing is trained or written.

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using SafeTune.Autodiff;
 using SafeTune.Autodiff.Lora;
+using SafeTune.Autodiff.Losses;
 using SafeTune.Onnx.Passes;
 using SafeTune.Onnx;
 
@@ -32,6 +33,12 @@ public sealed record FitOptions
     public SessionConfig Runtime { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>
     public BackwardOptions Backward { get; init; } = new();
+    /// <summary>
+    /// When set, each step minimizes <c>(1 - beta) * SFT + beta * KL(pi_ref || pi_theta)</c> on the labelled (response)
+    /// positions with this fixed beta, the starting model as pi_ref in a reference pass that shares the frozen weights: the
+    /// regularized fine-tuning step of <c>safetune train</c>, on one batch. Null trains plain cross-entropy.
+    /// </summary>
+    public double? KlBeta { get; init; }
     /// <summary>Predict the first step's peak memory and stop before it when it would not fit (default true).</summary>
     public bool CheckMemory { get; init; } = true;
     /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
@@ -44,6 +51,7 @@ public sealed record FitOptions
         if (CheckpointEvery < 1) throw new ArgumentException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");
         if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"the clipping norm must be positive, not {c}.");
         if (Resume && CheckpointDirectory is null) throw new ArgumentException("resuming needs a checkpoint folder.");
+        if (KlBeta is { } b && !(b >= 0 && b <= 1)) throw new ArgumentException($"--kl must be a beta between 0 and 1, not {b}.");
         if (Lora is not null && Trainable is not null) throw new ArgumentException("LoRA chooses the trainable parameters itself; give either LoRA options or a trainable list.");
         Lora?.Validate();
         Optimizer.Validate();
@@ -80,6 +88,7 @@ public static class Fit
     public static FitResult Run(Model model, TokenBatch batch, FitOptions options, IProgress<FitProgress>? progress = null, CancellationToken cancellation = default)
     {
         options.Validate();
+        var baseModel = model;
         var trainable = options.Trainable;
         LoraPass? lora = null;
         if (options.Lora is not null)
@@ -96,10 +105,16 @@ public static class Fit
             Optimizer = options.Optimizer,
             Trainable = trainable,
             Backward = options.Backward,
+            Objective = options.KlBeta is null ? TrainingObjective.TokenCrossEntropy : TrainingObjective.Response(ResponseLossKind.CrossEntropyAndKl),
         });
+        using var reference = options.KlBeta is null ? null
+            : ReferencePolicy.Create(baseModel, new ReferenceOptions { Runtime = options.Runtime, SharedWeights = session.SharedWeights });
+        var responseIndex = ResponseLosses.Index(batch.Labels);
+        if (reference is not null && responseIndex.Length == 0) throw new ArgumentException("--kl needs labelled positions: every label of the batch is -100.");
         options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);
         options.Memory?.Mark("trainable parameters, gradients, optimizer moments", 4L * session.Layout.ParameterElements * sizeof(float));
-        var estimate = session.EstimateMemory(batch);
+        var estimate = reference is null ? session.EstimateMemory(batch)
+            : session.EstimateMemory(batch, KlInputShapes(responseIndex.Length, session.VocabSize), reference.EstimateActivations(batch, responseIndex.Length));
         options.Memory?.Mark("predicted peak of a step (before it runs)", estimate.TotalBytes);
         if (options.CheckMemory)
             MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
@@ -115,7 +130,24 @@ public static class Fit
             var sw = Stopwatch.StartNew();
             session.SetLearningRate(options.Schedule?.At(step) ?? options.Optimizer.LearningRate);
             session.LazyResetGrad();
-            float loss = session.TrainStep(batch);
+            float loss;
+            if (reference is null) loss = session.TrainStep(batch);
+            else
+            {
+                // reference pass, then the blended objective with a fixed beta, weights per response token
+                using var refOut = reference.Run(batch, responseIndex);
+                using var owned = new OrtValueBag();
+                int n = responseIndex.Length;
+                float beta = (float)options.KlBeta!.Value;
+                var inputs = new Dictionary<string, Microsoft.ML.OnnxRuntime.OrtValue>(StringComparer.Ordinal)
+                {
+                    [ResponseNames.Index] = owned.Add(ResponseNames.Index, OrtValues.Wrap(responseIndex, n)),
+                    [ResponseNames.SftWeight] = owned.Add(ResponseNames.SftWeight, OrtValues.Wrap(Enumerable.Repeat((1 - beta) / n, n).ToArray(), n)),
+                    [ResponseNames.KlWeight] = owned.Add(ResponseNames.KlWeight, OrtValues.Wrap(Enumerable.Repeat(beta / n, n).ToArray(), n)),
+                    [ResponseNames.ReferenceLogProbs] = refOut[ResponseNames.ReferenceLogProbs],
+                };
+                loss = session.TrainStep(batch, inputs);
+            }
             if (!float.IsFinite(loss))
                 throw new TrainingDivergedException($"step {step + 1}: the loss is {loss}; training stopped" +
                     (options.CheckpointDirectory is null ? "." : $" and the last good checkpoint (step {session.Step}) in {options.CheckpointDirectory} is kept."));
@@ -136,6 +168,11 @@ public static class Fit
             MemoryAccount.PeakMb(), cancelled,
             lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters)) { Estimate = estimate };
     }
+
+    private static Dictionary<string, long[]> KlInputShapes(int n, long vocab) => new(StringComparer.Ordinal)
+    {
+        [ResponseNames.Index] = [n], [ResponseNames.SftWeight] = [n], [ResponseNames.KlWeight] = [n], [ResponseNames.ReferenceLogProbs] = [n, vocab],
+    };
 
     private static double Median(List<double> xs)
     {

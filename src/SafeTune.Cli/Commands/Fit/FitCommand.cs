@@ -39,6 +39,7 @@ public sealed class FitCommand : Command<FitSettings>
             Resume = settings.Resume,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(settings.Provider) },
             Memory = memory,
+            KlBeta = settings.KlBeta,
         };
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };

@@ -40,6 +40,11 @@ public sealed class FitSettings : ModelBatchSettings
     [Description("Train LoRA adapters of rank R on the attention and MLP projections instead of every weight.")]
     public int? LoraRank { get; init; }
 
+    /// <summary>Fixed beta of the KL-regularized objective; null trains plain cross-entropy.</summary>
+    [CommandOption("--kl <BETA>")]
+    [Description("Train (1 - BETA) * SFT + BETA * KL(reference || model) on the labelled positions, the starting model as the reference (a reference pass every step, sharing the frozen weights): the regularized step of 'train', on one batch. BETA in [0, 1].")]
+    public double? KlBeta { get; init; }
+
     /// <summary>LoRA alpha.</summary>
     [CommandOption("--lora-alpha <A>")]
     [Description("LoRA scale numerator: the update is (alpha / r) * B A. Default 16.")]
@@ -97,6 +102,7 @@ public sealed class FitSettings : ModelBatchSettings
         if (Schedule is not ("constant" or "cosine")) return ValidationResult.Error($"--schedule must be constant or cosine, not '{Schedule}'.");
         if (LoraRank is < 1) return ValidationResult.Error($"--lora must be at least 1, not {LoraRank}.");
         if (!(LoraAlpha > 0)) return ValidationResult.Error($"--lora-alpha must be positive, not {LoraAlpha}.");
+        if (KlBeta is { } kl && !(kl >= 0 && kl <= 1)) return ValidationResult.Error($"--kl must be a beta between 0 and 1, not {kl}.");
         if (ClipNorm is { } c && !(c > 0)) return ValidationResult.Error($"--clip-norm must be positive, not {c}.");
         if (Resume && CheckpointDir is null) return ValidationResult.Error("--resume needs --checkpoint-dir.");
         if (Warmup < 0 || Warmup >= Steps && Schedule == "cosine") return ValidationResult.Error($"--warmup must lie in [0, steps), not {Warmup}.");
