@@ -40,6 +40,16 @@ public sealed record SessionConfig
     /// </summary>
     public bool CpuMemoryArena { get; init; } = true;
 
+    /// <summary>
+    /// Let ONNX Runtime plan one block for all of a run's tensors after the first run (default true). Training sessions
+    /// turn it off with the arena: the planned block comes on top of the tensors whose size it could not plan, and a
+    /// step's peak grows by it from the second step on.
+    /// </summary>
+    public bool MemoryPattern { get; init; } = true;
+
+    /// <summary>These settings as a training step wants them: no CPU arena, no memory pattern (see both).</summary>
+    public SessionConfig ForTraining() => this with { CpuMemoryArena = false, MemoryPattern = false };
+
     /// <summary>ONNX Runtime's log level.</summary>
     public Microsoft.ML.OnnxRuntime.OrtLoggingLevel LogLevel { get; init; } = Microsoft.ML.OnnxRuntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
 

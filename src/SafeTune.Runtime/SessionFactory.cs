@@ -33,6 +33,7 @@ public static class SessionFactory
             GraphOptimizationLevel = config.OptimizationLevel,
             LogSeverityLevel = config.LogLevel,
             EnableCpuMemArena = config.CpuMemoryArena,
+            EnableMemoryPattern = config.MemoryPattern,
         };
         try
         {

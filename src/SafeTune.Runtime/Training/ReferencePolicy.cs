@@ -106,7 +106,7 @@ public sealed class ReferencePolicy : IDisposable
         var shared = options.SharedWeights ?? (owned = SharedInitializers.Create(graph, []));
         try
         {
-            return new ReferencePolicy(graph, shared.CreateBound(graph, options.Runtime), shared, owned, [.. outputs], vocab,
+            return new ReferencePolicy(graph, shared.CreateBound(graph, options.Runtime.ForTraining()), shared, owned, [.. outputs], vocab,
                 GradientSession.VocabFromEmbedding(model) ?? vocab);
         }
         catch

@@ -62,7 +62,7 @@ public sealed class TrainingSession : IDisposable
         foreach (var m in metrics) _metrics[m] = [float.NaN];
         var shared = options.SharedWeights ?? (_ownedShared = SharedInitializers.Create(backward.Model, backward.Parameters, _device));
         SharedWeights = shared;
-        var runtime = options.Runtime with { CpuMemoryArena = false };
+        var runtime = options.Runtime.ForTraining();
         _train = shared.CreateBound(backward.Model, runtime);
         _eval = shared.CreateBound(evalModel, runtime);
         var known = new HashSet<string>(backward.Parameters, StringComparer.Ordinal);
