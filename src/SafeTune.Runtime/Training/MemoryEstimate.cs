@@ -31,7 +31,7 @@ public sealed record MemoryEstimate(long WeightBytes, long TrainableStateBytes, 
 
     /// <summary>One line: the total and its parts, in GB.</summary>
     public string Describe() => FormattableString.Invariant(
-        $"about {Gb(TotalBytes)} GB (weights {Gb(WeightBytes)}, trainable state {Gb(TrainableStateBytes)}, activations {Gb(ActivationBytes)}, largest tensor {Gb(LargestTensorBytes)} GB '{LargestTensor}')");
+        $"about {Gb(TotalBytes)} GB (weights {Gb(WeightBytes)}, trainable state {Gb(TrainableStateBytes)}, activations {Gb(ActivationBytes)}, largest tensor {Gb(LargestTensorBytes)} GB '{LargestTensor}'; alive at the peak: {string.Join(", ", AtPeak.Take(4).Select(t => $"'{t.Name}' {Gb(t.Bytes)} GB"))})");
 
     internal static string Gb(long bytes) => (bytes / 1e9).ToString("0.0#", System.Globalization.CultureInfo.InvariantCulture);
 
