@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SafeTune.Models.Chat;
 using SafeTune.Models.Tokenization;
 using SafeTune.TestSupport;
 using Xunit;
@@ -62,6 +63,32 @@ public sealed class HubTokenizerParityTests
         Assert.Equal(2, ids[^1]);
         Assert.Equal("<s>", tinyLlama.IdToToken(1));
         Assert.Equal("<|user|>\nHi", tinyLlama.Decode(ids, skipSpecialTokens: true));
+    }
+
+    [Fact]
+    public void A_models_own_template_tokenizes_as_apply_chat_template_does()
+    {
+        // TinyLlama's tokenizer_config.json carries its chat template; transformers.js's apply_chat_template ids are in
+        // the fixture, for the prompt (add_generation_prompt) and for the conversation with the response appended.
+        var dir = Repo.Fixture("tokenizers", "hub", "tinyllama");
+        var tokenizer = TokenizerLoader.Load(dir);
+        var template = Assert.IsType<JinjaChatTemplate>(ChatTemplates.FromTokenizerConfig(dir));
+        using var expected = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        var chats = expected.RootElement.GetProperty("chats").EnumerateArray().ToList();
+        Assert.NotEmpty(chats);
+        foreach (var chat in chats)
+        {
+            var messages = chat.GetProperty("messages").EnumerateArray()
+                .Select(m => new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)).ToList();
+            var tokenized = template.Tokenize(tokenizer, messages, chat.GetProperty("response").GetString()!);
+            var promptIds = Ints(chat.GetProperty("prompt_ids"));
+            Assert.Equal(Ints(chat.GetProperty("full_ids")), tokenized.Ids);
+            Assert.Equal(promptIds.Length, tokenized.PromptLength);
+            Assert.Equal(promptIds, tokenized.Ids[..tokenized.PromptLength]);
+            var labels = tokenized.Labels();
+            Assert.All(labels[..(tokenized.PromptLength - 1)], l => Assert.Equal(ChatTemplate.IgnoreIndex, l));
+            Assert.Equal(tokenized.Ids[tokenized.PromptLength], labels[tokenized.PromptLength - 1]);
+        }
     }
 
     [Fact]

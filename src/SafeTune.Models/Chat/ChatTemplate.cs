@@ -45,7 +45,7 @@ public abstract class ChatTemplate
     /// The response part is what <see cref="Render"/> writes after the prompt.
     /// </summary>
     /// <exception cref="InvalidDataException">The template does not render the prompt as a prefix of the full text.</exception>
-    public TokenizedChat Tokenize(TextTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string response)
+    public virtual TokenizedChat Tokenize(TextTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string response)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         var promptText = RenderPrompt(messages);

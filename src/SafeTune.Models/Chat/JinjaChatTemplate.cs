@@ -1,4 +1,5 @@
 using SafeTune.Models.Chat.Jinja;
+using SafeTune.Models.Tokenization;
 
 namespace SafeTune.Models.Chat;
 
@@ -57,9 +58,21 @@ public sealed class JinjaChatTemplate : ChatTemplate
     public string Apply(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
     {
         ArgumentNullException.ThrowIfNull(messages);
+        return Render(messages.ToList(), addGenerationPrompt);
+    }
+
+    /// <summary>
+    /// Renders messages given as JSON (an array of objects with <c>role</c> and <c>content</c>; content may be a string
+    /// or a list of parts, and other keys such as <c>tool_calls</c> pass through), with <c>add_generation_prompt</c> as given.
+    /// </summary>
+    /// <exception cref="JinjaException">The template raised or failed.</exception>
+    public string Apply(System.Text.Json.JsonElement messages, bool addGenerationPrompt) => Render(messages, addGenerationPrompt);
+
+    private string Render(object messages, bool addGenerationPrompt)
+    {
         var variables = new Dictionary<string, object?>(StringComparer.Ordinal)
         {
-            ["messages"] = messages.ToList(),
+            ["messages"] = messages,
             ["add_generation_prompt"] = addGenerationPrompt,
             ["tools"] = null,
             ["documents"] = null,
@@ -83,6 +96,25 @@ public sealed class JinjaChatTemplate : ChatTemplate
                 $"chat template '{Name}': the conversation rendered without its final assistant turn is not a prefix of the conversation "
                 + $"rendered with it (at character {CommonPrefix(prompt, full)}), so the prompt/response boundary and the label mask are undefined.");
         return full;
+    }
+
+    /// <summary>
+    /// Tokenizes as Hugging Face's SFT tooling does with a chat template: the ids are the whole conversation (response as
+    /// the final assistant turn) encoded at once, and the prompt length is the number of ids of the prompt encoded on its
+    /// own (no special tokens added in either case: the template writes them). The prompt's ids must be a prefix of the
+    /// conversation's ids.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The prompt's ids are not a prefix of the conversation's ids; the message names the template.</exception>
+    public override TokenizedChat Tokenize(TextTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string response)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        var prompt = tokenizer.Encode(RenderPrompt(messages));
+        var full = tokenizer.Encode(Render(messages, response));
+        if (!full.AsSpan().StartsWith(prompt))
+            throw new InvalidDataException(
+                $"chat template '{Name}': the prompt's tokens are not a prefix of the conversation's tokens (the text boundary falls inside a token), "
+                + "so the label mask cannot start at the response.");
+        return new TokenizedChat(full, prompt.Length);
     }
 
     /// <inheritdoc/>
