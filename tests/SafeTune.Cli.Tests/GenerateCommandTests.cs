@@ -1,0 +1,71 @@
+using System.Text.Json;
+using SafeTune.TestSupport;
+
+namespace SafeTune.Cli.Tests;
+
+public sealed class GenerateCommandTests : IDisposable
+{
+    /// <summary>llama2.c's greedy continuation of "Once upon a time" by stories260K (../shared/models/stories260k/README).</summary>
+    private const string Llama2cContinuation =
+        ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily";
+
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static string Stories => Repo.SharedModels("stories260k");
+
+    private string Export()
+    {
+        var model = _dir.File("stories260k.onnx");
+        var r = CliRunner.Run("export", "--from-hf", Stories, "--out", model);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        return model;
+    }
+
+    [Fact]
+    public void Stories260k_exported_from_the_hub_folder_continues_as_llama2c_does()
+    {
+        var model = Export();
+        var r = CliRunner.Run("generate", "--model", model, "--tokenizer", Stories, "--prompt", "Once upon a time", "--max-new-tokens", "60", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.Equal(Llama2cContinuation, json.GetProperty("text").GetString());
+        Assert.Equal(60, json.GetProperty("ids").GetArrayLength());
+        // bos, as tokenizer_config.json's add_bos_token says, then the prompt.
+        Assert.Equal(5, json.GetProperty("prompt_tokens").GetInt32());
+        Assert.True(json.GetProperty("tokens_per_second").GetDouble() > 0);
+
+        // Without --json the text streams to stdout and the figures go to stderr.
+        var streamed = CliRunner.Run("generate", "--model", model, "--tokenizer", Stories, "--prompt", "Once upon a time", "--max-new-tokens", "60");
+        Assert.True(streamed.ExitCode == 0, streamed.Stderr);
+        Assert.Equal(Llama2cContinuation + "\n", streamed.Stdout.Replace("\r\n", "\n", StringComparison.Ordinal));
+        Assert.Contains("60 tokens after a 5-token prompt", streamed.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Sampling_is_reproducible_with_a_seed()
+    {
+        var model = Export();
+        string Run(string seed) => JsonDocument.Parse(CliRunner.Run("generate", "--model", model, "--tokenizer", Stories, "--prompt", "The cat",
+            "--max-new-tokens", "20", "--temperature", "1", "--top-p", "0.9", "--seed", seed, "--json").Stdout).RootElement.GetProperty("text").GetString()!;
+        Assert.Equal(Run("7"), Run("7"));
+    }
+
+    [Fact]
+    public void Messages_need_a_chat_template()
+    {
+        var messages = _dir.File("chat.json");
+        File.WriteAllText(messages, "[{\"role\": \"user\", \"content\": \"Hi\"}]");
+        CliRunner.Run("generate", "--model", Export(), "--tokenizer", Stories, "--messages", messages).AssertUserError("stories260k", "no chat template");
+    }
+
+    [Theory]
+    [InlineData(new[] { "generate", "--model", "m.onnx", "--tokenizer", "t" }, "exactly one of --prompt and --messages")]
+    [InlineData(new[] { "generate", "--model", "m.onnx", "--tokenizer", "t", "--prompt", "x", "--top-p", "0" }, "--top-p must be in (0, 1]")]
+    [InlineData(new[] { "generate", "--tokenizer", "t", "--prompt", "x" }, "--model is required")]
+    public void Bad_options_are_named(string[] args, string fragment)
+    {
+        CliRunner.Run(args).AssertUserError(fragment);
+    }
+}
