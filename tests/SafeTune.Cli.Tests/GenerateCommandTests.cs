@@ -44,6 +44,19 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void Stories260k_loss_on_real_text_matches_pytorch()
+    {
+        // tests/fixtures/make_stories260k_loss.py: the Hub folder's weights in a float64 PyTorch Llama, on two stories
+        // tokenized by transformers.js.
+        var model = Export();
+        var r = CliRunner.Run("grads", model, "--batch", Repo.Fixture("models", "stories260k.batch.json"), "--out", _dir.File("g.safetensors"), "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var loss = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("loss").GetDouble();
+        var torch = JsonDocument.Parse(File.ReadAllText(Repo.Fixture("models", "stories260k.loss.json"))).RootElement.GetProperty("loss").GetDouble();
+        Assert.True(Math.Abs(loss - torch) <= 1e-4 * torch, $"loss {loss} vs PyTorch {torch}");
+    }
+
+    [Fact]
     public void Sampling_is_reproducible_with_a_seed()
     {
         var model = Export();
