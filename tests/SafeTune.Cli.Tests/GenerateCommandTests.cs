@@ -44,6 +44,16 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_hub_folder_as_model_is_built_with_a_key_value_cache_and_continues_alike()
+    {
+        var r = CliRunner.Run("generate", "--model", Stories, "--tokenizer", Stories, "--prompt", "Once upon a time", "--max-new-tokens", "60", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var json = JsonDocument.Parse(r.Stdout).RootElement;
+        Assert.True(json.GetProperty("kv_cache").GetBoolean());
+        Assert.Equal(Llama2cContinuation, json.GetProperty("text").GetString());
+    }
+
+    [Fact]
     public void Stories260k_loss_on_real_text_matches_pytorch()
     {
         // tests/fixtures/make_stories260k_loss.py: the Hub folder's weights in a float64 PyTorch Llama, on two stories

@@ -14,7 +14,7 @@ public sealed class GenerateCommand : Command<GenerateSettings>
     {
         var request = new TextGenerationRequest
         {
-            Model = ModelSource.Load(settings.Model),
+            Model = LoadModel(settings.Model),
             Folder = ModelFolderTokenizer.Load(settings.Tokenizer),
             Prompt = settings.Prompt,
             Messages = settings.Messages is { } path ? ReadMessages(path) : null,
@@ -52,6 +52,12 @@ public sealed class GenerateCommand : Command<GenerateSettings>
         Console.Error.WriteLine($"{streamed.Ids.Length} tokens after a {streamed.PromptTokens}-token prompt, {streamed.TokensPerSecond:F1} tokens/s ({streamed.Reason})");
         return ExitCodes.Ok;
     }
+
+    /// <summary>An ONNX file as it is, or a Hub checkpoint folder built with its key/value-cache graph.</summary>
+    private static Onnx.Model LoadModel(string model) =>
+        Directory.Exists(model) && File.Exists(Path.Combine(model, "config.json"))
+            ? Models.HuggingFace.HfExporter.Export(Models.HuggingFace.HfCheckpoint.Load(model), DecoderGraphOptions.WithKvCache)
+            : ModelSource.Load(model);
 
     private static JsonElement ReadMessages(string path)
     {

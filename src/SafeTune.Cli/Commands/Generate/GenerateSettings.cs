@@ -9,7 +9,7 @@ public sealed class GenerateSettings : CommandSettings
 {
     /// <summary>The ONNX model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("An ONNX decoder (input_ids -> logits), for example from export --from-hf; its key/value cache is used when it has one.")]
+    [Description("An ONNX decoder (input_ids -> logits), for example from export --from-hf, whose key/value cache is used when it has one; or a Hub checkpoint folder (config.json + safetensors), built with a key/value cache.")]
     public string Model { get; init; } = "";
 
     /// <summary>The model folder.</summary>
