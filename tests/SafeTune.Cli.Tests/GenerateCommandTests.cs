@@ -54,6 +54,31 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void Chat_renders_each_turn_with_the_models_template_and_streams_the_replies()
+    {
+        // stories260k's folder with a chat template added: bos, then the turns, each reply closed by eos.
+        var folder = Directory.CreateDirectory(_dir.File("chat-model")).FullName;
+        foreach (var f in Directory.GetFiles(Stories)) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+        File.WriteAllText(Path.Combine(folder, "chat_template.jinja"),
+            "{{ bos_token }}{% for m in messages %}{% if m.role == 'assistant' %}{{ m.content + eos_token }}{% else %}{{ m.content }}{% endif %}{% endfor %}");
+        var r = CliRunner.RunWithInput("Once upon a time\nThe dog\n", "chat", "--model", folder, "--tokenizer", folder, "--max-new-tokens", "20");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var replies = r.Stdout.Replace("\r\n", "\n", StringComparison.Ordinal).Split("> ", StringSplitOptions.RemoveEmptyEntries)
+            .Select(x => x.TrimEnd('\n')).ToList();
+        Assert.Equal(2, replies.Count);
+        // The first turn is the base model's greedy continuation of the same text.
+        Assert.StartsWith(replies[0], Llama2cContinuation, StringComparison.Ordinal);
+        Assert.NotEmpty(replies[1]);
+        Assert.Contains("2 turns", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Chat_needs_a_chat_template()
+    {
+        CliRunner.RunWithInput("Hi\n", "chat", "--model", Stories, "--tokenizer", Stories).AssertUserError("stories260k", "no chat template");
+    }
+
+    [Fact]
     public void Stories260k_loss_on_real_text_matches_pytorch()
     {
         // tests/fixtures/make_stories260k_loss.py: the Hub folder's weights in a float64 PyTorch Llama, on two stories

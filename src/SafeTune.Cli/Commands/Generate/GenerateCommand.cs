@@ -54,7 +54,7 @@ public sealed class GenerateCommand : Command<GenerateSettings>
     }
 
     /// <summary>An ONNX file as it is, or a Hub checkpoint folder built with its key/value-cache graph.</summary>
-    private static Onnx.Model LoadModel(string model) =>
+    internal static Onnx.Model LoadModel(string model) =>
         Directory.Exists(model) && File.Exists(Path.Combine(model, "config.json"))
             ? Models.HuggingFace.HfExporter.Export(Models.HuggingFace.HfCheckpoint.Load(model), DecoderGraphOptions.WithKvCache)
             : ModelSource.Load(model);
