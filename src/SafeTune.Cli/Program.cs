@@ -9,6 +9,9 @@ using SafeTune.Cli.Commands.Serve;
 using SafeTune.Cli.Commands.Train;
 using SafeTune.Cli.Commands.Experiment;
 using SafeTune.Cli.Commands.Demo;
+using SafeTune.Cli.Commands.Tokenize;
+using SafeTune.Cli.Commands.Generate;
+using SafeTune.Cli.Commands.Chat;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
@@ -27,6 +30,17 @@ app.Configure(config =>
     config.AddCommand<GradsCommand>("grads")
         .WithDescription("Compute the token cross-entropy of a batch and d loss / d parameter for every float initializer.")
         .WithExample("grads", "model.onnx", "--batch", "batch.json", "--out", "grads.safetensors", "--json");
+    config.AddCommand<TokenizeCommand>("tokenize")
+        .WithDescription("Show how a text tokenizes or how a conversation renders with a Hub model's own chat template, as Hugging Face does it.")
+        .WithExample("tokenize", "--tokenizer", "./SmolLM2-135M-Instruct", "--text", "Hello world")
+        .WithExample("tokenize", "--tokenizer", "./Qwen2.5-0.5B-Instruct", "--input", "chats.jsonl", "--out", "ids.jsonl", "--json");
+    config.AddCommand<GenerateCommand>("generate")
+        .WithDescription("Generate text with an ONNX decoder and its Hub tokenizer, streaming tokens as they come (greedy by default).")
+        .WithExample("generate", "--model", "stories260k.onnx", "--tokenizer", "./stories260k", "--prompt", "Once upon a time", "--max-new-tokens", "60")
+        .WithExample("generate", "--model", "model.onnx", "--tokenizer", "./SmolLM2-135M-Instruct", "--messages", "chat.json", "--json");
+    config.AddCommand<ChatCommand>("chat")
+        .WithDescription("Talk to a chat model: each line is a user message, rendered with the model's own template; replies stream as they come.")
+        .WithExample("chat", "--model", "./SmolLM2-135M-Instruct", "--tokenizer", "./SmolLM2-135M-Instruct", "--system", "Be brief.");
     config.AddCommand<ExportCommand>("export")
         .WithDescription("Turn a Hugging Face checkpoint (GPT-2, Llama, Mistral, Qwen2; config.json + safetensors) into an ONNX model.")
         .WithExample("export", "--from-hf", "./Qwen2-0.5B", "--out", "qwen2.onnx");

@@ -22,17 +22,23 @@ public static class CliRunner
 {
     public static CliResult Run(params string[] args) => Run(TimeSpan.FromMinutes(2), args);
 
+    /// <summary>Runs with <paramref name="input"/> on standard input (closed afterwards).</summary>
+    public static CliResult RunWithInput(string input, params string[] args) => Run(TimeSpan.FromMinutes(2), input, null, args);
+
     /// <summary>Runs with a time limit (the process is killed, and the test fails, when it runs longer).</summary>
-    public static CliResult Run(TimeSpan limit, params string[] args) => Run(limit, new Dictionary<string, string>(), args);
+    public static CliResult Run(TimeSpan limit, params string[] args) => Run(limit, null, null, args);
 
     /// <summary>Runs with a time limit and extra environment variables.</summary>
-    public static CliResult Run(TimeSpan limit, IReadOnlyDictionary<string, string> environment, params string[] args)
+    public static CliResult Run(TimeSpan limit, IReadOnlyDictionary<string, string> environment, params string[] args) => Run(limit, null, environment, args);
+
+    private static CliResult Run(TimeSpan limit, string? input, IReadOnlyDictionary<string, string>? environment, string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "safetune.dll");
         var psi = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
+            RedirectStandardInput = input is not null,
             UseShellExecute = false,
         };
         psi.ArgumentList.Add("exec");
@@ -40,8 +46,13 @@ public static class CliRunner
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["NO_COLOR"] = "1";
         psi.Environment.Remove("SAFETUNE_DEBUG");
-        foreach (var (k, v) in environment) psi.Environment[k] = v;
+        foreach (var (k, v) in environment ?? new Dictionary<string, string>()) psi.Environment[k] = v;
         using var p = Process.Start(psi)!;
+        if (input is not null)
+        {
+            p.StandardInput.Write(input);
+            p.StandardInput.Close();
+        }
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(limit)) { p.Kill(true); throw new TimeoutException("safetune " + string.Join(' ', args)); }

@@ -93,7 +93,8 @@ public sealed class EvalCommandTests(EvalFixture f) : IClassFixture<EvalFixture>
         var table = CliRunner.Run(Base("--benign", Benign, "--judge", "keyword:" + Repo.SharedData("refusal_keywords", "gcg_evaluate_test_prefixes.json")));
         Assert.True(table.ExitCode == 0, table.Stderr);
         Assert.Contains("response loss", table.Stdout);
-        Assert.Contains("template chatml", table.Stdout);
+        // The tokenizer folder's own chat template is used, and named.
+        Assert.Contains("tokenizer_config.json (chat_template)", table.Stdout);
     }
 
     [Fact]

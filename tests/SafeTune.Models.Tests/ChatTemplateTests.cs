@@ -102,20 +102,48 @@ public sealed class ChatTemplateTests
     [InlineData("{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\\n\\n' + m['content'] | trim + '<|eot_id|>' }}{% endfor %}", "llama3")]
     [InlineData("{% for message in messages %}{% if message['role'] == 'user' %}{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}", "phi3")]
     [InlineData("{% for message in messages %}{{ message['content'] }}{% endfor %}", "plain")]
-    public void DetectsTemplateFromTokenizerConfig(string chatTemplate, string expected)
+    public void DetectsTheClosestBuiltInTemplate(string chatTemplate, string expected)
+    {
+        Assert.Equal(expected, ChatTemplates.Detect(chatTemplate).Name);
+    }
+
+    [Fact]
+    public void A_models_own_template_wins_over_the_built_ins()
     {
         using var dir = new TempDir();
         var path = dir.File("tokenizer_config.json");
-        File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(new { chat_template = chatTemplate, eos_token = "x" }));
-        Assert.Equal(expected, ChatTemplates.FromTokenizerConfig(path).Name);
-        Assert.Equal(expected, ChatTemplates.FromTokenizerConfig(dir.Path).Name);
-        Assert.Equal(expected, ChatTemplates.Detect(chatTemplate).Name);
+        const string template = "{{ bos_token }}{% for m in messages %}{{ m.role | upper }}: {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}";
+        File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(new { chat_template = template, bos_token = new { content = "<s>" }, eos_token = "</s>" }));
+        foreach (var spec in new[] { path, dir.Path })
+        {
+            var t = Assert.IsType<JinjaChatTemplate>(ChatTemplates.FromTokenizerConfig(spec));
+            Assert.Equal("<s>USER: Hi\nASSISTANT:", t.RenderPrompt([ChatMessage.User("Hi")]));
+            Assert.Contains("tokenizer_config.json", t.Name, StringComparison.Ordinal);
+        }
+
+        // chat_template.json beats tokenizer_config.json, and chat_template.jinja beats both.
+        File.WriteAllText(dir.File("chat_template.json"), "{\"chat_template\": \"json:{{ messages[0].content }}\"}");
+        Assert.Equal("json:Hi", ChatTemplates.FromTokenizerConfig(dir.Path).RenderPrompt([ChatMessage.User("Hi")]));
+        File.WriteAllText(dir.File("chat_template.jinja"), "jinja:{{ messages[0].content }}\n");
+        Assert.Equal("jinja:Hi", ChatTemplates.FromTokenizerConfig(dir.Path).RenderPrompt([ChatMessage.User("Hi")]));
+    }
+
+    [Fact]
+    public void Named_templates_in_tokenizer_config_take_the_default()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("tokenizer_config.json"), System.Text.Json.JsonSerializer.Serialize(new
+        {
+            chat_template = new[] { new { name = "tool_use", template = "tools" }, new { name = "default", template = "default:{{ messages | length }}" } },
+        }));
+        Assert.Equal("default:1", ChatTemplates.FromTokenizerConfig(dir.Path).RenderPrompt([ChatMessage.User("Hi")]));
     }
 
     [Fact]
     public void DetectionEdgeCases()
     {
-        Assert.Equal("chatml", ChatTemplates.FromTokenizerConfig(Repo.Fixture("tokenizers", "tiny-bpe", "tokenizer_config.json")).Name);
+        var tiny = Assert.IsType<JinjaChatTemplate>(ChatTemplates.FromTokenizerConfig(Repo.Fixture("tokenizers", "tiny-bpe", "tokenizer_config.json")));
+        Assert.Equal("<|im_end|>\n", tiny.EndOfTurn);
         using var dir = new TempDir();
         var none = dir.File("tokenizer_config.json");
         File.WriteAllText(none, "{\"eos_token\": \"</s>\"}");

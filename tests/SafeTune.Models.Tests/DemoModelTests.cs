@@ -65,7 +65,11 @@ public sealed class DemoModelTests(ITestOutputHelper output)
             Assert.Equal(DemoTokenizer.EndOfText, tokenizer.EosToken);
             Assert.Equal(tokenizer.TokenToId(DemoTokenizer.EndOfText), tokenizer.PadId);
             Assert.Contains(tokenizer.TokenToId(DemoTokenizer.ImEnd)!.Value, tokenizer.StopIds);
-            Assert.Same(ChatTemplates.ChatMl, ChatTemplates.FromTokenizerConfig(dir));
+            // The folder's own Jinja template wins, and it renders exactly what the built-in ChatML renders.
+            var own = Assert.IsType<JinjaChatTemplate>(ChatTemplates.FromTokenizerConfig(dir));
+            ChatMessage[] probe = [ChatMessage.System("Be brief."), ChatMessage.User("Hi")];
+            Assert.Equal(ChatTemplates.ChatMl.RenderPrompt(probe), own.RenderPrompt(probe));
+            Assert.Equal(ChatTemplates.ChatMl.Render(probe, "Hello!"), own.Render(probe, "Hello!"));
             var template = ChatTemplates.ChatMl;
             long tokens = 0, chars = 0;
             foreach (var e in train.Concat(DemoData.Test(seed)))

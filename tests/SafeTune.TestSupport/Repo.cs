@@ -16,6 +16,9 @@ public static class Repo
     /// <summary>The third-party data sets, at <c>../shared/data</c> from the repository root.</summary>
     public static string SharedData(params string[] parts) => Path.Combine([Root, "..", "shared", "data", .. parts]);
 
+    /// <summary>The real pretrained models, at <c>../shared/models</c> from the repository root.</summary>
+    public static string SharedModels(params string[] parts) => Path.Combine([Root, "..", "shared", "models", .. parts]);
+
     /// <summary>
     /// The cache the slow tests share (laid out as <c>SafeTuneCache</c>: <c>demo/model</c>, <c>judge</c>), so that one
     /// test run builds the demo model and the local judge once: <c>$TMPDIR/safetune-test-cache</c>.

@@ -18,6 +18,29 @@ public sealed class SftBatcherTests : IClassFixture<TinyChatFixture>
         [.. Enumerable.Range(1, n).Select(i => Example(i, $"What is {i} plus {i % 7}?", $"{i} plus {i % 7} is {i + i % 7}." + new string('!', i % 5)))];
 
     [Fact]
+    public void A_chat_model_with_a_jinja_template_gets_the_prompt_tokens_hugging_face_builds()
+    {
+        // TinyLlama's folder: its own tokenizer.json and its chat template in tokenizer_config.json. The fixture holds
+        // transformers.js's apply_chat_template ids for the prompt and for the whole conversation.
+        var dir = Repo.Fixture("tokenizers", "hub", "tinyllama");
+        var tokenizer = Models.Tokenization.TokenizerLoader.Load(dir);
+        var template = FineTuning.TrainJob.ResolveTemplate(null, dir);
+        Assert.IsType<JinjaChatTemplate>(template);
+        using var expected = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
+        var chat = expected.RootElement.GetProperty("chats")[2];
+        var context = chat.GetProperty("messages").EnumerateArray()
+            .Select(m => new ChatMessage(m.GetProperty("role").GetString()!, m.GetProperty("content").GetString()!)).ToList();
+        var example = new SftExample("chat.jsonl:1", context, chat.GetProperty("response").GetString()!, "chat.jsonl", 1, SftFormat.Messages);
+        var tokenized = Assert.Single(SftTokenizer.Tokenize([example], tokenizer, template).Examples);
+        int[] promptIds = [.. chat.GetProperty("prompt_ids").EnumerateArray().Select(x => x.GetInt32())];
+        int[] fullIds = [.. chat.GetProperty("full_ids").EnumerateArray().Select(x => x.GetInt32())];
+        Assert.Equal(fullIds, tokenized.Ids);
+        Assert.Equal(promptIds.Length, tokenized.PromptLength);
+        var labels = tokenized.Labels();
+        Assert.Equal(promptIds.Length - 1, labels.TakeWhile(l => l == ChatTemplate.IgnoreIndex).Count());
+    }
+
+    [Fact]
     public void Tokenize_masks_the_prompt_and_truncation_keeps_the_prompt_end()
     {
         var e = Example(1, "What is the capital of France? Please answer in one sentence.", "The capital of France is Paris.");

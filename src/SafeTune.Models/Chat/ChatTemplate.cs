@@ -7,61 +7,51 @@ namespace SafeTune.Models.Chat;
 /// Renders a conversation into model text. The prompt (<see cref="RenderPrompt"/>) runs up to and including the assistant
 /// header that generation continues from; the response and its end-of-turn marker follow it.
 /// </summary>
+/// <remarks>
+/// Two kinds exist: the built-in templates (<see cref="BuiltInChatTemplate"/>: chatml, llama3, phi3, plain) and a model's own
+/// Jinja template (<see cref="JinjaChatTemplate"/>), which wins wherever the model ships one.
+/// </remarks>
 public abstract class ChatTemplate
 {
     /// <summary>The label value that the loss ignores.</summary>
     public const int IgnoreIndex = -100;
 
-    /// <summary>The template's name, as accepted by <see cref="ChatTemplates.ByName"/>.</summary>
+    /// <summary>The template's name: a built-in name (<see cref="ChatTemplates.ByName"/>) or where a model's template came from.</summary>
     public abstract string Name { get; }
 
     /// <summary>The text that closes an assistant response (for example <c>&lt;|im_end|&gt;\n</c>).</summary>
     public abstract string EndOfTurn { get; }
 
-    /// <summary>The text that begins every rendering (for example <c>&lt;|begin_of_text|&gt;</c>); empty by default.</summary>
-    protected virtual string Preamble => string.Empty;
-
-    /// <summary>The assistant header that generation continues from.</summary>
-    protected abstract string GenerationPrompt { get; }
-
-    /// <summary>Renders one complete message.</summary>
-    protected abstract string RenderMessage(ChatMessage message);
-
     /// <summary>
     /// The prompt text: every message, then the assistant header. It never contains a response token; this is what
     /// generation and the safety probe read.
     /// </summary>
-    public string RenderPrompt(IReadOnlyList<ChatMessage> messages)
-    {
-        ArgumentNullException.ThrowIfNull(messages);
-        var sb = new StringBuilder(Preamble);
-        foreach (var m in messages)
-        {
-            ArgumentNullException.ThrowIfNull(m);
-            sb.Append(RenderMessage(m));
-        }
-        return sb.Append(GenerationPrompt).ToString();
-    }
+    public abstract string RenderPrompt(IReadOnlyList<ChatMessage> messages);
+
+    /// <summary>The full text of <paramref name="messages"/> followed by the assistant's <paramref name="response"/>.</summary>
+    /// <exception cref="InvalidDataException">The template does not render the prompt as a prefix of the full text.</exception>
+    public abstract string Render(IReadOnlyList<ChatMessage> messages, string response);
 
     /// <summary>The response text that follows the prompt: the response and the end-of-turn marker.</summary>
-    public string RenderResponse(string response)
+    public virtual string RenderResponse(string response)
     {
         ArgumentNullException.ThrowIfNull(response);
         return response + EndOfTurn;
     }
 
-    /// <summary>The full text: <see cref="RenderPrompt"/> followed by <see cref="RenderResponse"/>.</summary>
-    public string Render(IReadOnlyList<ChatMessage> messages, string response) => RenderPrompt(messages) + RenderResponse(response);
-
     /// <summary>
     /// Tokenizes the prompt and the response separately and concatenates them, so that
     /// <c>Ids[..PromptLength]</c> is exactly <c>tokenizer.Encode(RenderPrompt(messages))</c> and no token straddles the boundary.
+    /// The response part is what <see cref="Render"/> writes after the prompt.
     /// </summary>
-    public TokenizedChat Tokenize(TextTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string response)
+    /// <exception cref="InvalidDataException">The template does not render the prompt as a prefix of the full text.</exception>
+    public virtual TokenizedChat Tokenize(TextTokenizer tokenizer, IReadOnlyList<ChatMessage> messages, string response)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
-        var prompt = tokenizer.Encode(RenderPrompt(messages));
-        var answer = tokenizer.Encode(RenderResponse(response));
+        var promptText = RenderPrompt(messages);
+        var fullText = Render(messages, response);
+        var prompt = tokenizer.Encode(promptText);
+        var answer = tokenizer.Encode(fullText[promptText.Length..]);
         return new TokenizedChat([.. prompt, .. answer], prompt.Length);
     }
 
@@ -83,8 +73,37 @@ public abstract class ChatTemplate
     public override string ToString() => Name;
 }
 
+/// <summary>A built-in template: a preamble, one rendering per message, and a generation prompt.</summary>
+public abstract class BuiltInChatTemplate : ChatTemplate
+{
+    /// <summary>The text that begins every rendering (for example <c>&lt;|begin_of_text|&gt;</c>); empty by default.</summary>
+    protected virtual string Preamble => string.Empty;
+
+    /// <summary>The assistant header that generation continues from.</summary>
+    protected abstract string GenerationPrompt { get; }
+
+    /// <summary>Renders one complete message.</summary>
+    protected abstract string RenderMessage(ChatMessage message);
+
+    /// <inheritdoc/>
+    public override string RenderPrompt(IReadOnlyList<ChatMessage> messages)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        var sb = new StringBuilder(Preamble);
+        foreach (var m in messages)
+        {
+            ArgumentNullException.ThrowIfNull(m);
+            sb.Append(RenderMessage(m));
+        }
+        return sb.Append(GenerationPrompt).ToString();
+    }
+
+    /// <inheritdoc/>
+    public override string Render(IReadOnlyList<ChatMessage> messages, string response) => RenderPrompt(messages) + RenderResponse(response);
+}
+
 /// <summary>ChatML (Qwen): <c>&lt;|im_start|&gt;role\ncontent&lt;|im_end|&gt;\n</c>.</summary>
-public sealed class ChatMlTemplate : ChatTemplate
+public sealed class ChatMlTemplate : BuiltInChatTemplate
 {
     /// <inheritdoc/>
     public override string Name => "chatml";
@@ -100,7 +119,7 @@ public sealed class ChatMlTemplate : ChatTemplate
 }
 
 /// <summary>Llama 3: <c>&lt;|begin_of_text|&gt;</c>, then <c>&lt;|start_header_id|&gt;role&lt;|end_header_id|&gt;\n\ncontent&lt;|eot_id|&gt;</c> per message.</summary>
-public sealed class Llama3Template : ChatTemplate
+public sealed class Llama3Template : BuiltInChatTemplate
 {
     /// <inheritdoc/>
     public override string Name => "llama3";
@@ -120,7 +139,7 @@ public sealed class Llama3Template : ChatTemplate
 }
 
 /// <summary>Phi-3: <c>&lt;|role|&gt;\ncontent&lt;|end|&gt;\n</c>, generation prompt <c>&lt;|assistant|&gt;\n</c>.</summary>
-public sealed class Phi3Template : ChatTemplate
+public sealed class Phi3Template : BuiltInChatTemplate
 {
     /// <inheritdoc/>
     public override string Name => "phi3";
@@ -139,7 +158,7 @@ public sealed class Phi3Template : ChatTemplate
 /// Plain text for models without a chat format: <c>System: …\n</c>, <c>User: …\n</c>, <c>Assistant: …\n</c>; the
 /// generation prompt is <c>Assistant: </c> and a response ends with a newline.
 /// </summary>
-public sealed class PlainTemplate : ChatTemplate
+public sealed class PlainTemplate : BuiltInChatTemplate
 {
     /// <inheritdoc/>
     public override string Name => "plain";

@@ -36,7 +36,7 @@ public static class ChatTemplates
     }
 
     /// <summary>
-    /// Recognises the template from a Jinja <c>chat_template</c> string: <c>&lt;|im_start|&gt;</c> → ChatML,
+    /// The built-in template closest to a Jinja <c>chat_template</c> string: <c>&lt;|im_start|&gt;</c> → ChatML,
     /// <c>&lt;|start_header_id|&gt;</c> → Llama 3, <c>&lt;|user|&gt;</c> with <c>&lt;|end|&gt;</c> → Phi-3, anything else → Plain.
     /// </summary>
     public static ChatTemplate Detect(string? chatTemplate)
@@ -49,38 +49,115 @@ public static class ChatTemplates
     }
 
     /// <summary>
-    /// Recognises the template from the <c>chat_template</c> of a <c>tokenizer_config.json</c> (a file, or a folder holding
-    /// one), see <see cref="Detect"/>. A missing <c>chat_template</c> gives Plain.
+    /// The chat template of a Hub model folder (or of the folder holding the given <c>tokenizer_config.json</c>): the
+    /// model's own Jinja template when it ships one (see <see cref="LoadModelTemplate"/>), else <see cref="Plain"/>.
     /// </summary>
-    /// <exception cref="FileNotFoundException">There is no such file.</exception>
-    /// <exception cref="InvalidDataException">The file is not valid JSON.</exception>
+    /// <exception cref="FileNotFoundException">There is no such file or folder.</exception>
+    /// <exception cref="InvalidDataException">A file is not valid JSON, or the template cannot be parsed; the message names it.</exception>
     public static ChatTemplate FromTokenizerConfig(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        if (Directory.Exists(path)) path = Path.Combine(path, "tokenizer_config.json");
-        if (!File.Exists(path)) throw new FileNotFoundException($"'{path}' not found.", path);
-        JsonDocument doc;
+        if (!Directory.Exists(path) && !File.Exists(path)) throw new FileNotFoundException($"'{path}' not found.", path);
+        return LoadModelTemplate(path) ?? Plain;
+    }
+
+    /// <summary>
+    /// A model's own chat template, looked up as Hugging Face does: <c>chat_template.jinja</c>, then
+    /// <c>chat_template.json</c>, then the <c>chat_template</c> of <c>tokenizer_config.json</c> (a string, or a list of
+    /// named templates of which <c>default</c> is taken). The special tokens of <c>tokenizer_config.json</c> become its
+    /// variables. <see langword="null"/> when the model has no template.
+    /// </summary>
+    /// <param name="path">A model folder, or a file inside it (such as its <c>tokenizer_config.json</c>).</param>
+    /// <param name="now">The clock <c>strftime_now</c> reads; local time by default.</param>
+    /// <exception cref="InvalidDataException">A file is not valid JSON, or the template cannot be parsed; the message names it.</exception>
+    public static JinjaChatTemplate? LoadModelTemplate(string path, Func<DateTime>? now = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var dir = Directory.Exists(path) ? path : Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var configPath = File.Exists(path) && !Directory.Exists(path) && path.EndsWith(".json", StringComparison.OrdinalIgnoreCase)
+            && !Path.GetFileName(path).Equals("chat_template.json", StringComparison.OrdinalIgnoreCase)
+            ? path
+            : Path.Combine(dir, "tokenizer_config.json");
+
+        var specials = new Dictionary<string, string>(StringComparer.Ordinal);
+        string? fromConfig = null;
+        if (File.Exists(configPath))
+        {
+            using var doc = ReadJson(configPath);
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"'{configPath}': expected a JSON object.");
+            foreach (var key in SpecialTokenKeys)
+            {
+                if (!root.TryGetProperty(key, out var t)) continue;
+                var value = t.ValueKind switch
+                {
+                    JsonValueKind.String => t.GetString(),
+                    JsonValueKind.Object when t.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String => c.GetString(),
+                    _ => null,
+                };
+                if (!string.IsNullOrEmpty(value)) specials[key] = value;
+            }
+            if (root.TryGetProperty("chat_template", out var ct)) fromConfig = TemplateText(ct, configPath);
+        }
+
+        string? source = null, origin = null;
+        var jinjaPath = Path.Combine(dir, "chat_template.jinja");
+        var jsonPath = Path.Combine(dir, "chat_template.json");
+        if (File.Exists(jinjaPath))
+        {
+            source = File.ReadAllText(jinjaPath);
+            origin = jinjaPath;
+        }
+        else if (File.Exists(jsonPath))
+        {
+            using var doc = ReadJson(jsonPath);
+            if (doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty("chat_template", out var ct))
+            {
+                source = TemplateText(ct, jsonPath);
+                origin = jsonPath;
+            }
+        }
+        if (source is null && fromConfig is not null)
+        {
+            source = fromConfig;
+            origin = configPath + " (chat_template)";
+        }
+        if (source is null) return null;
+        try
+        {
+            return new JinjaChatTemplate(source, origin!, specials, now);
+        }
+        catch (Jinja.JinjaException e)
+        {
+            throw new InvalidDataException(e.Message, e);
+        }
+    }
+
+    private static readonly string[] SpecialTokenKeys = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
+
+    private static string? TemplateText(JsonElement t, string path) => t.ValueKind switch
+    {
+        JsonValueKind.String => t.GetString(),
+        JsonValueKind.Null => null,
+        // Some configs list named templates: [{"name": "default", "template": "..."}, {"name": "tool_use", ...}].
+        JsonValueKind.Array => t.EnumerateArray()
+            .Where(x => x.ValueKind == JsonValueKind.Object && x.TryGetProperty("name", out var n) && n.GetString() == "default"
+                        && x.TryGetProperty("template", out var s) && s.ValueKind == JsonValueKind.String)
+            .Select(x => x.GetProperty("template").GetString())
+            .FirstOrDefault() ?? throw new InvalidDataException($"'{path}': chat_template lists named templates but none is called 'default'."),
+        _ => throw new InvalidDataException($"'{path}': chat_template must be a string or a list of named templates."),
+    };
+
+    private static JsonDocument ReadJson(string path)
+    {
         try
         {
             using var stream = File.OpenRead(path);
-            doc = JsonDocument.Parse(stream, new JsonDocumentOptions { AllowTrailingCommas = true });
+            return JsonDocument.Parse(stream, new JsonDocumentOptions { AllowTrailingCommas = true });
         }
         catch (JsonException e)
         {
             throw new InvalidDataException($"'{path}' is not valid JSON: {e.Message}", e);
-        }
-        using (doc)
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("chat_template", out var t)) return Plain;
-            return t.ValueKind switch
-            {
-                JsonValueKind.String => Detect(t.GetString()),
-                // Some configs list named templates: [{"name": "default", "template": "..."}, ...].
-                JsonValueKind.Array => Detect(string.Concat(t.EnumerateArray()
-                    .Where(x => x.ValueKind == JsonValueKind.Object && x.TryGetProperty("template", out var s) && s.ValueKind == JsonValueKind.String)
-                    .Select(x => x.GetProperty("template").GetString()))),
-                _ => Plain,
-            };
         }
     }
 }

@@ -156,6 +156,8 @@ public static class DemoTokenizer
             w.WriteStartObject();
             w.WriteString("eos_token", EndOfText);
             w.WriteString("pad_token", EndOfText);
+            // Decoding gives back exactly the text (Hugging Face would otherwise remove spaces before punctuation).
+            w.WriteBoolean("clean_up_tokenization_spaces", false);
             w.WriteString("chat_template",
                 "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}");
             w.WriteEndObject();

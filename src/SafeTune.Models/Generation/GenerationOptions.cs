@@ -24,6 +24,12 @@ public sealed record GenerationOptions
     /// <summary>Called with a row's generated tokens after each new token; returning true ends that row.</summary>
     public Func<int[], bool>? StopPredicate { get; init; }
 
+    /// <summary>
+    /// Called with the prompt's index and each token as it is chosen (end-of-sequence tokens included), before the
+    /// stop checks; for streaming output.
+    /// </summary>
+    public Action<int, int>? OnToken { get; init; }
+
     /// <summary>The token placed in padding positions (masked out, so its value does not matter).</summary>
     public int PadTokenId { get; init; }
 

@@ -89,10 +89,11 @@ public sealed class Generator : IDisposable
     }
 
     /// <summary>Picks the next token of a row from its last-position logits and records why it stops, if it does.</summary>
-    private static void Accept(Row row, ReadOnlySpan<float> logits, GenerationOptions o, Sampler sampler)
+    private static void Accept(int index, Row row, ReadOnlySpan<float> logits, GenerationOptions o, Sampler sampler)
     {
         int token = sampler.Next(logits);
         row.Tokens.Add(token);
+        o.OnToken?.Invoke(index, token);
         if (o.EosTokenIds.Contains(token)) row.Reason = FinishReason.EndOfSequence;
         else if (o.StopSequences.Any(s => EndsWith(row.Tokens, s))) row.Reason = FinishReason.StopSequence;
         else if (o.StopPredicate?.Invoke([.. row.Tokens]) == true) row.Reason = FinishReason.StopPredicate;
@@ -149,7 +150,7 @@ public sealed class Generator : IDisposable
                     var span = logits.GetTensorDataAsSpan<float>();
                     int vocab = (int)OrtValues.ShapeOf(logits)[2];
                     for (int r = 0; r < batch; r++)
-                        if (!rows[r].Done) Accept(rows[r], span.Slice(((r * sequence) + sequence - 1) * vocab, vocab), o, sampler);
+                        if (!rows[r].Done) Accept(r, rows[r], span.Slice(((r * sequence) + sequence - 1) * vocab, vocab), o, sampler);
                 }
                 if (rows.All(r => r.Done)) break;
                 // Next step: one token per row (finished rows get a masked pad token).
@@ -241,7 +242,7 @@ public sealed class Generator : IDisposable
                 var span = outputs[0].GetTensorDataAsSpan<float>();
                 int vocab = (int)OrtValues.ShapeOf(outputs[0])[2];
                 for (int g = 0; g < group.Length; g++)
-                    Accept(rows[group[g]], span.Slice(((g * length) + length - 1) * vocab, vocab), o, sampler);
+                    Accept(group[g], rows[group[g]], span.Slice(((g * length) + length - 1) * vocab, vocab), o, sampler);
             }
             if (rows.All(r => r.Done)) break;
         }

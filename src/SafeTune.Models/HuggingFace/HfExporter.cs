@@ -12,17 +12,17 @@ public static class HfExporter
     /// <summary>Builds the ONNX model of the checkpoint in <paramref name="directory"/>.</summary>
     public static Model Export(string directory) => Export(HfCheckpoint.Load(directory));
 
-    /// <summary>Builds the ONNX model of a loaded checkpoint.</summary>
-    public static Model Export(HfCheckpoint ckpt)
+    /// <summary>Builds the ONNX model of a loaded checkpoint; <paramref name="options"/> can ask for the key/value-cache graph.</summary>
+    public static Model Export(HfCheckpoint ckpt, Generation.DecoderGraphOptions? options = null)
     {
         var weights = ckpt.Tensors;
         try
         {
             return ckpt.ModelType switch
             {
-                "gpt2" => Gpt2(ckpt),
-                "llama" or "mistral" => Llama(ckpt, attentionBias: false),
-                "qwen2" => Llama(ckpt, attentionBias: true),
+                "gpt2" => Gpt2(ckpt, options),
+                "llama" or "mistral" => Llama(ckpt, attentionBias: false, options),
+                "qwen2" => Llama(ckpt, attentionBias: true, options),
                 var t => throw new InvalidDataException($"{ckpt.Directory}: model_type '{t}' is not supported; supported: {string.Join(", ", SupportedModelTypes)}."),
             };
         }
@@ -30,7 +30,7 @@ public static class HfExporter
         catch (ArgumentException e) { throw new InvalidDataException($"{ckpt.Directory}: {e.Message}"); }
     }
 
-    private static Model Gpt2(HfCheckpoint c)
+    private static Model Gpt2(HfCheckpoint c, Generation.DecoderGraphOptions? options)
     {
         string prefix = c.Tensors.ContainsKey("transformer.wte.weight") ? "transformer." : "";
         var config = new Gpt2Config
@@ -45,11 +45,11 @@ public static class HfExporter
             Activation = c.String("activation_function", "gelu_new"),
             TieWordEmbeddings = c.Bool("tie_word_embeddings", true),
         };
-        var model = Gpt2Graph.Build(config, c.Tensors, prefix);
+        var model = Gpt2Graph.Build(config, c.Tensors, prefix, options: options);
         return Tag(model, c);
     }
 
-    private static Model Llama(HfCheckpoint c, bool attentionBias)
+    private static Model Llama(HfCheckpoint c, bool attentionBias, Generation.DecoderGraphOptions? options)
     {
         int heads = c.Int("num_attention_heads");
         var config = new LlamaConfig
@@ -72,7 +72,7 @@ public static class HfExporter
             throw new InvalidDataException($"{Path.Combine(c.Directory, "config.json")}: use_sliding_window is true; sliding-window attention is not supported.");
         if (c.Config.TryGetProperty("head_dim", out var hd) && hd.ValueKind == System.Text.Json.JsonValueKind.Number && hd.GetInt32() != config.HeadDim)
             throw new InvalidDataException($"{c.Directory}: head_dim {hd.GetInt32()} differs from hidden_size / num_attention_heads = {config.HeadDim}; not supported.");
-        return Tag(LlamaGraph.Build(config, c.Tensors), c);
+        return Tag(LlamaGraph.Build(config, c.Tensors, options: options), c);
     }
 
     /// <summary>config.json's rope_scaling: null or absent, or Llama-3's; any other kind is refused, never ignored.</summary>

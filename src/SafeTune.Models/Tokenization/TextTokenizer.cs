@@ -1,4 +1,5 @@
 using Microsoft.ML.Tokenizers;
+using SafeTune.Models.Tokenization.Hub;
 
 namespace SafeTune.Models.Tokenization;
 
@@ -11,8 +12,16 @@ public sealed class TextTokenizer
     private readonly IReadOnlyDictionary<string, int> _tokenIds;
     private readonly Dictionary<int, string> _specialById;
 
+    private Dictionary<int, string>? _tokenById;
+
+    internal TextTokenizer(HubTokenizer hub, TokenizerKind kind, string source, IReadOnlyDictionary<string, int> specialTokens, SpecialTokenSet special)
+        : this(null, kind, source, hub.Size, hub.TokensToIds, specialTokens, special)
+    {
+        Hub = hub;
+    }
+
     internal TextTokenizer(
-        Tokenizer inner,
+        Tokenizer? inner,
         TokenizerKind kind,
         string source,
         int vocabularySize,
@@ -40,8 +49,14 @@ public sealed class TextTokenizer
         StopIds = stops;
     }
 
-    /// <summary>The underlying Microsoft.ML.Tokenizers tokenizer.</summary>
-    public Tokenizer Inner { get; }
+    /// <summary>
+    /// The underlying Microsoft.ML.Tokenizers tokenizer; <see langword="null"/> for a Hub <c>tokenizer.json</c> BPE, which
+    /// SafeTune runs itself (see <c>Tokenization/Hub/README.md</c>).
+    /// </summary>
+    public Tokenizer? Inner { get; }
+
+    /// <summary>The Hub tokenizer.json pipeline, when this tokenizer came from one.</summary>
+    internal HubTokenizer? Hub { get; }
 
     /// <summary>The tokenization algorithm.</summary>
     public TokenizerKind Kind { get; }
@@ -81,18 +96,20 @@ public sealed class TextTokenizer
 
     /// <summary>
     /// Encodes <paramref name="text"/> to token ids. Special tokens written in the text (such as <c>&lt;|im_start|&gt;</c>)
-    /// become their single ids. No tokens are added unless <paramref name="addSpecialTokens"/> is set: then WordPiece
+    /// become their single ids. No tokens are added unless <paramref name="addSpecialTokens"/> is set: then a Hub
+    /// tokenizer.json adds what its post-processor says (Hugging Face's <c>add_special_tokens=True</c>), WordPiece
     /// wraps the ids in <c>[CLS]</c> … <c>[SEP]</c> and the other kinds prepend <see cref="BosId"/> when there is one.
     /// </summary>
     public int[] Encode(string text, bool addSpecialTokens = false)
     {
         ArgumentNullException.ThrowIfNull(text);
+        if (Hub is not null) return Hub.Encode(text, addSpecialTokens);
         IReadOnlyList<int> ids = Inner switch
         {
             BertTokenizer bert => bert.EncodeToIds(bert.RemoveNonSpacingMarks ? AccentFolding.Fold(text) : text, addSpecialTokens,
                 considerPreTokenization: true, considerNormalization: true),
             SentencePieceTokenizer sp => sp.EncodeToIds(text, addBeginningOfSentence: addSpecialTokens, addEndOfSentence: false, considerPreTokenization: true, considerNormalization: true),
-            _ => Inner.EncodeToIds(text),
+            _ => Inner!.EncodeToIds(text),
         };
         if (addSpecialTokens && Inner is not (BertTokenizer or SentencePieceTokenizer) && BosId is int bos && (ids.Count == 0 || ids[0] != bos))
         {
@@ -105,16 +122,33 @@ public sealed class TextTokenizer
     }
 
     /// <summary>Decodes token ids back to text (special tokens are written out as their text).</summary>
-    public string Decode(IEnumerable<int> ids)
+    public string Decode(IEnumerable<int> ids) => Decode(ids, skipSpecialTokens: false);
+
+    /// <summary>
+    /// Decodes token ids back to text. With <paramref name="skipSpecialTokens"/> the special tokens are left out
+    /// (Hugging Face's <c>skip_special_tokens=True</c>); otherwise they are written out as their text.
+    /// </summary>
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens)
     {
         ArgumentNullException.ThrowIfNull(ids);
+        if (Hub is not null) return Hub.Decode(ids, skipSpecialTokens);
+        if (skipSpecialTokens) ids = ids.Where(id => !IsSpecial(id));
         return Inner switch
         {
             BpeTokenizer bpe => bpe.Decode(ids, considerSpecialTokens: true),
             SentencePieceTokenizer sp => sp.Decode(ids, considerSpecialTokens: true),
             WordPieceTokenizer wp => wp.Decode(ids, skipSpecialTokens: false),
-            _ => Inner.Decode(ids),
+            _ => Inner!.Decode(ids),
         } ?? string.Empty;
+    }
+
+    /// <summary>The token text of <paramref name="id"/> (a vocabulary entry or a special token), or <see langword="null"/>.</summary>
+    public string? IdToToken(int id)
+    {
+        if (Hub is not null) return Hub.IdToToken(id);
+        if (_specialById.TryGetValue(id, out var special)) return special;
+        _tokenById ??= _tokenIds.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => g.First().Key);
+        return _tokenById.TryGetValue(id, out var token) ? token : null;
     }
 
     /// <summary>The id of a whole token (a vocabulary entry or a special token), or <see langword="null"/> if there is none.</summary>

@@ -10,7 +10,8 @@ namespace SafeTune.Models.Tokenization;
 /// </summary>
 /// <remarks>
 /// Recognised specs: a folder (searched for <c>tokenizer.json</c>, then <c>vocab.json</c> + <c>merges.txt</c>, then
-/// <c>tokenizer.model</c>, then <c>vocab.txt</c>); a <c>tokenizer.json</c> with a byte-level BPE or WordPiece model; a
+/// <c>tokenizer.model</c>, then <c>vocab.txt</c>); a <c>tokenizer.json</c> with a BPE model (byte-level or SentencePiece-style,
+/// run by SafeTune's own tokenizer.json pipeline, <see cref="Hub.HubTokenizer"/>) or a WordPiece model; a
 /// <c>vocab.json</c> (with <c>merges.txt</c> beside it); a SentencePiece <c>*.model</c>; a WordPiece <c>vocab.txt</c>;
 /// or a tiktoken name (<c>gpt2</c>; <c>r50k_base</c>, <c>p50k_base</c>, <c>cl100k_base</c>, <c>o200k_base</c> need their
 /// Microsoft.ML.Tokenizers.Data package, of which only Gpt2's is referenced). Special tokens come from the tokenizer file
@@ -110,30 +111,10 @@ public static class TokenizerLoader
         var type = model.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
         if (type is null && model.TryGetProperty("merges", out _)) type = "BPE";
 
-        var added = new Dictionary<string, int>(StringComparer.Ordinal);
-        if (root.TryGetProperty("added_tokens", out var addedTokens) && addedTokens.ValueKind == JsonValueKind.Array)
-        {
-            foreach (var a in addedTokens.EnumerateArray())
-            {
-                if (a.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String
-                    && a.TryGetProperty("id", out var id) && id.TryGetInt32(out var idValue))
-                    added[c.GetString()!] = idValue;
-            }
-        }
-        foreach (var (token, id) in config.AddedTokens) added.TryAdd(token, id);
-
         switch (type)
         {
             case "BPE":
-            {
-                if (!IsByteLevel(root))
-                    throw new InvalidDataException(
-                        $"'{path}' holds a BPE model without byte-level pre-tokenization (SentencePiece-style); load the tokenizer.model beside it instead.");
-                var vocab = ReadVocab(model.TryGetProperty("vocab", out var v) ? v : default, path);
-                var merges = ReadMerges(model.TryGetProperty("merges", out var m) ? m : default, path);
-                var pattern = FindSplitPattern(root) ?? Gpt2Pattern;
-                return CreateByteLevel(vocab, merges, added, pattern, path, config);
-            }
+                return LoadHubBpe(root, path, config);
             case "WordPiece":
             {
                 var vocab = ReadVocab(model.TryGetProperty("vocab", out var v) ? v : default, path);
@@ -145,7 +126,33 @@ public static class TokenizerLoader
                 return CreateWordPiece(stream, vocab, lower, path, config);
             }
             default:
-                throw new InvalidDataException($"'{path}': unsupported tokenizer model type '{type ?? "(none)"}' (supported: byte-level BPE, WordPiece).");
+                throw new InvalidDataException($"'{path}': unsupported tokenizer model type '{type ?? "(none)"}' (supported: BPE, WordPiece).");
+        }
+    }
+
+    /// <summary>A tokenizer.json BPE (byte-level or SentencePiece-style), run by <see cref="Hub.HubTokenizer"/>.</summary>
+    private static TextTokenizer LoadHubBpe(JsonElement root, string path, HubConfig config)
+    {
+        JsonElement? tokenizerConfig = null;
+        JsonDocument? configDoc = null;
+        var configPath = Path.Combine(Path.GetDirectoryName(path)!, "tokenizer_config.json");
+        try
+        {
+            if (File.Exists(configPath))
+            {
+                configDoc = ParseJson(configPath);
+                tokenizerConfig = configDoc.RootElement;
+            }
+            var hub = new Hub.HubTokenizer(root, path, tokenizerConfig);
+            var specials = new Dictionary<string, int>(hub.SpecialTokenIds, StringComparer.Ordinal);
+            foreach (var (token, id) in config.AddedTokens)
+                if (config.SpecialAddedTokens.Contains(token)) specials.TryAdd(token, id);
+            var kind = IsByteLevel(root) ? TokenizerKind.ByteLevelBpe : TokenizerKind.SentencePiece;
+            return new TextTokenizer(hub, kind, path, specials, config.Special());
+        }
+        finally
+        {
+            configDoc?.Dispose();
         }
     }
 
@@ -226,31 +233,6 @@ public static class TokenizerLoader
         }
     }
 
-    /// <summary>The regex of the first <c>Split</c> pre-tokenizer (Qwen, Llama-3 patterns), if any.</summary>
-    private static string? FindSplitPattern(JsonElement root)
-    {
-        if (!root.TryGetProperty("pre_tokenizer", out var pre)) return null;
-        return Find(pre);
-
-        static string? Find(JsonElement e)
-        {
-            if (e.ValueKind == JsonValueKind.Object)
-            {
-                if (e.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "Split"
-                    && e.TryGetProperty("pattern", out var p) && p.ValueKind == JsonValueKind.Object
-                    && p.TryGetProperty("Regex", out var r) && r.ValueKind == JsonValueKind.String)
-                    return r.GetString();
-                if (e.TryGetProperty("pretokenizers", out var list)) return Find(list);
-            }
-            else if (e.ValueKind == JsonValueKind.Array)
-            {
-                foreach (var x in e.EnumerateArray())
-                    if (Find(x) is { } s) return s;
-            }
-            return null;
-        }
-    }
-
     private static bool? FindLowercase(JsonElement root)
     {
         if (!root.TryGetProperty("normalizer", out var n) || n.ValueKind != JsonValueKind.Object) return null;
@@ -268,37 +250,6 @@ public static class TokenizerLoader
             if (!p.Value.TryGetInt32(out var id) || id < 0)
                 throw new InvalidDataException($"'{path}': vocabulary entry '{p.Name}' has no valid id.");
             result[p.Name] = id;
-        }
-        return result;
-    }
-
-    private static List<string> ReadMerges(JsonElement merges, string path)
-    {
-        if (merges.ValueKind != JsonValueKind.Array)
-            throw new InvalidDataException($"'{path}': model.merges must be an array.");
-        var result = new List<string>();
-        foreach (var m in merges.EnumerateArray())
-        {
-            if (m.ValueKind == JsonValueKind.String)
-            {
-                var s = m.GetString()!;
-                if (s.StartsWith("#version", StringComparison.Ordinal)) continue;
-                if (s.Split(' ').Length != 2) throw new InvalidDataException($"'{path}': malformed merge '{s}' (expected \"a b\").");
-                result.Add(s);
-            }
-            else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2
-                     && m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
-            {
-                var a = m[0].GetString()!;
-                var b = m[1].GetString()!;
-                if (a.Contains(' ', StringComparison.Ordinal) || b.Contains(' ', StringComparison.Ordinal))
-                    throw new InvalidDataException($"'{path}': merge [\"{a}\", \"{b}\"] contains a space, which byte-level BPE cannot represent.");
-                result.Add(a + " " + b);
-            }
-            else
-            {
-                throw new InvalidDataException($"'{path}': malformed merge {m.GetRawText()} (expected \"a b\" or [\"a\", \"b\"]).");
-            }
         }
         return result;
     }
@@ -401,7 +352,11 @@ public static class TokenizerLoader
                 {
                     if (int.TryParse(p.Name, out var id) && p.Value.ValueKind == JsonValueKind.Object
                         && p.Value.TryGetProperty("content", out var c) && c.ValueKind == JsonValueKind.String)
+                    {
                         config.AddedTokens[c.GetString()!] = id;
+                        if (!p.Value.TryGetProperty("special", out var sp) || sp.ValueKind != JsonValueKind.False)
+                            config.SpecialAddedTokens.Add(c.GetString()!);
+                    }
                 }
             }
         }
@@ -466,6 +421,7 @@ public static class TokenizerLoader
         public bool? DoLowerCase { get; set; }
         public bool? StripAccents { get; set; }
         public Dictionary<string, int> AddedTokens { get; } = new(StringComparer.Ordinal);
+        public HashSet<string> SpecialAddedTokens { get; } = new(StringComparer.Ordinal);
         public List<int> BosIds { get; set; } = [];
         public List<int> EosIds { get; set; } = [];
         public List<int> PadIds { get; set; } = [];

@@ -161,12 +161,12 @@ public static class TrainJob
         return new TrainJobResult(result, tokenized.Examples.Count, tokenized.Dropped.Count, tokenized.TruncatedCount, risk?.Name);
     }
 
-    /// <summary>The named template, or the one <c>tokenizer_config.json</c> beside the tokenizer declares (plain when there is none).</summary>
+    /// <summary>The named template, or the model's own template beside the tokenizer (plain when there is none).</summary>
     public static ChatTemplate ResolveTemplate(string? name, string tokenizer)
     {
         if (name is not null) return ChatTemplates.ByName(name);
         var folder = Directory.Exists(tokenizer) ? tokenizer : Path.GetDirectoryName(Path.GetFullPath(tokenizer));
-        var config = folder is null ? null : Path.Combine(folder, "tokenizer_config.json");
-        return config is not null && File.Exists(config) ? ChatTemplates.FromTokenizerConfig(config) : ChatTemplates.Plain;
+        // The model's own template (chat_template.jinja, chat_template.json or tokenizer_config.json) wins.
+        return folder is not null && Directory.Exists(folder) ? ChatTemplates.LoadModelTemplate(folder) ?? ChatTemplates.Plain : ChatTemplates.Plain;
     }
 }

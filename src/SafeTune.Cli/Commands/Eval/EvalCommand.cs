@@ -39,12 +39,11 @@ public sealed class EvalCommand : Command<EvalSettings>
         return ExitCodes.Ok;
     }
 
-    /// <summary>The template named by the tokenizer_config.json beside the tokenizer, else plain.</summary>
+    /// <summary>The model's own chat template beside the tokenizer (chat_template.jinja, chat_template.json or tokenizer_config.json), else plain.</summary>
     private static ChatTemplate TemplateBeside(string tokenizer)
     {
         var dir = Directory.Exists(tokenizer) ? tokenizer : Path.GetDirectoryName(Path.GetFullPath(tokenizer));
-        var config = dir is null ? null : Path.Combine(dir, "tokenizer_config.json");
-        return config is not null && File.Exists(config) ? ChatTemplates.FromTokenizerConfig(config) : ChatTemplates.Plain;
+        return dir is not null && Directory.Exists(dir) ? ChatTemplates.LoadModelTemplate(dir) ?? ChatTemplates.Plain : ChatTemplates.Plain;
     }
 
     private static EvalReport RunWithProgress(Evaluator evaluator, EvalSuite suite, CancellationToken token)
