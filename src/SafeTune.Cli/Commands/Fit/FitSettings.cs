@@ -42,7 +42,7 @@ public sealed class FitSettings : ModelBatchSettings
 
     /// <summary>Fixed beta of the KL-regularized objective; null trains plain cross-entropy.</summary>
     [CommandOption("--kl <BETA>")]
-    [Description("Train (1 - BETA) * SFT + BETA * KL(reference || model) on the labelled positions, the starting model as the reference (a reference pass every step, sharing the frozen weights): the regularized step of 'train', on one batch. BETA in [0, 1].")]
+    [Description("Train (1 - BETA) * SFT + BETA * KL(reference || model) on the labelled positions, the starting model as the reference (a reference pass every step, sharing the frozen weights): the regularized step of 'train', on one batch. BETA lies between 0 and 1.")]
     public double? KlBeta { get; init; }
 
     /// <summary>LoRA alpha.</summary>
