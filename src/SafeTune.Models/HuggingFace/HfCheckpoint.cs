@@ -35,6 +35,7 @@ public sealed class HfCheckpoint
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: folder not found.");
         var configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: file not found (a Hugging Face checkpoint folder holds config.json).", configPath);
+        SafePaths.RequireRegularInput(configPath);
         JsonElement config;
         try { config = JsonDocument.Parse(File.ReadAllBytes(configPath)).RootElement.Clone(); }
         catch (JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message.Split('.')[0]})."); }
@@ -60,8 +61,7 @@ public sealed class HfCheckpoint
                 using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
                 var map = doc.RootElement.GetProperty("weight_map");
                 var shards = map.EnumerateObject().Select(p => p.Value.GetString()!).Distinct().ToList();
-                var reader = new ExternalDataReader(directory);
-                return [.. shards.Select(s => reader.ResolveInside($"shard {s}", s))];
+                return [.. shards.Select(s => SafePaths.ResolveInside(directory, s, $"{index}: shard", "the checkpoint folder"))];
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
             {
@@ -69,10 +69,16 @@ public sealed class HfCheckpoint
             }
         }
         var single = Path.Combine(directory, "model.safetensors");
-        if (File.Exists(single)) return [single];
+        if (File.Exists(single)) return [Inside(directory, "model.safetensors")];
         var any = System.IO.Directory.GetFiles(directory, "*.safetensors").Order(StringComparer.Ordinal).ToList();
-        return any.Count > 0 ? any : throw new FileNotFoundException($"{directory}: no *.safetensors weights found.");
+        return any.Count > 0
+            ? [.. any.Select(f => Inside(directory, Path.GetFileName(f)))]
+            : throw new FileNotFoundException($"{directory}: no *.safetensors weights found.");
     }
+
+    /// <summary>A weight file of the folder, refused when it is a link that leads outside the folder.</summary>
+    private static string Inside(string directory, string name) =>
+        SafePaths.ResolveInside(directory, name, $"{Path.Combine(directory, name)}: weight file", "the checkpoint folder");
 
     private static TensorData ToFloat32(TensorData t) => t.ElementType is ElementType.Float16 or ElementType.BFloat16 or ElementType.Double
         ? TensorData.Create<float>(t.Name, t.Dims, [.. t.ToDoubles().Select(x => (float)x)])
