@@ -88,7 +88,7 @@ public static class Fit
             Trainable = trainable,
             Backward = options.Backward,
         });
-        if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!);
+        if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!, options.Steps);
         long first = session.Step;
         var losses = new List<double>();
         var times = new List<double>();
