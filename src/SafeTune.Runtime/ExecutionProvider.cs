@@ -26,6 +26,12 @@ public sealed record SessionConfig
     /// </summary>
     public bool DisableCpuFallback { get; init; }
 
+    /// <summary>
+    /// ONNX Runtime's CPU memory arena (default on). A server turns it off so that the memory of one large request goes
+    /// back to the system when the request ends, instead of staying in the arena for the life of the process.
+    /// </summary>
+    public bool CpuMemoryArena { get; init; } = true;
+
     /// <summary>Intra-op threads; 0 lets ONNX Runtime choose.</summary>
     public int IntraOpThreads { get; init; }
 

@@ -32,6 +32,7 @@ public static class SessionFactory
         {
             GraphOptimizationLevel = config.OptimizationLevel,
             LogSeverityLevel = config.LogLevel,
+            EnableCpuMemArena = config.CpuMemoryArena,
         };
         try
         {

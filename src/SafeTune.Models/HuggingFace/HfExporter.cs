@@ -75,6 +75,8 @@ public static class HfExporter
         m.ProducerName = "SafeTune";
         m.DocString = $"Exported from a Hugging Face {c.ModelType} checkpoint.";
         m.MetadataProps.Add(new("hf_model_type", c.ModelType));
+        if (c.Number("max_position_embeddings", c.Number("n_positions", 0)) is var context and >= 1 and <= int.MaxValue)
+            m.MetadataProps.Add(new(Generation.ContextLength.MetadataKey, ((long)context).ToString(System.Globalization.CultureInfo.InvariantCulture)));
         return m;
     }
 }
