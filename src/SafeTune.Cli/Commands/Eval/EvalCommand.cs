@@ -29,6 +29,8 @@ public sealed class EvalCommand : Command<EvalSettings>
             RefusalJudge = s.RefusalKeywords is { } phrases ? KeywordRefusalJudge.FromFile(phrases) : null,
             AsrThreshold = s.AsrThreshold,
             ResponseLoss = !s.NoLoss,
+            MaxPromptTokens = s.MaxPromptTokens,
+            TruncatePrompts = s.TruncatePrompts,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider), IntraOpThreads = s.Threads },
         };
         using var evaluator = new Evaluator(model, options);
