@@ -65,6 +65,16 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_line_far_longer_than_max_length_names_the_line_and_is_not_tokenized()
+    {
+        var data = _chat.File("long.jsonl");
+        File.WriteAllLines(data, ["{\"prompt\": \"a\", \"response\": \"b\"}", new JsonObject { ["prompt"] = new string('x', 2 << 20), ["response"] = "d" }.ToJsonString()]);
+        var args = Args(_chat.File("run-long"), "--steps", "1");
+        args[Array.IndexOf(args, "--data") + 1] = data;
+        CliRunner.Run(TimeSpan.FromSeconds(60), args).AssertUserError("long.jsonl: line 2", "characters", "64 tokens");
+    }
+
+    [Fact]
     public void A_tokenizer_that_does_not_fit_the_model_names_both_sizes()
     {
         var small = _chat.File("small.onnx");

@@ -93,9 +93,11 @@ public static class TrainJob
         var template = ResolveTemplate(o.Template, o.Tokenizer);
         var examples = DatasetMix.Parse(o.Data, o.Seed).Load();
         if (examples.Count == 0) throw new InvalidDataException($"the data ({string.Join(", ", o.Data)}) holds no examples.");
-        var tokenized = SftTokenizer.Tokenize(examples, tokenizer, template, new TokenizeOptions { MaxLength = o.MaxLength });
+        // Examples are cut to --max-length; a model with a shorter context reads no more than its context.
+        int maxLength = Models.Generation.ContextLength.Of(model, o.Tokenizer) is int context ? Math.Min(o.MaxLength, context) : o.MaxLength;
+        var tokenized = SftTokenizer.Tokenize(examples, tokenizer, template, new TokenizeOptions { MaxLength = maxLength });
         if (tokenized.Examples.Count == 0)
-            throw new InvalidDataException($"no example keeps a response token within --max-length {o.MaxLength}.");
+            throw new InvalidDataException($"no example keeps a response token within --max-length {maxLength}.");
         var batcher = new SftBatcher(tokenized.Examples, SftBatcher.PadIdOf(tokenizer), new BatchingOptions
         {
             MicroBatchSize = micro,
@@ -120,7 +122,7 @@ public static class TrainJob
             ["epochs"] = o.Steps is null ? o.Epochs : null,
             ["batch_size"] = o.BatchSize,
             ["micro_batch"] = micro,
-            ["max_length"] = o.MaxLength,
+            ["max_length"] = maxLength,
             ["layout"] = o.Layout.ToString().ToLowerInvariant(),
             ["seed"] = o.Seed,
             ["lora"] = o.Lora is null ? null : new JsonObject { ["rank"] = o.Lora.Rank, ["alpha"] = o.Lora.Alpha, ["pattern"] = o.Lora.Pattern },
