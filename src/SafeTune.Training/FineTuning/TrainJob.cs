@@ -51,6 +51,9 @@ public sealed record TrainJobOptions
     public string? RunDirectory { get; init; }
     /// <summary>Continue from the run folder's checkpoint.</summary>
     public bool Resume { get; init; }
+
+    /// <summary>Replace a run already in <see cref="RunDirectory"/> (--overwrite).</summary>
+    public bool Overwrite { get; init; }
     /// <summary>Checkpoint interval in steps.</summary>
     public int CheckpointEvery { get; init; } = 25;
     /// <summary>Execution provider and threads.</summary>
@@ -153,6 +156,7 @@ public static class TrainJob
             RiskSource = risk,
             RunDirectory = o.RunDirectory,
             Resume = o.Resume,
+            Overwrite = o.Overwrite,
             CheckpointEvery = o.CheckpointEvery,
             EvaluateEvery = o.EvaluateEvery,
             Evaluate = o.Evaluate,

@@ -68,6 +68,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             Safety = safety,
             RunDirectory = s.Out,
             Resume = s.Resume,
+            Overwrite = s.Overwrite,
             CheckpointEvery = s.CheckpointEvery,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider), IntraOpThreads = s.Threads },
         };
