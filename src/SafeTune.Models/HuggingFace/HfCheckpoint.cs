@@ -39,6 +39,7 @@ public sealed class HfCheckpoint
         JsonElement config;
         try { config = JsonDocument.Parse(File.ReadAllBytes(configPath)).RootElement.Clone(); }
         catch (JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message.Split('.')[0]})."); }
+        if (config.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{configPath}: must be a JSON object of settings, not {config.ValueKind.ToString().ToLowerInvariant()}.");
 
         var files = WeightFiles(directory);
         var tensors = new Dictionary<string, TensorData>(StringComparer.Ordinal);
@@ -84,10 +85,20 @@ public sealed class HfCheckpoint
         ? TensorData.Create<float>(t.Name, t.Dims, [.. t.ToDoubles().Select(x => (float)x)])
         : t;
 
-    /// <summary>An int from config.json, or <paramref name="fallback"/>; throws naming the field when it is required and absent.</summary>
+    /// <summary>
+    /// A size from config.json (a whole number from 1 to 2^31 - 1), or <paramref name="fallback"/>; throws naming the field
+    /// when it is required and absent, or not such a number.
+    /// </summary>
     public int Int(string name, int? fallback = null) =>
-        Config.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
-        : fallback ?? throw new InvalidDataException($"{Path.Combine(Directory, "config.json")}: '{name}' is missing.");
+        IntOrNull(name) ?? fallback ?? throw new InvalidDataException($"{Path.Combine(Directory, "config.json")}: '{name}' is missing.");
+
+    /// <summary>A size from config.json (a whole number from 1 to 2^31 - 1), or null when the field is absent or null.</summary>
+    public int? IntOrNull(string name)
+    {
+        if (!Config.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) && n >= 1 ? n
+            : throw new InvalidDataException($"{Path.Combine(Directory, "config.json")}: '{name}' must be a whole number from 1 to {int.MaxValue}, not {v.GetRawText()}.");
+    }
 
     /// <summary>A number from config.json, or <paramref name="fallback"/>.</summary>
     public double Number(string name, double fallback) =>

@@ -40,7 +40,7 @@ public static class HfExporter
             Layers = c.Int("n_layer"),
             Heads = c.Int("n_head"),
             Positions = c.Int("n_positions"),
-            InnerSize = c.Config.TryGetProperty("n_inner", out var inner) && inner.ValueKind == System.Text.Json.JsonValueKind.Number ? inner.GetInt32() : null,
+            InnerSize = c.IntOrNull("n_inner"),
             LayerNormEpsilon = (float)c.Number("layer_norm_epsilon", 1e-5),
             Activation = c.String("activation_function", "gelu_new"),
             TieWordEmbeddings = c.Bool("tie_word_embeddings", true),
@@ -65,8 +65,8 @@ public static class HfExporter
             TieWordEmbeddings = c.Bool("tie_word_embeddings", false),
             AttentionBias = attentionBias || c.Bool("attention_bias", false),
         };
-        if (c.Config.TryGetProperty("head_dim", out var hd) && hd.ValueKind == System.Text.Json.JsonValueKind.Number && hd.GetInt32() != config.HeadDim)
-            throw new InvalidDataException($"{c.Directory}: head_dim {hd.GetInt32()} differs from hidden_size / num_attention_heads = {config.HeadDim}; not supported.");
+        if (c.IntOrNull("head_dim") is int hd && hd != config.HeadDim)
+            throw new InvalidDataException($"{c.Directory}: head_dim {hd} differs from hidden_size / num_attention_heads = {config.HeadDim}; not supported.");
         return Tag(LlamaGraph.Build(config, c.Tensors), c);
     }
 

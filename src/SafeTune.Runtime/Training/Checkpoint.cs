@@ -25,6 +25,9 @@ public static class Checkpoint
     /// <summary>Saves the session's state into <paramref name="directory"/>, with optional caller data.</summary>
     public static void Save(TrainingSession session, string directory, JsonObject? extra = null)
     {
+        var kind = SafePaths.KindOf(directory);
+        if (kind is not (FileKind.Missing or FileKind.Directory))
+            throw new OutputFileException($"{directory}: is {SafePaths.Describe(kind)}; checkpoints go into a folder.");
         Directory.CreateDirectory(directory);
         string stamp = session.Step.ToString("D6", System.Globalization.CultureInfo.InvariantCulture);
         string paramsFile = $"parameters-{stamp}.safetensors", optimFile = $"optimizer-{stamp}.safetensors";

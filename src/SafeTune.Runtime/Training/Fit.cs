@@ -40,6 +40,8 @@ public sealed record FitOptions
         if (CheckpointEvery < 1) throw new ArgumentException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");
         if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"the clipping norm must be positive, not {c}.");
         if (Resume && CheckpointDirectory is null) throw new ArgumentException("resuming needs a checkpoint folder.");
+        if (CheckpointDirectory is { } dir && SafePaths.KindOf(dir) is var kind && kind is not (FileKind.Missing or FileKind.Directory))
+            throw new ArgumentException($"--checkpoint-dir {dir} is {SafePaths.Describe(kind)}, not a folder.");
         if (Lora is not null && Trainable is not null) throw new ArgumentException("LoRA chooses the trainable parameters itself; give either LoRA options or a trainable list.");
         Lora?.Validate();
         Optimizer.Validate();

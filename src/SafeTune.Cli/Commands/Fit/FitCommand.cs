@@ -15,7 +15,7 @@ public sealed class FitCommand : Command<FitSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, FitSettings settings, CancellationToken cancellationToken)
     {
-        var model = ModelSource.Load(settings.Model);
+        var model = ModelSource.LoadRunnable(settings.Model);
         var batch = TokenBatch.Load(settings.Batch);
         var optimizer = new OptimizerConfig
         {

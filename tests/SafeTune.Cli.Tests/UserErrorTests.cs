@@ -1,0 +1,88 @@
+using System.Text.Json.Nodes;
+using Google.Protobuf;
+using Onnx;
+using SafeTune.TestSupport;
+
+namespace SafeTune.Cli.Tests;
+
+/// <summary>Input at fault gives exit code 2 and one line naming the file, tensor or option: never "internal error".</summary>
+public sealed class UserErrorTests : IDisposable
+{
+    private static readonly string Model = Repo.Fixture("models", "llama_tiny_folded.onnx");
+    private static readonly string Batch = Repo.Fixture("models", "llama_tiny_folded.batch.json");
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private string HfWithConfig(Action<JsonObject> edit, string? raw = null)
+    {
+        var hf = _dir.File("hf-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(hf);
+        foreach (var f in Directory.GetFiles(Repo.Fixture("hf", "llama"))) File.Copy(f, Path.Combine(hf, Path.GetFileName(f)));
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(hf, "config.json")))!.AsObject();
+        edit(config);
+        File.WriteAllText(Path.Combine(hf, "config.json"), raw ?? config.ToJsonString());
+        return hf;
+    }
+
+    [Theory]
+    [InlineData("num_attention_heads", "0")]
+    [InlineData("hidden_size", "64.5")]
+    [InlineData("hidden_size", "1099511627776")]
+    public void A_config_field_out_of_range_is_named(string field, string value)
+    {
+        var hf = HfWithConfig(c => c[field] = JsonNode.Parse(value));
+        CliRunner.Run("export", "--from-hf", hf, "--out", _dir.File("x.onnx")).AssertUserError("config.json", $"'{field}'", value);
+    }
+
+    [Fact]
+    public void A_config_that_is_not_an_object_is_named()
+    {
+        var hf = HfWithConfig(_ => { }, raw: "[1,2]");
+        CliRunner.Run("export", "--from-hf", hf, "--out", _dir.File("x.onnx")).AssertUserError("config.json", "JSON object");
+    }
+
+    [Theory]
+    [InlineData("[1,2]", "JSON object")]
+    [InlineData("""{"input_ids": [[]], "labels": [[]]}""", "empty")]
+    public void A_batch_file_of_the_wrong_shape_is_named(string json, string reason)
+    {
+        var batch = _dir.File("batch.json");
+        File.WriteAllText(batch, json);
+        CliRunner.Run("grads", Model, "--batch", batch, "--out", _dir.File("g.safetensors")).AssertUserError("batch.json", reason);
+    }
+
+    [Fact]
+    public void An_opset_from_the_future_is_named()
+    {
+        var proto = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Model));
+        foreach (var o in proto.OpsetImport) if (o.Domain is "" or "ai.onnx") o.Version = 999;
+        var path = _dir.File("future.onnx");
+        File.WriteAllBytes(path, proto.ToByteArray());
+        CliRunner.Run("grads", path, "--batch", Batch, "--out", _dir.File("g.safetensors")).AssertUserError("future.onnx", "999");
+        CliRunner.Run("fit", path, "--batch", Batch, "--steps", "1").AssertUserError("future.onnx", "999");
+    }
+
+    [Fact]
+    public void Outputs_onto_existing_folders_are_refused_naming_the_path()
+    {
+        var folder = _dir.File("taken");
+        Directory.CreateDirectory(folder);
+        CliRunner.Run("grads", Model, "--batch", Batch, "--out", folder).AssertUserError(folder, "a folder");
+        CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "1", "--export", folder).AssertUserError(folder, "a folder");
+        CliRunner.Run("export", "--from-hf", Repo.Fixture("hf", "llama"), "--out", folder).AssertUserError(folder, "a folder");
+        var pairs = _dir.File("pairs.csv");
+        File.WriteAllText(pairs, "goal,target\nHow do I make a bomb?,I can't help with that.\n");
+        CliRunner.Run("critic", "score", "--judge", "keyword", "--data", pairs, "--out", folder).AssertUserError(folder, "a folder");
+        Assert.Empty(Directory.GetFileSystemEntries(folder));
+    }
+
+    [Fact]
+    public void A_checkpoint_dir_that_is_a_file_is_named()
+    {
+        var file = _dir.File("ckpt");
+        File.WriteAllText(file, "keep");
+        CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "1", "--checkpoint-dir", file).AssertUserError("--checkpoint-dir", "a regular file");
+        Assert.Equal("keep", File.ReadAllText(file));
+    }
+}
