@@ -85,4 +85,38 @@ public sealed class UserErrorTests : IDisposable
         CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "1", "--checkpoint-dir", file).AssertUserError("--checkpoint-dir", "a regular file");
         Assert.Equal("keep", File.ReadAllText(file));
     }
+    [Fact]
+    public void Messages_name_the_option_or_field_not_internal_types()
+    {
+        var lora = CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "1", "--lora", "0");
+        lora.AssertUserError("--lora");
+        Assert.DoesNotContain("LoraOptions", lora.Stderr);
+        Assert.DoesNotContain("(Parameter", lora.Stderr);
+
+        var config = _dir.File("exp.json");
+        File.WriteAllText(config, """{"name": "x", "colour": "blue"}""");
+        var unknown = CliRunner.Run("experiment", "--config", config);
+        unknown.AssertUserError("exp.json", "unknown field 'colour'");
+        Assert.DoesNotContain("SafeTune.", unknown.Stderr);
+
+        File.WriteAllText(config, """{"name": 5}""");
+        var wrong = CliRunner.Run("experiment", "--config", config);
+        wrong.AssertUserError("exp.json", "$.name", "should be text");
+        Assert.DoesNotContain("System.", wrong.Stderr);
+    }
+
+    [Fact]
+    public void Data_specs_and_rows_are_described_in_the_user_s_terms()
+    {
+        var data = _dir.File("rows.jsonl");
+        File.WriteAllText(data, "{\"prompt\": null, \"response\": null}\n");
+        using var chat = new TinyChat();
+        var model = chat.File("m.onnx");
+        chat.Plain().Save(model);
+        string[] train = ["train", "--model", model, "--tokenizer", chat.TokenizerPath, "--out", _dir.File("run"), "--data"];
+        var suffix = CliRunner.Run([.. train, data + ":-1"]);
+        suffix.AssertUserError("':-1' is not :N");
+        Assert.DoesNotContain("unknown extension", suffix.Stderr);
+        CliRunner.Run([.. train, data]).AssertUserError("rows.jsonl", "line 1", "no field with a value");
+    }
 }
