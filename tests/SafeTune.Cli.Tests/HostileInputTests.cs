@@ -1,8 +1,5 @@
-using System.Diagnostics;
 using System.Text;
 using System.Text.Json.Nodes;
-using Google.Protobuf;
-using Onnx;
 using SafeTune.Onnx;
 using SafeTune.TestSupport;
 
@@ -28,28 +25,11 @@ public sealed class HostileInputTests : IDisposable
         _outside.Dispose();
     }
 
-    private static void MakeFifo(string path)
-    {
-        using var p = Process.Start(new ProcessStartInfo("mkfifo", [path]) { UseShellExecute = false })!;
-        p.WaitForExit();
-        Assert.Equal(0, p.ExitCode);
-    }
+    private static void MakeFifo(string path) => HostileFiles.MakeFifo(path);
 
     /// <summary>A model with one external initializer 'layer.weight' of <paramref name="dims"/> read from <paramref name="location"/>.</summary>
-    private static void ModelWithExternal(string path, string location, params long[] dims)
-    {
-        var w = new TensorProto { Name = "layer.weight", DataType = 1, DataLocation = TensorProto.Types.DataLocation.External };
-        w.Dims.Add(dims.Length == 0 ? [4] : dims);
-        w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
-        var g = new GraphProto { Name = "g" };
-        g.Initializer.Add(w);
-        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
-        g.Node.Add(new NodeProto { OpType = "Add", Input = { "x", "layer.weight" }, Output = { "y" } });
-        g.Output.Add(new ValueInfoProto { Name = "y" });
-        var m = new ModelProto { IrVersion = 8, Graph = g };
-        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
-        File.WriteAllBytes(path, m.ToByteArray());
-    }
+    private static void ModelWithExternal(string path, string location, params long[] dims) =>
+        HostileFiles.ModelWithExternal(path, "layer.weight", location, dims.Length == 0 ? [4] : dims);
 
     private static void CopyFolder(string from, string to)
     {

@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using System.Text;
-using Google.Protobuf;
-using Onnx;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Onnx.Tests;
@@ -9,28 +6,10 @@ namespace SafeTune.Onnx.Tests;
 /// <summary>Containment through links, file kinds and checked sizes: what a hostile folder must not get past.</summary>
 public class SafePathsTests
 {
-    internal static void MakeFifo(string path)
-    {
-        using var p = Process.Start(new ProcessStartInfo("mkfifo", [path]) { UseShellExecute = false })!;
-        p.WaitForExit();
-        Assert.Equal(0, p.ExitCode);
-    }
+    private static void MakeFifo(string path) => HostileFiles.MakeFifo(path);
 
-    private static void WriteModelPointingAt(string path, string location, long[] dims, long offset = 0)
-    {
-        var w = new TensorProto { Name = "w", DataType = (int)ElementType.Float, DataLocation = TensorProto.Types.DataLocation.External };
-        w.Dims.Add(dims);
-        w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
-        w.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
-        var g = new GraphProto { Name = "g" };
-        g.Initializer.Add(w);
-        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
-        g.Node.Add(new NodeProto { OpType = "Add", Input = { "x", "w" }, Output = { "y" } });
-        g.Output.Add(new ValueInfoProto { Name = "y" });
-        var m = new ModelProto { IrVersion = 8, Graph = g };
-        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
-        File.WriteAllBytes(path, m.ToByteArray());
-    }
+    private static void WriteModelPointingAt(string path, string location, long[] dims, long offset = 0) =>
+        HostileFiles.ModelWithExternal(path, "w", location, dims, offset);
 
     [Fact]
     public void A_linked_folder_inside_the_model_folder_cannot_lead_outside()
