@@ -91,6 +91,7 @@ public sealed class GeneratorChatBackend : IChatBackend
         _options = options;
         _tokenizer = TokenizerLoader.Load(options.Tokenizer);
         _template = options.Template is { } name ? ChatTemplates.ByName(name) : DetectTemplate(options.Tokenizer);
+        ChatTemplates.RequireFits(_template, _tokenizer, chosen: options.Template is not null || DetectTemplate(options.Tokenizer) != ChatTemplates.Plain);
         var ends = new List<int>(_tokenizer.StopIds);
         if (_tokenizer.TokenToId(_template.EndOfTurn.Trim()) is int endOfTurn && _tokenizer.IsSpecial(endOfTurn) && !ends.Contains(endOfTurn))
             ends.Add(endOfTurn);

@@ -94,6 +94,7 @@ public static class TrainJob
         var tokenizer = TokenizerLoader.Load(o.Tokenizer);
         VocabularyCheck.Ensure(model, o.Model, tokenizer);
         var template = ResolveTemplate(o.Template, o.Tokenizer);
+        ChatTemplates.RequireFits(template, tokenizer, chosen: o.Template is not null || TemplateNamedBeside(o.Tokenizer));
         var examples = DatasetMix.Parse(o.Data, o.Seed).Load();
         if (examples.Count == 0) throw new InvalidDataException($"the data ({string.Join(", ", o.Data)}) holds no examples.");
         // Examples are cut to --max-length; a model with a shorter context reads no more than its context.
@@ -165,6 +166,13 @@ public static class TrainJob
             Record = record,
         }, progress, cancellation);
         return new TrainJobResult(result, tokenized.Examples.Count, tokenized.Dropped.Count, tokenized.TruncatedCount, risk?.Name);
+    }
+
+    /// <summary>True when a <c>tokenizer_config.json</c> beside the tokenizer exists (it then decides the template, plain included).</summary>
+    public static bool TemplateNamedBeside(string tokenizer)
+    {
+        var folder = Directory.Exists(tokenizer) ? tokenizer : File.Exists(tokenizer) ? Path.GetDirectoryName(Path.GetFullPath(tokenizer)) : null;
+        return folder is not null && File.Exists(Path.Combine(folder, "tokenizer_config.json"));
     }
 
     /// <summary>The named template, or the one <c>tokenizer_config.json</c> beside the tokenizer declares (plain when there is none).</summary>

@@ -18,6 +18,7 @@ public sealed class EvalCommand : Command<EvalSettings>
     {
         var tokenizer = TokenizerLoader.Load(s.Tokenizer);
         var template = s.Template is { } name ? ChatTemplates.ByName(name) : TemplateBeside(s.Tokenizer);
+        ChatTemplates.RequireFits(template, tokenizer, chosen: s.Template is not null || Training.FineTuning.TrainJob.TemplateNamedBeside(s.Tokenizer));
         var suite = EvalSuite.FromFiles(s.Harmful, s.Benign, s.OverRefusal, s.Limit);
         var model = new EvalModel(ModelSource.LoadRunnable(s.Model), tokenizer, template) { Name = s.Model };
         using var judge = EvalJudges.Create(s.Judge);
