@@ -114,6 +114,19 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_warm_up_as_long_as_the_run_is_warned_about_and_the_summary_shows_sft_and_kl_apart()
+    {
+        var args = Args(_chat.File("run-warm"), "--steps", "2", "--method", "fixed-kl");
+        args[Array.IndexOf(args, "--warmup") + 1] = "5";
+        var r = CliRunner.Run(args);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("warning: --warmup 5 is not shorter than the run (2 steps)", r.Stderr);
+        Assert.Contains("SFT loss", r.Stdout);
+        Assert.Contains("KL to reference", r.Stdout);
+        Assert.DoesNotContain("\n│ loss ", r.Stdout);
+    }
+
+    [Fact]
     public void A_tokenizer_that_does_not_fit_the_model_names_both_sizes()
     {
         var small = _chat.File("small.onnx");
