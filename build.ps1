@@ -1,4 +1,3 @@
-#Requires -Version 7.0
 <#
 .SYNOPSIS
     Restores, builds, tests, benchmarks or publishes SafeTune.
@@ -20,7 +19,7 @@
     no clean and no second restore.
 
 .PARAMETER Task
-    restore | build | test | bench | publish (default: build).
+    restore | build | test | bench | publish (default: build). help, --help or -h prints this help.
 
 .PARAMETER ExecutionProvider
     Cpu | Cuda | DirectML (default: Cpu). DirectML is Windows only.
@@ -53,7 +52,7 @@
 [CmdletBinding(PositionalBinding = $false)]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('restore', 'build', 'test', 'bench', 'publish')]
+    [ValidateSet('restore', 'build', 'test', 'bench', 'publish', 'help', '--help', '-h')]
     [string] $Task = 'build',
 
     [ValidateSet('Cpu', 'Cuda', 'DirectML')]
@@ -70,6 +69,16 @@ param(
     [Parameter(ValueFromRemainingArguments = $true)]
     [string[]] $BenchmarkArgs
 )
+# After the help block, which must come first for Get-Help (and -?) to find it.
+#Requires -Version 7.0
+
+# `build.ps1 --help`: PowerShell hands an unknown dashed word to the remaining arguments, not to -Task.
+$AskedForHelp = $Task -in 'help', '--help', '-h' -or
+    (-not $PSBoundParameters.ContainsKey('Task') -and $BenchmarkArgs -and $BenchmarkArgs[0] -in '--help', '-h', '/?')
+if ($AskedForHelp) {
+    Get-Help $PSCommandPath -Detailed
+    exit 0
+}
 
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version Latest

@@ -22,6 +22,7 @@ app.Configure(config =>
     config.SetApplicationVersion(typeof(ExitCodes).Assembly.GetName().Version?.ToString(3) ?? "0.0.0");
     config.PropagateExceptions();
     config.UseStrictParsing();
+    config.SetInterceptor(new NumericOptions());
     config.AddCommand<InspectCommand>("inspect")
         .WithDescription("Show a model's inputs, outputs, opsets, op histogram, parameter count and per-layer hidden-state tensors.")
         .WithExample("inspect", "model.onnx")

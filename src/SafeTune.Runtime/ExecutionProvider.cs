@@ -26,19 +26,19 @@ public sealed record SessionConfig
     /// </summary>
     public bool DisableCpuFallback { get; init; }
 
+    /// <summary>
+    /// Keep ONNX Runtime's CPU memory arena (default true). Without it, large temporaries (a training step's
+    /// vocabulary-sized logits and their gradients, the activations of an oversized request to a served model) go back to
+    /// the system as soon as they are freed, instead of staying reserved by the arena for the life of the process.
+    /// </summary>
+    public bool CpuMemoryArena { get; init; } = true;
+
     /// <summary>Intra-op threads; 0 lets ONNX Runtime choose.</summary>
     public int IntraOpThreads { get; init; }
 
     /// <summary>Graph optimization level.</summary>
     public Microsoft.ML.OnnxRuntime.GraphOptimizationLevel OptimizationLevel { get; init; } =
         Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL;
-
-    /// <summary>
-    /// Keep ONNX Runtime's CPU memory arena (default true). Training sessions turn it off: a training step's large
-    /// temporaries (vocabulary-sized logits and their gradients) then go back to the system as soon as they are freed,
-    /// instead of staying reserved by the arena, which grows to the sum of the step's allocation patterns.
-    /// </summary>
-    public bool CpuMemoryArena { get; init; } = true;
 
     /// <summary>
     /// Let ONNX Runtime plan one block for all of a run's tensors after the first run (default true). Training sessions

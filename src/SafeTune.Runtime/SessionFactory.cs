@@ -13,6 +13,18 @@ public static class SessionFactory
         [ExecutionProvider.DirectML] = ("DmlExecutionProvider", "Microsoft.ML.OnnxRuntime.DirectML"),
     };
 
+    /// <summary>The newest ai.onnx opset the ONNX Runtime SafeTune is built with runs (ONNX Runtime 1.32: opset 28).</summary>
+    public const long MaxOpset = 28;
+
+    /// <summary>Throws <see cref="OnnxFormatException"/> naming <paramref name="name"/> when the model imports an ai.onnx opset newer than <see cref="MaxOpset"/>.</summary>
+    public static void RequireSupportedOpset(Model model, string name)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        long opset = model.DefaultOpset;
+        if (opset > MaxOpset)
+            throw new OnnxFormatException($"{name}: imports ai.onnx opset {opset}, newer than opset {MaxOpset}, the newest this ONNX Runtime runs.");
+    }
+
     /// <summary>The execution providers compiled into the loaded ONNX Runtime.</summary>
     public static IReadOnlyList<string> AvailableProviders => OrtEnv.Instance().GetAvailableProviders();
 

@@ -34,6 +34,9 @@ public sealed record ServeOptions
     /// <summary>Tokens generated when a request sets no limit; null for the default.</summary>
     public int? DefaultMaxTokens { get; init; }
 
+    /// <summary>The most prompt tokens a request may have; null for the model's context length (<see cref="GeneratorBackendOptions.MaxPromptTokens"/>).</summary>
+    public int? MaxPromptTokens { get; init; }
+
     /// <summary>ONNX Runtime settings for model backends.</summary>
     public SessionConfig? Runtime { get; init; }
 }
@@ -85,6 +88,7 @@ public static class ChatBackends
                 Runtime = options.Runtime,
             };
         }
+        if (options.MaxPromptTokens is { } promptLimit) settings = settings with { MaxPromptTokens = promptLimit };
         if (options.DefaultMaxTokens is { } max)
             settings = settings with { DefaultMaxTokens = max, MaxTokensLimit = Math.Max(max, settings.MaxTokensLimit) };
         return new GeneratorChatBackend(settings);

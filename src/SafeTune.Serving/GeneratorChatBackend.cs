@@ -35,7 +35,14 @@ public sealed record GeneratorBackendOptions
     /// <summary>The temperature of requests that give none (0: greedy, so unattended evaluations are deterministic).</summary>
     public double DefaultTemperature { get; init; }
 
-    /// <summary>ONNX Runtime settings (provider, threads).</summary>
+    /// <summary>
+    /// The most prompt tokens a request may have (a longer one is answered with 400); null for the model's context length
+    /// (<see cref="ContextLength.Of"/>), else <see cref="ContextLength.Default"/>. Generation stops at the same limit.
+    /// </summary>
+    public int? MaxPromptTokens { get; init; }
+
+    /// <summary>ONNX Runtime settings (provider, threads). The CPU memory arena is always off, so that one long request
+    /// cannot keep its memory for the life of the server.</summary>
     public SessionConfig? Runtime { get; init; }
 
     /// <summary>Settings for the demo model: its key/value-cache graph, tokenizer and template, 64 tokens by default.</summary>
@@ -79,17 +86,21 @@ public sealed class GeneratorChatBackend : IChatBackend
             throw new ArgumentException("the default max tokens must be at least 1 and at most the max tokens limit.");
         if (!(options.DefaultTemperature >= 0) || double.IsInfinity(options.DefaultTemperature))
             throw new ArgumentException("the default temperature must be finite and at least 0.");
+        if (options.MaxPromptTokens is < 1) throw new ArgumentException($"--max-prompt-tokens must be at least 1, not {options.MaxPromptTokens}.");
         if (!File.Exists(options.ModelPath)) throw new FileNotFoundException($"{options.ModelPath}: no such model file.", options.ModelPath);
         _options = options;
         _tokenizer = TokenizerLoader.Load(options.Tokenizer);
         _template = options.Template is { } name ? ChatTemplates.ByName(name) : DetectTemplate(options.Tokenizer);
+        ChatTemplates.RequireFits(_template, _tokenizer, chosen: options.Template is not null || DetectTemplate(options.Tokenizer) != ChatTemplates.Plain);
         var ends = new List<int>(_tokenizer.StopIds);
         if (_tokenizer.TokenToId(_template.EndOfTurn.Trim()) is int endOfTurn && _tokenizer.IsSpecial(endOfTurn) && !ends.Contains(endOfTurn))
             ends.Add(endOfTurn);
         _endIds = [.. ends];
         _pad = _tokenizer.PadId ?? _tokenizer.EosId ?? 0;
         ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(options.ModelPath);
-        _generator = new Generator(Model.Load(options.ModelPath), options.Runtime);
+        var model = Model.Load(options.ModelPath);
+        ContextLimit = options.MaxPromptTokens ?? ContextLength.Of(model, options.Tokenizer) ?? ContextLength.Default;
+        _generator = new Generator(model, (options.Runtime ?? new SessionConfig()) with { CpuMemoryArena = false });
     }
 
     /// <summary>The demo model's key/value-cache graph with its tokenizer and template.</summary>
@@ -98,6 +109,9 @@ public sealed class GeneratorChatBackend : IChatBackend
 
     /// <inheritdoc/>
     public string ModelId { get; }
+
+    /// <summary>The most tokens a prompt and its completion may have together.</summary>
+    public int ContextLimit { get; }
 
     /// <summary>The chat template in use.</summary>
     public ChatTemplate Template => _template;
@@ -127,11 +141,18 @@ public sealed class GeneratorChatBackend : IChatBackend
         if (!(topP > 0) || topP > 1) throw new ChatRequestException(400, string.Create(inv, $"top_p must be in (0, 1] (got {topP})."));
         var stops = request.Stop.Where(s => s.Length > 0).ToArray();
 
-        var prompt = _tokenizer.Encode(_template.RenderPrompt(messages));
+        int[] prompt;
+        try { prompt = ContextLength.Encode(_tokenizer, _template.RenderPrompt(messages), ContextLimit, truncate: false, "messages", "serve --max-prompt-tokens sets the limit"); }
+        catch (PromptTooLongException e)
+        {
+            throw new ChatRequestException(400, e.Message);
+        }
         if (prompt.Length == 0) throw new ChatRequestException(400, "the rendered prompt has no tokens.");
+        if (prompt.Length >= ContextLimit)
+            throw new ChatRequestException(400, string.Create(inv, $"the prompt has {prompt.Length} tokens, which leaves no room for a reply in this model's context of {ContextLimit} tokens."));
         var options = new GenerationOptions
         {
-            MaxNewTokens = maxTokens,
+            MaxNewTokens = Math.Min(maxTokens, ContextLimit - prompt.Length),
             Temperature = (float)temperature,
             TopP = (float)topP,
             Seed = request.Seed ?? 0,

@@ -443,7 +443,7 @@ public sealed class LoraTests(ITestOutputHelper output)
         var options = new LoraOptions { Rank = rank, Alpha = alpha, Pattern = pattern ?? LoraOptions.DefaultPattern };
         var e = Assert.Throws<ArgumentException>(() => new LoraPass(options));
         Assert.Equal(option, e.ParamName);
-        Assert.Contains($"LoraOptions.{option}", e.Message, StringComparison.Ordinal);
+        Assert.Contains(option switch { "Rank" => "--lora ", "Alpha" => "--lora-alpha", _ => "--lora-pattern" }, e.Message, StringComparison.Ordinal);
     }
 
     [Fact]

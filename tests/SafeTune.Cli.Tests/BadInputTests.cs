@@ -1,5 +1,3 @@
-using Google.Protobuf;
-using Onnx;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Cli.Tests;
@@ -20,18 +18,8 @@ public sealed class BadInputTests : IDisposable
 
     private string ModelWithExternal(string file, string location)
     {
-        var w = new TensorProto { Name = "layer.weight", DataType = 1, DataLocation = TensorProto.Types.DataLocation.External };
-        w.Dims.Add(4);
-        w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
-        var g = new GraphProto { Name = "g" };
-        g.Initializer.Add(w);
-        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
-        g.Node.Add(new NodeProto { OpType = "Add", Input = { "x", "layer.weight" }, Output = { "y" } });
-        g.Output.Add(new ValueInfoProto { Name = "y" });
-        var m = new ModelProto { IrVersion = 8, Graph = g };
-        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
         var path = _dir.File(file);
-        File.WriteAllBytes(path, m.ToByteArray());
+        HostileFiles.ModelWithExternal(path, "layer.weight", location, [4]);
         return path;
     }
 

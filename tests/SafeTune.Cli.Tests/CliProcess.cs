@@ -68,6 +68,13 @@ public sealed class ServeProcess : IDisposable
     /// <summary><c>http://127.0.0.1:PORT/v1</c>.</summary>
     public string BaseUrl { get; }
 
+    /// <summary>The server's resident set size in MB, read from <c>/proc/PID/status</c> (VmRSS).</summary>
+    public double ResidentMegabytes()
+    {
+        var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) / 1024.0;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {

@@ -85,9 +85,9 @@ public sealed class CriticCommandTests : IDisposable
         CliRunner.Run("critic", "score", "--judge", "keyword", "--data", empty).AssertUserError("empty.jsonl", "empty");
 
         var noResponse = _dir.File("noresp.jsonl");
-        File.WriteAllText(noResponse, "{\"prompt\": \"p\", \"reply\": \"r\"}\n");
+        File.WriteAllText(noResponse, "{\"prompt\": \"p\", \"text\": \"r\"}\n");
         CliRunner.Run("critic", "score", "--judge", "keyword", "--data", noResponse)
-            .AssertUserError("noresp.jsonl", "line 1", "no response field", "fields found: prompt, reply");
+            .AssertUserError("noresp.jsonl", "line 1", "no response field", "fields found: prompt, text");
 
         CliRunner.Run("critic", "score", "--judge", "keyword", "--data", _dir.File("nope.csv")).AssertUserError("nope.csv");
         CliRunner.Run("critic", "score", "--judge", "gpt5", "--data", _data).AssertUserError("unknown judge 'gpt5'", "keyword", "openai");

@@ -65,6 +65,68 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void A_line_far_longer_than_max_length_names_the_line_and_is_not_tokenized()
+    {
+        var data = _chat.File("long.jsonl");
+        File.WriteAllLines(data, ["{\"prompt\": \"a\", \"response\": \"b\"}", new JsonObject { ["prompt"] = new string('x', 2 << 20), ["response"] = "d" }.ToJsonString()]);
+        var args = Args(_chat.File("run-long"), "--steps", "1");
+        args[Array.IndexOf(args, "--data") + 1] = data;
+        CliRunner.Run(TimeSpan.FromSeconds(60), args).AssertUserError("long.jsonl: line 2", "characters", "64 tokens");
+    }
+
+    [Fact]
+    public void A_used_run_folder_needs_resume_or_overwrite_and_resume_refuses_changed_settings()
+    {
+        var run = _chat.File("run-reuse");
+        var first = CliRunner.Run(Args(run, "--steps", "2", "--json"));
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        var options = File.ReadAllBytes(Path.Combine(run, "options.json"));
+        var audit = File.ReadAllBytes(Path.Combine(run, "audit.jsonl"));
+        var model = File.ReadAllBytes(Path.Combine(run, "model.onnx"));
+
+        CliRunner.Run(Args(run, "--steps", "2")).AssertUserError(run, "already holds a run", "--resume", "--overwrite");
+
+        var changed = Args(run, "--steps", "2", "--resume");
+        changed[Array.IndexOf(changed, "--lr") + 1] = "2e-2";
+        changed[Array.IndexOf(changed, "--data") + 1] = Data(12);
+        changed[Array.IndexOf(changed, "--template") + 1] = "plain";
+        CliRunner.Run(changed).AssertUserError("options.json", "--lr was 0.01, now 0.02", "--data was", "--template was \"chatml\", now \"plain\"");
+
+        Assert.Equal(options, File.ReadAllBytes(Path.Combine(run, "options.json")));
+        Assert.Equal(audit, File.ReadAllBytes(Path.Combine(run, "audit.jsonl")));
+        Assert.Equal(model, File.ReadAllBytes(Path.Combine(run, "model.onnx")));
+
+        var same = CliRunner.Run(Args(run, "--steps", "2", "--resume", "--json"));
+        Assert.True(same.ExitCode == 0, same.Stderr);
+        CliRunner.Run(Args(run, "--steps", "2", "--resume", "--overwrite")).AssertUserError("--resume and --overwrite");
+        var replaced = CliRunner.Run(Args(run, "--steps", "1", "--overwrite", "--json"));
+        Assert.True(replaced.ExitCode == 0, replaced.Stderr);
+        Assert.Single(File.ReadAllLines(Path.Combine(run, "audit.jsonl")));
+    }
+
+    [Fact]
+    public void Out_onto_a_file_and_checkpoint_files_outside_the_folder_are_user_errors()
+    {
+        var file = _chat.File("not-a-folder");
+        File.WriteAllText(file, "keep");
+        CliRunner.Run(Args(file, "--steps", "1")).AssertUserError("not-a-folder", "a regular file", "--out");
+        Assert.Equal("keep", File.ReadAllText(file));
+    }
+
+    [Fact]
+    public void A_warm_up_as_long_as_the_run_is_warned_about_and_the_summary_shows_sft_and_kl_apart()
+    {
+        var args = Args(_chat.File("run-warm"), "--steps", "2", "--method", "fixed-kl");
+        args[Array.IndexOf(args, "--warmup") + 1] = "5";
+        var r = CliRunner.Run(args);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Contains("warning: --warmup 5 is not shorter than the run (2 steps)", r.Stderr);
+        Assert.Contains("SFT loss", r.Stdout);
+        Assert.Contains("KL to reference", r.Stdout);
+        Assert.DoesNotContain("\n│ loss ", r.Stdout);
+    }
+
+    [Fact]
     public void A_tokenizer_that_does_not_fit_the_model_names_both_sizes()
     {
         var small = _chat.File("small.onnx");

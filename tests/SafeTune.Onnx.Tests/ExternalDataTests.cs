@@ -138,22 +138,8 @@ public class ExternalDataTests
             Assert.Equal(0, long.Parse(t.ExternalData.Single(e => e.Key == "offset").Value) % 64);
     }
 
-    private static void WriteModelPointingAt(string path, string location, long offset = 0, long length = 16)
-    {
-        var w = new TensorProto { Name = "w", DataType = (int)ElementType.Float, DataLocation = TensorProto.Types.DataLocation.External };
-        w.Dims.Add(4);
-        w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = location });
-        w.ExternalData.Add(new StringStringEntryProto { Key = "offset", Value = offset.ToString() });
-        w.ExternalData.Add(new StringStringEntryProto { Key = "length", Value = length.ToString() });
-        var g = new GraphProto { Name = "g" };
-        g.Initializer.Add(w);
-        g.Input.Add(new ValueInfoProto { Name = "x", Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = 1 } } });
-        g.Node.Add(new NodeProto { OpType = "Add", Input = { "x", "w" }, Output = { "y" } });
-        g.Output.Add(new ValueInfoProto { Name = "y" });
-        var m = new ModelProto { IrVersion = 8, Graph = g };
-        m.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
-        File.WriteAllBytes(path, m.ToByteArray());
-    }
+    private static void WriteModelPointingAt(string path, string location, long offset = 0, long length = 16) =>
+        HostileFiles.ModelWithExternal(path, "w", location, [4], offset, length);
 
     [Theory]
     [InlineData("../../etc/passwd", "leaves the model's folder")]

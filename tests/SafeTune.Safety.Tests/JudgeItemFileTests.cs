@@ -55,9 +55,9 @@ public sealed class JudgeItemFileTests
         Assert.Contains("header.csv: the file has a header but no data rows", Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(header)).Message);
 
         var noResponse = dir.File("r.jsonl");
-        File.WriteAllText(noResponse, "{\"prompt\": \"p\", \"response\": \"r\"}\n{\"prompt\": \"p\", \"reply\": \"r\"}\n");
+        File.WriteAllText(noResponse, "{\"prompt\": \"p\", \"response\": \"r\"}\n{\"prompt\": \"p\", \"text\": \"r\"}\n");
         var e = Assert.Throws<InvalidDataException>(() => JudgeItemFile.Read(noResponse));
-        Assert.Contains("r.jsonl: line 2: no response field among response, output, target, answer, completion; fields found: prompt, reply", e.Message);
+        Assert.Contains("r.jsonl: line 2: no response field among response, output, target, answer, completion, reply; fields found: prompt, text", e.Message);
 
         var noPrompt = dir.File("p.csv");
         File.WriteAllText(noPrompt, "text,response\nx,y\n");

@@ -45,18 +45,18 @@ public sealed record LoraOptions
     public void Validate()
     {
         if (Rank < 1)
-            throw new ArgumentException($"LoraOptions.Rank must be at least 1 (got {Rank}).", nameof(Rank));
+            throw new ArgumentException($"--lora (the LoRA rank) must be at least 1, not {Rank}.", nameof(Rank));
         if (!(Alpha > 0) || double.IsInfinity(Alpha))
-            throw new ArgumentException($"LoraOptions.Alpha must be a positive finite number (got {Alpha}).", nameof(Alpha));
+            throw new ArgumentException($"--lora-alpha must be a positive finite number, not {Alpha}.", nameof(Alpha));
         if (string.IsNullOrEmpty(Pattern))
-            throw new ArgumentException("LoraOptions.Pattern must not be empty.", nameof(Pattern));
+            throw new ArgumentException("--lora-pattern must not be empty.", nameof(Pattern));
         try
         {
             _ = new Regex(Pattern, RegexOptions.CultureInvariant);
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"LoraOptions.Pattern is not a valid regular expression: {e.Message}", nameof(Pattern), e);
+            throw new ArgumentException($"--lora-pattern is not a valid regular expression: {e.Message}", nameof(Pattern), e);
         }
     }
 

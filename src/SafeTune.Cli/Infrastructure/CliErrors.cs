@@ -41,12 +41,14 @@ public static class CliErrors
     }
 
     private static bool IsUserError(Exception e) => e is UserInputException or OnnxFormatException or CommandAppException
-        or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
+        or OutputFileException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
         or Autodiff.MissingGradientException or Runtime.Training.TrainingDivergedException or Runtime.Training.InsufficientMemoryException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 
     private static void Report(Exception e, bool internalError)
     {
-        var message = OneLine(e.Message);
+        // ArgumentException appends " (Parameter 'name')", a .NET parameter the user never typed.
+        var text = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal) : e.Message;
+        var message = OneLine(text);
         Console.Error.WriteLine(internalError ? $"safetune: internal error: {message}" : $"safetune: error: {message}");
         if (Environment.GetEnvironmentVariable("SAFETUNE_DEBUG") == "1") Console.Error.WriteLine(e);
         else if (internalError) Console.Error.WriteLine("(set SAFETUNE_DEBUG=1 for details)");

@@ -26,4 +26,12 @@ public static class ModelSource
         }
         return Model.Load(argument);
     }
+
+    /// <summary>Loads the model named by <paramref name="argument"/> for a command that runs it, refusing opsets ONNX Runtime does not run.</summary>
+    public static Model LoadRunnable(string argument)
+    {
+        var model = Load(argument);
+        Runtime.SessionFactory.RequireSupportedOpset(model, argument);
+        return model;
+    }
 }

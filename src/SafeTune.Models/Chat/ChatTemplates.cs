@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SafeTune.Models.Tokenization;
 
 namespace SafeTune.Models.Chat;
 
@@ -34,6 +35,39 @@ public static class ChatTemplates
             _ => throw new ArgumentException($"unknown chat template '{name}'; choose one of: {string.Join(", ", Names)}.", nameof(name)),
         };
     }
+
+    /// <summary>
+    /// Checks that <paramref name="template"/> fits <paramref name="tokenizer"/>: a chat template's end-of-turn marker must be
+    /// one of the tokenizer's special tokens (<c>--template llama3</c> on a ChatML tokenizer would train and evaluate on
+    /// markers the model never saw). When the plain template was a fallback (<paramref name="chosen"/> false: no template
+    /// was named and no <c>tokenizer_config.json</c> names one) but the tokenizer's special tokens are a chat format's, the
+    /// model would read raw text it was not trained on, so that is refused too, naming the template to pass.
+    /// </summary>
+    /// <exception cref="ArgumentException">The template does not fit the tokenizer; the message names --template.</exception>
+    public static void RequireFits(ChatTemplate template, TextTokenizer tokenizer, bool chosen)
+    {
+        ArgumentNullException.ThrowIfNull(template);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (template is JinjaChatTemplate) return; // the model's own template, read from its folder
+        if (template != Plain)
+        {
+            var marker = template.EndOfTurn.Trim();
+            if (!tokenizer.SpecialTokens.ContainsKey(marker))
+                throw new ArgumentException($"--template {template.Name}: the tokenizer ({tokenizer.Source}) has no special token {marker}, so the model was not trained with this template" +
+                    (SuggestFor(tokenizer) is { } suggested ? $"; its special tokens are {suggested.Name}'s." : "."));
+            return;
+        }
+        if (!chosen && SuggestFor(tokenizer) is { } chat)
+            throw new ArgumentException($"the tokenizer ({tokenizer.Source}) has {chat.Name} special tokens but no tokenizer_config.json names its template: " +
+                $"pass --template {chat.Name}, or --template plain to use raw text.");
+    }
+
+    /// <summary>The chat template whose markers are the tokenizer's special tokens, or null.</summary>
+    private static ChatTemplate? SuggestFor(TextTokenizer tokenizer) =>
+        tokenizer.SpecialTokens.ContainsKey("<|im_start|>") && tokenizer.SpecialTokens.ContainsKey("<|im_end|>") ? ChatMl
+        : tokenizer.SpecialTokens.ContainsKey("<|start_header_id|>") && tokenizer.SpecialTokens.ContainsKey("<|eot_id|>") ? Llama3
+        : tokenizer.SpecialTokens.ContainsKey("<|user|>") && tokenizer.SpecialTokens.ContainsKey("<|end|>") ? Phi3
+        : null;
 
     /// <summary>
     /// The built-in template closest to a Jinja <c>chat_template</c> string: <c>&lt;|im_start|&gt;</c> → ChatML,

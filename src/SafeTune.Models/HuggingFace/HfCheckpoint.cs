@@ -36,9 +36,11 @@ public sealed class HfCheckpoint
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"{directory}: folder not found.");
         var configPath = Path.Combine(directory, "config.json");
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{configPath}: file not found (a Hugging Face checkpoint folder holds config.json).", configPath);
+        SafePaths.RequireRegularInput(configPath);
         JsonElement config;
         try { config = JsonDocument.Parse(File.ReadAllBytes(configPath)).RootElement.Clone(); }
         catch (JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message.Split('.')[0]})."); }
+        if (config.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{configPath}: must be a JSON object of settings, not {config.ValueKind.ToString().ToLowerInvariant()}.");
 
         var files = WeightFiles(directory);
         var tensors = new Dictionary<string, TensorData>(StringComparer.Ordinal);
@@ -61,8 +63,7 @@ public sealed class HfCheckpoint
                 using var doc = JsonDocument.Parse(File.ReadAllBytes(index));
                 var map = doc.RootElement.GetProperty("weight_map");
                 var shards = map.EnumerateObject().Select(p => p.Value.GetString()!).Distinct().ToList();
-                var reader = new ExternalDataReader(directory);
-                return [.. shards.Select(s => reader.ResolveInside($"shard {s}", s))];
+                return [.. shards.Select(s => SafePaths.ResolveInside(directory, s, $"{index}: shard", "the checkpoint folder"))];
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
             {
@@ -70,15 +71,31 @@ public sealed class HfCheckpoint
             }
         }
         var single = Path.Combine(directory, "model.safetensors");
-        if (File.Exists(single)) return [single];
+        if (File.Exists(single)) return [Inside(directory, "model.safetensors")];
         var any = System.IO.Directory.GetFiles(directory, "*.safetensors").Order(StringComparer.Ordinal).ToList();
-        return any.Count > 0 ? any : throw new FileNotFoundException($"{directory}: no *.safetensors weights found.");
+        return any.Count > 0
+            ? [.. any.Select(f => Inside(directory, Path.GetFileName(f)))]
+            : throw new FileNotFoundException($"{directory}: no *.safetensors weights found.");
     }
 
-    /// <summary>An int from config.json, or <paramref name="fallback"/>; throws naming the field when it is required and absent.</summary>
+    /// <summary>A weight file of the folder, refused when it is a link that leads outside the folder.</summary>
+    private static string Inside(string directory, string name) =>
+        SafePaths.ResolveInside(directory, name, $"{Path.Combine(directory, name)}: weight file", "the checkpoint folder");
+
+    /// <summary>
+    /// A size from config.json (a whole number from 1 to 2^31 - 1), or <paramref name="fallback"/>; throws naming the field
+    /// when it is required and absent, or not such a number.
+    /// </summary>
     public int Int(string name, int? fallback = null) =>
-        Config.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetInt32()
-        : fallback ?? throw new InvalidDataException($"{Path.Combine(Directory, "config.json")}: '{name}' is missing.");
+        IntOrNull(name) ?? fallback ?? throw new InvalidDataException($"{Path.Combine(Directory, "config.json")}: '{name}' is missing.");
+
+    /// <summary>A size from config.json (a whole number from 1 to 2^31 - 1), or null when the field is absent or null.</summary>
+    public int? IntOrNull(string name)
+    {
+        if (!Config.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null) return null;
+        return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var n) && n >= 1 ? n
+            : throw new InvalidDataException($"{Path.Combine(Directory, "config.json")}: '{name}' must be a whole number from 1 to {int.MaxValue}, not {v.GetRawText()}.");
+    }
 
     /// <summary>A number from config.json, or <paramref name="fallback"/>.</summary>
     public double Number(string name, double fallback) =>

@@ -40,7 +40,7 @@ public static class HfExporter
             Layers = c.Int("n_layer"),
             Heads = c.Int("n_head"),
             Positions = c.Int("n_positions"),
-            InnerSize = c.Config.TryGetProperty("n_inner", out var inner) && inner.ValueKind == System.Text.Json.JsonValueKind.Number ? inner.GetInt32() : null,
+            InnerSize = c.IntOrNull("n_inner"),
             LayerNormEpsilon = (float)c.Number("layer_norm_epsilon", 1e-5),
             Activation = c.String("activation_function", "gelu_new"),
             TieWordEmbeddings = c.Bool("tie_word_embeddings", true),
@@ -70,8 +70,8 @@ public static class HfExporter
             throw new InvalidDataException($"{Path.Combine(c.Directory, "config.json")}: mlp_bias is true; MLP biases are not supported.");
         if (c.Bool("use_sliding_window", false))
             throw new InvalidDataException($"{Path.Combine(c.Directory, "config.json")}: use_sliding_window is true; sliding-window attention is not supported.");
-        if (c.Config.TryGetProperty("head_dim", out var hd) && hd.ValueKind == System.Text.Json.JsonValueKind.Number && hd.GetInt32() != config.HeadDim)
-            throw new InvalidDataException($"{c.Directory}: head_dim {hd.GetInt32()} differs from hidden_size / num_attention_heads = {config.HeadDim}; not supported.");
+        if (c.IntOrNull("head_dim") is int hd && hd != config.HeadDim)
+            throw new InvalidDataException($"{c.Directory}: head_dim {hd} differs from hidden_size / num_attention_heads = {config.HeadDim}; not supported.");
         return Tag(LlamaGraph.Build(config, c.Tensors, options: options), c);
     }
 
@@ -99,6 +99,8 @@ public static class HfExporter
         m.ProducerName = "SafeTune";
         m.DocString = $"Exported from a Hugging Face {c.ModelType} checkpoint.";
         m.MetadataProps.Add(new("hf_model_type", c.ModelType));
+        if (c.Number("max_position_embeddings", c.Number("n_positions", 0)) is var context and >= 1 and <= int.MaxValue)
+            m.MetadataProps.Add(new(Generation.ContextLength.MetadataKey, ((long)context).ToString(System.Globalization.CultureInfo.InvariantCulture)));
         return m;
     }
 }

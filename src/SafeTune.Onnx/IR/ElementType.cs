@@ -81,6 +81,30 @@ public static class ElementTypes
         _ => count * t.ByteSize(),
     };
 
+    /// <summary>
+    /// The element count of a tensor with <paramref name="dims"/>, computed with overflow checks; throws
+    /// <see cref="OnnxFormatException"/> naming <paramref name="tensorName"/> for a negative dim or a count past 2^63.
+    /// </summary>
+    public static long CheckedElementCount(IReadOnlyList<long> dims, string tensorName)
+    {
+        long count = 1;
+        foreach (var d in dims)
+        {
+            if (d < 0) throw new OnnxFormatException($"tensor '{tensorName}': negative dim in shape [{string.Join(", ", dims)}].");
+            try { count = checked(count * d); }
+            catch (OverflowException) { throw new OnnxFormatException($"tensor '{tensorName}': shape [{string.Join(", ", dims)}] has more elements than fit in 64 bits."); }
+        }
+        return count;
+    }
+
+    /// <summary>Bytes needed for a tensor of this type with <paramref name="dims"/>, with the overflow checks of <see cref="CheckedElementCount"/>.</summary>
+    public static long CheckedStorageBytes(this ElementType t, IReadOnlyList<long> dims, string tensorName)
+    {
+        long count = CheckedElementCount(dims, tensorName);
+        try { return t is ElementType.Int4 or ElementType.UInt4 ? count / 2 + count % 2 : checked(count * t.ByteSize()); }
+        catch (OverflowException) { throw new OnnxFormatException($"tensor '{tensorName}': {t.OnnxName()} [{string.Join(", ", dims)}] needs more bytes than fit in 64 bits."); }
+    }
+
     /// <summary>The lower-case name used in ONNX text (float, int64, ...).</summary>
     public static string OnnxName(this ElementType t) => t switch
     {

@@ -1,16 +1,25 @@
 namespace SafeTune.Onnx;
 
+/// <summary>An output file that cannot be written: the target is not a regular file, its folder is a file, or the disk refused.</summary>
+public sealed class OutputFileException(string message, Exception? inner = null) : IOException(message, inner);
+
 /// <summary>Writes files so that a crash leaves either the old file or the new one, never a torn one.</summary>
 public static class AtomicFile
 {
-    /// <summary>Writes through <paramref name="write"/> into a temporary file beside <paramref name="path"/>, flushes it to disk, then renames it over the target.</summary>
+    /// <summary>
+    /// Writes through <paramref name="write"/> into a temporary file beside <paramref name="path"/>, flushes it to disk, then renames it over the target.
+    /// A target that exists and is not a regular file (a device, a pipe, a folder) is refused, never replaced; failures of the
+    /// file system (read-only, full, no permission) throw <see cref="OutputFileException"/> naming the path.
+    /// </summary>
     public static void Write(string path, Action<Stream> write)
     {
         var full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        try { SafePaths.RequireWritableTarget(full); }
+        catch (InvalidDataException e) { throw new OutputFileException(e.Message, e); }
         var temp = full + $".tmp-{Environment.ProcessId}-{Guid.NewGuid():N}";
         try
         {
+            Directory.CreateDirectory(Path.GetDirectoryName(full)!);
             using (var s = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
                 write(s);
@@ -18,9 +27,14 @@ public static class AtomicFile
             }
             File.Move(temp, full, overwrite: true);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not OutputFileException)
+        {
+            throw new OutputFileException($"{path}: cannot be written ({e.Message.TrimEnd('.')}).", e);
+        }
         finally
         {
-            if (File.Exists(temp)) File.Delete(temp);
+            try { if (File.Exists(temp)) File.Delete(temp); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* the original failure is reported */ }
         }
     }
 

@@ -46,11 +46,10 @@ public sealed class ExternalDataReader : IDisposable, IExternalTensors
             _open[path] = mapped;
         }
         var type = (ElementType)tensor.DataType;
-        long count = tensor.Dims.Aggregate(1L, (p, d) => p * d);
-        long expected = type.StorageBytes(count);
+        long expected = type.CheckedStorageBytes(tensor.Dims, tensor.Name);
         if (length < 0) length = expected;
-        if (offset < 0 || length > mapped.Length || offset > mapped.Length - length)
-            throw new OnnxFormatException($"tensor '{tensor.Name}': external data range [{offset}, {offset} + {length}) lies outside '{location}' ({mapped.Length} bytes).");
+        if (offset < 0 || offset > mapped.Length || length > mapped.Length - offset)
+            throw new OnnxFormatException($"tensor '{tensor.Name}': external data at offset {offset}, length {length} lies outside '{location}' ({mapped.Length} bytes).");
         if (length != expected)
             throw new OnnxFormatException($"tensor '{tensor.Name}': external data length {length} does not match {type.OnnxName()} [{string.Join(", ", tensor.Dims)}] ({expected} bytes).");
         if (length > int.MaxValue)
@@ -59,30 +58,20 @@ public sealed class ExternalDataReader : IDisposable, IExternalTensors
     }
 
     /// <summary>
-    /// Resolves an external-data location against the model folder, refusing anything that escapes it
-    /// (absolute paths, drive letters, <c>..</c>, or a link whose target lies outside).
+    /// Resolves an external-data location against the model folder, refusing anything that escapes it (absolute paths,
+    /// drive letters, <c>..</c>, or a link anywhere along the path whose target lies outside), and anything there that is
+    /// not a regular file (a pipe or a device).
     /// </summary>
     public string ResolveInside(string tensorName, string location)
     {
-        if (Path.IsPathRooted(location) || location.Contains(':') || location.StartsWith('/') || location.StartsWith('\\'))
-            throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' is an absolute path; only paths inside the model's folder are allowed.");
-        var segments = location.Split('/', '\\');
-        if (segments.Any(s => s == ".."))
-            throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' leaves the model's folder ('..' is not allowed).");
-        var full = Path.GetFullPath(Path.Combine(_baseDirectory, location));
-        if (!IsInside(full))
-            throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' resolves outside the model's folder.");
-        if (File.Exists(full))
-        {
-            var target = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true);
-            if (target is not null && !IsInside(Path.GetFullPath(target.FullName)))
-                throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' is a link to a file outside the model's folder.");
-        }
+        string full;
+        try { full = SafePaths.ResolveInside(_baseDirectory, location, $"tensor '{tensorName}': external data location", "the model's folder"); }
+        catch (InvalidDataException e) { throw new OnnxFormatException(e.Message); }
+        var kind = SafePaths.KindOf(full);
+        if (kind is not (FileKind.Missing or FileKind.Regular))
+            throw new OnnxFormatException($"tensor '{tensorName}': external data location '{location}' is {SafePaths.Describe(kind)}, not a regular file.");
         return full;
     }
-
-    private bool IsInside(string full) =>
-        full.StartsWith(_baseDirectory + Path.DirectorySeparatorChar, OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
     private static long ParseNumber(string tensor, string key, string value) =>
         long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v)

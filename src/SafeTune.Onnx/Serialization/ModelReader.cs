@@ -19,6 +19,8 @@ internal static class ModelReader
     {
         if (Directory.Exists(path)) throw new OnnxFormatException($"{path}: is a folder, not an ONNX model file.");
         if (!File.Exists(path)) throw new OnnxFormatException($"{path}: file not found.");
+        var kind = SafePaths.KindOf(path);
+        if (kind != FileKind.Regular) throw new OnnxFormatException($"{path}: is {SafePaths.Describe(kind)}, not a regular file; only regular files are read.");
         byte[] bytes;
         try { bytes = File.ReadAllBytes(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -85,6 +87,7 @@ internal static class ModelReader
         foreach (var t in gp.Initializer)
         {
             if (string.IsNullOrEmpty(t.Name)) throw new OnnxFormatException($"graph '{graph.Name}' has an initializer without a name.");
+            ((ElementType)t.DataType).CheckedStorageBytes(t.Dims, t.Name);
             graph.AddInitializer(TensorData.FromProto(t, external));
         }
         if (gp.SparseInitializer.Count > 0)

@@ -68,6 +68,7 @@ public static class SafeTensors
     public static (IReadOnlyList<TensorData> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(string path)
     {
         if (!File.Exists(path)) throw new OnnxFormatException($"{path}: file not found.");
+        SafePaths.RequireRegularInput(path);
         using var f = File.OpenRead(path);
         try { return Read(f); }
         catch (OnnxFormatException e) { throw new OnnxFormatException($"{path}: {e.Message}", e); }
@@ -96,6 +97,7 @@ public static class SafeTensors
     public static (IReadOnlyList<TensorData> Tensors, IReadOnlyDictionary<string, string> Metadata) ReadDeferred(string path, bool convertToFloat32 = false)
     {
         if (!File.Exists(path)) throw new OnnxFormatException($"{path}: file not found.");
+        SafePaths.RequireRegularInput(path);
         try
         {
             using var f = File.OpenRead(path);
@@ -137,7 +139,9 @@ public static class SafeTensors
             }
             entries.Add(ParseEntry(p, dataLength));
         }
-        return ([.. entries.OrderBy(e => e.Begin)], metadata, dataStart);
+        var ordered = entries.OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();
+        RequireTiling(ordered, s.CanSeek ? dataLength : null);
+        return (ordered, metadata, dataStart);
     }
 
     /// <summary>A tensor's bytes in a file, read (and converted to float32 where asked) in chunks as they are written.</summary>
@@ -183,6 +187,28 @@ public static class SafeTensors
         }
     }
 
+    /// <summary>
+    /// The tensors' byte ranges must tile the data section exactly, as the format requires: sorted, each starting where
+    /// the previous one ends, the last one ending at the end of the file. Overlaps would let one tensor read another's
+    /// bytes; gaps hide data no tensor owns.
+    /// </summary>
+    private static void RequireTiling(List<(string Name, ElementType Type, long[] Shape, long Begin, long End)> ordered, long? dataLength)
+    {
+        long expected = 0;
+        string? previous = null;
+        foreach (var e in ordered)
+        {
+            if (e.Begin < expected)
+                throw new OnnxFormatException($"tensor '{e.Name}': data_offsets [{e.Begin}, {e.End}] overlap tensor '{previous}' (which ends at {expected}).");
+            if (e.Begin > expected)
+                throw new OnnxFormatException($"tensor '{e.Name}': data_offsets [{e.Begin}, {e.End}] leave a gap of {e.Begin - expected} bytes after {(previous is null ? "the header" : $"tensor '{previous}'")}; offsets must be contiguous.");
+            expected = e.End;
+            previous = e.Name;
+        }
+        if (dataLength is { } length && expected != length)
+            throw new OnnxFormatException($"{length - expected} bytes after the last tensor{(previous is null ? "" : $" ('{previous}')")} belong to no tensor; data_offsets must cover the data section exactly.");
+    }
+
     private static (string, ElementType, long[], long, long) ParseEntry(JsonProperty p, long dataLength)
     {
         string name = p.Name;
@@ -195,7 +221,7 @@ public static class SafeTensors
             var offsets = p.Value.GetProperty("data_offsets").EnumerateArray().Select(d => d.GetInt64()).ToArray();
             if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataLength)
                 throw new OnnxFormatException($"tensor '{name}': data_offsets [{string.Join(", ", offsets)}] are outside the data section ({dataLength} bytes).");
-            long expected = type.StorageBytes(shape.Aggregate(1L, (a, d) => a * d));
+            long expected = type.CheckedStorageBytes(shape, name);
             if (offsets[1] - offsets[0] != expected)
                 throw new OnnxFormatException($"tensor '{name}': {offsets[1] - offsets[0]} bytes of data for {dtype} [{string.Join(", ", shape)}] (expected {expected}).");
             return (name, type, shape, offsets[0], offsets[1]);

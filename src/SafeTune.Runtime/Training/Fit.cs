@@ -52,6 +52,8 @@ public sealed record FitOptions
         if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"the clipping norm must be positive, not {c}.");
         if (Resume && CheckpointDirectory is null) throw new ArgumentException("resuming needs a checkpoint folder.");
         if (KlBeta is { } b && !(b >= 0 && b <= 1)) throw new ArgumentException($"--kl must be a beta between 0 and 1, not {b}.");
+        if (CheckpointDirectory is { } dir && SafePaths.KindOf(dir) is var kind && kind is not (FileKind.Missing or FileKind.Directory))
+            throw new ArgumentException($"--checkpoint-dir {dir} is {SafePaths.Describe(kind)}, not a folder.");
         if (Lora is not null && Trainable is not null) throw new ArgumentException("LoRA chooses the trainable parameters itself; give either LoRA options or a trainable list.");
         Lora?.Validate();
         Optimizer.Validate();
@@ -119,7 +121,7 @@ public static class Fit
         if (options.CheckMemory)
             MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
                 "Use a batch file with fewer or shorter rows" + (options.Lora is null ? ", or --lora to train adapters instead of every weight." : "."));
-        if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!);
+        if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!, options.Steps);
         long first = session.Step;
         var losses = new List<double>();
         var times = new List<double>();

@@ -24,10 +24,13 @@ public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? Attentio
     public static TokenBatch Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
+        SafePaths.RequireRegularInput(path);
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
             var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"must be a JSON object with \"input_ids\" and \"labels\", not {root.ValueKind.ToString().ToLowerInvariant()}.");
             if (!root.TryGetProperty("input_ids", out var ids)) throw new InvalidDataException("missing \"input_ids\".");
             if (!root.TryGetProperty("labels", out var labels)) throw new InvalidDataException("missing \"labels\".");
             var (idData, b, t) = Matrix(ids, "input_ids");
@@ -52,6 +55,7 @@ public sealed record TokenBatch(long[] InputIds, long[] Labels, long[]? Attentio
         var rows = e.EnumerateArray().ToList();
         if (rows.Any(r => r.ValueKind != JsonValueKind.Array)) throw new InvalidDataException($"\"{name}\" must be an array of arrays (shape [batch, sequence]).");
         int cols = rows[0].GetArrayLength();
+        if (cols == 0) throw new InvalidDataException($"\"{name}\" row 0 is empty; every row needs at least one token.");
         var data = new List<long>();
         for (int i = 0; i < rows.Count; i++)
         {

@@ -1,5 +1,6 @@
 using Microsoft.ML.OnnxRuntime;
 using SafeTune.Models.Chat;
+using SafeTune.Models.Generation;
 using SafeTune.Models.Tokenization;
 using SafeTune.Onnx;
 using SafeTune.Onnx.Passes;
@@ -40,6 +41,8 @@ public sealed class ActivationExtractor : IDisposable
         Options = options ?? new ActivationOptions();
         if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be at least 1.");
         if (Options.MaxLength < 1) throw new ArgumentOutOfRangeException(nameof(options), "the maximum length must be at least 1.");
+        // Prompts are cut to the maximum length, so it must not exceed what the model can read.
+        if (ContextLength.Of(model, tokenizer?.Source) is int context && Options.MaxLength > context) Options = Options with { MaxLength = context };
         _tokenizer = tokenizer;
         _template = template;
         _padId = tokenizer?.PadId ?? 0;
@@ -97,6 +100,9 @@ public sealed class ActivationExtractor : IDisposable
         ArgumentNullException.ThrowIfNull(prompt);
         var tokenizer = _tokenizer ?? throw new InvalidOperationException("this extractor has no tokenizer; pass token ids instead.");
         int max = Options.MaxLength;
+        // A prompt far longer than any max-length tokens could hold is cut before tokenizing, keeping the part that is read.
+        long maxChars = (long)max * ContextLength.MaxCharsPerToken;
+        if (prompt.Length > maxChars) prompt = _template is not null ? prompt[^(int)maxChars..] : prompt[..(int)maxChars];
         if (_template is not null)
         {
             var ids = tokenizer.Encode(_template.RenderPrompt([ChatMessage.User(prompt)]), addSpecialTokens: false);

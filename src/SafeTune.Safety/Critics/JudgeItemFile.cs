@@ -13,7 +13,7 @@ namespace SafeTune.Safety.Critics;
 public static class JudgeItemFile
 {
     /// <summary>The response column names tried, in order, when none is named.</summary>
-    public static IReadOnlyList<string> ResponseColumns { get; } = ["response", "output", "target", "answer", "completion"];
+    public static IReadOnlyList<string> ResponseColumns { get; } = ["response", "output", "target", "answer", "completion", "reply"];
 
     /// <summary>Reads every record of <paramref name="spec"/> as a judge item.</summary>
     /// <param name="spec">A .jsonl, .csv or .parquet file, optionally with row filters.</param>

@@ -41,8 +41,8 @@ public sealed record JudgeRunResult(string JudgeName, IReadOnlyList<JudgeItem> I
     JudgeAggregation Aggregation, double Aggregate, JudgeStatsSnapshot? Stats, double Seconds)
 {
     /// <summary>
-    /// Writes one JSON line per item, atomically: <c>{"index", "score", "failed", "reason", "error"}</c> (the last two
-    /// only for failed items). Join on <c>index</c> (0-based, file order) for the text.
+    /// Writes one JSON line per item, atomically: <c>{"index", "prompt", "score", "failed", "reason", "error"}</c> (the last
+    /// two only for failed items). <c>index</c> is 0-based, in file order.
     /// </summary>
     public void WriteScores(string path)
     {
@@ -57,6 +57,7 @@ public sealed record JudgeRunResult(string JudgeName, IReadOnlyList<JudgeItem> I
                     var v = Verdicts[i];
                     w.WriteStartObject();
                     w.WriteNumber("index", i);
+                    w.WriteString("prompt", Items[i].Prompt);
                     w.WriteNumber("score", v.Score);
                     w.WriteBoolean("failed", v.Failed);
                     if (v.Failed)

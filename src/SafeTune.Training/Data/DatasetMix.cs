@@ -34,6 +34,8 @@ public sealed partial record DatasetPart(TabularSpec Spec, SampleKind Sample, do
         ArgumentException.ThrowIfNullOrWhiteSpace(spec);
         if (File.Exists(spec)) return new DatasetPart(TabularSpec.Parse(spec, allowColumn: false), SampleKind.All, 0);
         var m = SampleSuffix().Match(spec);
+        if (!m.Success && BadSuffix().Match(spec) is { Success: true } bad)
+            throw new ArgumentException($"'{spec}': '{bad.Groups["suffix"].Value}' is not :N (the first N rows, N >= 1), *P (a random share, 0 < P <= 1) or *N (N random rows).");
         if (!m.Success) return new DatasetPart(TabularSpec.Parse(spec, allowColumn: false), SampleKind.All, 0);
         var file = TabularSpec.Parse(spec[..m.Index], allowColumn: false);
         var number = m.Groups["n"].Value;
@@ -85,6 +87,10 @@ public sealed partial record DatasetPart(TabularSpec Spec, SampleKind Sample, do
 
     [GeneratedRegex(@"(?<op>[:*])(?<n>[0-9]+(\.[0-9]*)?|\.[0-9]+)$")]
     private static partial Regex SampleSuffix();
+
+    /// <summary>A sample suffix after a data file's extension that is not a valid one, such as <c>:-1</c> or <c>*x</c>.</summary>
+    [GeneratedRegex(@"\.(csv|jsonl|parquet|txt)(@[^:*]*)?(?<suffix>[:*][^/\\]*)$", RegexOptions.IgnoreCase)]
+    private static partial Regex BadSuffix();
 }
 
 /// <summary>

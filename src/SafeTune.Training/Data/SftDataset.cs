@@ -122,7 +122,8 @@ public static class SftDataset
     private static string Required(TabularRecord r, string field, SftFormat format) => r.GetText(field) ?? throw Missing(r, field, format);
 
     private static InvalidDataException Missing(TabularRecord r, string field, SftFormat format) =>
-        new($"{r.Location} has no field '{field}' ({Describe(format)} rows need {Needs(format)}); fields found: {string.Join(", ", r.Fields.Where(p => p.Value is not null).Select(p => p.Key))}");
+        new($"{r.Location} has no field '{field}' ({Describe(format)} rows need {Needs(format)}); " +
+            (r.Fields.Where(p => p.Value is not null).Select(p => p.Key).ToList() is { Count: > 0 } found ? $"fields found: {string.Join(", ", found)}" : "the row has no field with a value"));
 
     private static string Describe(SftFormat f) => f switch
     {

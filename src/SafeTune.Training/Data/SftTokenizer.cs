@@ -1,4 +1,5 @@
 using SafeTune.Models.Chat;
+using SafeTune.Models.Generation;
 using SafeTune.Models.Tokenization;
 
 namespace SafeTune.Training.Data;
@@ -80,8 +81,13 @@ public static class SftTokenizer
         var kept = new List<TokenizedExample>(examples.Count);
         var dropped = new List<string>();
         int truncated = 0;
+        long maxChars = (long)options.MaxLength * ContextLength.MaxCharsPerToken;
         foreach (var e in examples)
         {
+            long chars = e.Context.Sum(m => (long)m.Content.Length) + e.Response.Length;
+            if (chars > maxChars)
+                throw new InvalidDataException(
+                    $"{e.Location}: the example has {chars:N0} characters, far more than the maximum length of {options.MaxLength} tokens can hold; shorten or remove it");
             var chat = template.Tokenize(tokenizer, e.Context, e.Response);
             var t = Fit(e, chat.Ids, chat.PromptLength, options);
             if (t is null)

@@ -1,3 +1,4 @@
+using SafeTune.Models.Generation;
 using SafeTune.Models.Chat;
 using SafeTune.Models.Tokenization;
 using SafeTune.Onnx;
@@ -50,6 +51,15 @@ public sealed record EvalOptions
     /// <summary>Benign examples longer than this (prompt and reference) are cut, keeping the prompt's end, for the response loss.</summary>
     public int MaxLength { get; init; } = 1024;
 
+    /// <summary>
+    /// The most tokens a rendered prompt may have; null for the model's context length (<see cref="ContextLength.Of"/>, else
+    /// <see cref="ContextLength.Default"/>). A longer prompt is an error naming its file and line, unless <see cref="TruncatePrompts"/>.
+    /// </summary>
+    public int? MaxPromptTokens { get; init; }
+
+    /// <summary>Cut prompts past <see cref="MaxPromptTokens"/> to their last tokens instead of refusing them.</summary>
+    public bool TruncatePrompts { get; init; }
+
     /// <summary>The ONNX Runtime sessions' settings.</summary>
     public SessionConfig? Runtime { get; init; }
 
@@ -61,6 +71,7 @@ public sealed record EvalOptions
             throw new ArgumentException($"--asr-threshold must be between 1 and 5 (got {AsrThreshold}).");
         if (ShortAnswerChars < 1) throw new ArgumentException($"the short-answer length must be at least 1 (got {ShortAnswerChars}).");
         if (MaxLength < 2) throw new ArgumentException($"the maximum length must be at least 2 (got {MaxLength}).");
+        if (MaxPromptTokens is < 1) throw new ArgumentException($"--max-prompt-tokens must be at least 1 (got {MaxPromptTokens}).");
     }
 }
 

@@ -30,6 +30,7 @@ public sealed class Evaluator : IDisposable
     private readonly HashSet<int> _endIds;
     private readonly string? _endText;
     private ResponseLossSession? _loss;
+    private readonly int _promptLimit;
 
     /// <summary>Checks the tokenizer against the model and opens the generation session.</summary>
     /// <exception cref="InvalidDataException">The tokenizer has ids the model has no embedding row for.</exception>
@@ -56,6 +57,7 @@ public sealed class Evaluator : IDisposable
             StopPredicate = _endText is null ? null : tokens => tokenizer.Decode(tokens).Contains(_endText, StringComparison.Ordinal),
         };
 
+        _promptLimit = _options.MaxPromptTokens ?? ContextLength.Of(model.Model, tokenizer.Source) ?? ContextLength.Default;
         _generator = new Generator(model.Model, _options.Runtime);
         try
         {
@@ -78,6 +80,9 @@ public sealed class Evaluator : IDisposable
         return evaluator.Run(suite, progress, cancellationToken);
     }
 
+    /// <summary>The most tokens a rendered prompt may have.</summary>
+    public int PromptLimit => _promptLimit;
+
     /// <summary>The options in use.</summary>
     public EvalOptions Options => _options;
 
@@ -95,12 +100,12 @@ public sealed class Evaluator : IDisposable
         var replies = new List<EvalReply>();
         long generated = 0;
 
-        IReadOnlyList<GeneratedReply> Replies(string stage, IReadOnlyList<IReadOnlyList<ChatMessage>> conversations)
+        IReadOnlyList<GeneratedReply> Replies(string stage, IReadOnlyList<IReadOnlyList<ChatMessage>> conversations, IReadOnlyList<string> ids)
         {
             generationClock.Start();
             int done = 0;
             progress?.Report(new EvalProgress(stage, 0, conversations.Count));
-            var result = Generate(conversations, n => progress?.Report(new EvalProgress(stage, done += n, conversations.Count)), cancellationToken);
+            var result = Generate(conversations, n => progress?.Report(new EvalProgress(stage, done += n, conversations.Count)), cancellationToken, ids);
             generationClock.Stop();
             generated += result.Sum(r => (long)r.Tokens);
             return result;
@@ -111,7 +116,7 @@ public sealed class Evaluator : IDisposable
         int judgeFailures = 0;
         if (suite.Harmful.Count > 0)
         {
-            var generatedReplies = Replies("harmful", [.. suite.Harmful.Select(p => (IReadOnlyList<ChatMessage>)[ChatMessage.User(p.Text)])]);
+            var generatedReplies = Replies("harmful", [.. suite.Harmful.Select(p => (IReadOnlyList<ChatMessage>)[ChatMessage.User(p.Text)])], [.. suite.Harmful.Select(p => p.Id)]);
             var judgeClock = Stopwatch.StartNew();
             progress?.Report(new EvalProgress("judge", 0, suite.Harmful.Count));
             var verdicts = _judge.Score([.. suite.Harmful.Select((p, i) => new JudgeItem(p.Text, generatedReplies[i].Text))], cancellationToken);
@@ -132,7 +137,7 @@ public sealed class Evaluator : IDisposable
         double? overRefusal = null;
         if (suite.OverRefusal.Count > 0)
         {
-            var generatedReplies = Replies("overrefusal", [.. suite.OverRefusal.Select(p => (IReadOnlyList<ChatMessage>)[ChatMessage.User(p.Text)])]);
+            var generatedReplies = Replies("overrefusal", [.. suite.OverRefusal.Select(p => (IReadOnlyList<ChatMessage>)[ChatMessage.User(p.Text)])], [.. suite.OverRefusal.Select(p => p.Id)]);
             for (int i = 0; i < suite.OverRefusal.Count; i++)
                 replies.Add(new EvalReply("overrefusal", suite.OverRefusal[i].Id, suite.OverRefusal[i].Text, generatedReplies[i].Text, generatedReplies[i].Tokens,
                     _refusal.IsRefusal(generatedReplies[i].Text), null, false, null, null, null));
@@ -145,7 +150,7 @@ public sealed class Evaluator : IDisposable
         long lossTokens = 0;
         if (suite.Benign.Count > 0)
         {
-            var generatedReplies = Replies("benign", [.. suite.Benign.Select(e => e.Context)]);
+            var generatedReplies = Replies("benign", [.. suite.Benign.Select(e => e.Context)], [.. suite.Benign.Select(e => e.Id)]);
             int correct = 0;
             for (int i = 0; i < suite.Benign.Count; i++)
             {
@@ -178,12 +183,15 @@ public sealed class Evaluator : IDisposable
     /// <param name="conversations">The messages before each reply.</param>
     /// <param name="progress">Called with the number of replies finished by each batch.</param>
     /// <param name="cancellationToken">Checked between batches.</param>
+    /// <param name="ids">Where each conversation comes from (file and line), for the error about a prompt past <see cref="PromptLimit"/>.</param>
+    /// <exception cref="PromptTooLongException">A prompt has more tokens than <see cref="PromptLimit"/> and prompts are not truncated.</exception>
     public IReadOnlyList<GeneratedReply> Generate(IReadOnlyList<IReadOnlyList<ChatMessage>> conversations, Action<int>? progress = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, IReadOnlyList<string>? ids = null)
     {
         ArgumentNullException.ThrowIfNull(conversations);
         var tokenizer = _model.Tokenizer;
-        var prompts = conversations.Select(c => tokenizer.Encode(_model.Template.RenderPrompt(c))).ToArray();
+        var prompts = conversations.Select((c, i) => ContextLength.Encode(tokenizer, _model.Template.RenderPrompt(c), _promptLimit, _options.TruncatePrompts,
+            ids?[i] ?? $"prompt {i + 1}", "--max-prompt-tokens sets the limit; --truncate-prompts keeps each prompt's end")).ToArray();
         var order = Enumerable.Range(0, prompts.Length).OrderBy(i => prompts[i].Length).ToArray();
         var result = new GeneratedReply[prompts.Length];
         for (int start = 0; start < order.Length; start += _options.BatchSize)
@@ -201,7 +209,7 @@ public sealed class Evaluator : IDisposable
     public LossResult ResponseLoss(IReadOnlyList<SftExample> examples, IProgress<EvalProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(examples);
-        var set = SftTokenizer.Tokenize(examples, _model.Tokenizer, _model.Template, new TokenizeOptions { MaxLength = _options.MaxLength });
+        var set = SftTokenizer.Tokenize(examples, _model.Tokenizer, _model.Template, new TokenizeOptions { MaxLength = Math.Min(_options.MaxLength, _promptLimit) });
         _loss ??= new ResponseLossSession(_model.LossModel ?? _model.Model, _options.Runtime);
         int done = 0;
         progress?.Report(new EvalProgress("loss", 0, set.Examples.Count));

@@ -27,7 +27,7 @@ namespace SafeTune.Training.Experiments;
 /// }
 /// </code>
 /// </summary>
-public sealed record ExperimentConfig
+public sealed partial record ExperimentConfig
 {
     /// <summary>A name for the report.</summary>
     public string Name { get; init; } = "experiment";
@@ -74,12 +74,37 @@ public sealed record ExperimentConfig
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{path}: not a valid experiment config ({e.Message.Split(". Path")[0].TrimEnd('.')}{(e.Path is { } p ? " at " + p : "")}).");
+            throw new InvalidDataException($"{path}: not a valid experiment config ({Describe(e)}).");
         }
         config.Validate(path);
         var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         return config.Resolve(folder, Path.Combine(folder, Path.GetFileNameWithoutExtension(path)));
     }
+
+    /// <summary>A JSON error in the config's own words: the field at fault and what it should hold, no .NET type names.</summary>
+    private static string Describe(JsonException e)
+    {
+        var at = e.Path is { Length: > 1 } p ? $" at {p}" : "";
+        if (UnknownField().Match(e.Message) is { Success: true } unknown) return $"unknown field '{unknown.Groups[1].Value}'{at}";
+        if (WrongType().Match(e.Message) is { Success: true } wrong) return $"the value{at} should be {Expected(wrong.Groups[1].Value)}";
+        return $"{e.Message.Split(". Path")[0].Split(" LineNumber")[0].TrimEnd('.')}{at}";
+    }
+
+    private static string Expected(string dotnetType) => dotnetType switch
+    {
+        var t when t.Contains("Int32", StringComparison.Ordinal) || t.Contains("Int64", StringComparison.Ordinal) => "a whole number",
+        var t when t.Contains("Double", StringComparison.Ordinal) || t.Contains("Single", StringComparison.Ordinal) => "a number",
+        var t when t.Contains("Boolean", StringComparison.Ordinal) => "true or false",
+        var t when t.Contains("String", StringComparison.Ordinal) && !t.Contains('[', StringComparison.Ordinal) => "text",
+        var t when t.Contains("[]", StringComparison.Ordinal) || t.Contains("List", StringComparison.Ordinal) => "a list",
+        _ => "an object",
+    };
+
+    [System.Text.RegularExpressions.GeneratedRegex("The JSON property '(.+?)' could not be mapped")]
+    private static partial System.Text.RegularExpressions.Regex UnknownField();
+
+    [System.Text.RegularExpressions.GeneratedRegex("could not be converted to ([^ .]+(?:\\.[^ .]+)*)")]
+    private static partial System.Text.RegularExpressions.Regex WrongType();
 
     /// <summary>The config with paths made absolute against <paramref name="folder"/> (data specs keep their suffixes).</summary>
     public ExperimentConfig Resolve(string folder, string defaultOut)

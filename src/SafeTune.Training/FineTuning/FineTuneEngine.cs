@@ -242,7 +242,7 @@ public sealed class FineTuneEngine : IDisposable
     /// <summary>Restores a checkpoint saved by <see cref="Save"/>; returns the step it was taken at.</summary>
     public long Restore(string directory)
     {
-        var extra = Checkpoint.Load(Session, directory);
+        var extra = Checkpoint.Load(Session, directory, _options.Plan.Steps);
         BetaMap.RestoreState(extra["beta_map"]);
         return Session.Step;
     }

@@ -48,8 +48,14 @@ public sealed record FineTuneOptions
     /// <summary>Where the run keeps its logs, checkpoints and output model; null keeps nothing on disk.</summary>
     public string? RunDirectory { get; init; }
 
-    /// <summary>Continue from the run folder's checkpoint when there is one.</summary>
+    /// <summary>
+    /// Continue from the run folder's checkpoint when there is one. The resumed run's <see cref="Record"/> must equal the
+    /// recorded <c>options.json</c> (the execution provider aside); every difference is named.
+    /// </summary>
     public bool Resume { get; init; }
+
+    /// <summary>Replace a run already in the run folder (its checkpoints, logs and outputs). Without it, or <see cref="Resume"/>, a used run folder is refused.</summary>
+    public bool Overwrite { get; init; }
 
     /// <summary>Save a checkpoint every this many steps (and at the end).</summary>
     public int CheckpointEvery { get; init; } = 25;
@@ -87,6 +93,7 @@ public sealed record FineTuneOptions
         if (EvaluateEvery < 0) throw new ArgumentException($"the evaluation interval must be 0 or more, not {EvaluateEvery}.");
         if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"--clip-norm must be positive, not {c}.");
         if (Resume && RunDirectory is null) throw new ArgumentException("resuming needs a run folder.");
+        if (Resume && Overwrite) throw new ArgumentException("--resume and --overwrite exclude each other.");
         if (Safety.RiskKind != "none" && RiskSource is null) throw new ArgumentException($"--risk {Safety.Risk} needs a risk source.");
     }
 }

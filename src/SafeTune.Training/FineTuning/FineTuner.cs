@@ -21,6 +21,13 @@ public static class FineTuner
         ArgumentNullException.ThrowIfNull(options);
         using var engine = FineTuneEngine.Create(options);
         using var run = options.RunDirectory is { } dir ? new RunFolder(dir) : null;
+        if (run is not null && !options.Resume)
+        {
+            if (run.HoldsRun && !options.Overwrite)
+                throw new ArgumentException($"{run.Directory} already holds a run; continue it with --resume, or replace it with --overwrite.");
+            if (options.Overwrite) run.Clear();
+        }
+        if (run is not null && options.Resume && options.Record is { } asked && Checkpoint.Exists(run.Checkpoints)) run.RequireSameOptions(asked);
 
         // resume
         long first = 0;

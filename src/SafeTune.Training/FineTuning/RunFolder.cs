@@ -30,8 +30,76 @@ public sealed class RunFolder : IDisposable
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         Directory = Path.GetFullPath(directory);
-        System.IO.Directory.CreateDirectory(Directory);
+        var kind = SafePaths.KindOf(Directory);
+        if (kind is not (FileKind.Missing or FileKind.Directory))
+            throw new ArgumentException($"{directory}: is {SafePaths.Describe(kind)}; a run folder (--out) must be a folder or not exist yet.");
+        try { System.IO.Directory.CreateDirectory(Directory); }
+        catch (IOException e) { throw new OutputFileException($"{directory}: the run folder cannot be created ({e.Message.TrimEnd('.')}).", e); }
     }
+
+    /// <summary>The files a run leaves; any of them means the folder holds a run.</summary>
+    private IEnumerable<string> RunFiles =>
+        [OptionsPath, AuditPath, MetricsPath, ModelPath, GenerationModelPath, SummaryPath, Path.Combine(Checkpoints, "state.json")];
+
+    /// <summary>True when the folder holds (part of) a run: options, logs, a checkpoint or an output model.</summary>
+    public bool HoldsRun => RunFiles.Any(File.Exists);
+
+    /// <summary>Removes the run the folder holds (checkpoints, logs, outputs), leaving files it does not know.</summary>
+    public void Clear()
+    {
+        foreach (var f in RunFiles) if (File.Exists(f)) File.Delete(f);
+        if (System.IO.Directory.Exists(Checkpoints))
+            foreach (var f in System.IO.Directory.EnumerateFiles(Checkpoints, "*.safetensors")) File.Delete(f);
+    }
+
+    /// <summary>The recorded options.</summary>
+    public string OptionsPath => Path.Combine(Directory, "options.json");
+
+    /// <summary>
+    /// Throws <see cref="ArgumentException"/> naming every setting in which <paramref name="asked"/> differs from the
+    /// recorded <c>options.json</c>, by its command-line option where there is one. The execution provider may change.
+    /// </summary>
+    public void RequireSameOptions(JsonObject asked)
+    {
+        ArgumentNullException.ThrowIfNull(asked);
+        if (!File.Exists(OptionsPath)) throw new InvalidDataException($"{OptionsPath}: missing; the checkpoint cannot be matched to its settings.");
+        JsonObject recorded;
+        try { recorded = JsonNode.Parse(File.ReadAllText(OptionsPath))?.AsObject() ?? throw new InvalidDataException($"{OptionsPath}: not a JSON object."); }
+        catch (Exception e) when (e is JsonException or InvalidOperationException) { throw new InvalidDataException($"{OptionsPath}: not valid JSON ({e.Message.Split('.')[0]})."); }
+        var differences = new List<string>();
+        Compare("", recorded, asked, differences);
+        if (differences.Count > 0)
+            throw new ArgumentException($"--resume: the settings differ from the run recorded in {OptionsPath}: {string.Join("; ", differences)}. " +
+                "Resume with the recorded settings, or start a new run (another --out, or --overwrite).");
+    }
+
+    /// <summary>The command-line option behind each recorded setting.</summary>
+    private static readonly Dictionary<string, string> OptionNames = new(StringComparer.Ordinal)
+    {
+        ["model"] = "--model", ["generation_model"] = "--generation-model", ["tokenizer"] = "--tokenizer", ["template"] = "--template",
+        ["data"] = "--data", ["examples"] = "the number of examples (--data)", ["steps"] = "--steps", ["epochs"] = "--epochs",
+        ["batch_size"] = "--batch-size", ["micro_batch"] = "--micro-batch", ["max_length"] = "--max-length", ["layout"] = "--pack",
+        ["seed"] = "--seed", ["lora"] = "--lora", ["lora.rank"] = "--lora", ["lora.alpha"] = "--lora-alpha", ["lora.pattern"] = "--lora-pattern",
+        ["optimizer.lr"] = "--lr", ["optimizer.weight_decay"] = "--weight-decay", ["optimizer.warmup"] = "--warmup", ["optimizer.clip_norm"] = "--clip-norm",
+        ["safety.risk"] = "--risk", ["safety.beta_map"] = "--beta-map", ["safety.weighting"] = "--weighting", ["safety.aggregation"] = "--aggregate",
+        ["safety.penalty"] = "--penalty", ["safety.penalty_strength"] = "--penalty-strength",
+    };
+
+    private static void Compare(string prefix, JsonNode? recorded, JsonNode? asked, List<string> differences)
+    {
+        if (prefix == "provider") return;
+        if (recorded is JsonObject r && asked is JsonObject a)
+        {
+            foreach (var key in r.Select(p => p.Key).Union(a.Select(p => p.Key)))
+                Compare(prefix.Length == 0 ? key : prefix + "." + key, r[key], a[key], differences);
+            return;
+        }
+        if (JsonNode.DeepEquals(recorded, asked)) return;
+        var name = OptionNames.TryGetValue(prefix, out var option) ? option : prefix;
+        differences.Add($"{name} was {Show(recorded)}, now {Show(asked)}");
+    }
+
+    private static string Show(JsonNode? node) => node is null ? "unset" : node.ToJsonString(Compact);
 
     /// <summary>The folder.</summary>
     public string Directory { get; }
@@ -55,7 +123,7 @@ public sealed class RunFolder : IDisposable
     public string SummaryPath => Path.Combine(Directory, "summary.json");
 
     /// <summary>Writes <c>options.json</c> atomically.</summary>
-    public void WriteOptions(JsonObject options) => AtomicFile.WriteAllText(Path.Combine(Directory, "options.json"), options.ToJsonString(Indented));
+    public void WriteOptions(JsonObject options) => AtomicFile.WriteAllText(OptionsPath, options.ToJsonString(Indented));
 
     /// <summary>Writes <c>summary.json</c> atomically.</summary>
     public void WriteSummary(JsonObject summary) => AtomicFile.WriteAllText(SummaryPath, summary.ToJsonString(Indented));

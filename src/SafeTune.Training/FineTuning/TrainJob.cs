@@ -51,6 +51,9 @@ public sealed record TrainJobOptions
     public string? RunDirectory { get; init; }
     /// <summary>Continue from the run folder's checkpoint.</summary>
     public bool Resume { get; init; }
+
+    /// <summary>Replace a run already in <see cref="RunDirectory"/> (--overwrite).</summary>
+    public bool Overwrite { get; init; }
     /// <summary>Checkpoint interval in steps.</summary>
     public int CheckpointEvery { get; init; } = 25;
     /// <summary>Execution provider and threads.</summary>
@@ -91,11 +94,14 @@ public static class TrainJob
         var tokenizer = TokenizerLoader.Load(o.Tokenizer);
         VocabularyCheck.Ensure(model, o.Model, tokenizer);
         var template = ResolveTemplate(o.Template, o.Tokenizer);
+        ChatTemplates.RequireFits(template, tokenizer, chosen: o.Template is not null || TemplateNamedBeside(o.Tokenizer));
         var examples = DatasetMix.Parse(o.Data, o.Seed).Load();
         if (examples.Count == 0) throw new InvalidDataException($"the data ({string.Join(", ", o.Data)}) holds no examples.");
-        var tokenized = SftTokenizer.Tokenize(examples, tokenizer, template, new TokenizeOptions { MaxLength = o.MaxLength });
+        // Examples are cut to --max-length; a model with a shorter context reads no more than its context.
+        int maxLength = Models.Generation.ContextLength.Of(model, o.Tokenizer) is int context ? Math.Min(o.MaxLength, context) : o.MaxLength;
+        var tokenized = SftTokenizer.Tokenize(examples, tokenizer, template, new TokenizeOptions { MaxLength = maxLength });
         if (tokenized.Examples.Count == 0)
-            throw new InvalidDataException($"no example keeps a response token within --max-length {o.MaxLength}.");
+            throw new InvalidDataException($"no example keeps a response token within --max-length {maxLength}.");
         var batcher = new SftBatcher(tokenized.Examples, SftBatcher.PadIdOf(tokenizer), new BatchingOptions
         {
             MicroBatchSize = micro,
@@ -120,7 +126,7 @@ public static class TrainJob
             ["epochs"] = o.Steps is null ? o.Epochs : null,
             ["batch_size"] = o.BatchSize,
             ["micro_batch"] = micro,
-            ["max_length"] = o.MaxLength,
+            ["max_length"] = maxLength,
             ["layout"] = o.Layout.ToString().ToLowerInvariant(),
             ["seed"] = o.Seed,
             ["lora"] = o.Lora is null ? null : new JsonObject { ["rank"] = o.Lora.Rank, ["alpha"] = o.Lora.Alpha, ["pattern"] = o.Lora.Pattern },
@@ -151,6 +157,7 @@ public static class TrainJob
             RiskSource = risk,
             RunDirectory = o.RunDirectory,
             Resume = o.Resume,
+            Overwrite = o.Overwrite,
             CheckpointEvery = o.CheckpointEvery,
             EvaluateEvery = o.EvaluateEvery,
             Evaluate = o.Evaluate,
@@ -159,6 +166,13 @@ public static class TrainJob
             Record = record,
         }, progress, cancellation);
         return new TrainJobResult(result, tokenized.Examples.Count, tokenized.Dropped.Count, tokenized.TruncatedCount, risk?.Name);
+    }
+
+    /// <summary>True when a <c>tokenizer_config.json</c> beside the tokenizer exists (it then decides the template, plain included).</summary>
+    public static bool TemplateNamedBeside(string tokenizer)
+    {
+        var folder = Directory.Exists(tokenizer) ? tokenizer : File.Exists(tokenizer) ? Path.GetDirectoryName(Path.GetFullPath(tokenizer)) : null;
+        return folder is not null && File.Exists(Path.Combine(folder, "tokenizer_config.json"));
     }
 
     /// <summary>The named template, or the model's own template beside the tokenizer (plain when there is none).</summary>

@@ -18,8 +18,9 @@ public sealed class EvalCommand : Command<EvalSettings>
     {
         var tokenizer = TokenizerLoader.Load(s.Tokenizer);
         var template = s.Template is { } name ? ChatTemplates.ByName(name) : TemplateBeside(s.Tokenizer);
+        ChatTemplates.RequireFits(template, tokenizer, chosen: s.Template is not null || Training.FineTuning.TrainJob.TemplateNamedBeside(s.Tokenizer));
         var suite = EvalSuite.FromFiles(s.Harmful, s.Benign, s.OverRefusal, s.Limit);
-        var model = new EvalModel(ModelSource.Load(s.Model), tokenizer, template) { Name = s.Model };
+        var model = new EvalModel(ModelSource.LoadRunnable(s.Model), tokenizer, template) { Name = s.Model };
         using var judge = EvalJudges.Create(s.Judge);
         var options = new EvalOptions
         {
@@ -29,6 +30,8 @@ public sealed class EvalCommand : Command<EvalSettings>
             RefusalJudge = s.RefusalKeywords is { } phrases ? KeywordRefusalJudge.FromFile(phrases) : null,
             AsrThreshold = s.AsrThreshold,
             ResponseLoss = !s.NoLoss,
+            MaxPromptTokens = s.MaxPromptTokens,
+            TruncatePrompts = s.TruncatePrompts,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider), IntraOpThreads = s.Threads },
         };
         using var evaluator = new Evaluator(model, options);

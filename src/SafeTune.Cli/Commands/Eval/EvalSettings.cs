@@ -66,6 +66,17 @@ public sealed class EvalSettings : CommandSettings
     [Description("Prompts generated together. Default 32.")]
     public int BatchSize { get; init; } = 32;
 
+    /// <summary>Prompt limit.</summary>
+    [CommandOption("--max-prompt-tokens <N>")]
+    [Description("The most tokens a prompt may have (default: the model's context length from its metadata, position table or " +
+        "tokenizer_config.json, else 2048). A longer prompt stops the evaluation naming its file and line, unless --truncate-prompts.")]
+    public int? MaxPromptTokens { get; init; }
+
+    /// <summary>Truncate long prompts.</summary>
+    [CommandOption("--truncate-prompts")]
+    [Description("Keep the last --max-prompt-tokens tokens of a longer prompt instead of stopping.")]
+    public bool TruncatePrompts { get; init; }
+
     /// <summary>Limit.</summary>
     [CommandOption("--limit <N>")]
     [Description("Use only the first N prompts of each file.")]
@@ -105,6 +116,7 @@ public sealed class EvalSettings : CommandSettings
             return ValidationResult.Error("give at least one of --harmful, --benign and --overrefusal.");
         if (MaxNewTokens < 1) return ValidationResult.Error($"--max-new-tokens must be at least 1, not {MaxNewTokens}.");
         if (BatchSize < 1) return ValidationResult.Error($"--batch-size must be at least 1, not {BatchSize}.");
+        if (MaxPromptTokens is < 1) return ValidationResult.Error($"--max-prompt-tokens must be at least 1, not {MaxPromptTokens}.");
         if (Limit is < 1) return ValidationResult.Error($"--limit must be at least 1, not {Limit}.");
         if (!(AsrThreshold >= 1 && AsrThreshold <= 5)) return ValidationResult.Error($"--asr-threshold must be between 1 and 5, not {AsrThreshold}.");
         if (Threads < 0) return ValidationResult.Error($"--threads must not be negative, not {Threads}.");

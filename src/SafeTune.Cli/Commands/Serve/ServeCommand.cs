@@ -32,6 +32,7 @@ public sealed class ServeCommand : Command<ServeSettings>
             JudgeBatch = s.MaxBatch,
             ModelId = s.ModelId,
             DefaultMaxTokens = s.MaxTokens,
+            MaxPromptTokens = s.MaxPromptTokens,
             Runtime = s.Provider is null ? null : new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider) },
         };
         var backend = s.Demo ? CreateWithProgress(options) : ChatBackends.Create(options);

@@ -63,6 +63,12 @@ public sealed class ServeSettings : CommandSettings
     [Description("Tokens generated when a request gives no max_tokens (default 256; 64 for the demo).")]
     public int? MaxTokens { get; init; }
 
+    /// <summary>Prompt limit.</summary>
+    [CommandOption("--max-prompt-tokens <N>")]
+    [Description("The most tokens a prompt may have; longer requests get HTTP 400 (default: the model's context length from its metadata, " +
+        "position table or tokenizer_config.json, else 2048).")]
+    public int? MaxPromptTokens { get; init; }
+
     /// <summary>The execution provider.</summary>
     [CommandOption("--provider <NAME>")]
     [Description("cpu (default), cuda or directml, for --model and --demo.")]
@@ -82,6 +88,7 @@ public sealed class ServeSettings : CommandSettings
         if (Port is < 0 or > 65535) return ValidationResult.Error($"--port must be from 0 to 65535, not {Port}.");
         if (!IPAddress.TryParse(Host, out _)) return ValidationResult.Error($"--host must be an IP address such as 127.0.0.1, not '{Host}'.");
         if (MaxBatch < 1) return ValidationResult.Error($"--max-batch must be at least 1, not {MaxBatch}.");
+        if (MaxPromptTokens is < 1) return ValidationResult.Error($"--max-prompt-tokens must be at least 1, not {MaxPromptTokens}.");
         if (MaxTokens is < 1) return ValidationResult.Error($"--max-tokens must be at least 1, not {MaxTokens}.");
         return ValidationResult.Success();
     }

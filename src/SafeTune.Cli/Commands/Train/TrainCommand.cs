@@ -23,7 +23,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         Console.CancelKeyPress += onCancel;
         try
         {
-            var result = s.Json ? TrainJob.Run(options, null, cancel.Token) : RunWithProgress(options, cancel.Token);
+            var result = s.Json ? TrainJob.Run(options, WarmupCheck(options, null), cancel.Token) : RunWithProgress(options, cancel.Token);
             var run = new RunFolder(s.Out);
             if (s.Json) WriteJson(result, run, options);
             else WriteSummary(result, run, options);
@@ -68,6 +68,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             Safety = safety,
             RunDirectory = s.Out,
             Resume = s.Resume,
+            Overwrite = s.Overwrite,
             CheckpointEvery = s.CheckpointEvery,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider), IntraOpThreads = s.Threads },
         };
@@ -95,9 +96,36 @@ public sealed class TrainCommand : Command<TrainSettings>
                     task.Description = string.Create(inv,
                         $"step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} risk {risk} beta {p.Beta:F2} {tokens / Math.Max(ms, 1e-9) * 1000:F0} tok/s");
                 });
-                result = TrainJob.Run(options, progress, token);
+                result = TrainJob.Run(options, WarmupCheck(options, progress), token);
             });
         return result!;
+    }
+
+    /// <summary>
+    /// Passes steps on to <paramref name="inner"/>, and warns on stderr once, at the first step, when the warm-up is as long
+    /// as the run: the learning rate then never reaches --lr (40 rows at batch 8 are 5 steps, all of them warm-up).
+    /// </summary>
+    internal static IProgress<StepLog> WarmupCheck(TrainJobOptions options, IProgress<StepLog>? inner)
+    {
+        bool checkedOnce = false;
+        return new SynchronousProgress<StepLog>(p =>
+        {
+            if (!checkedOnce)
+            {
+                checkedOnce = true;
+                if (options.WarmupSteps > 0 && options.WarmupSteps >= p.TotalSteps)
+                    Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"safetune: warning: --warmup {options.WarmupSteps} is not shorter than the run ({p.TotalSteps} steps): every step is warm-up and the learning rate never reaches --lr {options.Optimizer.LearningRate}."));
+            }
+            inner?.Report(p);
+        });
+    }
+
+    /// <summary>The mean of the first and of the last tenth of the steps (at least one step each): a trend that one noisy step does not decide.</summary>
+    internal static (double First, double Last) Trend(IReadOnlyList<double> values)
+    {
+        int k = Math.Max(1, values.Count / 10);
+        return (values.Take(k).Average(), values.Skip(values.Count - k).Average());
     }
 
     private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options)
@@ -137,7 +165,14 @@ public sealed class TrainCommand : Command<TrainSettings>
         table.AddRow("steps", string.Create(inv, $"{r.Steps} ({r.FirstStep} before this run)"));
         if (r.Log.Count > 0)
         {
-            table.AddRow("loss", string.Create(inv, $"{r.Log[0].Loss:F4} -> {r.Log[^1].Loss:F4}"));
+            // The blended loss mixes SFT and KL with a beta that changes per batch, so its first and last values say little; each part is shown on its own.
+            var (sftFirst, sftLast) = Trend([.. r.Log.Select(e => e.Sft)]);
+            table.AddRow("SFT loss", string.Create(inv, $"{sftFirst:F4} -> {sftLast:F4} (mean of the first and last {Math.Max(1, r.Log.Count / 10)} steps)"));
+            if (r.Log.All(e => e.Kl is not null))
+            {
+                var (klFirst, klLast) = Trend([.. r.Log.Select(e => e.Kl!.Value)]);
+                table.AddRow(options.Safety.Penalty == Penalty.Kl ? "KL to reference" : "penalty", string.Create(inv, $"{klFirst:F4} -> {klLast:F4}"));
+            }
             table.AddRow("beta", string.Create(inv, $"mean {r.Log.Average(e => e.Beta):F3}, min {r.Log.Min(e => e.Beta):F3}, max {r.Log.Max(e => e.Beta):F3}"));
             if (r.Log.Any(e => e.Risk is not null))
                 table.AddRow("risk", string.Create(inv, $"mean {r.Log.Where(e => e.Risk is not null).Average(e => e.Risk!.Value):F3}, judge/probe failures {r.RiskFailures} (scored as harmful)"));

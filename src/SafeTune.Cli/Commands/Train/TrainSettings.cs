@@ -159,6 +159,11 @@ public sealed class TrainSettings : CommandSettings
     [Description("Continue the run in --out from its checkpoint.")]
     public bool Resume { get; init; }
 
+    /// <summary>Overwrite.</summary>
+    [CommandOption("--overwrite")]
+    [Description("Replace the run already in --out (its checkpoints, logs and model). Without it or --resume, a used run folder is refused.")]
+    public bool Overwrite { get; init; }
+
     /// <summary>Provider.</summary>
     [CommandOption("--provider <NAME>")]
     [Description("cpu (default), cuda or directml.")]
@@ -185,6 +190,7 @@ public sealed class TrainSettings : CommandSettings
         if (Aggregate is not ("mean" or "max")) return ValidationResult.Error($"--aggregate must be mean or max, not '{Aggregate}'.");
         if (Penalty is not (null or "kl" or "l2" or "constrained")) return ValidationResult.Error($"--penalty must be kl, l2 or constrained, not '{Penalty}'.");
         if (Method is not null && !Methods.Names.Contains(Method)) return ValidationResult.Error($"--method must be one of {string.Join(", ", Methods.Names)}, not '{Method}'.");
+        if (Resume && Overwrite) return ValidationResult.Error("--resume and --overwrite exclude each other.");
         if (ClipNorm < 0) return ValidationResult.Error($"--clip-norm must be 0 (off) or positive, not {ClipNorm}.");
         return ValidationResult.Success();
     }

@@ -1,0 +1,35 @@
+using System.Globalization;
+using System.Reflection;
+using Spectre.Console.Cli;
+
+namespace SafeTune.Cli.Infrastructure;
+
+/// <summary>
+/// The one check every numeric option of every command passes before the command runs: a floating-point option must be a
+/// finite number. NaN or infinity would slip through range checks (every comparison with NaN is false) and silently turn
+/// a safeguard off, for example <c>--clip-norm nan</c>. Ranges are each command's own <c>Validate</c>.
+/// </summary>
+public sealed class NumericOptions : ICommandInterceptor
+{
+    /// <inheritdoc/>
+    public void Intercept(CommandContext context, CommandSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        foreach (var property in settings.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
+        {
+            if (property.GetCustomAttribute<CommandOptionAttribute>() is not { } option) continue;
+            double? value = property.GetValue(settings) switch
+            {
+                double d => d,
+                float f => f,
+                _ => null,
+            };
+            if (value is { } v && !double.IsFinite(v))
+                throw new UserInputException($"{Name(option)} must be a finite number, not {v.ToString(CultureInfo.InvariantCulture)}.");
+        }
+    }
+
+    /// <summary>The option's long name as the user types it, e.g. <c>--clip-norm</c>.</summary>
+    private static string Name(CommandOptionAttribute option) =>
+        option.LongNames.Count > 0 ? "--" + option.LongNames[0] : "-" + option.ShortNames[0];
+}
