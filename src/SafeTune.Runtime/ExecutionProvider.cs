@@ -42,13 +42,16 @@ public sealed record SessionConfig
 
     /// <summary>
     /// Let ONNX Runtime plan one block for all of a run's tensors after the first run (default true). Training sessions
-    /// turn it off with the arena: the planned block comes on top of the tensors whose size it could not plan, and a
-    /// step's peak grows by it from the second step on.
+    /// turn it off: the planned block comes on top of the tensors whose size it could not plan (measured on a GPT-2 LoRA
+    /// step: 1.82 GB peak with it, 1.29 GB without, at the same speed).
     /// </summary>
     public bool MemoryPattern { get; init; } = true;
 
-    /// <summary>These settings as a training step wants them: no CPU arena, no memory pattern (see both).</summary>
-    public SessionConfig ForTraining() => this with { CpuMemoryArena = false, MemoryPattern = false };
+    /// <summary>
+    /// These settings as a training step wants them: no memory pattern. The CPU arena stays: without it every step's
+    /// temporaries are fresh pages from the system, and a GPT-2 LoRA step took 3.0 s instead of 1.0 s.
+    /// </summary>
+    public SessionConfig ForTraining() => this with { MemoryPattern = false };
 
     /// <summary>ONNX Runtime's log level.</summary>
     public Microsoft.ML.OnnxRuntime.OrtLoggingLevel LogLevel { get; init; } = Microsoft.ML.OnnxRuntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;
