@@ -565,15 +565,20 @@ def adaptive_loss(model, input_ids, labels, beta):
 # ----------------------------------------------------------------------------------------
 
 
-def vm_status(key):
+def proc_field_mb(path, key):
+    """A "Key:   N kB" field of a /proc file (/proc/self/status, /proc/meminfo) in MB, or None."""
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024.0
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def vm_status(key):
+    return proc_field_mb("/proc/self/status", key)
 
 
 def torch_step(spec_path):

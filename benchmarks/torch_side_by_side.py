@@ -434,14 +434,7 @@ SAFETUNE_DLL = os.path.join(REPO, "src", "SafeTune.Cli", "bin", "Release", "net1
 
 
 def meminfo_mb(key="MemAvailable"):
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return hub_models.proc_field_mb("/proc/meminfo", key)
 
 
 def group_rss_mb(pgid):
