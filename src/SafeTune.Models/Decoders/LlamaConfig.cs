@@ -32,13 +32,15 @@ public sealed record LlamaConfig
 
     /// <summary>
     /// RoPE's inverse frequencies <c>1 / theta^(2i / head_dim)</c>, i &lt; head_dim / 2, with <see cref="RopeScaling"/>
-    /// applied, as Hugging Face computes them (float32 arithmetic).
+    /// applied as Hugging Face applies it. The base frequencies are computed in double precision and rounded (transformers
+    /// computes them in float32; the two differ by at most one unit in the last place), as every model SafeTune built
+    /// before has them, so that trained recipes such as the demo model's stay reproducible.
     /// </summary>
     public float[] InverseFrequencies()
     {
         int hd = HeadDim;
         var inv = new float[hd / 2];
-        for (int i = 0; i < inv.Length; i++) inv[i] = 1f / MathF.Pow((float)RopeTheta, (float)(2 * i) / hd);
+        for (int i = 0; i < inv.Length; i++) inv[i] = (float)(1.0 / Math.Pow(RopeTheta, 2.0 * i / hd));
         if (RopeScaling is { } s)
         {
             // transformers' _compute_llama3_parameters: long wavelengths are slowed by the factor, short ones kept,
