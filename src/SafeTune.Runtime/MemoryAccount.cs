@@ -56,5 +56,17 @@ public sealed class MemoryAccount
     public static double PeakMb() => Read().Peak / 1048576.0;
 
     private static long Kilobytes(string line) =>
-        long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture);
+        long.Parse(line.AsSpan(line.IndexOf(':') + 1).Trim().TrimEnd("kB").Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture);
+
+    /// <summary>The bytes of a <c>Key: N kB</c> field of a /proc file (<c>/proc/meminfo</c>), or null when absent or unreadable.</summary>
+    internal static long? ProcField(string path, string key)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines(path))
+                if (line.StartsWith(key + ":", StringComparison.Ordinal)) return Kilobytes(line) * 1024;
+        }
+        catch (IOException) { }
+        return null;
+    }
 }

@@ -116,7 +116,7 @@ public static class Fit
         options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);
         options.Memory?.Mark("trainable parameters, gradients, optimizer moments", 4L * session.Layout.ParameterElements * sizeof(float));
         var estimate = reference is null ? session.EstimateMemory(batch)
-            : session.EstimateMemory(batch, KlInputShapes(responseIndex.Length, session.VocabSize), reference.EstimateActivations(batch, responseIndex.Length));
+            : session.EstimateMemory(batch, MemoryEstimate.ResponseInputShapes(responseIndex.Length, session.VocabSize), reference.EstimateActivations(batch, responseIndex.Length));
         options.Memory?.Mark("predicted peak of a step (before it runs)", estimate.TotalBytes);
         if (options.CheckMemory)
             MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
@@ -170,11 +170,6 @@ public static class Fit
             MemoryAccount.PeakMb(), cancelled,
             lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters)) { Estimate = estimate };
     }
-
-    private static Dictionary<string, long[]> KlInputShapes(int n, long vocab) => new(StringComparer.Ordinal)
-    {
-        [ResponseNames.Index] = [n], [ResponseNames.SftWeight] = [n], [ResponseNames.KlWeight] = [n], [ResponseNames.ReferenceLogProbs] = [n, vocab],
-    };
 
     private static double Median(List<double> xs)
     {

@@ -1,4 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
+using SafeTune.Autodiff.Losses;
 using SafeTune.Onnx;
 using SafeTune.Onnx.Shapes;
 
@@ -112,9 +113,35 @@ public sealed record MemoryEstimate(long WeightBytes, long TrainableStateBytes, 
         return perm[^2] == perm.Count - 1 && perm[^1] == perm.Count - 2;
     }
 
-    /// <summary>The shapes of the values bound to a session's inputs, by input name.</summary>
-    public static Dictionary<string, long[]> ShapesOf(IEnumerable<KeyValuePair<string, OrtValue>> values) =>
-        values.ToDictionary(kv => kv.Key, kv => kv.Value.GetTensorTypeAndShape().Shape, StringComparer.Ordinal);
+    /// <summary>
+    /// The shape of each of a session's <paramref name="inputs"/>: from <paramref name="given"/> where named there, else
+    /// from the token batch (inputs neither provides are left out).
+    /// </summary>
+    internal static Dictionary<string, long[]> InputShapes(IEnumerable<string> inputs, TokenBatch batch, IReadOnlyDictionary<string, long[]>? given)
+    {
+        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        foreach (var input in inputs)
+        {
+            if (given is not null && given.TryGetValue(input, out var shape)) shapes[input] = shape;
+            else if (batch.InputFor(input) is { } v)
+                using (v) shapes[input] = v.GetTensorTypeAndShape().Shape;
+        }
+        return shapes;
+    }
+
+    /// <summary>
+    /// The shapes of the per-token inputs a response objective and its reference pass take, for <paramref name="responseTokens"/>
+    /// response positions and a vocabulary of <paramref name="vocab"/> (only those a graph declares are used).
+    /// </summary>
+    public static Dictionary<string, long[]> ResponseInputShapes(int responseTokens, long vocab)
+    {
+        long n = responseTokens;
+        return new(StringComparer.Ordinal)
+        {
+            [ResponseNames.Index] = [n], [ResponseNames.SftWeight] = [n], [ResponseNames.KlWeight] = [n], [ResponseNames.ConstrainedWeight] = [n],
+            [ResponseNames.TokenBeta] = [n], [ResponseNames.ReferenceTokenLogProbs] = [n], [ResponseNames.ReferenceLogProbs] = [n, vocab],
+        };
+    }
 
     /// <summary>The environment variable that caps the memory a run may plan for, in MiB (for a share of a larger machine).</summary>
     public const string LimitVariable = "SAFETUNE_MEMORY_LIMIT_MB";
@@ -146,19 +173,10 @@ public sealed record MemoryEstimate(long WeightBytes, long TrainableStateBytes, 
         return system is { } s ? Math.Min(s, limit ?? long.MaxValue) : limit;
     }
 
-    private static long? SystemAvailable()
-    {
-        if (!OperatingSystem.IsLinux()) return null;
-        try
-        {
-            foreach (var line in File.ReadLines("/proc/meminfo"))
-                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
-                    return long.Parse(line.AsSpan(13).Trim().TrimEnd("kB").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 1024
-                        + MemoryAccount.Read().Rss;
-        }
-        catch (IOException) { }
-        return null;
-    }
+    private static long? SystemAvailable() =>
+        OperatingSystem.IsLinux() && MemoryAccount.ProcField("/proc/meminfo", "MemAvailable") is { } available
+            ? available + MemoryAccount.Read().Rss
+            : null;
 }
 
 /// <summary>A step predicted not to fit in memory; the message gives the estimate and what to change.</summary>

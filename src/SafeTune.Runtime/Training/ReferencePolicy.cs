@@ -144,13 +144,9 @@ public sealed class ReferencePolicy : IDisposable
     public long EstimateActivations(TokenBatch batch, int responseTokens, IReadOnlyDictionary<string, OrtValue>? inputs = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal) { [ResponseNames.Index] = [responseTokens] };
-        foreach (var input in _session.Session.InputMetadata.Keys)
-        {
-            if (inputs is not null && inputs.TryGetValue(input, out var given)) shapes[input] = given.GetTensorTypeAndShape().Shape;
-            else if (batch.InputFor(input) is { } v)
-                using (v) shapes[input] = v.GetTensorTypeAndShape().Shape;
-        }
+        var given = MemoryEstimate.ResponseInputShapes(responseTokens, _vocab);
+        if (inputs is not null) foreach (var (name, value) in inputs) given[name] = value.GetTensorTypeAndShape().Shape;
+        var shapes = MemoryEstimate.InputShapes(_session.Session.InputMetadata.Keys, batch, given);
         return MemoryEstimate.Activations(_graph, shapes, _shared.Names.ToHashSet(StringComparer.Ordinal)).Peak;
     }
 

@@ -250,13 +250,7 @@ public sealed class TrainingSession : IDisposable
     public MemoryEstimate EstimateMemory(TokenBatch batch, IReadOnlyDictionary<string, long[]>? stepInputShapes = null, long referenceActivations = 0)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal);
-        foreach (var input in _train.Session.InputMetadata.Keys)
-        {
-            if (stepInputShapes is not null && stepInputShapes.TryGetValue(input, out var given)) shapes[input] = given;
-            else if (batch.InputFor(input) is { } v)
-                using (v) shapes[input] = v.GetTensorTypeAndShape().Shape;
-        }
+        var shapes = MemoryEstimate.InputShapes(_train.Session.InputMetadata.Keys, batch, stepInputShapes);
         var external = new HashSet<string>(_backward.Parameters, StringComparer.Ordinal);
         external.UnionWith(_backward.Parameters.Select(GradientAccumulation.AccumulatorName));
         external.UnionWith(SharedWeights.Names);

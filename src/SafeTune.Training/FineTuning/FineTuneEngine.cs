@@ -209,12 +209,7 @@ public sealed class FineTuneEngine : IDisposable
             using var refInputs = ReferenceInputs(b);
             referenceActivations = Reference.EstimateActivations(b.Tokens, n, refInputs.Values);
         }
-        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal)
-        {
-            [ResponseNames.Index] = [n], [ResponseNames.SftWeight] = [n], [ResponseNames.KlWeight] = [n], [ResponseNames.ConstrainedWeight] = [n],
-            [ResponseNames.TokenBeta] = [n], [ResponseNames.ReferenceTokenLogProbs] = [n], [ResponseNames.ReferenceLogProbs] = [n, Session.VocabSize],
-        };
-        return Session.EstimateMemory(b.Tokens, shapes, referenceActivations);
+        return Session.EstimateMemory(b.Tokens, MemoryEstimate.ResponseInputShapes(n, Session.VocabSize), referenceActivations);
     }
 
     private void EnsureMemory(IReadOnlyList<TrainingBatch> batches)
