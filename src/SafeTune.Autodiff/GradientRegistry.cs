@@ -51,6 +51,7 @@ public static class GradientRegistry
         [("", "Gather")] = new GatherGrad(),
         [("", "GatherElements")] = new GatherElementsGrad(),
         [("", "Dropout")] = new DropoutGrad(),
+        [(Losses.FusedResponseHead.Domain, Losses.FusedResponseHead.OpType)] = new Losses.ResponseHeadLossGrad(),
     };
 
     /// <summary>Ops whose outputs are treated as constants by differentiation.</summary>

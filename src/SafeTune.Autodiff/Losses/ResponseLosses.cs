@@ -11,6 +11,11 @@ public static class ResponseNames
     public const string Logits = "response_logits";
     /// <summary>Float [N, V]: the frozen reference model's log-probabilities at the response positions.</summary>
     public const string ReferenceLogProbs = "ref_logprobs";
+    /// <summary>
+    /// Float [N, d]: the frozen reference model's final hidden rows at the response positions (the input of its head),
+    /// which the fused head (<see cref="FusedResponseHead"/>) turns into reference log-probabilities chunk by chunk.
+    /// </summary>
+    public const string ReferenceHidden = "ref_hidden";
     /// <summary>Float [N]: the reference model's log-probability of each response position's label.</summary>
     public const string ReferenceTokenLogProbs = "ref_token_logprobs";
     /// <summary>Float [N]: the weight of each response token's cross-entropy in the loss.</summary>
@@ -97,9 +102,19 @@ public static class ResponseLosses
     /// Adds the inputs <c>labels</c> [B, T], the weights, and the reference inputs the kind needs; the loss output is
     /// <see cref="LossNames.Total"/>.
     /// </summary>
-    public static ResponseLossGraph Append(Model model, ResponseLossKind kind, string logits = "logits")
+    /// <para>
+    /// With <paramref name="fuseHead"/>, when the logits are a MatMul of the final hidden states by a weight that the
+    /// caller knows is frozen, and the kind is <see cref="ResponseLossKind.CrossEntropy"/> or
+    /// <see cref="ResponseLossKind.CrossEntropyAndKl"/>, the head and the loss become one <see cref="FusedResponseHead"/>
+    /// node: no [N, V] tensor is built, and the KL term reads the reference's hidden rows
+    /// (<see cref="ResponseNames.ReferenceHidden"/>, from <see cref="AppendReferenceHidden"/>) instead of its log-probabilities.
+    /// </para>
+    public static ResponseLossGraph Append(Model model, ResponseLossKind kind, string logits = "logits", bool fuseHead = false)
     {
         var g = model.Graph;
+        if (fuseHead && kind is ResponseLossKind.CrossEntropy or ResponseLossKind.CrossEntropyAndKl
+            && g.FindValue(ResponseNames.Logits) is null && FindHead(model, logits) is { } head)
+            return AppendFused(model, kind, logits, head);
         var z = g.FindValue(ResponseNames.Logits) ?? GatherResponseLogits(model, logits);
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("loss/response");
@@ -160,6 +175,112 @@ public static class ResponseLosses
         if (g.FindValue(ResponseNames.Logits) is { IsGraphOutput: true } rl) g.RemoveOutput(rl);
         var total = b.Output(b.Identity(loss), LossNames.Total);
         return new ResponseLossGraph(total, [.. metrics.Select(m => m.Name)], inputs);
+    }
+
+    /// <summary>The head of a language model: logits = <c>Hidden</c> x <c>Weight</c> (or x <c>Weight</c>^T when <c>Transposed</c>).</summary>
+    /// <param name="Hidden">The final hidden states [..., d].</param>
+    /// <param name="Weight">The head weight: [d, V], or the [V, d] embedding table of a tied head when <paramref name="Transposed"/>.</param>
+    /// <param name="Transposed">The logits are the hidden states times the transpose of <paramref name="Weight"/>.</param>
+    public sealed record Head(Value Hidden, Value Weight, bool Transposed);
+
+    /// <summary>
+    /// The head that makes <paramref name="logits"/> when it is a float MatMul of the hidden states by a rank-2 weight
+    /// (directly, or through a Transpose of a tied embedding table); null for any other head.
+    /// </summary>
+    public static Head? FindHead(Model model, string logits = "logits")
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var z = model.Graph.FindValue(logits);
+        if (z?.Producer is not { OpType: "MatMul", Domain: "" or "ai.onnx" } matmul || matmul.Input(0) is not { } h || matmul.Input(1) is not { } w) return null;
+        if (RankOf(w) != 2) return null;
+        if (h.ElementType is not (ElementType.Float or ElementType.Undefined) || w.ElementType is not (ElementType.Float or ElementType.Undefined)) return null;
+        if (w.Producer is { OpType: "Transpose", Domain: "" or "ai.onnx" } t && t.Input(0) is { } table && RankOf(table) == 2
+            && t.GetInts("perm") is null or [1, 0])
+            return new Head(h, table, true);
+        return new Head(h, w, false);
+    }
+
+    private static ResponseLossGraph AppendFused(Model model, ResponseLossKind kind, string logits, Head head)
+    {
+        var g = model.Graph;
+        var b = new GraphBuilder(g, model.DefaultOpset);
+        using var _ = b.Scope("loss/response");
+        var index = g.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
+        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        Value Weights(string name) => g.FindValue(name) ?? b.Input(name, ElementType.Float, Dim.Symbol("response_tokens"));
+        var rows = HiddenRows(b, head.Hidden, index);                                                    // (N, d)
+        var targets = b.Gather(b.Reshape(labels, -1), index, 0);                                        // (N)
+        var inputs = new List<string> { ResponseNames.Index, ResponseNames.SftWeight };
+        Node node;
+        if (kind == ResponseLossKind.CrossEntropyAndKl)
+        {
+            var width = head.Hidden.Shape is { Rank: > 0 } hs ? hs[-1] : Dim.Unknown;
+            var refHidden = g.FindValue(ResponseNames.ReferenceHidden)
+                ?? b.Input(ResponseNames.ReferenceHidden, ElementType.Float, Dim.Symbol("response_tokens"), width);
+            node = FusedResponseHead.Append(b, rows, head.Weight, head.Transposed, targets, Weights(ResponseNames.SftWeight),
+                Weights(ResponseNames.KlWeight), refHidden);
+            inputs.AddRange([ResponseNames.KlWeight, ResponseNames.ReferenceHidden]);
+        }
+        else node = FusedResponseHead.Append(b, rows, head.Weight, head.Transposed, targets, Weights(ResponseNames.SftWeight));
+        var count = b.Op("Max", b.Cast(b.Reshape(b.ShapeOf(index), []), ElementType.Float), b.Scalar(1f));
+        Value Mean(Value perToken) => b.Div(b.ReduceSum(perToken, [0], keepDims: false), count);
+        var metrics = new List<Value> { b.Output(Mean(node.Outputs[FusedResponseHead.CrossEntropyOutput]), ResponseNames.MeanSft) };
+        if (kind == ResponseLossKind.CrossEntropyAndKl) metrics.Add(b.Output(Mean(node.Outputs[FusedResponseHead.KlOutput]), ResponseNames.MeanKl));
+        if (g.FindValue(logits) is { IsGraphOutput: true } z) g.RemoveOutput(z);
+        var total = b.Output(b.Identity(node.Outputs[FusedResponseHead.LossOutput]), LossNames.Total);
+        g.RemoveUnusedNodes();
+        return new ResponseLossGraph(total, [.. metrics.Select(m => m.Name)], inputs);
+    }
+
+    /// <summary>
+    /// The mean token cross-entropy over the labels other than -100 (what <see cref="LossGraphs.AppendCrossEntropy"/>
+    /// computes) through the fused head: the positions that count are found in the graph from <c>labels</c>, and no
+    /// [B T, V] tensor is built. <paramref name="head"/> must be frozen. Returns the loss output (named <paramref name="output"/>).
+    /// </summary>
+    public static Value AppendTokenCrossEntropyFused(Model model, Head head, string logits = "logits", string output = LossNames.Sft)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(head);
+        var g = model.Graph;
+        var b = new GraphBuilder(g, model.DefaultOpset);
+        using var _ = b.Scope("loss/cross_entropy");
+        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        var flat = b.Reshape(labels, -1);
+        var counts = b.Op("Not", b.Equal(flat, b.Constant(TensorData.Scalar("ignore", LossNames.IgnoreIndex))));
+        var index = b.Reshape(b.Op("NonZero", counts), -1);                                          // (N)
+        var n = b.ShapeOf(index);
+        var weight = b.Expand(b.Reciprocal(b.Op("Max", b.Cast(b.Reshape(n, []), ElementType.Float), b.Scalar(1f))), n); // 1 / max(N, 1)
+        var node = FusedResponseHead.Append(b, HiddenRows(b, head.Hidden, index), head.Weight, head.Transposed, b.Gather(flat, index, 0), weight);
+        if (g.FindValue(logits) is { IsGraphOutput: true } z) g.RemoveOutput(z);
+        var loss = b.Output(b.Identity(node.Outputs[FusedResponseHead.LossOutput]), output);
+        g.RemoveUnusedNodes();
+        return loss;
+    }
+
+    /// <summary>The rows of the hidden states (B, T, d) at the flat positions <paramref name="index"/>: (N, d).</summary>
+    private static Value HiddenRows(GraphBuilder b, Value hidden, Value index)
+    {
+        var width = b.Slice(b.ShapeOf(hidden), [-1], [long.MaxValue], [0]);
+        return b.Gather(b.Reshape(hidden, b.Concat(0, b.Ints(-1), width)), index, 0);
+    }
+
+    /// <summary>
+    /// Turns a forward model into the reference graph the fused head reads: it outputs
+    /// <see cref="ResponseNames.ReferenceHidden"/> [N, d], the final hidden states at the response positions named by the
+    /// input <see cref="ResponseNames.Index"/>. The head itself does not run. Throws when the head is not one
+    /// <see cref="FindHead"/> recognises.
+    /// </summary>
+    public static void AppendReferenceHidden(Model model, string logits = "logits")
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var head = FindHead(model, logits) ?? throw new ArgumentException($"the logits '{logits}' are not a MatMul of the hidden states by a weight.");
+        var g = model.Graph;
+        var b = new GraphBuilder(g, model.DefaultOpset);
+        using var _ = b.Scope("reference");
+        var index = g.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
+        var rows = HiddenRows(b, head.Hidden, index);
+        if (g.FindValue(logits) is { IsGraphOutput: true } z) g.RemoveOutput(z);
+        b.Output(b.Identity(rows), ResponseNames.ReferenceHidden);
     }
 
     /// <summary>

@@ -17,6 +17,14 @@ internal static class OpShapes
 
     public static InferredOutput[] Infer(Node n, InferenceContext ctx)
     {
+        if (n.Domain == "ai.safetune" && n.OpType == "ResponseHeadLoss")
+        {
+            // SafeTune's fused head and response loss (lowered to a Loop before a session is made): the loss, the
+            // gradient rows [N, d] like the hidden rows, and per-token terms [N].
+            var hidden = n.Input(0);
+            var rows = new Shape([hidden?.Shape is { Rank: 2 } hs ? hs[0] : Dim.Unknown]);
+            return [new(ElementType.Float, Shape.Scalar), new(ElementType.Float, hidden?.Shape), .. n.Outputs.Skip(2).Select(_ => new InferredOutput(ElementType.Float, rows))];
+        }
         if (n.Domain is not ("" or "ai.onnx" or "com.microsoft")) return [];
         var x = n.Input(0);
         switch (n.OpType)
@@ -96,6 +104,9 @@ internal static class OpShapes
                 return [new(n.Input(2)?.ElementType ?? ElementType.Undefined, OneHot(n, ctx))];
             case "NonZero":
                 return [new(ElementType.Int64, x?.Shape is { } nz ? new Shape([Dim.Of(nz.Rank), Dim.Unknown]) : null)];
+            case "Pad":
+                // The padded sizes are known only when the pads are constants; the rank and the type always are.
+                return [new(x?.ElementType ?? ElementType.Undefined, x?.Shape is { } ps ? new Shape(ps.Dims.Select(_ => Dim.Unknown)) : null)];
             default:
                 return [];
         }

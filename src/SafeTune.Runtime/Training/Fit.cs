@@ -110,13 +110,13 @@ public static class Fit
             Objective = options.KlBeta is null ? TrainingObjective.TokenCrossEntropy : TrainingObjective.Response(ResponseLossKind.CrossEntropyAndKl),
         });
         using var reference = options.KlBeta is null ? null
-            : ReferencePolicy.Create(baseModel, new ReferenceOptions { Runtime = options.Runtime, SharedWeights = session.SharedWeights });
+            : ReferencePolicy.Create(baseModel, new ReferenceOptions { Runtime = options.Runtime, SharedWeights = session.SharedWeights, HiddenRows = session.ReadsReferenceHidden });
         var responseIndex = ResponseLosses.Index(batch.Labels);
         if (reference is not null && responseIndex.Length == 0) throw new ArgumentException("--kl needs labelled positions: every label of the batch is -100.");
         options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);
         options.Memory?.Mark("trainable parameters, gradients, optimizer moments", 4L * session.Layout.ParameterElements * sizeof(float));
         var estimate = reference is null ? session.EstimateMemory(batch)
-            : session.EstimateMemory(batch, MemoryEstimate.ResponseInputShapes(responseIndex.Length, session.VocabSize), reference.EstimateActivations(batch, responseIndex.Length));
+            : session.EstimateMemory(batch, session.ResponseInputShapes(responseIndex.Length), reference.EstimateActivations(batch, responseIndex.Length));
         options.Memory?.Mark("predicted peak of a step (before it runs)", estimate.TotalBytes);
         if (options.CheckMemory)
             MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
@@ -146,8 +146,9 @@ public static class Fit
                     [ResponseNames.Index] = owned.Add(ResponseNames.Index, OrtValues.Wrap(responseIndex, n)),
                     [ResponseNames.SftWeight] = owned.Add(ResponseNames.SftWeight, OrtValues.Wrap(Enumerable.Repeat((1 - beta) / n, n).ToArray(), n)),
                     [ResponseNames.KlWeight] = owned.Add(ResponseNames.KlWeight, OrtValues.Wrap(Enumerable.Repeat(beta / n, n).ToArray(), n)),
-                    [ResponseNames.ReferenceLogProbs] = refOut[ResponseNames.ReferenceLogProbs],
                 };
+                var referenceInput = session.ReadsReferenceHidden ? ResponseNames.ReferenceHidden : ResponseNames.ReferenceLogProbs;
+                inputs[referenceInput] = refOut[referenceInput];
                 loss = session.TrainStep(batch, inputs);
             }
             if (!float.IsFinite(loss))

@@ -76,6 +76,8 @@ public sealed record MemoryEstimate(long WeightBytes, long TrainableStateBytes, 
         for (int i = 0; i < order.Count; i++)
         {
             if (FusedIntoMatMul(order[i])) { peak = Math.Max(peak, live); live -= freeAt[i]; continue; }
+            // The fused head allocates its chunks' vocabulary-sized tensors while it runs, and frees them before it ends.
+            if (FusedResponseHead.Is(order[i])) peak = Math.Max(peak, live + FusedResponseHead.WorkspaceBytes(order[i]));
             foreach (var o in order[i].Outputs)
             {
                 if (o.Uses.Count == 0 && !o.IsGraphOutput) continue;
@@ -133,14 +135,16 @@ public sealed record MemoryEstimate(long WeightBytes, long TrainableStateBytes, 
     /// The shapes of the per-token inputs a response objective and its reference pass take, for <paramref name="responseTokens"/>
     /// response positions and a vocabulary of <paramref name="vocab"/> (only those a graph declares are used).
     /// </summary>
-    public static Dictionary<string, long[]> ResponseInputShapes(int responseTokens, long vocab)
+    public static Dictionary<string, long[]> ResponseInputShapes(int responseTokens, long vocab, long hidden = 0)
     {
         long n = responseTokens;
-        return new(StringComparer.Ordinal)
+        var shapes = new Dictionary<string, long[]>(StringComparer.Ordinal)
         {
             [ResponseNames.Index] = [n], [ResponseNames.SftWeight] = [n], [ResponseNames.KlWeight] = [n], [ResponseNames.ConstrainedWeight] = [n],
             [ResponseNames.TokenBeta] = [n], [ResponseNames.ReferenceTokenLogProbs] = [n], [ResponseNames.ReferenceLogProbs] = [n, vocab],
         };
+        if (hidden > 0) shapes[ResponseNames.ReferenceHidden] = [n, hidden];
+        return shapes;
     }
 
     /// <summary>The environment variable that caps the memory a run may plan for, in MiB (for a share of a larger machine).</summary>

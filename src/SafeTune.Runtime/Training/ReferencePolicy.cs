@@ -17,6 +17,13 @@ public sealed record ReferenceOptions
     public bool LogProbs { get; init; } = true;
 
     /// <summary>
+    /// Hand over the final hidden rows [N, d] at the response positions (<see cref="ResponseNames.ReferenceHidden"/>)
+    /// instead of the log-probabilities: what a training graph with a fused head reads (see
+    /// <see cref="TrainingSession.StepInputs"/>). The head then runs once, chunk by chunk, in the training step.
+    /// </summary>
+    public bool HiddenRows { get; init; }
+
+    /// <summary>
     /// Extends the graph before the session is made (for example an activation probe that reads the model's own hidden
     /// states); returns the names of the outputs it added, which <see cref="ReferencePolicy.Run"/> then returns too.
     /// </summary>
@@ -93,7 +100,12 @@ public sealed class ReferencePolicy : IDisposable
         var graph = model.Clone("reference policy");
         var outputs = new List<string>();
         var extra = options.Extend?.Invoke(graph) ?? [];
-        if (options.LogProbs)
+        if (options.HiddenRows)
+        {
+            ResponseLosses.AppendReferenceHidden(graph, logits.Name);
+            outputs.Add(ResponseNames.ReferenceHidden);
+        }
+        else if (options.LogProbs)
         {
             ResponseLosses.AppendReference(graph, logits.Name);
             outputs.AddRange([ResponseNames.ReferenceLogProbs, ResponseNames.ReferenceTokenLogProbs]);
@@ -144,11 +156,14 @@ public sealed class ReferencePolicy : IDisposable
     public long EstimateActivations(TokenBatch batch, int responseTokens, IReadOnlyDictionary<string, OrtValue>? inputs = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var given = MemoryEstimate.ResponseInputShapes(responseTokens, _vocab);
+        var given = MemoryEstimate.ResponseInputShapes(responseTokens, _vocab, HiddenWidth(_graph));
         if (inputs is not null) foreach (var (name, value) in inputs) given[name] = value.GetTensorTypeAndShape().Shape;
         var shapes = MemoryEstimate.InputShapes(_session.Session.InputMetadata.Keys, batch, given);
         return MemoryEstimate.Activations(_graph, shapes, _shared.Names.ToHashSet(StringComparer.Ordinal)).Peak;
     }
+
+    private static long HiddenWidth(Model graph) =>
+        graph.Graph.FindValue(ResponseNames.ReferenceHidden)?.Shape is { Rank: 2 } s && s[1].Value is { } d ? d : 0;
 
     /// <inheritdoc/>
     public void Dispose()

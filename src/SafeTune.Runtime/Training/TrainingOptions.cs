@@ -58,6 +58,12 @@ public sealed record TrainingOptions
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>
     public BackwardOptions Backward { get; init; } = new();
+    /// <summary>
+    /// Compute the head and the loss chunk by chunk as one fused op (<see cref="SafeTune.Autodiff.Losses.FusedResponseHead"/>)
+    /// where the head weight is frozen (LoRA): no vocabulary-sized tensor for every position, and the reference pass hands
+    /// over hidden rows instead of log-probabilities. Off: the head and the loss are separate ops, as exported.
+    /// </summary>
+    public bool FusedHead { get; init; } = true;
     /// <summary>The loss the session minimizes; default: the mean token cross-entropy over the labels that count.</summary>
     public TrainingObjective Objective { get; init; } = TrainingObjective.TokenCrossEntropy;
     /// <summary>

@@ -60,10 +60,17 @@ public sealed class TrainingSession : IDisposable
         }
 
         foreach (var m in metrics) _metrics[m] = [float.NaN];
-        var shared = options.SharedWeights ?? (_ownedShared = SharedInitializers.Create(backward.Model, backward.Parameters, _device));
+        // The graph the session runs: fused heads lowered to standard ops (the unlowered graph stays for the memory estimate).
+        var trainGraph = backward.Model;
+        if (trainGraph.Graph.Nodes.Any(FusedResponseHead.Is))
+        {
+            trainGraph = trainGraph.Clone("training graph (lowered)");
+            FusedResponseHead.Lower(trainGraph);
+        }
+        var shared = options.SharedWeights ?? (_ownedShared = SharedInitializers.Create(trainGraph, backward.Parameters, _device));
         SharedWeights = shared;
         var runtime = options.Runtime.ForTraining();
-        _train = shared.CreateBound(backward.Model, runtime);
+        _train = shared.CreateBound(trainGraph, runtime);
         _eval = shared.CreateBound(evalModel, runtime);
         var known = new HashSet<string>(backward.Parameters, StringComparer.Ordinal);
         known.UnionWith(shared.Names);
@@ -99,6 +106,18 @@ public sealed class TrainingSession : IDisposable
 
     /// <summary>The inputs every step must be given besides the token batch (those the objective adds).</summary>
     public IReadOnlyList<string> StepInputs => _stepInputs;
+
+    /// <summary>
+    /// True when the objective's KL term reads the reference's hidden rows (<see cref="ResponseNames.ReferenceHidden"/>,
+    /// a fused head) rather than its log-probabilities: make the <see cref="ReferencePolicy"/> with
+    /// <see cref="ReferenceOptions.HiddenRows"/> then.
+    /// </summary>
+    public bool ReadsReferenceHidden => _stepInputs.Contains(ResponseNames.ReferenceHidden);
+
+    /// <summary>The shapes of the objective's per-token step inputs for <paramref name="responseTokens"/> response positions.</summary>
+    public Dictionary<string, long[]> ResponseInputShapes(int responseTokens) =>
+        MemoryEstimate.ResponseInputShapes(responseTokens, VocabSize,
+            _backward.Model.Graph.FindValue(ResponseNames.ReferenceHidden)?.Shape is { Rank: 2 } s && s[1].Value is { } d ? d : 0);
 
     /// <summary>The objective's logging outputs (scalars), by name, as of the last step.</summary>
     public IReadOnlyDictionary<string, float> Metrics => _metrics.ToDictionary(kv => kv.Key, kv => kv.Value[0], StringComparer.Ordinal);
@@ -138,7 +157,8 @@ public sealed class TrainingSession : IDisposable
         var logits = GradientSession.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
         var withLoss = model.Clone("training graph");
-        var (loss, metrics) = options.Objective.Append(withLoss, logits.Name);
+        var fuse = options.FusedHead && options.Trainable is { } explicitTrainable ? explicitTrainable.ToHashSet(StringComparer.Ordinal) : null;
+        var (loss, metrics) = options.Objective.Append(withLoss, logits.Name, fuse);
         foreach (var o in withLoss.Graph.Outputs.Where(o => o != loss && !metrics.Contains(o.Name)).ToList()) withLoss.Graph.RemoveOutput(o);
         var trainable = options.Trainable?.ToList()
             ?? [.. withLoss.Graph.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint()).Select(v => v.Name)];
@@ -156,6 +176,7 @@ public sealed class TrainingSession : IDisposable
         foreach (var name in trainable) evalModel.Graph.PromoteInitializerToInput(evalModel.Graph.FindInitializer(name)!);
         foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name && !metrics.Contains(o.Name)).ToList()) evalModel.Graph.RemoveOutput(o);
         evalModel.Graph.RemoveUnusedNodes();
+        FusedResponseHead.Lower(evalModel);
         return new TrainingSession(model, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics);
     }
 

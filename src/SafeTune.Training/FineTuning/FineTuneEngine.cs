@@ -98,6 +98,7 @@ public sealed class FineTuneEngine : IDisposable
                     Runtime = options.Runtime,
                     SharedWeights = session.SharedWeights,
                     LogProbs = needLogProbs,
+                    HiddenRows = session.ReadsReferenceHidden,
                     Extend = risk?.ExtendReference,
                 })
                 : null;
@@ -209,7 +210,7 @@ public sealed class FineTuneEngine : IDisposable
             using var refInputs = ReferenceInputs(b);
             referenceActivations = Reference.EstimateActivations(b.Tokens, n, refInputs.Values);
         }
-        return Session.EstimateMemory(b.Tokens, MemoryEstimate.ResponseInputShapes(n, Session.VocabSize), referenceActivations);
+        return Session.EstimateMemory(b.Tokens, Session.ResponseInputShapes(n), referenceActivations);
     }
 
     private void EnsureMemory(IReadOnlyList<TrainingBatch> batches)
@@ -270,7 +271,8 @@ public sealed class FineTuneEngine : IDisposable
             case ResponseLossKind.CrossEntropyAndKl:
                 bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Example)) * inv)], n));
                 bag.Add(ResponseNames.KlWeight, OrtValues.Wrap([.. positions.Select(p => (float)BetaOf(p.Example) * inv)], n));
-                bag.Borrow(ResponseNames.ReferenceLogProbs, reference![ResponseNames.ReferenceLogProbs]);
+                var referenceInput = Session.ReadsReferenceHidden ? ResponseNames.ReferenceHidden : ResponseNames.ReferenceLogProbs;
+                bag.Borrow(referenceInput, reference![referenceInput]);
                 break;
             case ResponseLossKind.Constrained:
                 bag.Add(ResponseNames.ConstrainedWeight, OrtValues.Wrap([.. positions.Select(_ => inv)], n));
