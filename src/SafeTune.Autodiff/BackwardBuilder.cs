@@ -12,6 +12,16 @@ public sealed record BackwardOptions
 
     /// <summary>Keep the forward graph's own outputs (e.g. logits) beside the loss and the gradients.</summary>
     public bool KeepForwardOutputs { get; init; } = true;
+
+    /// <summary>
+    /// Activation checkpoints: values of the forward graph (the residual stream after each transformer block, in order)
+    /// that are the only activations kept for the backward pass. The nodes between two consecutive checkpoints are
+    /// computed again in the backward pass, from the earlier checkpoint, once the gradient of the later one is known, and
+    /// their gradient rules read those copies, so the forward pass frees a block's activations as soon as the next block
+    /// has read them: activation memory no longer grows with depth, for one more forward pass of time. Null or fewer than
+    /// two: no recomputation.
+    /// </summary>
+    public IReadOnlyList<string>? Checkpoints { get; init; }
 }
 
 /// <summary>A training graph: the forward graph, the loss, and one gradient output per parameter.</summary>
@@ -84,6 +94,8 @@ public static class BackwardBuilder
         var contributions = new Dictionary<Value, List<Value>>(ReferenceEqualityComparer.Instance);
         var builder = new GraphBuilder(g, model.DefaultOpset);
         contributions[lossValue] = [Seed(builder, lossValue)];
+        var segments = Segments(g, order, options.Checkpoints);
+        var recomputed = new Dictionary<Node, Node>(ReferenceEqualityComparer.Instance);
 
         for (int k = order.Count - 1; k >= 0; k--)
         {
@@ -92,9 +104,11 @@ public static class BackwardBuilder
             var need = node.Inputs.Select(i => i is not null && needed.Contains(i)).ToArray();
             if (!need.Any(x => x)) continue;
             var rule = GradientRegistry.Find(node.Domain, node.OpType)!;
+            if (segments.TryGetValue(node, out var segment) && !recomputed.ContainsKey(node))
+                Recompute(builder, segment, contributions, recomputed);
             using var scope = builder.Scope("grad/" + node.Name.TrimStart('/'));
             var go = node.Outputs.Select(o => contributions.TryGetValue(o, out var list) ? Accumulate(builder, o, list) : null).ToArray();
-            var ctx = new GradientContext(node, builder, go, need, options);
+            var ctx = new GradientContext(recomputed.GetValueOrDefault(node, node), builder, go, need, options);
             rule.Build(ctx);
             for (int i = 0; i < need.Length; i++)
             {
@@ -119,6 +133,7 @@ public static class BackwardBuilder
             grad.Shape = p.Shape;
             initial[p.Name] = g.PromoteInitializerToInput(p);
         }
+        RemoveUnusedCopies(g, recomputed.Values);
         var outputs = new List<Value> { lossValue };
         if (options.KeepForwardOutputs) outputs.AddRange(g.Outputs.Where(o => !ReferenceEquals(o, lossValue)));
         outputs.AddRange(paramValues.Select(p => g.GetValue(BackwardResult.GradientName(p.Name))));
@@ -143,6 +158,98 @@ public static class BackwardBuilder
         var needed = new HashSet<Value>(ReferenceEqualityComparer.Instance);
         foreach (var o in g.Outputs) needed.UnionWith(NeededForLoss(order, depends, o));
         return [.. OnPaths(order, needed).Where(n => GradientRegistry.Find(n.Domain, n.OpType) is null).Select(n => (n.OpType, NodeLabel(n)))];
+    }
+
+    /// <summary>A stretch of the forward graph between two checkpoints, recomputed in the backward pass.</summary>
+    private sealed record Segment(Value Start, Value End, List<Node> Nodes);
+
+    /// <summary>
+    /// The segments between consecutive checkpoints: the nodes that read (through any path) the earlier checkpoint and
+    /// that the later one needs, in forward order. Segments with subgraphs are left alone.
+    /// </summary>
+    private static Dictionary<Node, Segment> Segments(Graph g, IReadOnlyList<Node> order, IReadOnlyList<string>? checkpoints)
+    {
+        var result = new Dictionary<Node, Segment>(ReferenceEqualityComparer.Instance);
+        if (checkpoints is null || checkpoints.Count < 2) return result;
+        var position = new Dictionary<Node, int>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < order.Count; i++) position[order[i]] = i;
+        var values = checkpoints.Select(name => g.FindValue(name) ?? throw new GradientException($"the activation checkpoint '{name}' is not a value of the graph."))
+            .Where(v => v.Producer is not null).OrderBy(v => position[v.Producer!]).ToList();
+        for (int c = 1; c < values.Count; c++)
+        {
+            var (start, end) = (values[c - 1], values[c]);
+            // Descendants of start, in order, up to end's producer; then keep the ancestors of end among them.
+            var after = new HashSet<Value>([start], ReferenceEqualityComparer.Instance);
+            var reads = new List<Node>();
+            for (int i = position[start.Producer!] + 1; i <= position[end.Producer!]; i++)
+            {
+                var n = order[i];
+                if (!Graph.NodeReads(n).Any(after.Contains)) continue;
+                reads.Add(n);
+                foreach (var o in n.Outputs) after.Add(o);
+            }
+            var wanted = new HashSet<Value>([end], ReferenceEqualityComparer.Instance);
+            var nodes = new List<Node>();
+            for (int i = reads.Count - 1; i >= 0; i--)
+            {
+                var n = reads[i];
+                if (!n.Outputs.Any(wanted.Contains)) continue;
+                nodes.Add(n);
+                foreach (var v in Graph.NodeReads(n)) wanted.Add(v);
+            }
+            nodes.Reverse();
+            if (nodes.Count == 0 || nodes.Any(n => n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0))) continue;
+            var segment = new Segment(start, end, nodes);
+            foreach (var n in nodes) result.TryAdd(n, segment);
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// Copies a segment's nodes, reading the segment's start through <c>Expand(start, Shape(d end))</c>: the same values,
+    /// but computed only once the gradient of the segment's end exists, so that every topological order (ONNX Runtime's
+    /// included) runs the copies in the backward pass.
+    /// </summary>
+    private static void Recompute(GraphBuilder b, Segment segment, Dictionary<Value, List<Value>> contributions, Dictionary<Node, Node> copies)
+    {
+        if (!contributions.TryGetValue(segment.End, out var endGrads)) return;
+        using var scope = b.Scope("recompute" + segment.End.Producer!.Name);
+        var gradient = Accumulate(b, segment.End, endGrads);
+        var start = b.Expand(segment.Start, b.ShapeOf(gradient));
+        start.ElementType = segment.Start.ElementType;
+        start.Shape = segment.Start.Shape;
+        var map = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance) { [segment.Start] = start };
+        foreach (var n in segment.Nodes)
+        {
+            var copy = b.Graph.AddNode(n.OpType, n.Inputs.Select(i => i is null ? null : map.GetValueOrDefault(i, i)),
+                [.. n.Outputs.Select(o => o.Name + "_recomputed")], n.Attributes.Values, b.Graph.Names.NewNodeName(n.Name + "_recomputed"), n.Domain);
+            for (int i = 0; i < n.Outputs.Count; i++)
+            {
+                copy.Outputs[i].ElementType = n.Outputs[i].ElementType;
+                copy.Outputs[i].Shape = n.Outputs[i].Shape;
+                map[n.Outputs[i]] = copy.Outputs[i];
+            }
+            copies[n] = copy;
+        }
+    }
+
+    /// <summary>Removes the recomputed nodes that no gradient rule read.</summary>
+    private static void RemoveUnusedCopies(Graph g, IEnumerable<Node> copies)
+    {
+        var pending = copies.ToList();
+        bool removed = true;
+        while (removed)
+        {
+            removed = false;
+            for (int i = pending.Count - 1; i >= 0; i--)
+            {
+                var n = pending[i];
+                if (n.Outputs.Any(o => o.Uses.Count > 0 || o.IsGraphOutput)) continue;
+                g.RemoveNode(n);
+                pending.RemoveAt(i);
+                removed = true;
+            }
+        }
     }
 
     /// <summary>Nodes that read a needed value and produce one: the nodes a gradient passes through.</summary>

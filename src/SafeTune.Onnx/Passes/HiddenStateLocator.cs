@@ -29,8 +29,15 @@ public static partial class HiddenStateLocator
     private static partial Regex LayerPattern();
 
     /// <summary>Locates one hidden-state tensor per transformer block; empty when the graph has no recognisable blocks.</summary>
-    public static IReadOnlyList<HiddenStateCandidate> Locate(Model model)
+    public static IReadOnlyList<HiddenStateCandidate> Locate(Model model) => Locate(model, out _);
+
+    /// <summary>
+    /// Locates one hidden-state tensor per transformer block, and <paramref name="streamInput"/>: the stream value the
+    /// first block reads (the embeddings), null when the blocks were found by names alone.
+    /// </summary>
+    public static IReadOnlyList<HiddenStateCandidate> Locate(Model model, out Value? streamInput)
     {
+        streamInput = null;
         ShapeInference.Run(model);
         var graph = model.Graph;
         var order = graph.TopologicalOrder();
@@ -66,6 +73,8 @@ public static partial class HiddenStateLocator
             if (open) blocks.Add([]);
             blocks[^1].Add(m);
         }
+
+        streamInput = blocks[0][0].skip;
 
         // Spine steps from a merge to the stream value the next merge reads: 0 for pre-norm blocks, the length of the
         // normalization for post-norm ones. Measured on the last pair of consecutive merges, so one block is enough.

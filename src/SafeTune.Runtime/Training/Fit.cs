@@ -39,6 +39,8 @@ public sealed record FitOptions
     /// regularized fine-tuning step of <c>safetune train</c>, on one batch. Null trains plain cross-entropy.
     /// </summary>
     public double? KlBeta { get; init; }
+    /// <summary>Recompute each transformer block's activations in the backward pass (see <see cref="TrainingOptions.CheckpointActivations"/>).</summary>
+    public bool CheckpointActivations { get; init; }
     /// <summary>Predict the first step's peak memory and stop before it when it would not fit (default true).</summary>
     public bool CheckMemory { get; init; } = true;
     /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
@@ -107,6 +109,7 @@ public static class Fit
             Optimizer = options.Optimizer,
             Trainable = trainable,
             Backward = options.Backward,
+            CheckpointActivations = options.CheckpointActivations,
             Objective = options.KlBeta is null ? TrainingObjective.TokenCrossEntropy : TrainingObjective.Response(ResponseLossKind.CrossEntropyAndKl),
         });
         using var reference = options.KlBeta is null ? null
@@ -120,7 +123,8 @@ public static class Fit
         options.Memory?.Mark("predicted peak of a step (before it runs)", estimate.TotalBytes);
         if (options.CheckMemory)
             MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
-                "Use a batch file with fewer or shorter rows" + (options.Lora is null ? ", or --lora to train adapters instead of every weight." : "."));
+                "Use a batch file with fewer or shorter rows" + (options.CheckpointActivations ? "" : ", add --checkpoint-activations")
+                + (options.Lora is null ? ", or --lora to train adapters instead of every weight." : "."));
         if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!, options.Steps);
         long first = session.Step;
         var losses = new List<double>();

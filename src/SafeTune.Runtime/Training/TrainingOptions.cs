@@ -64,6 +64,12 @@ public sealed record TrainingOptions
     /// over hidden rows instead of log-probabilities. Off: the head and the loss are separate ops, as exported.
     /// </summary>
     public bool FusedHead { get; init; } = true;
+    /// <summary>
+    /// Keep only the residual stream between transformer blocks for the backward pass and recompute each block's
+    /// activations there (<see cref="BackwardOptions.Checkpoints"/>): activation memory stops growing with depth, for about
+    /// one more forward pass of time per step.
+    /// </summary>
+    public bool CheckpointActivations { get; init; }
     /// <summary>The loss the session minimizes; default: the mean token cross-entropy over the labels that count.</summary>
     public TrainingObjective Objective { get; init; } = TrainingObjective.TokenCrossEntropy;
     /// <summary>

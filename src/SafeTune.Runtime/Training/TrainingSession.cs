@@ -169,7 +169,9 @@ public sealed class TrainingSession : IDisposable
             if (v.ElementType != ElementType.Float)
                 throw new ArgumentException($"trainable parameter '{name}' is {v.ElementType.OnnxName()}; training supports float32 parameters.");
         }
-        var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, options.Backward with { KeepForwardOutputs = true });
+        var backwardOptions = options.Backward with { KeepForwardOutputs = true };
+        if (options.CheckpointActivations) backwardOptions = backwardOptions with { Checkpoints = ActivationCheckpoints(model) };
+        var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, backwardOptions);
         GradientAccumulation.Append(backward);
 
         var evalModel = withLoss.Clone("evaluation graph");
@@ -178,6 +180,16 @@ public sealed class TrainingSession : IDisposable
         evalModel.Graph.RemoveUnusedNodes();
         FusedResponseHead.Lower(evalModel);
         return new TrainingSession(model, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics);
+    }
+
+    /// <summary>The residual stream after each transformer block: the activations kept when checkpointing.</summary>
+    private static IReadOnlyList<string> ActivationCheckpoints(Model model)
+    {
+        var located = Onnx.Passes.HiddenStateLocator.Locate(model.Clone("activation checkpoints"), out var input);
+        if (located.Count == 0 || located.Count == 1 && input is null)
+            throw new ArgumentException("--checkpoint-activations: no transformer blocks were found in the model to recompute; train without it.");
+        // The stream before the first block, then after each block: every block is recomputed.
+        return [.. input is null ? [] : new[] { input.Name }, .. located.Select(c => c.Tensor.Name)];
     }
 
     private OrtValue Own(string name, float[] scalar) => _owned.Add(name, OrtValue.CreateTensorValueFromMemory(scalar, []));

@@ -88,6 +88,7 @@ public sealed class FineTuneEngine : IDisposable
             Optimizer = safety.Penalty == Penalty.L2 ? options.Optimizer with { ProximalRho = 0 } : options.Optimizer,
             Trainable = trainable,
             Backward = options.Backward,
+            CheckpointActivations = options.CheckpointActivations,
             Objective = TrainingObjective.Response(kind),
         });
         try
@@ -218,7 +219,9 @@ public sealed class FineTuneEngine : IDisposable
         var estimate = EstimateMemory(batches);
         Estimate = estimate;
         MemoryEstimate.EnsureFits(estimate, "a training step",
-            "Lower --micro-batch (gradients accumulate to the same --batch-size) or --max-length" + (_lora is null ? ", or train LoRA adapters (--lora) instead of --full." : "."));
+            "Lower --micro-batch (gradients accumulate to the same --batch-size) or --max-length"
+            + (_options.CheckpointActivations ? "" : ", add --checkpoint-activations")
+            + (_lora is null ? ", or train LoRA adapters (--lora) instead of --full." : "."));
     }
 
     /// <summary>The peak memory predicted before the first step (null until then).</summary>

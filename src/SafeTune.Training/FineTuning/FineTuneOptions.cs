@@ -78,6 +78,9 @@ public sealed record FineTuneOptions
     /// <summary>How backward graphs are built (for example OneHot embedding gradients on DirectML).</summary>
     public BackwardOptions Backward { get; init; } = new();
 
+    /// <summary>Recompute each transformer block's activations in the backward pass (see <see cref="TrainingOptions.CheckpointActivations"/>).</summary>
+    public bool CheckpointActivations { get; init; }
+
     /// <summary>The resolved options to record in <c>options.json</c> (the CLI passes what the user asked for).</summary>
     public System.Text.Json.Nodes.JsonObject? Record { get; init; }
 

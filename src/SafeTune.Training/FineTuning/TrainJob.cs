@@ -33,6 +33,8 @@ public sealed record TrainJobOptions
     public int? MicroBatchSize { get; init; }
     /// <summary>The most tokens an example keeps.</summary>
     public int MaxLength { get; init; } = 512;
+    /// <summary>Recompute each transformer block's activations in the backward pass instead of keeping them.</summary>
+    public bool CheckpointActivations { get; init; }
     /// <summary>Padding (one example per row) or packing.</summary>
     public BatchLayout Layout { get; init; } = BatchLayout.Pad;
     /// <summary>Seeds the data order, samples and LoRA initialization.</summary>
@@ -163,6 +165,7 @@ public static class TrainJob
             Evaluate = o.Evaluate,
             Seed = o.Seed,
             Runtime = o.Runtime,
+            CheckpointActivations = o.CheckpointActivations,
             Record = record,
         }, progress, cancellation);
         return new TrainJobResult(result, tokenized.Examples.Count, tokenized.Dropped.Count, tokenized.TruncatedCount, risk?.Name);

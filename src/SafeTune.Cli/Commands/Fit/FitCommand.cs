@@ -40,6 +40,7 @@ public sealed class FitCommand : Command<FitSettings>
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(settings.Provider) },
             Memory = memory,
             KlBeta = settings.KlBeta,
+            CheckpointActivations = settings.CheckpointActivations,
         };
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };

@@ -45,6 +45,11 @@ public sealed class FitSettings : ModelBatchSettings
     [Description("Train (1 - BETA) * SFT + BETA * KL(reference || model) on the labelled positions, the starting model as the reference (a reference pass every step, sharing the frozen weights): the regularized step of 'train', on one batch. BETA lies between 0 and 1.")]
     public double? KlBeta { get; init; }
 
+    /// <summary>Activation checkpointing.</summary>
+    [CommandOption("--checkpoint-activations")]
+    [Description("Keep only the residual stream between transformer blocks and recompute each block in the backward pass: activation memory stops growing with depth, for about one more forward pass per step.")]
+    public bool CheckpointActivations { get; init; }
+
     /// <summary>LoRA alpha.</summary>
     [CommandOption("--lora-alpha <A>")]
     [Description("LoRA scale numerator: the update is (alpha / r) * B A. Default 16.")]

@@ -59,6 +59,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             BatchSize = s.BatchSize,
             MicroBatchSize = s.MicroBatch,
             MaxLength = s.MaxLength,
+            CheckpointActivations = s.CheckpointActivations,
             Layout = s.Pack ? BatchLayout.Pack : BatchLayout.Pad,
             Seed = s.Seed,
             Lora = s.Full ? null : new LoraOptions { Rank = s.LoraRank, Alpha = s.LoraAlpha, Pattern = s.LoraPattern ?? LoraOptions.DefaultPattern },

@@ -129,6 +129,11 @@ public sealed class TrainSettings : CommandSettings
     [Description("Examples per forward/backward pass, accumulated into one step (default: the batch size).")]
     public int? MicroBatch { get; init; }
 
+    /// <summary>Activation checkpointing.</summary>
+    [CommandOption("--checkpoint-activations")]
+    [Description("Keep only the residual stream between transformer blocks and recompute each block in the backward pass: activation memory stops growing with depth, for about one more forward pass per step.")]
+    public bool CheckpointActivations { get; init; }
+
     /// <summary>Max length.</summary>
     [CommandOption("--max-length <L>")]
     [Description("The most tokens an example keeps (default 512).")]
