@@ -55,6 +55,44 @@ public sealed class FitCommandTests : IDisposable
     }
 
     [Fact]
+    public void Buffers_stay_frozen_ties_are_kept_and_the_choice_can_be_overridden()
+    {
+        static double[] Losses(CliResult r)
+        {
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            return [.. JsonDocument.Parse(r.Stdout).RootElement.GetProperty("losses").EnumerateArray().Select(e => e.GetDouble())];
+        }
+        static double[] Torch(string file, params string[] path)
+        {
+            var e = JsonDocument.Parse(File.ReadAllText(Repo.Fixture("models", file))).RootElement;
+            foreach (var p in path) e = e.GetProperty(p);
+            return [.. e.EnumerateArray().Select(x => x.GetDouble())];
+        }
+        static void Follows(double[] want, double[] got, string what)
+        {
+            for (int i = 0; i < want.Length; i++) Assert.True(Math.Abs(got[i] - want[i]) <= 1e-3 * want[i], $"{what} step {i + 1}: {got[i]} vs {want[i]}");
+        }
+        string[] adamw = ["--steps", "5", "--lr", "1e-2", "--weight-decay", "0.01", "--json"];
+        var tables = Repo.Fixture("models", "llama_tables_unfolded.onnx");
+        var trained = _dir.File("tables_trained.onnx");
+        Follows(Torch("llama_tables.fit.json", "adamw"), Losses(CliRunner.Run(["fit", tables, "--batch", Batch, .. adamw, "--export", trained])), "rotary tables");
+        var before = SafeTune.Onnx.Model.Load(tables);
+        var after = SafeTune.Onnx.Model.Load(trained);
+        foreach (var b in new[] { "cos_cached", "sin_cached", "causal_mask" }.Select(t => "model.layers.0.self_attn." + t))
+            Assert.True(before.Graph.FindInitializer(b)!.Initializer!.Bytes.SequenceEqual(after.Graph.FindInitializer(b)!.Initializer!.Bytes), b);
+
+        var gpt2 = Repo.Fixture("models", "gpt2_tiny_folded.onnx");
+        var gpt2Batch = Repo.Fixture("models", "gpt2_tiny_folded.batch.json");
+        Follows(Torch("gpt2_tiny_unfolded.fit.json", "adamw"), Losses(CliRunner.Run(["fit", gpt2, "--batch", gpt2Batch, .. adamw])), "tied GPT-2");
+        Follows(Torch("gpt2_tiny_folded.fit.json", "keep_untied", "adamw"), Losses(CliRunner.Run(["fit", gpt2, "--batch", gpt2Batch, .. adamw, "--keep-untied"])), "--keep-untied GPT-2");
+
+        CliRunner.Run("fit", tables, "--batch", Batch, "--frozen", "(").AssertUserError("--frozen '(' is not a valid regular expression");
+        CliRunner.Run("fit", tables, "--batch", Batch, "--frozen", ".").AssertUserError("--frozen '.' leaves nothing to train");
+        CliRunner.Run("fit", tables, "--batch", Batch, "--trainable", "no_such_tensor").AssertUserError("--trainable 'no_such_tensor' matches no float initializer");
+        CliRunner.Run("fit", tables, "--batch", Batch, "--lora", "2", "--keep-untied").AssertUserError("do not combine with --lora");
+    }
+
+    [Fact]
     public void A_step_that_would_not_fit_stops_before_it_runs()
     {
         // The machine's memory capped at 60 MB: the tiny model's step cannot fit; nothing is trained or written.

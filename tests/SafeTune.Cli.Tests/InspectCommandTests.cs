@@ -72,4 +72,33 @@ public class InspectCommandTests
         Assert.Equal(2, bad.ExitCode);
         Assert.Contains("tiny-llama", bad.Stderr);
     }
+
+    [Fact]
+    public void Parameters_buffers_and_ties_are_listed_with_their_reasons()
+    {
+        var r = CliRunner.Run("inspect", Repo.Fixture("models", "llama_tables_folded.onnx"), "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var weights = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("weights");
+        var buffers = weights.GetProperty("buffers").EnumerateArray().ToDictionary(b => b.GetProperty("name").GetString()!, b => b.GetProperty("reason").GetString()!);
+        Assert.Equal(["model.layers.0.self_attn.causal_mask", "model.layers.0.self_attn.cos_cached", "model.layers.0.self_attn.sin_cached"], buffers.Keys.Order());
+        Assert.StartsWith("rotary table", buffers["model.layers.0.self_attn.cos_cached"]);
+        Assert.StartsWith("additive mask", buffers["model.layers.0.self_attn.causal_mask"]);
+        Assert.Equal(21, weights.GetProperty("parameters").GetArrayLength());
+        Assert.Equal(24_736, weights.GetProperty("trainableElements").GetInt64());
+        Assert.All(weights.GetProperty("parameters").EnumerateArray(), p => Assert.False(string.IsNullOrEmpty(p.GetProperty("reason").GetString())));
+        Assert.Equal(0, weights.GetProperty("ties").GetArrayLength());
+
+        var gpt2 = CliRunner.Run("inspect", Repo.Fixture("models", "gpt2_tiny_folded.onnx"), "--json");
+        var tied = JsonDocument.Parse(gpt2.Stdout).RootElement.GetProperty("weights");
+        var tie = Assert.Single(tied.GetProperty("ties").EnumerateArray().ToList());
+        Assert.Equal("transformer.wte.weight", tie.GetProperty("kept").GetString());
+        Assert.Equal("onnx::MatMul_288", tie.GetProperty("copy").GetString());
+        Assert.True(tie.GetProperty("transposed").GetBoolean());
+        Assert.Equal(30_592, tied.GetProperty("trainableElements").GetInt64()); // the tied matrix once (33,664 stored)
+
+        var table = CliRunner.Run("inspect", Repo.Fixture("models", "gpt2_tiny_folded.onnx"));
+        Assert.Contains("Parameters and buffers", table.Stdout);
+        Assert.Contains("bias added after a MatMul", table.Stdout);
+        Assert.Contains("tied: 'onnx::MatMul_288' is the transpose of 'transformer.wte.weight'", table.Stdout);
+    }
 }

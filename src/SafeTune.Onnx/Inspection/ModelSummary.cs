@@ -30,6 +30,11 @@ public sealed record ModelSummary
     /// <summary>One hidden-state tensor per transformer block, in layer order.</summary>
     public required IReadOnlyList<HiddenStateInfo> HiddenStates { get; init; }
 
+    /// <summary>Every floating-point initializer: parameter or buffer, with the reason (see <see cref="ParameterRoles"/>).</summary>
+    public IReadOnlyList<ParameterRole> Roles { get; init; } = [];
+    /// <summary>Parameters stored twice (a tied weight's copy, as is or transposed), which training re-ties.</summary>
+    public IReadOnlyList<TiedCopy> Ties { get; init; } = [];
+
     /// <summary>Op types on a path from a parameter to an output that have no gradient rule (filled in by the caller that knows the rules).</summary>
     public IReadOnlyList<string> NonDifferentiable { get; init; } = [];
 
@@ -43,6 +48,7 @@ public sealed record ModelSummary
         var opsets = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (var (d, v) in model.Opsets) opsets[d.Length == 0 ? "ai.onnx" : d] = v;
         var hidden = HiddenStateLocator.Locate(model);
+        var roles = ParameterRoles.Of(model);
         return new ModelSummary
         {
             IrVersion = model.IrVersion,
@@ -54,6 +60,8 @@ public sealed record ModelSummary
             Parameters = g.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint()).Sum(v => v.Initializer!.ElementCount),
             Initializers = g.Initializers.Count(),
             HiddenStates = [.. hidden.Select(h => new HiddenStateInfo(h.Layer, h.Tensor.Name, h.Shape is null ? null : ShapeList(h.Shape)))],
+            Roles = roles,
+            Ties = TiedCopies.Find(model, roles.Where(r => r.IsParameter).Select(r => r.Name)),
         };
     }
 

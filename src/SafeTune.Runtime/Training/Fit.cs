@@ -19,8 +19,10 @@ public sealed record FitOptions
     public ILearningRateSchedule? Schedule { get; init; }
     /// <summary>Clip the global gradient norm to this value before each step.</summary>
     public double? ClipNorm { get; init; }
-    /// <summary>The trainable initializers; null trains every float initializer.</summary>
+    /// <summary>The trainable initializers; null trains the parameters <see cref="Selection"/> chooses.</summary>
     public IReadOnlyList<string>? Trainable { get; init; }
+    /// <summary>How the parameters are chosen for full fine-tuning (buffers frozen, tied copies re-tied, overrides by name).</summary>
+    public ParameterSelection Selection { get; init; } = new();
     /// <summary>Train LoRA adapters instead of the weights; the result is merged back into the original graph.</summary>
     public LoraOptions? Lora { get; init; }
     /// <summary>Where checkpoints go; null disables them.</summary>
@@ -57,6 +59,9 @@ public sealed record FitOptions
         if (CheckpointDirectory is { } dir && SafePaths.KindOf(dir) is var kind && kind is not (FileKind.Missing or FileKind.Directory))
             throw new ArgumentException($"--checkpoint-dir {dir} is {SafePaths.Describe(kind)}, not a folder.");
         if (Lora is not null && Trainable is not null) throw new ArgumentException("LoRA chooses the trainable parameters itself; give either LoRA options or a trainable list.");
+        if (Lora is not null && !Selection.IsDefault) throw new ArgumentException("--lora trains adapters only; --trainable, --frozen and --keep-untied choose weights for full fine-tuning.");
+        if (Trainable is not null && !Selection.IsDefault) throw new ArgumentException("give either a trainable list or a parameter selection, not both.");
+        Selection.Validate();
         Lora?.Validate();
         Optimizer.Validate();
     }
@@ -108,12 +113,14 @@ public static class Fit
             Runtime = options.Runtime,
             Optimizer = options.Optimizer,
             Trainable = trainable,
+            Selection = options.Selection,
             Backward = options.Backward,
             CheckpointActivations = options.CheckpointActivations,
             Objective = options.KlBeta is null ? TrainingObjective.TokenCrossEntropy : TrainingObjective.Response(ResponseLossKind.CrossEntropyAndKl),
         });
         using var reference = options.KlBeta is null ? null
-            : ReferencePolicy.Create(baseModel, new ReferenceOptions { Runtime = options.Runtime, SharedWeights = session.SharedWeights, HiddenRows = session.ReadsReferenceHidden });
+            : ReferencePolicy.Create(lora is null ? session.StartingModel : baseModel,
+                new ReferenceOptions { Runtime = options.Runtime, SharedWeights = session.SharedWeights, HiddenRows = session.ReadsReferenceHidden });
         var responseIndex = ResponseLosses.Index(batch.Labels);
         if (reference is not null && responseIndex.Length == 0) throw new ArgumentException("--kl needs labelled positions: every label of the batch is -100.");
         options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);

@@ -52,8 +52,13 @@ public sealed record TrainingOptions
 {
     /// <summary>Where the graphs run.</summary>
     public SessionConfig Runtime { get; init; } = new();
-    /// <summary>The trainable initializers; null trains every float initializer (full fine-tuning).</summary>
+    /// <summary>
+    /// The trainable initializers; null trains the model's parameters as <see cref="Selection"/> chooses them (full
+    /// fine-tuning: buffers frozen, tied copies re-tied).
+    /// </summary>
     public IReadOnlyList<string>? Trainable { get; init; }
+    /// <summary>How the parameters are chosen when <see cref="Trainable"/> is null.</summary>
+    public ParameterSelection Selection { get; init; } = new();
     /// <summary>The optimizer.</summary>
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>

@@ -3,6 +3,7 @@ using SafeTune.Autodiff;
 using SafeTune.Autodiff.Losses;
 using SafeTune.Autodiff.Optimizers;
 using SafeTune.Onnx;
+using SafeTune.Onnx.Inspection;
 
 namespace SafeTune.Runtime.Training;
 
@@ -20,6 +21,7 @@ namespace SafeTune.Runtime.Training;
 public sealed class TrainingSession : IDisposable
 {
     private readonly Model _forward;
+    private readonly Model _given;
     private readonly BackwardResult _backward;
     private readonly BoundSession _train, _eval, _optimizer, _norm;
     private readonly FlatBuffer _params, _grads, _state1, _state2;
@@ -35,10 +37,12 @@ public sealed class TrainingSession : IDisposable
     private double _clipScale = 1.0;
     private double? _proximalRho;
 
-    private TrainingSession(Model forward, BackwardResult backward, Model evalModel, TrainingOptions options, long vocab, long inputVocab,
-        IReadOnlyList<string> metrics)
+    private TrainingSession(Model given, Model forward, IReadOnlyList<TiedCopy> ties, BackwardResult backward, Model evalModel, TrainingOptions options,
+        long vocab, long inputVocab, IReadOnlyList<string> metrics)
     {
+        _given = given;
         _forward = forward;
+        Ties = ties;
         _backward = backward;
         Options = options;
         VocabSize = vocab;
@@ -91,6 +95,12 @@ public sealed class TrainingSession : IDisposable
 
     /// <summary>The trainable parameters, in order.</summary>
     public IReadOnlyList<string> Trainable => _backward.Parameters;
+
+    /// <summary>The copies of tied weights that were re-tied before training (none when the trainable list was given).</summary>
+    public IReadOnlyList<TiedCopy> Ties { get; }
+
+    /// <summary>The forward model being trained, with its starting weights: the model given, or its re-tied copy.</summary>
+    public Model StartingModel => _forward;
 
     /// <summary>The number of output classes (the logits' last dim) labels are checked against.</summary>
     public long VocabSize { get; }
@@ -154,14 +164,23 @@ public sealed class TrainingSession : IDisposable
     {
         options ??= new TrainingOptions();
         options.Optimizer.Validate();
+        var given = model;
+        if (options.Trainable is not null && !options.Selection.IsDefault)
+            throw new ArgumentException("give either a trainable list or a parameter selection, not both.");
+        IReadOnlyList<TiedCopy> ties = [];
+        IReadOnlyList<string>? chosen = options.Trainable;
+        if (chosen is null)
+        {
+            var selected = options.Selection.Resolve(model);
+            (model, chosen, ties) = (selected.Model, selected.Trainable, selected.Ties);
+        }
         var logits = GradientSession.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
         var withLoss = model.Clone("training graph");
-        var fuse = options.FusedHead && options.Trainable is { } explicitTrainable ? explicitTrainable.ToHashSet(StringComparer.Ordinal) : null;
+        var fuse = options.FusedHead ? chosen.ToHashSet(StringComparer.Ordinal) : null;
         var (loss, metrics) = options.Objective.Append(withLoss, logits.Name, fuse);
         foreach (var o in withLoss.Graph.Outputs.Where(o => o != loss && !metrics.Contains(o.Name)).ToList()) withLoss.Graph.RemoveOutput(o);
-        var trainable = options.Trainable?.ToList()
-            ?? [.. withLoss.Graph.Initializers.Where(v => v.Initializer!.ElementType.IsFloatingPoint()).Select(v => v.Name)];
+        var trainable = chosen.ToList();
         if (trainable.Count == 0) throw new ArgumentException("there are no trainable parameters.");
         foreach (var name in trainable)
         {
@@ -179,7 +198,7 @@ public sealed class TrainingSession : IDisposable
         foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name && !metrics.Contains(o.Name)).ToList()) evalModel.Graph.RemoveOutput(o);
         evalModel.Graph.RemoveUnusedNodes();
         FusedResponseHead.Lower(evalModel);
-        return new TrainingSession(model, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics);
+        return new TrainingSession(given, model, ties, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics);
     }
 
     /// <summary>The residual stream after each transformer block: the activations kept when checkpointing.</summary>
@@ -357,6 +376,34 @@ public sealed class TrainingSession : IDisposable
         var model = _forward.Clone("trained model");
         foreach (var t in TrainableValues()) model.Graph.SetInitializer(model.Graph.FindInitializer(t.Name)!, t);
         return model;
+    }
+
+    /// <summary>
+    /// The model as it was given, with the trained weights: where copies were re-tied, each copy gets the trained values of
+    /// the tensor it copies (transposed where it was), so the graph is the input's own.
+    /// </summary>
+    public Model CurrentModelAsGiven()
+    {
+        if (Ties.Count == 0) return CurrentModel();
+        var model = _given.Clone("trained model");
+        foreach (var t in TrainableValues()) model.Graph.SetInitializer(model.Graph.FindInitializer(t.Name)!, t);
+        foreach (var tie in Ties)
+        {
+            var kept = model.Graph.FindInitializer(tie.Kept)!.Initializer!;
+            model.Graph.SetInitializer(model.Graph.FindInitializer(tie.Copy)!, tie.Transposed ? Transpose(kept) : kept);
+        }
+        return model;
+    }
+
+    private static TensorData Transpose(TensorData matrix)
+    {
+        var x = matrix.AsSpan<float>();
+        long rows = matrix.Dims[0], cols = matrix.Dims[1];
+        var y = new float[x.Length];
+        for (long r = 0; r < rows; r++)
+            for (long c = 0; c < cols; c++)
+                y[c * rows + r] = x[(int)(r * cols + c)];
+        return TensorData.Create<float>(matrix.Name, [cols, rows], y);
     }
 
     /// <summary>Writes the forward model with the trained weights (atomically).</summary>

@@ -87,6 +87,7 @@ public sealed class FineTuneEngine : IDisposable
             Runtime = options.Runtime,
             Optimizer = safety.Penalty == Penalty.L2 ? options.Optimizer with { ProximalRho = 0 } : options.Optimizer,
             Trainable = trainable,
+            Selection = options.Selection,
             Backward = options.Backward,
             CheckpointActivations = options.CheckpointActivations,
             Objective = TrainingObjective.Response(kind),
@@ -94,7 +95,7 @@ public sealed class FineTuneEngine : IDisposable
         try
         {
             var reference = needReference
-                ? ReferencePolicy.Create(options.Model, new ReferenceOptions
+                ? ReferencePolicy.Create(lora is null ? session.StartingModel : options.Model, new ReferenceOptions
                 {
                     Runtime = options.Runtime,
                     SharedWeights = session.SharedWeights,
@@ -230,7 +231,7 @@ public sealed class FineTuneEngine : IDisposable
     /// <summary>The merged model (asserted to have the input's graph) and, when given, the generation graph with the same weights.</summary>
     public (Model Model, Model? Generation) Export()
     {
-        var merged = _lora is null ? Session.CurrentModel() : LoraMerge.Merge(Session.CurrentModel(), _lora.Adapters);
+        var merged = _lora is null ? Session.CurrentModelAsGiven() : LoraMerge.Merge(Session.CurrentModel(), _lora.Adapters);
         ModelExport.AssertSameGraph(_options.Model, merged);
         return (merged, _options.GenerationModel is { } g ? ModelExport.TransplantWeights(merged, g) : null);
     }

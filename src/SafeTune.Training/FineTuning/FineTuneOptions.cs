@@ -27,6 +27,9 @@ public sealed record FineTuneOptions
     /// <summary>LoRA adapters (default: r = 64, alpha = 16 on every attention and MLP projection, as the paper); null trains every weight.</summary>
     public LoraOptions? Lora { get; init; } = new() { Rank = 64, Alpha = 16 };
 
+    /// <summary>Which weights full fine-tuning trains (without <see cref="Lora"/>): the parameters, buffers frozen, tied copies re-tied.</summary>
+    public ParameterSelection Selection { get; init; } = new();
+
     /// <summary>The optimizer (default AdamW, weight decay 0.01). Its learning rate is the schedule's peak.</summary>
     public OptimizerConfig Optimizer { get; init; } = new() { LearningRate = 2e-4, WeightDecay = 0.01 };
 
@@ -90,6 +93,8 @@ public sealed record FineTuneOptions
         Safety.Validate();
         Optimizer.Validate();
         Lora?.Validate();
+        if (Lora is not null && !Selection.IsDefault) throw new ArgumentException("--trainable, --frozen and --keep-untied choose weights for full fine-tuning; add --full.");
+        Selection.Validate();
         if (Plan.Steps < 1) throw new ArgumentException($"the run has {Plan.Steps} steps; it needs at least one (more data, or more epochs).");
         if (WarmupSteps < 0) throw new ArgumentException($"--warmup must be 0 or more, not {WarmupSteps}.");
         if (CheckpointEvery < 1) throw new ArgumentException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");

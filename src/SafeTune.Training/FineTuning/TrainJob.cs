@@ -41,6 +41,8 @@ public sealed record TrainJobOptions
     public int Seed { get; init; }
     /// <summary>LoRA (default r = 64, alpha = 16 on every attention and MLP projection); null for full fine-tuning.</summary>
     public LoraOptions? Lora { get; init; } = new() { Rank = 64, Alpha = 16 };
+    /// <summary>Which weights full fine-tuning trains (overrides by name, tied copies); used without <see cref="Lora"/>.</summary>
+    public ParameterSelection Selection { get; init; } = new();
     /// <summary>AdamW (weight decay 0.01); the learning rate is the cosine schedule's peak.</summary>
     public OptimizerConfig Optimizer { get; init; } = new() { LearningRate = 2e-4, WeightDecay = 0.01 };
     /// <summary>Warm-up steps (the paper: 5).</summary>
@@ -132,6 +134,10 @@ public static class TrainJob
             ["layout"] = o.Layout.ToString().ToLowerInvariant(),
             ["seed"] = o.Seed,
             ["lora"] = o.Lora is null ? null : new JsonObject { ["rank"] = o.Lora.Rank, ["alpha"] = o.Lora.Alpha, ["pattern"] = o.Lora.Pattern },
+            ["parameters"] = o.Lora is not null || o.Selection.IsDefault ? null : new JsonObject
+            {
+                ["trainable"] = o.Selection.TrainablePattern, ["frozen"] = o.Selection.FrozenPattern, ["keep_untied"] = o.Selection.KeepUntied,
+            },
             ["optimizer"] = new JsonObject
             {
                 ["kind"] = o.Optimizer.Kind.ToString(), ["lr"] = o.Optimizer.LearningRate, ["weight_decay"] = o.Optimizer.WeightDecay,
@@ -152,6 +158,7 @@ public static class TrainJob
             GenerationModel = generation,
             Plan = plan,
             Lora = o.Lora,
+            Selection = o.Selection,
             Optimizer = o.Optimizer,
             WarmupSteps = o.WarmupSteps,
             ClipNorm = o.ClipNorm,

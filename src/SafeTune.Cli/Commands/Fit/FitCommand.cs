@@ -35,6 +35,7 @@ public sealed class FitCommand : Command<FitSettings>
             Lora = settings.LoraRank is { } r
                 ? new LoraOptions { Rank = r, Alpha = settings.LoraAlpha, Pattern = settings.LoraPattern ?? LoraOptions.DefaultPattern }
                 : null,
+            Selection = new ParameterSelection { TrainablePattern = settings.Trainable, FrozenPattern = settings.Frozen, KeepUntied = settings.KeepUntied },
             CheckpointDirectory = settings.CheckpointDir,
             Resume = settings.Resume,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(settings.Provider) },

@@ -60,6 +60,21 @@ public sealed class FitSettings : ModelBatchSettings
     [Description("Which MatMuls get adapters: a regex over node and weight names (default: attention and MLP projections).")]
     public string? LoraPattern { get; init; }
 
+    /// <summary>Also train the float initializers matching this regex.</summary>
+    [CommandOption("--trainable <REGEX>")]
+    [Description("Also train the float initializers whose names match REGEX, buffers included (see 'inspect' for what is a parameter and what a buffer). Full fine-tuning only.")]
+    public string? Trainable { get; init; }
+
+    /// <summary>Freeze the initializers matching this regex.</summary>
+    [CommandOption("--frozen <REGEX>")]
+    [Description("Freeze the initializers whose names match REGEX; it wins over --trainable. Full fine-tuning only.")]
+    public string? Frozen { get; init; }
+
+    /// <summary>Train copies of tied weights apart.</summary>
+    [CommandOption("--keep-untied")]
+    [Description("Train exact copies of other weights (a tied head stored as a transposed copy of the embedding) as separate tensors instead of re-tying them.")]
+    public bool KeepUntied { get; init; }
+
     /// <summary>Clipping.</summary>
     [CommandOption("--clip-norm <C>")]
     [Description("Clip the global gradient norm to C before each step.")]
@@ -109,6 +124,8 @@ public sealed class FitSettings : ModelBatchSettings
         if (!(LoraAlpha > 0)) return ValidationResult.Error($"--lora-alpha must be positive, not {LoraAlpha}.");
         if (KlBeta is { } kl && !(kl >= 0 && kl <= 1)) return ValidationResult.Error($"--kl must be a beta between 0 and 1, not {kl}.");
         if (ClipNorm is { } c && !(c > 0)) return ValidationResult.Error($"--clip-norm must be positive, not {c}.");
+        if (LoraRank is not null && (Trainable is not null || Frozen is not null || KeepUntied))
+            return ValidationResult.Error("--trainable, --frozen and --keep-untied choose weights for full fine-tuning; they do not combine with --lora.");
         if (Resume && CheckpointDir is null) return ValidationResult.Error("--resume needs --checkpoint-dir.");
         if (Warmup < 0 || Warmup >= Steps && Schedule == "cosine") return ValidationResult.Error($"--warmup must lie in [0, steps), not {Warmup}.");
         return ValidationResult.Success();

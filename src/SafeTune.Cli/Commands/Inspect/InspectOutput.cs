@@ -35,7 +35,43 @@ internal static class InspectOutput
         w.WriteStartArray("nonDifferentiable");
         foreach (var op in s.NonDifferentiable) w.WriteStringValue(op);
         w.WriteEndArray();
+        w.WriteStartObject("weights");
+        w.WriteNumber("trainableElements", TrainableElements(s));
+        WriteRoles(w, "parameters", s.Roles.Where(r => r.IsParameter));
+        WriteRoles(w, "buffers", s.Roles.Where(r => !r.IsParameter));
+        w.WriteStartArray("ties");
+        foreach (var t in s.Ties)
+        {
+            w.WriteStartObject();
+            w.WriteString("kept", t.Kept);
+            w.WriteString("copy", t.Copy);
+            w.WriteBoolean("transposed", t.Transposed);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
     });
+
+    /// <summary>The elements full fine-tuning trains by default: the parameters, each tied copy counted once.</summary>
+    private static long TrainableElements(ModelSummary s)
+    {
+        var copies = s.Ties.Select(t => t.Copy).ToHashSet(StringComparer.Ordinal);
+        return s.Roles.Where(r => r.IsParameter && !copies.Contains(r.Name)).Sum(r => r.Elements);
+    }
+
+    private static void WriteRoles(System.Text.Json.Utf8JsonWriter w, string name, IEnumerable<ParameterRole> roles)
+    {
+        w.WriteStartArray(name);
+        foreach (var r in roles)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", r.Name);
+            w.WriteNumber("elements", r.Elements);
+            w.WriteString("reason", r.Reason);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    }
 
     private static void WriteSignatures(System.Text.Json.Utf8JsonWriter w, string name, IReadOnlyList<TensorSignature> list)
     {
@@ -69,6 +105,16 @@ internal static class InspectOutput
         var ops = new Table().Title($"Operators ({s.Ops.Values.Sum()} nodes)").AddColumns("op", "count");
         foreach (var (op, n) in s.Ops) ops.AddRow(Markup.Escape(op), n.ToString(inv));
         console.Write(ops);
+
+        var buffers = s.Roles.Count(r => !r.IsParameter);
+        var weights = new Table()
+            .Title($"Parameters and buffers ({s.Roles.Count - buffers} parameters, {TrainableElements(s).ToString("N0", inv)} elements trained by default; {buffers} buffers, frozen)")
+            .AddColumns("kind", "initializer", "elements", "reason");
+        foreach (var r in s.Roles.OrderBy(r => r.IsParameter ? 1 : 0))
+            weights.AddRow(r.IsParameter ? "parameter" : "[yellow]buffer[/]", Markup.Escape(r.Name), r.Elements.ToString("N0", inv), Markup.Escape(r.Reason));
+        console.Write(weights);
+        foreach (var t in s.Ties)
+            console.MarkupLine(Markup.Escape($"tied: '{t.Copy}' is {(t.Transposed ? "the transpose of" : "a copy of")} '{t.Kept}'; training re-ties them (one parameter) unless --keep-untied."));
 
         console.MarkupLine(s.NonDifferentiable.Count == 0
             ? "[green]Every op between the parameters and the outputs has a gradient rule.[/]"

@@ -63,6 +63,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             Layout = s.Pack ? BatchLayout.Pack : BatchLayout.Pad,
             Seed = s.Seed,
             Lora = s.Full ? null : new LoraOptions { Rank = s.LoraRank, Alpha = s.LoraAlpha, Pattern = s.LoraPattern ?? LoraOptions.DefaultPattern },
+            Selection = new ParameterSelection { TrainablePattern = s.Trainable, FrozenPattern = s.Frozen, KeepUntied = s.KeepUntied },
             Optimizer = new OptimizerConfig { LearningRate = s.LearningRate, WeightDecay = s.WeightDecay },
             WarmupSteps = s.Warmup,
             ClipNorm = s.ClipNorm > 0 ? s.ClipNorm : null,

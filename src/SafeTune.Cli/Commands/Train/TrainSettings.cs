@@ -91,8 +91,23 @@ public sealed class TrainSettings : CommandSettings
 
     /// <summary>Full fine-tuning.</summary>
     [CommandOption("--full")]
-    [Description("Train every weight instead of LoRA adapters.")]
+    [Description("Train every parameter instead of LoRA adapters (buffers such as rotary tables and masks stay frozen; tied copies are re-tied).")]
     public bool Full { get; init; }
+
+    /// <summary>Also train the float initializers matching this regex (with --full).</summary>
+    [CommandOption("--trainable <REGEX>")]
+    [Description("With --full: also train the float initializers whose names match REGEX, buffers included.")]
+    public string? Trainable { get; init; }
+
+    /// <summary>Freeze the initializers matching this regex (with --full).</summary>
+    [CommandOption("--frozen <REGEX>")]
+    [Description("With --full: freeze the initializers whose names match REGEX; it wins over --trainable.")]
+    public string? Frozen { get; init; }
+
+    /// <summary>Train copies of tied weights apart (with --full).</summary>
+    [CommandOption("--keep-untied")]
+    [Description("With --full: train exact copies of other weights as separate tensors instead of re-tying them.")]
+    public bool KeepUntied { get; init; }
 
     /// <summary>Learning rate.</summary>
     [CommandOption("--lr <X>")]
@@ -191,6 +206,8 @@ public sealed class TrainSettings : CommandSettings
         if (Tokenizer.Length == 0) return ValidationResult.Error("--tokenizer is required.");
         if (Data.Length == 0) return ValidationResult.Error("--data is required.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
+        if (!Full && (Trainable is not null || Frozen is not null || KeepUntied))
+            return ValidationResult.Error("--trainable, --frozen and --keep-untied choose weights for full fine-tuning; add --full.");
         if (Weighting is not ("batch" or "example")) return ValidationResult.Error($"--weighting must be batch or example, not '{Weighting}'.");
         if (Aggregate is not ("mean" or "max")) return ValidationResult.Error($"--aggregate must be mean or max, not '{Aggregate}'.");
         if (Penalty is not (null or "kl" or "l2" or "constrained")) return ValidationResult.Error($"--penalty must be kl, l2 or constrained, not '{Penalty}'.");
