@@ -12,6 +12,7 @@ using SafeTune.Cli.Commands.Demo;
 using SafeTune.Cli.Commands.Tokenize;
 using SafeTune.Cli.Commands.Generate;
 using SafeTune.Cli.Commands.Chat;
+using SafeTune.Cli.Commands.Data;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
@@ -65,6 +66,21 @@ app.Configure(config =>
             .WithDescription("Score a .jsonl, .csv or .parquet file of prompts and responses with a judge; failures are scored 5 and counted by reason.")
             .WithExample("critic", "score", "--judge", "keyword", "--data", "advbench.csv", "--json")
             .WithExample("critic", "score", "--judge", "openai:http://127.0.0.1:8000/v1?model=Qwen2.5-7B-Instruct&cache=judge-cache", "--data", "replies.jsonl", "--out", "scores.jsonl");
+    });
+    config.AddBranch("data", data =>
+    {
+        data.SetDescription("The public data sets SafeTune reads (data:NAME wherever a data file is accepted): list, fetch into ~/.cache/safetune/data, verify. SAFETUNE_DATA_MIRROR names a folder or URL to use instead of the publishers.");
+        data.AddCommand<DataListCommand>("list")
+            .WithDescription("Every registered set: what it holds, its licence, its source and whether it is here.")
+            .WithExample("data", "list")
+            .WithExample("data", "list", "--json");
+        data.AddCommand<DataFetchCommand>("fetch")
+            .WithDescription("Download sets into the cache: resumed when a transfer breaks, checked against the registered SHA-256, written atomically.")
+            .WithExample("data", "fetch", "advbench", "xstest")
+            .WithExample("data", "fetch", "all");
+        data.AddCommand<DataVerifyCommand>("verify")
+            .WithDescription("Check the fetched sets (or the mirror folder) against the registered SHA-256; exit code 2 when one fails.")
+            .WithExample("data", "verify", "all");
     });
     config.AddCommand<ServeCommand>("serve")
         .WithDescription("Serve an ONNX chat model, the demo model or a judge as an OpenAI-compatible endpoint (POST /v1/chat/completions, GET /v1/models).")

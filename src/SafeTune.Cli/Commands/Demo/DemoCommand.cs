@@ -71,6 +71,9 @@ public sealed class DemoCommand : Command<DemoSettings>
         Console.CancelKeyPress += onCancel;
         try
         {
+            // The public data sets the Safety Critic is built from, first: without them (no network and no
+            // SAFETUNE_DATA_MIRROR) the demo stops here, before any model is built.
+            Safety.Critics.Local.JudgeData.FindDataDirectory(cancel.Token);
             ExperimentResults results;
             if (s.Json) results = DemoRun.Run(options with { Critic = DemoCritic.Prepare(judgeCache, cancellation: cancel.Token) }, null, null, cancel.Token);
             else
