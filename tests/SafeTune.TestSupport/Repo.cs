@@ -7,7 +7,7 @@ public static class Repo
 {
     private static readonly Lazy<string> RootPath = new(FindRoot);
 
-    /// <summary>The repository root (the folder holding SafeTune.slnx).</summary>
+    /// <summary>The repository root (the folder holding SafeTune.sln).</summary>
     public static string Root => RootPath.Value;
 
     /// <summary>A path under <c>tests/fixtures</c>.</summary>
@@ -29,10 +29,10 @@ public static class Repo
     {
         var fromBuild = typeof(Repo).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .FirstOrDefault(a => a.Key == "SafeTuneRepoRoot")?.Value;
-        if (fromBuild is not null && File.Exists(Path.Combine(fromBuild, "SafeTune.slnx"))) return fromBuild;
+        if (fromBuild is not null && File.Exists(Path.Combine(fromBuild, "SafeTune.sln"))) return fromBuild;
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "SafeTune.slnx"))) return d.FullName;
-        throw new InvalidOperationException("cannot find the repository root (SafeTune.slnx) above " + AppContext.BaseDirectory);
+            if (File.Exists(Path.Combine(d.FullName, "SafeTune.sln"))) return d.FullName;
+        throw new InvalidOperationException("cannot find the repository root (SafeTune.sln) above " + AppContext.BaseDirectory);
     }
 }
 
