@@ -16,6 +16,7 @@ using SafeTune.Cli.Commands.Data;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
+ConsoleOutput.Configure();
 var app = new CommandApp();
 app.Configure(config =>
 {
