@@ -104,7 +104,7 @@ app.Configure(config =>
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");
     config.AddCommand<EvalCommand>("eval")
         .WithDescription("Attack success rate, harmfulness, over-refusal and utility (exact match, response loss) of a chat model.")
-        .WithExample("eval", "--model", "demo-kv.onnx", "--tokenizer", "tokenizer.json", "--harmful", "advbench.csv", "--benign", "gsm8k/test.jsonl",
-            "--overrefusal", "xstest_prompts.csv@label=safe", "--limit", "100", "--json");
+        .WithExample("eval", "--model", "demo-kv.onnx", "--tokenizer", "tokenizer.json", "--harmful", "data:advbench", "--benign", "data:gsm8k-test",
+            "--overrefusal", "data:xstest@label=safe", "--limit", "100", "--json");
 });
 return CliErrors.Run(() => app.Run(args));

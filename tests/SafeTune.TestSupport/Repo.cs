@@ -13,8 +13,16 @@ public static class Repo
     /// <summary>A path under <c>tests/fixtures</c>.</summary>
     public static string Fixture(params string[] parts) => Path.Combine([Root, "tests", "fixtures", .. parts]);
 
-    /// <summary>The third-party data sets, at <c>../shared/data</c> from the repository root.</summary>
-    public static string SharedData(params string[] parts) => Path.Combine([Root, "..", "shared", "data", .. parts]);
+    /// <summary>
+    /// The third-party data sets: the folder <c>SAFETUNE_DATA_MIRROR</c> names when this process started (a clone
+    /// without <c>../shared</c>), else <c>../shared/data</c> from the repository root.
+    /// </summary>
+    public static string SharedData(params string[] parts) => Path.Combine([DataRoot.Value, .. parts]);
+
+    private static readonly Lazy<string> DataRoot = new(() =>
+        Environment.GetEnvironmentVariable("SAFETUNE_DATA_MIRROR") is { Length: > 0 } mirror && Directory.Exists(mirror)
+            ? Path.GetFullPath(mirror)
+            : Path.Combine(Root, "..", "shared", "data"));
 
     /// <summary>The real pretrained models, at <c>../shared/models</c> from the repository root.</summary>
     public static string SharedModels(params string[] parts) => Path.Combine([Root, "..", "shared", "models", .. parts]);
