@@ -12,7 +12,7 @@ public sealed class DataListSettings : CommandSettings
 {
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"cache\", \"mirror\", \"sets\": [{\"name\", \"file\", \"licence\", \"sources\", \"transform\", \"sha256\", \"bytes\", \"state\", \"path\"}]}.")]
+    [Description("Print one JSON object: cache, mirror, and sets, a list of objects with name, file, description, licence, sources, transform, sha256, bytes, state (ok, not fetched, checksum mismatch) and path.")]
     public bool Json { get; init; }
 }
 
@@ -26,7 +26,7 @@ public sealed class DataSetsSettings : CommandSettings
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"sets\": [{\"name\", \"state\", \"path\", \"sha256\"}]}.")]
+    [Description("Print one JSON object whose sets list holds name, state, path and sha256 of each set.")]
     public bool Json { get; init; }
 
     /// <summary>True when the names are just <c>all</c>.</summary>
