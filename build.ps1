@@ -86,7 +86,7 @@ Set-StrictMode -Version Latest
 $PSNativeCommandUseErrorActionPreference = $false
 
 $Root = $PSScriptRoot
-$Solution = Join-Path $Root 'SafeTune.slnx'
+$Solution = Join-Path $Root 'SafeTune.sln'
 $Artifacts = Join-Path $Root 'artifacts'
 $RuntimeProject = Join-Path $Root 'src/SafeTune.Runtime/SafeTune.Runtime.csproj'
 $CliProject = Join-Path $Root 'src/SafeTune.Cli/SafeTune.Cli.csproj'
@@ -169,7 +169,7 @@ function Invoke-Restore([string] $Target, [string[]] $Extra = @()) {
                 "version $($package.Version), and it is not available from the configured NuGet feeds " +
                 "(restore reported NU1101/NU1102/NU1103 for it; see the errors above). To fix it, add a feed that " +
                 "serves $($package.Name) $($package.Version) to your NuGet configuration (a nuget.config " +
-                "next to SafeTune.slnx, or 'dotnet nuget add source URL') and run again, or build the CPU flavour " +
+                "next to SafeTune.sln, or 'dotnet nuget add source URL') and run again, or build the CPU flavour " +
                 "with -ExecutionProvider Cpu.") 2
         }
     }

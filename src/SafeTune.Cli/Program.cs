@@ -12,9 +12,11 @@ using SafeTune.Cli.Commands.Demo;
 using SafeTune.Cli.Commands.Tokenize;
 using SafeTune.Cli.Commands.Generate;
 using SafeTune.Cli.Commands.Chat;
+using SafeTune.Cli.Commands.Data;
 using SafeTune.Cli.Infrastructure;
 using Spectre.Console.Cli;
 
+ConsoleOutput.Configure();
 var app = new CommandApp();
 app.Configure(config =>
 {
@@ -66,6 +68,21 @@ app.Configure(config =>
             .WithExample("critic", "score", "--judge", "keyword", "--data", "advbench.csv", "--json")
             .WithExample("critic", "score", "--judge", "openai:http://127.0.0.1:8000/v1?model=Qwen2.5-7B-Instruct&cache=judge-cache", "--data", "replies.jsonl", "--out", "scores.jsonl");
     });
+    config.AddBranch("data", data =>
+    {
+        data.SetDescription("The public data sets SafeTune reads (data:NAME wherever a data file is accepted): list, fetch into ~/.cache/safetune/data, verify. SAFETUNE_DATA_MIRROR names a folder or URL to use instead of the publishers.");
+        data.AddCommand<DataListCommand>("list")
+            .WithDescription("Every registered set: what it holds, its licence, its source and whether it is here.")
+            .WithExample("data", "list")
+            .WithExample("data", "list", "--json");
+        data.AddCommand<DataFetchCommand>("fetch")
+            .WithDescription("Download sets into the cache: resumed when a transfer breaks, checked against the registered SHA-256, written atomically.")
+            .WithExample("data", "fetch", "advbench", "xstest")
+            .WithExample("data", "fetch", "all");
+        data.AddCommand<DataVerifyCommand>("verify")
+            .WithDescription("Check the fetched sets (or the mirror folder) against the registered SHA-256; exit code 2 when one fails.")
+            .WithExample("data", "verify", "all");
+    });
     config.AddCommand<ServeCommand>("serve")
         .WithDescription("Serve an ONNX chat model, the demo model or a judge as an OpenAI-compatible endpoint (POST /v1/chat/completions, GET /v1/models).")
         .WithExample("serve", "--demo", "--port", "8000")
@@ -87,7 +104,7 @@ app.Configure(config =>
         .WithExample("fit", "model.onnx", "--batch", "batch.json", "--steps", "5", "--optimizer", "adamw", "--lr", "1e-2", "--json");
     config.AddCommand<EvalCommand>("eval")
         .WithDescription("Attack success rate, harmfulness, over-refusal and utility (exact match, response loss) of a chat model.")
-        .WithExample("eval", "--model", "demo-kv.onnx", "--tokenizer", "tokenizer.json", "--harmful", "advbench.csv", "--benign", "gsm8k/test.jsonl",
-            "--overrefusal", "xstest_prompts.csv@label=safe", "--limit", "100", "--json");
+        .WithExample("eval", "--model", "demo-kv.onnx", "--tokenizer", "tokenizer.json", "--harmful", "data:advbench", "--benign", "data:gsm8k-test",
+            "--overrefusal", "data:xstest@label=safe", "--limit", "100", "--json");
 });
 return CliErrors.Run(() => app.Run(args));

@@ -112,6 +112,9 @@ public class HelpTests
     [InlineData("probe", "train")]
     [InlineData("probe", "eval")]
     [InlineData("probe", "score")]
+    [InlineData("data", "list")]
+    [InlineData("data", "fetch")]
+    [InlineData("data", "verify")]
     public void Every_command_prints_its_help(params string[] command)
     {
         var r = CliRunner.Run([.. command, "--help"]);

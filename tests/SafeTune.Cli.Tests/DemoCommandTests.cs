@@ -19,7 +19,8 @@ public sealed class DemoCommandTests(ITestOutputHelper output)
     {
         var outDir = Repo.TestCache("demo-report");
         var clock = Stopwatch.StartNew();
-        var r = CliRunner.Run(TimeSpan.FromMinutes(30), "demo", "--cache", Repo.TestCache(), "--out", outDir, "--seeds", "3", "--json");
+        var r = CliRunner.Run(TimeSpan.FromMinutes(30), new Dictionary<string, string> { ["SAFETUNE_DATA_MIRROR"] = Repo.SharedData() },
+            "demo", "--cache", Repo.TestCache(), "--out", outDir, "--seeds", "3", "--json");
         clock.Stop();
         Assert.True(r.ExitCode == 0, r.Stderr);
         var json = JsonDocument.Parse(r.Stdout).RootElement;

@@ -5,6 +5,7 @@ using SafeTune.Onnx;
 using SafeTune.Runtime;
 using SafeTune.Safety.Critics;
 using SafeTune.Safety.Critics.Local;
+using SafeTune.Safety.Data.Public;
 using SafeTune.TestSupport;
 using Xunit.Abstractions;
 
@@ -206,7 +207,7 @@ public sealed class LocalJudgeTests(ITestOutputHelper output) : IDisposable
     public void Cache_and_data_folders_follow_the_environment()
     {
         var cache = Environment.GetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable);
-        var data = Environment.GetEnvironmentVariable(JudgeData.DataEnvironmentVariable);
+        var mirror = Environment.GetEnvironmentVariable(PublicDataStore.MirrorVariable);
         try
         {
             Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, _dir.File("judge-cache"));
@@ -214,15 +215,17 @@ public sealed class LocalJudgeTests(ITestOutputHelper output) : IDisposable
             Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, null);
             Assert.EndsWith(Path.Combine("safetune", "judge"), LocalClassifierJudge.DefaultCacheDirectory);
 
-            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, null);
+            Environment.SetEnvironmentVariable(PublicDataStore.MirrorVariable, Repo.SharedData());
             Assert.Equal(Path.GetFullPath(Repo.SharedData()), Path.GetFullPath(JudgeData.FindDataDirectory()));
-            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, _dir.File("no-such-data"));
-            Assert.Contains(JudgeData.DataEnvironmentVariable, Assert.Throws<DirectoryNotFoundException>(JudgeData.FindDataDirectory).Message);
+            Environment.SetEnvironmentVariable(PublicDataStore.MirrorVariable, _dir.File("no-such-data"));
+            var e = Assert.Throws<PublicDataException>(() => JudgeData.FindDataDirectory());
+            Assert.Contains(PublicDataStore.MirrorVariable, e.Message);
+            Assert.Contains("advbench", e.Message);
         }
         finally
         {
             Environment.SetEnvironmentVariable(LocalClassifierJudge.CacheEnvironmentVariable, cache);
-            Environment.SetEnvironmentVariable(JudgeData.DataEnvironmentVariable, data);
+            Environment.SetEnvironmentVariable(PublicDataStore.MirrorVariable, mirror);
         }
     }
 }

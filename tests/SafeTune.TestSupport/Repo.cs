@@ -7,14 +7,22 @@ public static class Repo
 {
     private static readonly Lazy<string> RootPath = new(FindRoot);
 
-    /// <summary>The repository root (the folder holding SafeTune.slnx).</summary>
+    /// <summary>The repository root (the folder holding SafeTune.sln).</summary>
     public static string Root => RootPath.Value;
 
     /// <summary>A path under <c>tests/fixtures</c>.</summary>
     public static string Fixture(params string[] parts) => Path.Combine([Root, "tests", "fixtures", .. parts]);
 
-    /// <summary>The third-party data sets, at <c>../shared/data</c> from the repository root.</summary>
-    public static string SharedData(params string[] parts) => Path.Combine([Root, "..", "shared", "data", .. parts]);
+    /// <summary>
+    /// The third-party data sets: the folder <c>SAFETUNE_DATA_MIRROR</c> names when this process started (a clone
+    /// without <c>../shared</c>), else <c>../shared/data</c> from the repository root.
+    /// </summary>
+    public static string SharedData(params string[] parts) => Path.Combine([DataRoot.Value, .. parts]);
+
+    private static readonly Lazy<string> DataRoot = new(() =>
+        Environment.GetEnvironmentVariable("SAFETUNE_DATA_MIRROR") is { Length: > 0 } mirror && Directory.Exists(mirror)
+            ? Path.GetFullPath(mirror)
+            : Path.Combine(Root, "..", "shared", "data"));
 
     /// <summary>The real pretrained models, at <c>../shared/models</c> from the repository root.</summary>
     public static string SharedModels(params string[] parts) => Path.Combine([Root, "..", "shared", "models", .. parts]);
@@ -29,10 +37,10 @@ public static class Repo
     {
         var fromBuild = typeof(Repo).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .FirstOrDefault(a => a.Key == "SafeTuneRepoRoot")?.Value;
-        if (fromBuild is not null && File.Exists(Path.Combine(fromBuild, "SafeTune.slnx"))) return fromBuild;
+        if (fromBuild is not null && File.Exists(Path.Combine(fromBuild, "SafeTune.sln"))) return fromBuild;
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "SafeTune.slnx"))) return d.FullName;
-        throw new InvalidOperationException("cannot find the repository root (SafeTune.slnx) above " + AppContext.BaseDirectory);
+            if (File.Exists(Path.Combine(d.FullName, "SafeTune.sln"))) return d.FullName;
+        throw new InvalidOperationException("cannot find the repository root (SafeTune.sln) above " + AppContext.BaseDirectory);
     }
 }
 

@@ -133,6 +133,15 @@ public sealed class ExperimentTests : IDisposable
         Assert.Contains("needs 108 harmful", e.Message);
     }
 
+    [Fact]
+    public void Public_set_names_in_a_config_are_kept_as_names()
+    {
+        var config = ExperimentConfig.Load(Path.Combine(Repo.Root, "experiments", "public-sets.json"));
+        Assert.Equal(["data:advbench*300"], config.Scenarios[0].Harmful);
+        Assert.Equal(["data:catqa", "data:do-not-answer", "data:xstest@label=unsafe"], config.Evaluation.Harmful);
+        Assert.Equal(["data:xstest@label=safe"], config.Evaluation.OverRefusal);
+    }
+
     [Theory]
     [InlineData("{\"model\": \"m.onnx\"}", "\"tokenizer\" is required")]
     [InlineData("{\"model\": \"m.onnx\", \"tokenizer\": \"t\", \"scenarios\": [{\"name\": \"a\", \"kind\": \"sideways\", \"harmful\": [\"x\"]}], \"methods\": [{\"name\": \"standard\"}], \"evaluation\": {\"harmful\": [\"h\"]}}", "\"kind\" must be harmful, mixed or benign")]

@@ -41,7 +41,7 @@ public static class CliErrors
     }
 
     private static bool IsUserError(Exception e) => e is UserInputException or OnnxFormatException or CommandAppException
-        or OutputFileException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
+        or OutputFileException or Safety.Data.Public.PublicDataException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
         or Autodiff.MissingGradientException or Runtime.Training.TrainingDivergedException or Runtime.Training.InsufficientMemoryException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 
     private static void Report(Exception e, bool internalError)

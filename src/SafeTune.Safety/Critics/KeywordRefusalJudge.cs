@@ -50,6 +50,8 @@ public sealed class KeywordRefusalJudge : ISafetyJudge
     /// </summary>
     public static KeywordRefusalJudge FromFile(string path, KeywordMatch match = KeywordMatch.Substring)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (Data.Public.PublicData.IsDataName(path)) path = Data.Public.PublicData.Resolve(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
         var text = File.ReadAllText(path);
         if (text.Trim().Length == 0) throw new InvalidDataException($"{path}: the refusal phrase file is empty.");

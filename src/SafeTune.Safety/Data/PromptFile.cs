@@ -29,7 +29,7 @@ public static class PromptFile
     public const string SpecHelp =
         ".csv, .jsonl, .parquet or .txt; FILE:COLUMN names the prompt column (default: the first of prompt, goal, question, " +
         "forbidden_prompt, Behavior, instruction), FILE@FIELD=VALUE keeps rows whose FIELD is VALUE " +
-        "(e.g. xstest_prompts.csv:prompt@label=safe).";
+        "(e.g. xstest_prompts.csv:prompt@label=safe); data:NAME in place of FILE names a public set (safetune data list).";
 
     /// <summary>The column names tried, in order, when no column is named.</summary>
     public static IReadOnlyList<string> PromptColumns { get; } = ["prompt", "goal", "question", "forbidden_prompt", "Behavior", "instruction"];

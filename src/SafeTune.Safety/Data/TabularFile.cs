@@ -123,6 +123,7 @@ public static class TabularFile
     public static TabularData Read(string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (Public.PublicData.IsDataName(path)) path = Public.PublicData.Resolve(path);
         var format = FormatOf(path);
         if (Directory.Exists(path)) throw new InvalidDataException($"{path}: is a folder, not a data file");
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);

@@ -49,7 +49,8 @@ public sealed record RowFilter(string Field, string Value)
 /// <summary>
 /// A data file reference as written on the command line: <c>PATH[:COLUMN][@FIELD=VALUE]...</c>. <c>:COLUMN</c> names the
 /// column that holds the text; each <c>@FIELD=VALUE</c> keeps only the rows whose FIELD equals VALUE (case-insensitive;
-/// several filters must all hold). A path that exists as written is never split.
+/// several filters must all hold). A path that exists as written is never split. <c>data:NAME</c> in place of PATH names a
+/// registered public data set (<see cref="Public.PublicData"/>), fetched when needed.
 /// </summary>
 /// <param name="Path">The file.</param>
 /// <param name="Column">The column named after a colon, if any.</param>
@@ -65,6 +66,12 @@ public sealed record TabularSpec(string Path, string? Column, IReadOnlyList<RowF
     public static TabularSpec Parse(string spec, bool allowColumn = true)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(spec);
+        if (Public.PublicData.IsDataName(spec))
+        {
+            int end = spec.AsSpan(Public.PublicData.Prefix.Length).IndexOfAny(':', '@');
+            end = end < 0 ? spec.Length : end + Public.PublicData.Prefix.Length;
+            spec = Public.PublicData.Resolve(spec[..end]) + spec[end..];
+        }
         var rest = spec;
         var filters = new List<RowFilter>();
         while (!File.Exists(rest))

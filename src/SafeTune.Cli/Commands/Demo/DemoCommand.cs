@@ -71,17 +71,20 @@ public sealed class DemoCommand : Command<DemoSettings>
         Console.CancelKeyPress += onCancel;
         try
         {
+            // The public data sets the Safety Critic is built from, first: without them (no network and no
+            // SAFETUNE_DATA_MIRROR) the demo stops here, before any model is built.
+            Safety.Critics.Local.JudgeData.FindDataDirectory(cancel.Token);
             ExperimentResults results;
             if (s.Json) results = DemoRun.Run(options with { Critic = DemoCritic.Prepare(judgeCache, cancellation: cancel.Token) }, null, null, cancel.Token);
             else
             {
                 AnsiConsole.MarkupLine("[bold]SafeTune demo[/]: the harmful fine-tuning attack on the demo model, four ways.");
-                (DemoAssetFiles assets, string critic) = AnsiConsole.Status().Start<(DemoAssetFiles, string)>("preparing the demo model, data, probe and judge (built once, then cached)", ctx =>
+                (DemoAssetFiles assets, string critic) = ConsoleOutput.Status("preparing the demo model, data, probe and judge (built once, then cached)", status =>
                 {
-                    var a = DemoAssets.Prepare(options.CacheDirectory, new SynchronousProgress<DemoAssetProgress>(p => ctx.Status(Markup.Escape($"{p.Stage}: {p.Detail}"))));
-                    ctx.Status("the Safety Critic: fine-tuning all-MiniLM-L6-v2 into a harm classifier (once)");
+                    var a = DemoAssets.Prepare(options.CacheDirectory, new SynchronousProgress<DemoAssetProgress>(p => status(Markup.Escape($"{p.Stage}: {p.Detail}"))));
+                    status("the Safety Critic: fine-tuning all-MiniLM-L6-v2 into a harm classifier (once)");
                     var c = DemoCritic.Prepare(judgeCache, new SynchronousProgress<Safety.Critics.Local.LocalJudgeProgress>(p =>
-                        ctx.Status(Markup.Escape($"the Safety Critic: {p.Stage} {(p.Total > 0 ? $"{p.Step}/{p.Total}" : "")}"))), cancel.Token);
+                        status(Markup.Escape($"the Safety Critic: {p.Stage} {(p.Total > 0 ? $"{p.Step}/{p.Total}" : "")}"))), cancel.Token);
                     return (a, c);
                 });
                 results = ExperimentDisplay.RunWithProgress(r => ExperimentRunner.Run(DemoRun.Config(assets, options with { Critic = critic }), r, cancel.Token));

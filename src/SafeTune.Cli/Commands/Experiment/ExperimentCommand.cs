@@ -67,6 +67,21 @@ internal static class ExperimentDisplay
     {
         ExperimentResults? results = null;
         var inv = CultureInfo.InvariantCulture;
+        if (!ConsoleOutput.Live)
+        {
+            // A log: a line when a run starts, and a step line now and then.
+            var runs = new StatusLog(Console.Out, TimeSpan.FromSeconds(30));
+            var steps = new StatusLog(Console.Out, TimeSpan.FromSeconds(30));
+            return run(new SynchronousProgress<ExperimentProgress>(p =>
+            {
+                runs.Update(Markup.Escape(string.Create(inv, $"runs {p.Done}/{p.Total}: {p.Current}")));
+                if (p.Step is { } e)
+                {
+                    string risk = e.Risk is { } r ? r.ToString("F2", inv) : "-";
+                    steps.Update(Markup.Escape(string.Create(inv, $"  {p.Current}: step {e.Step}/{e.TotalSteps} loss {e.Loss:F3} risk {risk} beta {e.Beta:F2}")));
+                }
+            }));
+        }
         AnsiConsole.Progress()
             .AutoClear(true)
             .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())

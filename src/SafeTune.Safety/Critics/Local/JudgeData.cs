@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using SafeTune.Models.Demo;
+using SafeTune.Safety.Data.Public;
 using SafeTune.Safety.Data;
 
 namespace SafeTune.Safety.Critics.Local;
@@ -20,7 +21,7 @@ public sealed record JudgePair(string Prompt, string Response, bool Harmful, str
 public sealed record JudgeDataSet(IReadOnlyList<JudgePair> Train, IReadOnlyList<JudgePair> Test, string Fingerprint);
 
 /// <summary>
-/// Builds the local judge's data from the public data sets (read at build time from a data folder, never copied) and
+/// Builds the local judge's data from the public data sets (read at build time from the mirror or the data cache) and
 /// from SafeTune's own text. The classifier must judge compliance with harm, not the prompt alone, so every harmful
 /// training prompt appears twice: with a compliant reply (label harmful) and with a refusal (label not harmful).
 /// Training: AdvBench goals with their affirmative targets and with refusals; CatQA questions with affirmative openings
@@ -41,30 +42,19 @@ public static class JudgeData
         "xstest/xstest_prompts.csv",
     ];
 
-    /// <summary>The environment variable that names the data folder.</summary>
-    public const string DataEnvironmentVariable = "SAFETUNE_DATA";
+    /// <summary>The registered public data sets behind <see cref="Files"/>.</summary>
+    public static IReadOnlyList<PublicDataSet> Sets => [.. Files.Select(PublicData.Find)];
 
     /// <summary>
-    /// The data folder: <see cref="DataEnvironmentVariable"/> when set, else the first <c>shared/data</c> folder found
-    /// beside the current directory or one of its parents (or those of the application's folder) that holds the files.
+    /// The folder that holds <see cref="Files"/>: the mirror folder named by <see cref="PublicDataStore.MirrorVariable"/>, or
+    /// the data cache, after each set has been checked (and fetched when missing).
     /// </summary>
-    /// <exception cref="DirectoryNotFoundException">No folder with the data sets was found.</exception>
-    public static string FindDataDirectory()
+    /// <exception cref="PublicDataException">A set cannot be had; the message names it and the variable to set.</exception>
+    public static string FindDataDirectory(CancellationToken cancellation = default)
     {
-        if (Environment.GetEnvironmentVariable(DataEnvironmentVariable) is { Length: > 0 } env)
-        {
-            var full = Path.GetFullPath(env);
-            if (!Directory.Exists(full)) throw new DirectoryNotFoundException($"{DataEnvironmentVariable}={env}: no such folder.");
-            return full;
-        }
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-            for (var d = new DirectoryInfo(start); d is not null; d = d.Parent)
-            {
-                var candidate = Path.Combine(d.FullName, "shared", "data");
-                if (File.Exists(Path.Combine(candidate, Files[0]))) return candidate;
-            }
-        throw new DirectoryNotFoundException(
-            $"cannot find the data sets the local judge trains on ({string.Join(", ", Files)}); set {DataEnvironmentVariable} to the folder that holds them.");
+        using var store = PublicDataStore.Default;
+        foreach (var set in Sets) store.Resolve(set, cancellation);
+        return store.DataDirectory;
     }
 
     /// <summary>SHA-256 (hex) over the names and contents of <see cref="Files"/> in <paramref name="dataDirectory"/>.</summary>

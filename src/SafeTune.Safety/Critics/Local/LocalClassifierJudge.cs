@@ -131,7 +131,7 @@ public sealed class LocalClassifierJudge : ISafetyJudge
     /// pairs, and writes <c>judge.onnx</c>, <c>vocab.txt</c> and, last, <c>judge.json</c>, so an interrupted build is
     /// never taken for a finished one.
     /// </summary>
-    /// <exception cref="DirectoryNotFoundException">The data folder cannot be found.</exception>
+    /// <exception cref="Data.Public.PublicDataException">A public data set cannot be had.</exception>
     /// <exception cref="FileNotFoundException">A data file is missing.</exception>
     public static LocalClassifierJudge BuildOrLoad(string cacheDirectory, IProgress<LocalJudgeProgress>? progress = null, LocalJudgeOptions? options = null,
         CancellationToken cancellation = default)
@@ -141,7 +141,7 @@ public sealed class LocalClassifierJudge : ISafetyJudge
         var recipe = options.Recipe;
         recipe.Validate();
         var dir = Path.GetFullPath(cacheDirectory);
-        var dataDir = options.DataDirectory ?? JudgeData.FindDataDirectory();
+        var dataDir = options.DataDirectory ?? JudgeData.FindDataDirectory(cancellation);
         var fingerprint = JudgeData.Fingerprint(dataDir);
         var hash = recipe.Hash(fingerprint);
         if (TryLoad(dir, hash, options) is { } cached)
