@@ -16,11 +16,11 @@ public sealed record ServeOptions
     /// <summary>The chat template name; null to recognise it from the tokenizer folder.</summary>
     public string? Template { get; init; }
 
-    /// <summary>Serve the built-in demo model (trained once, then cached in <see cref="DemoCache"/>).</summary>
+    /// <summary>Serve the built-in demo model (trained once, then kept in <see cref="DemoModel.CacheFolder"/> of <see cref="CacheRoot"/>).</summary>
     public bool Demo { get; init; }
 
-    /// <summary>The demo model's cache folder; null for <see cref="ChatBackends.DefaultDemoCache"/>.</summary>
-    public string? DemoCache { get; init; }
+    /// <summary>The cache root the demo model is kept under (as <c>safetune demo --cache</c>); null for <see cref="DemoModel.CacheRoot"/>.</summary>
+    public string? CacheRoot { get; init; }
 
     /// <summary>A judge spec (<see cref="JudgeSpec"/>): serve its verdicts as <c>#thescore: N</c> answers.</summary>
     public string? Judge { get; init; }
@@ -44,18 +44,6 @@ public sealed record ServeOptions
 /// <summary>Builds the backend <see cref="ServeOptions"/> describe.</summary>
 public static class ChatBackends
 {
-    /// <summary><c>$XDG_CACHE_HOME/safetune/demo</c>, or <c>~/.cache/safetune/demo</c>.</summary>
-    public static string DefaultDemoCache
-    {
-        get
-        {
-            var root = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-            if (string.IsNullOrWhiteSpace(root))
-                root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-            return Path.Combine(root, "safetune", "demo");
-        }
-    }
-
     /// <summary>Creates the backend; the demo model is trained first if its cache holds none.</summary>
     /// <exception cref="ArgumentException">Not exactly one of model, demo and judge is given, or a setting is bad.</exception>
     /// <exception cref="FileNotFoundException">The model or tokenizer is missing.</exception>
@@ -72,7 +60,7 @@ public static class ChatBackends
         GeneratorBackendOptions settings;
         if (options.Demo)
         {
-            var demo = DemoModel.BuildOrLoad(options.DemoCache ?? DefaultDemoCache, demoProgress);
+            var demo = DemoModel.BuildOrLoad(DemoModel.CacheFolder(options.CacheRoot), demoProgress);
             settings = GeneratorBackendOptions.ForDemo(demo);
             settings = settings with { ModelId = options.ModelId ?? settings.ModelId, Runtime = options.Runtime ?? settings.Runtime };
         }

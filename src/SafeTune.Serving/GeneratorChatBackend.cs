@@ -90,8 +90,8 @@ public sealed class GeneratorChatBackend : IChatBackend
         if (!File.Exists(options.ModelPath)) throw new FileNotFoundException($"{options.ModelPath}: no such model file.", options.ModelPath);
         _options = options;
         _tokenizer = TokenizerLoader.Load(options.Tokenizer);
-        _template = options.Template is { } name ? ChatTemplates.ByName(name) : DetectTemplate(options.Tokenizer);
-        ChatTemplates.RequireFits(_template, _tokenizer, chosen: options.Template is not null || DetectTemplate(options.Tokenizer) != ChatTemplates.Plain);
+        TemplateChoice = TemplateChoice.Resolve(options.Template, options.Tokenizer, _tokenizer, ChatTemplates.Plain);
+        _template = TemplateChoice.Template!;
         var ends = new List<int>(_tokenizer.StopIds);
         if (_tokenizer.TokenToId(_template.EndOfTurn.Trim()) is int endOfTurn && _tokenizer.IsSpecial(endOfTurn) && !ends.Contains(endOfTurn))
             ends.Add(endOfTurn);
@@ -115,6 +115,9 @@ public sealed class GeneratorChatBackend : IChatBackend
 
     /// <summary>The chat template in use.</summary>
     public ChatTemplate Template => _template;
+
+    /// <summary>How the chat template was chosen (see <see cref="Models.Chat.TemplateChoice.Resolve"/>).</summary>
+    public TemplateChoice TemplateChoice { get; }
 
     /// <summary>The token ids that end a completion.</summary>
     public IReadOnlyList<int> EndTokenIds => _endIds;
@@ -191,13 +194,6 @@ public sealed class GeneratorChatBackend : IChatBackend
             if (i >= 0 && (best < 0 || i < best)) best = i;
         }
         return best;
-    }
-
-    private static ChatTemplate DetectTemplate(string tokenizer)
-    {
-        string? folder = Directory.Exists(tokenizer) ? tokenizer : File.Exists(tokenizer) ? Path.GetDirectoryName(Path.GetFullPath(tokenizer)) : null;
-        if (folder is null || !File.Exists(Path.Combine(folder, "tokenizer_config.json"))) return ChatTemplates.Plain;
-        return ChatTemplates.FromTokenizerConfig(folder);
     }
 
     /// <inheritdoc/>

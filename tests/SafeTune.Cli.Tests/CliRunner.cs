@@ -5,12 +5,15 @@ namespace SafeTune.Cli.Tests;
 /// <summary>The result of one <c>safetune</c> process.</summary>
 public sealed record CliResult(int ExitCode, string Stdout, string Stderr)
 {
-    /// <summary>Asserts a user error: exit code 2, one stderr line "safetune: error: ..." holding every fragment, no stack trace.</summary>
+    /// <summary>
+    /// Asserts a user error: exit code 2, one stderr line "safetune: error: ..." holding every fragment, no stack trace
+    /// (warnings printed before it, such as a missing chat template, may precede it).
+    /// </summary>
     public void AssertUserError(params string[] fragments)
     {
         Assert.True(ExitCode == 2, $"exit code {ExitCode}, stderr: {Stderr}");
         Assert.DoesNotContain("   at ", Stderr);
-        var lines = Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var lines = Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith("safetune: warning: ", StringComparison.Ordinal)).ToArray();
         var line = Assert.Single(lines);
         Assert.StartsWith("safetune: error: ", line);
         foreach (var f in fragments) Assert.Contains(f, line);

@@ -170,6 +170,33 @@ public sealed class HostileInputTests : IDisposable
         Resume(fresh).AssertUserError("state.json", "\"step\" 500", "4 steps");
     }
 
+    [Fact]
+    public void An_output_folder_that_refuses_writes_is_a_user_error_naming_it()
+    {
+        if (OperatingSystem.IsWindows()) return; // POSIX file modes and sysfs
+        // As root a mode-555 folder is still writable, so sysfs (which refuses new files to everyone) stands in for it.
+        string folder;
+        if (Environment.UserName == "root") folder = "/sys/kernel";
+        else
+        {
+            folder = _dir.File("locked");
+            Directory.CreateDirectory(folder);
+            File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        }
+        var grads = Path.Combine(folder, "safetune-grads.safetensors");
+        CliRunner.Run(Limit, "grads", Model, "--batch", Batch, "--out", grads).AssertUserError(grads, "cannot be written", "permission denied");
+        Assert.Empty(Directory.GetFiles(folder, "safetune-grads*"));
+        using var chat = new TinyChat();
+        chat.Plain().Save(chat.File("m.onnx"));
+        File.WriteAllText(chat.File("d.jsonl"), "{\"prompt\": \"a\", \"response\": \"b\"}\n");
+        var run = Path.Combine(folder, "safetune-run");
+        var train = CliRunner.Run(Limit, "train", "--model", chat.File("m.onnx"), "--tokenizer", chat.TokenizerPath, "--data", chat.File("d.jsonl"),
+            "--out", run, "--steps", "1", "--lora", "2", "--threads", "1");
+        Assert.True(train.ExitCode == 2, train.Stderr);
+        Assert.Contains(run, train.Stderr);
+        Assert.False(Directory.Exists(run));
+    }
+
     // --- Safetensors and shapes ---------------------------------------------------------------------------------------
 
     [Fact]

@@ -140,4 +140,47 @@ public class SafePathsTests
             """{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"e":{"dtype":"F32","shape":[0],"data_offsets":[8,8]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}""", 8));
         Assert.Equal(["a", "b", "e"], SafeTensors.Read(dir.File("w.safetensors")).Tensors.Select(t => t.Name));
     }
+
+    [Theory]
+    [InlineData("No space left on device", "is full")]
+    [InlineData("Read-only file system", "read-only file system")]
+    public void A_disk_that_fails_mid_write_is_named_and_leaves_the_old_file(string error, string reason)
+    {
+        using var dir = new TempDir();
+        var target = dir.File("out.json");
+        File.WriteAllText(target, "old");
+        var e = Assert.Throws<OutputFileException>(() => AtomicFile.Write(target, s =>
+        {
+            s.Write("partial"u8);
+            // What the file system answers when the disk fills up or is remounted read-only under a running write.
+            throw new IOException($"{error} : '{target}.tmp-1-x'");
+        }));
+        Assert.StartsWith(target + ": cannot be written", e.Message);
+        Assert.Contains(reason, e.Message);
+        Assert.DoesNotContain(".tmp-", e.Message);
+        Assert.Equal("old", File.ReadAllText(target));
+        Assert.Equal([target], Directory.GetFiles(dir.Path));
+    }
+
+    [Fact]
+    public void A_folder_that_refuses_writes_is_named_without_the_temporary_file()
+    {
+        if (OperatingSystem.IsWindows()) return; // POSIX file modes and sysfs
+        // As root a mode-555 folder is still writable, so sysfs (which refuses new files to everyone) stands in for it.
+        using var dir = new TempDir();
+        string folder;
+        if (Environment.UserName == "root") folder = "/sys/kernel";
+        else
+        {
+            folder = dir.File("locked");
+            Directory.CreateDirectory(folder);
+            File.SetUnixFileMode(folder, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        }
+        var target = Path.Combine(folder, "safetune-out.json");
+        var e = Assert.Throws<OutputFileException>(() => AtomicFile.WriteAllText(target, "data"));
+        Assert.StartsWith(target + ": cannot be written", e.Message);
+        Assert.DoesNotContain(".tmp-", e.Message);
+        Assert.False(File.Exists(target));
+        Assert.Empty(Directory.GetFiles(folder, "safetune-out.json*"));
+    }
 }

@@ -213,7 +213,7 @@ public sealed class ProbeGraphDemoModelTests : IDisposable
         File.WriteAllLines(harmless, data.Where(e => e.Kind != Models.Demo.DemoKind.Harmful).Select(e => e.Prompt.ReplaceLineEndings(" ")).Distinct().Take(150));
         var probe = ProbeTraining.Train(new ProbeTrainOptions
         {
-            ModelPath = demo.ModelPath, Tokenizer = demo.TokenizerPath, ChatTemplate = demo.Recipe.Tokenizer.ChatTemplate,
+            ModelPath = demo.ModelPath, Tokenizer = demo.TokenizerPath, ChatTemplate = Models.Chat.ChatTemplates.ByName(demo.Recipe.Tokenizer.ChatTemplate),
             Harmful = [harmful], Harmless = [harmless], Layers = layers, Pooling = pooling,
             Fit = new ProbeHeadOptions { Head = kind, Mlp = new MlpTrainOptions { HiddenSize = 64 } },
         }).Probe;

@@ -81,7 +81,7 @@ public sealed class ProbeTrainingTests : IDisposable
         var plain = ProbeTraining.Train(new ProbeTrainOptions { ModelPath = _model, Tokenizer = _vocab, Harmful = [_harmful], Harmless = [_harmless] }).Probe;
         var templated = ProbeTraining.Train(new ProbeTrainOptions
         {
-            ModelPath = _model, Tokenizer = _vocab, ChatTemplate = "plain", Harmful = [_harmful], Harmless = [_harmless],
+            ModelPath = _model, Tokenizer = _vocab, ChatTemplate = Models.Chat.ChatTemplates.Plain, Harmful = [_harmful], Harmless = [_harmless],
             Pooling = ActivationPooling.LastToken,
         }).Probe;
         Assert.Equal("plain", templated.ChatTemplate);

@@ -45,3 +45,28 @@ public sealed class TinyChat : IDisposable
 
     public void Dispose() => _dir.Dispose();
 }
+
+/// <summary>
+/// A demo-model cache holding the tiny chat model in place of the trained demo model: the files and the manifest
+/// (<c>demo.json</c>, recipe hash of <see cref="DemoRecipe.Default"/>) that <see cref="DemoModel.BuildOrLoad"/> loads
+/// without training, so commands that name the demo model can be tested in seconds.
+/// </summary>
+public static class DemoCacheStandIn
+{
+    /// <summary>Writes the stand-in under the cache root <paramref name="root"/> and returns its folder (<see cref="DemoModel.CacheFolder"/>).</summary>
+    public static string Write(string root, TinyChat chat)
+    {
+        var dir = DemoModel.CacheFolder(root);
+        Directory.CreateDirectory(dir);
+        var source = Path.GetDirectoryName(chat.TokenizerPath)!;
+        foreach (var name in new[] { "tokenizer.json", "tokenizer_config.json", "generation_config.json" })
+            File.Copy(Path.Combine(source, name), Path.Combine(dir, name), overwrite: true);
+        chat.Plain().Save(Path.Combine(dir, "demo.onnx"));
+        chat.Cached().Save(Path.Combine(dir, "demo-kv.onnx"));
+        File.WriteAllText(Path.Combine(dir, "demo.json"), System.Text.Json.JsonSerializer.Serialize(new
+        {
+            RecipeHash = DemoRecipe.Default.Hash(), VocabSize = chat.Tokenizer.VocabularySize, TrainingSeconds = 0.0, FinalLoss = 0.0,
+        }));
+        return dir;
+    }
+}

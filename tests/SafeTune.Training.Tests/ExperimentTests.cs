@@ -166,7 +166,7 @@ public sealed class ExperimentTests : IDisposable
         File.WriteAllLines(_chat.File("probe_harmless.txt"), train.Where(e => e.Kind == DemoKind.Benign).Take(20).Select(e => e.Prompt));
         var probe = ProbeTraining.Train(new ProbeTrainOptions
         {
-            ModelPath = _chat.File("model.onnx"), Tokenizer = _chat.TokenizerPath, ChatTemplate = "chatml",
+            ModelPath = _chat.File("model.onnx"), Tokenizer = _chat.TokenizerPath, ChatTemplate = Models.Chat.ChatTemplates.ChatMl,
             Harmful = [_chat.File("probe_harmful.txt")], Harmless = [_chat.File("probe_harmless.txt")],
         }).Probe;
         probe.Save(_chat.File("probe.json"));

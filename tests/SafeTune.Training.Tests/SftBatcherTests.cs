@@ -24,7 +24,9 @@ public sealed class SftBatcherTests : IClassFixture<TinyChatFixture>
         // transformers.js's apply_chat_template ids for the prompt and for the whole conversation.
         var dir = Repo.Fixture("tokenizers", "hub", "tinyllama");
         var tokenizer = Models.Tokenization.TokenizerLoader.Load(dir);
-        var template = FineTuning.TrainJob.ResolveTemplate(null, dir);
+        var choice = TemplateChoice.Resolve(null, dir, tokenizer, ChatTemplates.Plain);
+        Assert.Equal(TemplateOrigin.Model, choice.Origin);
+        var template = choice.Template!;
         Assert.IsType<JinjaChatTemplate>(template);
         using var expected = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")));
         var chat = expected.RootElement.GetProperty("chats")[2];

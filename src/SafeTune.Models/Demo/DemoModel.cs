@@ -40,6 +40,24 @@ public static class DemoModel
 {
     private const string Manifest = "demo.json";
 
+    /// <summary>The environment variable that moves the cache root.</summary>
+    public const string CacheEnvironmentVariable = "SAFETUNE_CACHE";
+
+    /// <summary>
+    /// Where SafeTune keeps what it builds once: <c>$SAFETUNE_CACHE</c>, else <c>$XDG_CACHE_HOME/safetune</c>, else
+    /// <c>~/.cache/safetune</c>.
+    /// </summary>
+    public static string CacheRoot =>
+        Environment.GetEnvironmentVariable(CacheEnvironmentVariable) is { Length: > 0 } c ? Path.GetFullPath(c)
+        : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "safetune");
+
+    /// <summary>
+    /// The one place the demo model is kept under a cache root (default <see cref="CacheRoot"/>): <c>ROOT/demo/model</c>.
+    /// <c>safetune demo</c>, <c>serve --demo</c> and <c>--model demo</c> all build into and load from it.
+    /// </summary>
+    public static string CacheFolder(string? root = null) => Path.Combine(root ?? CacheRoot, "demo", "model");
+
     /// <summary>
     /// Loads the demo model from <paramref name="cacheDirectory"/> when it holds one made from the same recipe (same
     /// <see cref="DemoRecipe.Hash"/>); otherwise trains it (data, tokenizer, random init, response-only loss) and saves

@@ -29,13 +29,23 @@ public static class AtomicFile
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not OutputFileException)
         {
-            throw new OutputFileException($"{path}: cannot be written ({e.Message.TrimEnd('.')}).", e);
+            throw new OutputFileException($"{path}: cannot be written ({Reason(e, temp, full)}).", e);
         }
         finally
         {
             try { if (File.Exists(temp)) File.Delete(temp); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException) { /* the original failure is reported */ }
         }
+    }
+
+    /// <summary>Why the file system refused, in the user's terms: the temporary file's name is never shown.</summary>
+    private static string Reason(Exception e, string temp, string full)
+    {
+        var folder = Path.GetDirectoryName(full);
+        if (e is UnauthorizedAccessException) return $"permission denied in {folder}";
+        if (e.Message.Contains("No space left on device", StringComparison.Ordinal)) return $"the disk holding {folder} is full";
+        if (e.Message.Contains("Read-only file system", StringComparison.Ordinal)) return $"{folder} is on a read-only file system";
+        return e.Message.Replace(temp, full, StringComparison.Ordinal).TrimEnd('.');
     }
 
     /// <summary>Writes all bytes atomically.</summary>

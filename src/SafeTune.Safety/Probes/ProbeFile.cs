@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using SafeTune.Models.Chat;
 using SafeTune.Onnx;
 using SafeTune.Safety.Activations;
 
@@ -21,14 +22,15 @@ public sealed record ProbeCalibration(double TargetRecall, double Recall, double
 /// chat template, the layers and pooling, the maximum prompt length, the decision threshold (and how it was calibrated),
 /// the feature standardisation and the head's weights.
 /// <code>
-/// {"format": "safetune-probe/1", "model": {"path", "sha256"}, "tokenizer": "...", "chatTemplate": null | "chatml",
+/// {"format": "safetune-probe/1", "model": {"path", "sha256"}, "tokenizer": "...", "chatTemplate": null | "chatml" | FILE,
+///  "promptFormat": "&lt;|im_start|&gt;user\n{prompt}&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n",
 ///  "layers": [..] | null, "layerCount": 6, "pooling": "MeanTokensThenLayers", "maxLength": 128, "threshold": 0.5,
 ///  "calibration": null | {"targetRecall", "recall", "fpr", "harmful", "harmless"}, "mean": [..], "std": [..],
 ///  "head": "logistic", "lambda": 0.001, "weights": [..], "bias": 0.1}
 /// </code>
 /// An MLP head replaces the last four fields with <c>"head": "mlp", "hidden": 512, "w1": {"shape": [hidden, d],
 /// "float32le": BASE64}, "b1": [..], "w2": [..] (2 x hidden, row-major), "b2": [..]</c>. Files without
-/// <c>head</c>, <c>chatTemplate</c>, <c>layerCount</c> or <c>calibration</c> (the first logistic probes) still load.
+/// <c>head</c>, <c>chatTemplate</c>, <c>promptFormat</c>, <c>layerCount</c> or <c>calibration</c> (the first logistic probes) still load.
 /// </summary>
 public sealed record ProbeFile
 {
@@ -41,8 +43,16 @@ public sealed record ProbeFile
     public required string ModelSha256 { get; init; }
     /// <summary>The tokenizer spec (a file, folder or tiktoken name).</summary>
     public required string Tokenizer { get; init; }
-    /// <summary>The chat template prompts were rendered with (one user message up to the assistant header); null for raw text.</summary>
+    /// <summary>
+    /// The chat template prompts were rendered with (one user message up to the assistant header): a built-in name, the
+    /// file a model's own template was read from, or null for raw text.
+    /// </summary>
     public string? ChatTemplate { get; init; }
+    /// <summary>
+    /// What that template makes of one user message (<see cref="TemplateChoice.PromptFormat"/>); null in files that
+    /// predate it, where <see cref="PromptFormatOrDefault"/> derives it from the built-in template's name.
+    /// </summary>
+    public string? PromptFormat { get; init; }
     /// <summary>The hidden-state layers read; null for all.</summary>
     public IReadOnlyList<int>? Layers { get; init; }
     /// <summary>The number of transformer blocks the model has (checked when the probe is appended to a graph); null when not recorded.</summary>
@@ -74,6 +84,7 @@ public sealed record ProbeFile
             ["model"] = new JsonObject { ["path"] = ModelPath, ["sha256"] = ModelSha256 },
             ["tokenizer"] = Tokenizer,
             ["chatTemplate"] = ChatTemplate,
+            ["promptFormat"] = PromptFormat,
             ["layers"] = Layers is null ? null : new JsonArray([.. Layers.Select(l => (JsonNode)l)]),
             ["layerCount"] = LayerCount,
             ["pooling"] = Pooling.ToString(),
@@ -158,6 +169,7 @@ public sealed record ProbeFile
                 ModelSha256 = (string)root["model"]!["sha256"]!,
                 Tokenizer = (string)root["tokenizer"]!,
                 ChatTemplate = (string?)root["chatTemplate"],
+                PromptFormat = (string?)root["promptFormat"],
                 Layers = root["layers"]?.AsArray().Select(n => (int)n!).ToArray(),
                 LayerCount = (int?)root["layerCount"],
                 Pooling = Enum.Parse<ActivationPooling>((string)root["pooling"]!),
@@ -185,6 +197,28 @@ public sealed record ProbeFile
         var w = new float[hidden * d];
         for (int i = 0; i < w.Length; i++) w[i] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan(i * 4));
         return w;
+    }
+
+    /// <summary>The prompt format the probe was trained on: the recorded one, else the one its built-in template (or raw text) gives.</summary>
+    public string PromptFormatOrDefault => PromptFormat ?? TemplateChoice.PromptFormat(
+        ChatTemplate is null ? null : ChatTemplates.Names.Contains(ChatTemplate) ? ChatTemplates.ByName(ChatTemplate) : null);
+
+    /// <summary>
+    /// The chat template to render more prompts with, as the probe was trained: a built-in one by name, or the model's
+    /// own template beside <paramref name="tokenizer"/> (default: the recorded tokenizer), which must still give the
+    /// recorded prompt format. Null for raw text.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The tokenizer's folder no longer gives the template the probe was trained with.</exception>
+    public ChatTemplate? Template(string? tokenizer = null)
+    {
+        if (ChatTemplate is null) return null;
+        if (ChatTemplates.Names.Contains(ChatTemplate)) return ChatTemplates.ByName(ChatTemplate);
+        var spec = tokenizer ?? Tokenizer;
+        var own = TemplateChoice.FolderOf(spec) is { } folder ? ChatTemplates.LoadModelTemplate(folder) : null;
+        if (own is null || TemplateChoice.PromptFormat(own) != PromptFormatOrDefault)
+            throw new InvalidDataException($"the probe was trained on prompts rendered with the chat template {ChatTemplate}, which the tokenizer {spec} does not give" +
+                (own is null ? " (it has no chat template)." : $" (its template {own.Name} renders prompts differently)."));
+        return own;
     }
 
     /// <summary>

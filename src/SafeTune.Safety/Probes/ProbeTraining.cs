@@ -45,8 +45,8 @@ public sealed record ProbeTrainOptions
     public required string ModelPath { get; init; }
     /// <summary>The tokenizer spec.</summary>
     public required string Tokenizer { get; init; }
-    /// <summary>A chat template name (<see cref="ChatTemplates.Names"/>) to render each prompt as one user message; null for raw text.</summary>
-    public string? ChatTemplate { get; init; }
+    /// <summary>The chat template that renders each prompt as one user message (see <see cref="TemplateChoice.Resolve"/>); null for raw text.</summary>
+    public ChatTemplate? ChatTemplate { get; init; }
     /// <summary>Prompt files of harmful requests (CSV, JSONL, TXT; FILE:COLUMN to name the column).</summary>
     public required IReadOnlyList<string> Harmful { get; init; }
     /// <summary>Prompt files of harmless requests.</summary>
@@ -136,7 +136,8 @@ public static class ProbeTraining
             ModelPath = Path.GetFullPath(o.ModelPath),
             ModelSha256 = ProbeFile.HashFile(o.ModelPath),
             Tokenizer = o.Tokenizer,
-            ChatTemplate = o.ChatTemplate,
+            ChatTemplate = o.ChatTemplate?.Name,
+            PromptFormat = TemplateChoice.PromptFormat(o.ChatTemplate),
             Layers = o.Layers,
             LayerCount = extractor.LayerCount,
             Pooling = o.Pooling,
@@ -203,7 +204,7 @@ public static class ProbeTraining
         ArgumentNullException.ThrowIfNull(prompts);
         var model = modelPath ?? probe.ModelPath;
         probe.CheckModel(model);
-        using var extractor = CreateExtractor(model, tokenizer ?? probe.Tokenizer, probe.ChatTemplate, probe.Layers, probe.Pooling, probe.MaxLength);
+        using var extractor = CreateExtractor(model, tokenizer ?? probe.Tokenizer, probe.Template(tokenizer), probe.Layers, probe.Pooling, probe.MaxLength);
         return probe.Head.PredictProbability(Extract(extractor, prompts, progress));
     }
 
@@ -221,12 +222,12 @@ public static class ProbeTraining
     }
 
     /// <summary>
-    /// The extractor a probe reads its features with: the model file, the tokenizer spec, an optional chat template name,
-    /// the layers, the pooling and the prompt length limit.
+    /// The extractor a probe reads its features with: the model file, the tokenizer spec, the chat template (null for raw
+    /// text), the layers, the pooling and the prompt length limit.
     /// </summary>
-    public static ActivationExtractor CreateExtractor(string modelPath, string tokenizer, string? chatTemplate, IReadOnlyList<int>? layers,
+    public static ActivationExtractor CreateExtractor(string modelPath, string tokenizer, ChatTemplate? chatTemplate, IReadOnlyList<int>? layers,
         ActivationPooling pooling, int maxLength, int batchSize = 16) =>
-        new(Model.Load(modelPath), TokenizerLoader.Load(tokenizer), chatTemplate is null ? null : ChatTemplates.ByName(chatTemplate),
+        new(Model.Load(modelPath), TokenizerLoader.Load(tokenizer), chatTemplate,
             new ActivationOptions { Layers = layers, Pooling = pooling, MaxLength = maxLength, BatchSize = batchSize });
 
     private static float[][] Extract(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress)

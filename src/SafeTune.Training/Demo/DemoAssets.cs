@@ -41,6 +41,7 @@ public static class DemoAssets
         ArgumentException.ThrowIfNullOrWhiteSpace(cacheDirectory);
         var root = Path.GetFullPath(cacheDirectory);
         progress?.Report(new DemoAssetProgress("model", "building or loading the demo model"));
+        // The assets folder is ROOT/demo, so the model lands where DemoModel.CacheFolder(ROOT) looks.
         var model = DemoModel.BuildOrLoad(Path.Combine(root, "model"), modelProgress);
         int dataSeed = model.Recipe.Data.Seed;
 
@@ -65,7 +66,7 @@ public static class DemoAssets
             {
                 ModelPath = model.ModelPath,
                 Tokenizer = model.TokenizerPath,
-                ChatTemplate = model.Recipe.Tokenizer.ChatTemplate,
+                ChatTemplate = Models.Chat.ChatTemplates.ByName(model.Recipe.Tokenizer.ChatTemplate),
                 Harmful = [probeHarmful],
                 Harmless = [probeHarmless],
             });

@@ -1,16 +1,15 @@
+using SafeTune.Models.Demo;
+
 namespace SafeTune.Training.Demo;
 
 /// <summary>Where SafeTune keeps what it builds once (the demo model and its assets, the local judge).</summary>
 public static class SafeTuneCache
 {
     /// <summary>The environment variable that moves the cache.</summary>
-    public const string EnvironmentVariable = "SAFETUNE_CACHE";
+    public const string EnvironmentVariable = DemoModel.CacheEnvironmentVariable;
 
-    /// <summary>The cache root: <c>$SAFETUNE_CACHE</c>, else <c>$XDG_CACHE_HOME/safetune</c>, else <c>~/.cache/safetune</c>.</summary>
-    public static string Root =>
-        Environment.GetEnvironmentVariable(EnvironmentVariable) is { Length: > 0 } c ? Path.GetFullPath(c)
-        : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "safetune");
+    /// <summary>The cache root (<see cref="DemoModel.CacheRoot"/>): <c>$SAFETUNE_CACHE</c>, else <c>$XDG_CACHE_HOME/safetune</c>, else <c>~/.cache/safetune</c>.</summary>
+    public static string Root => DemoModel.CacheRoot;
 
     /// <summary>The demo's assets folder under <paramref name="root"/> (default: <see cref="Root"/>).</summary>
     public static string Demo(string? root = null) => Path.Combine(root ?? Root, "demo");

@@ -202,7 +202,8 @@ public static class ExperimentReport
         plot.Axes.SetLimitsY(0, 1.05);
         plot.YLabel("share of prompts");
         plot.Title($"{scenario}: attack success (ASR) and utility");
-        plot.ShowLegend(Alignment.UpperRight);
+        // Beside the data area, not inside it: bars reach the top whenever an attack succeeds.
+        plot.ShowLegend(Edge.Right);
         Plots.SavePng(plot, path);
         return true;
     }
@@ -279,7 +280,7 @@ public static class ExperimentReport
         plot.XLabel("risk of a training example (probe probability, or (judge score - 1) / 4)");
         plot.YLabel("examples");
         plot.Title($"{scenario}: risk of the training examples");
-        plot.ShowLegend(Alignment.UpperCenter);
+        plot.ShowLegend(Edge.Right);
         Plots.SavePng(plot, path);
         return true;
     }

@@ -80,7 +80,7 @@ public static class ExperimentRunner
         Directory.CreateDirectory(outDir);
         AtomicFile.WriteAllText(Path.Combine(outDir, "config.json"), config.ToJson());
         var tokenizer = TokenizerLoader.Load(config.Tokenizer);
-        var template = TrainJob.ResolveTemplate(config.Template, config.Tokenizer);
+        var template = Models.Chat.TemplateChoice.Resolve(config.Template, config.Tokenizer, tokenizer, Models.Chat.ChatTemplates.Plain).Template!;
         var suite = EvalSuite.FromFiles(config.Evaluation.Harmful, config.Evaluation.Benign, config.Evaluation.OverRefusal, config.Evaluation.Limit);
         var grid = (from s in config.Scenarios from m in config.Methods from seed in config.Seeds select (s, m, seed)).ToList();
         int done = 0;

@@ -88,7 +88,7 @@ public sealed class ExternalProbeRisk : RiskSource
         ArgumentNullException.ThrowIfNull(probe);
         probe.CheckModel(probe.ModelPath);
         Probe = probe;
-        _extractor = ProbeTraining.CreateExtractor(probe.ModelPath, probe.Tokenizer, probe.ChatTemplate, probe.Layers, probe.Pooling, probe.MaxLength);
+        _extractor = ProbeTraining.CreateExtractor(probe.ModelPath, probe.Tokenizer, probe.Template(), probe.Layers, probe.Pooling, probe.MaxLength);
     }
 
     /// <summary>The probe.</summary>
@@ -166,8 +166,7 @@ public static class RiskSources
             case "probe":
             {
                 var probe = ProbeFile.Load(safety.RiskArgument);
-                bool same = modelPath is not null && File.Exists(modelPath) && ProbeFile.HashFile(modelPath) == probe.ModelSha256;
-                if (same) return new FusedProbeRisk(probe);
+                if (IsFused(probe, modelPath)) return new FusedProbeRisk(probe);
                 if (!File.Exists(probe.ModelPath))
                     throw new FileNotFoundException($"{safety.RiskArgument}: the probe reads the model {probe.ModelPath}, which is not there (and the model being fine-tuned is another one).");
                 return new ExternalProbeRisk(probe);
@@ -178,4 +177,16 @@ public static class RiskSources
                 throw new ArgumentException($"--risk '{safety.Risk}' is not one of none, probe:PROBE.json, critic:SPEC.");
         }
     }
+
+    /// <summary>The probe <c>--risk probe:PATH</c> names when it would be fused into the reference pass (trained on <paramref name="modelPath"/>); else null.</summary>
+    public static ProbeFile? FusedProbe(SafetyOptions safety, string modelPath)
+    {
+        ArgumentNullException.ThrowIfNull(safety);
+        if (safety.RiskKind != "probe") return null;
+        var probe = ProbeFile.Load(safety.RiskArgument);
+        return IsFused(probe, modelPath) ? probe : null;
+    }
+
+    private static bool IsFused(ProbeFile probe, string? modelPath) =>
+        modelPath is not null && File.Exists(modelPath) && ProbeFile.HashFile(modelPath) == probe.ModelSha256;
 }

@@ -53,6 +53,8 @@ public sealed record TrainJobOptions
     public SafetyOptions Safety { get; init; } = new();
     /// <summary>The run folder; null keeps nothing on disk.</summary>
     public string? RunDirectory { get; init; }
+    /// <summary>Called once the chat template is chosen, before any data is read (commands print it).</summary>
+    public Action<TemplateChoice>? TemplateChosen { get; init; }
     /// <summary>Continue from the run folder's checkpoint.</summary>
     public bool Resume { get; init; }
 
@@ -97,8 +99,9 @@ public static class TrainJob
         var generation = o.GenerationModel is { } g ? Onnx.Model.Load(g) : null;
         var tokenizer = TokenizerLoader.Load(o.Tokenizer);
         VocabularyCheck.Ensure(model, o.Model, tokenizer);
-        var template = ResolveTemplate(o.Template, o.Tokenizer);
-        ChatTemplates.RequireFits(template, tokenizer, chosen: o.Template is not null || TemplateNamedBeside(o.Tokenizer));
+        var choice = ResolveTemplate(o, tokenizer);
+        o.TemplateChosen?.Invoke(choice);
+        var template = choice.Template!;
         var examples = DatasetMix.Parse(o.Data, o.Seed).Load();
         if (examples.Count == 0) throw new InvalidDataException($"the data ({string.Join(", ", o.Data)}) holds no examples.");
         // Examples are cut to --max-length; a model with a shorter context reads no more than its context.
@@ -178,19 +181,25 @@ public static class TrainJob
         return new TrainJobResult(result, tokenized.Examples.Count, tokenized.Dropped.Count, tokenized.TruncatedCount, risk?.Name);
     }
 
-    /// <summary>True when a <c>tokenizer_config.json</c> beside the tokenizer exists (it then decides the template, plain included).</summary>
-    public static bool TemplateNamedBeside(string tokenizer)
+    /// <summary>
+    /// The job's chat template (<see cref="TemplateChoice.Resolve"/>). With a probe fused into the reference pass the
+    /// probe reads the training prompts as the run renders them, so they must be rendered as the probe's training prompts
+    /// were: a run with no template of its own takes the probe's recorded one, and any other difference is refused.
+    /// </summary>
+    /// <exception cref="ArgumentException">The template does not fit the tokenizer, or differs from the fused probe's.</exception>
+    public static TemplateChoice ResolveTemplate(TrainJobOptions o, TextTokenizer tokenizer)
     {
-        var folder = Directory.Exists(tokenizer) ? tokenizer : File.Exists(tokenizer) ? Path.GetDirectoryName(Path.GetFullPath(tokenizer)) : null;
-        return folder is not null && File.Exists(Path.Combine(folder, "tokenizer_config.json"));
-    }
-
-    /// <summary>The named template, or the model's own template beside the tokenizer (plain when there is none).</summary>
-    public static ChatTemplate ResolveTemplate(string? name, string tokenizer)
-    {
-        if (name is not null) return ChatTemplates.ByName(name);
-        var folder = Directory.Exists(tokenizer) ? tokenizer : Path.GetDirectoryName(Path.GetFullPath(tokenizer));
-        // The model's own template (chat_template.jinja, chat_template.json or tokenizer_config.json) wins.
-        return folder is not null && Directory.Exists(folder) ? ChatTemplates.LoadModelTemplate(folder) ?? ChatTemplates.Plain : ChatTemplates.Plain;
+        ArgumentNullException.ThrowIfNull(o);
+        var probe = RiskSources.FusedProbe(o.Safety, o.Model);
+        TemplateChoice? recorded = null;
+        if (probe is { ChatTemplate: { } name } && ChatTemplates.Names.Contains(name))
+            recorded = new TemplateChoice(ChatTemplates.ByName(name), TemplateOrigin.Recorded, o.Tokenizer, o.Safety.RiskArgument);
+        var choice = TemplateChoice.Resolve(o.Template, o.Tokenizer, tokenizer, ChatTemplates.Plain, recorded);
+        if (probe is not null && TemplateChoice.PromptFormat(choice.Template) != probe.PromptFormatOrDefault)
+            throw new ArgumentException($"--risk probe:{o.Safety.RiskArgument}: the probe was trained on prompts rendered with the chat template {probe.ChatTemplate ?? "raw (none)"}, " +
+                $"but this run renders them with {choice.Name}, so the fused probe would score prompts in a format it never saw: " +
+                (probe.ChatTemplate is { } n && ChatTemplates.Names.Contains(n) ? $"train with --template {n}, or " : "") +
+                $"train the probe again with this run's template (probe train --template {(ChatTemplates.Names.Contains(choice.Name) ? choice.Name : "NAME")}).");
+        return choice;
     }
 }

@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Globalization;
 using SafeTune.Cli.Commands.Experiment;
 using SafeTune.Cli.Infrastructure;
+using SafeTune.Models.Demo;
 using SafeTune.Training.Demo;
 using SafeTune.Training.Experiments;
 using Spectre.Console;
@@ -79,12 +80,23 @@ public sealed class DemoCommand : Command<DemoSettings>
             else
             {
                 AnsiConsole.MarkupLine("[bold]SafeTune demo[/]: the harmful fine-tuning attack on the demo model, four ways.");
-                (DemoAssetFiles assets, string critic) = ConsoleOutput.Status("preparing the demo model, data, probe and judge (built once, then cached)", status =>
+                (DemoAssetFiles assets, string critic) = ConsoleOutput.Status("preparing the demo model, data, probe and judge", status =>
                 {
-                    var a = DemoAssets.Prepare(options.CacheDirectory, new SynchronousProgress<DemoAssetProgress>(p => status(Markup.Escape($"{p.Stage}: {p.Detail}"))));
-                    status("the Safety Critic: fine-tuning all-MiniLM-L6-v2 into a harm classifier (once)");
+                    // "(once)" is said only while something is being built; a cached build is just loaded.
+                    var a = DemoAssets.Prepare(options.CacheDirectory,
+                        new SynchronousProgress<DemoAssetProgress>(p => status(Markup.Escape($"{p.Stage}: {p.Detail}"))),
+                        new SynchronousProgress<DemoProgress>(p =>
+                        {
+                            if (p.Stage != "loaded")
+                                status(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                                    $"building the demo model (once, then cached): {p.Stage} {(p.Stage == "train" ? $"{p.Step}/{p.TotalSteps}" : "")}")));
+                        }));
+                    status("the Safety Critic: loading the harm classifier");
                     var c = DemoCritic.Prepare(judgeCache, new SynchronousProgress<Safety.Critics.Local.LocalJudgeProgress>(p =>
-                        status(Markup.Escape($"the Safety Critic: {p.Stage} {(p.Total > 0 ? $"{p.Step}/{p.Total}" : "")}"))), cancel.Token);
+                    {
+                        if (p.Stage != "loaded")
+                            status(Markup.Escape($"the Safety Critic: fine-tuning all-MiniLM-L6-v2 into a harm classifier (once, then cached): {p.Stage} {(p.Total > 0 ? $"{p.Step}/{p.Total}" : "")}"));
+                    }), cancel.Token);
                     return (a, c);
                 });
                 results = ExperimentDisplay.RunWithProgress(r => ExperimentRunner.Run(DemoRun.Config(assets, options with { Critic = critic }), r, cancel.Token));

@@ -16,11 +16,15 @@ public sealed class EvalCommand : Command<EvalSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, EvalSettings s, CancellationToken cancellationToken)
     {
-        var tokenizer = TokenizerLoader.Load(s.Tokenizer);
-        var template = s.Template is { } name ? ChatTemplates.ByName(name) : TemplateBeside(s.Tokenizer);
-        ChatTemplates.RequireFits(template, tokenizer, chosen: s.Template is not null || Training.FineTuning.TrainJob.TemplateNamedBeside(s.Tokenizer));
+        var named = ModelSource.Named(s.Model);
+        var tokenizerSpec = s.Tokenizer.Length > 0 ? s.Tokenizer : named!.Tokenizer;
+        var tokenizer = TokenizerLoader.Load(tokenizerSpec);
+        var choice = TemplateChoice.Resolve(s.Template, tokenizerSpec, tokenizer, ChatTemplates.Plain);
+        var template = choice.Template!;
+        TemplateNotice.Print(choice, s.Json);
         var suite = EvalSuite.FromFiles(s.Harmful, s.Benign, s.OverRefusal, s.Limit);
-        var model = new EvalModel(ModelSource.LoadRunnable(s.Model), tokenizer, template) { Name = s.Model };
+        // A named model is evaluated through its key/value-cache graph, which generates fastest.
+        var model = new EvalModel(ModelSource.LoadRunnable(named is null ? s.Model : named.GenerationModel ?? named.ModelPath), tokenizer, template) { Name = s.Model };
         using var judge = EvalJudges.Create(s.Judge);
         var options = new EvalOptions
         {
@@ -37,16 +41,9 @@ public sealed class EvalCommand : Command<EvalSettings>
         using var evaluator = new Evaluator(model, options);
         var report = s.Json ? evaluator.Run(suite, null, cancellationToken) : RunWithProgress(evaluator, suite, cancellationToken);
         if (s.Out is { } path) EvalRepliesFile.Write(path, report);
-        if (s.Json) WriteJson(report);
+        if (s.Json) WriteJson(report, template);
         else WriteTable(report, template, s);
         return ExitCodes.Ok;
-    }
-
-    /// <summary>The model's own chat template beside the tokenizer (chat_template.jinja, chat_template.json or tokenizer_config.json), else plain.</summary>
-    private static ChatTemplate TemplateBeside(string tokenizer)
-    {
-        var dir = Directory.Exists(tokenizer) ? tokenizer : Path.GetDirectoryName(Path.GetFullPath(tokenizer));
-        return dir is not null && Directory.Exists(dir) ? ChatTemplates.LoadModelTemplate(dir) ?? ChatTemplates.Plain : ChatTemplates.Plain;
     }
 
     private static EvalReport RunWithProgress(Evaluator evaluator, EvalSuite suite, CancellationToken token)
@@ -69,7 +66,7 @@ public sealed class EvalCommand : Command<EvalSettings>
         return report!;
     }
 
-    private static void WriteJson(EvalReport r) => JsonOut.Write(w =>
+    private static void WriteJson(EvalReport r, ChatTemplate template) => JsonOut.Write(w =>
     {
         Number(w, "asr", r.Asr);
         Number(w, "harmful_score", r.HarmfulScore);
@@ -89,6 +86,7 @@ public sealed class EvalCommand : Command<EvalSettings>
         w.WriteNumber("generated_tokens", r.Counts.GeneratedTokens);
         w.WriteEndObject();
         w.WriteNumber("seconds", Math.Round(r.Seconds, 3));
+        w.WriteString("template", template.Name);
     });
 
     private static void Number(System.Text.Json.Utf8JsonWriter w, string name, double? value)

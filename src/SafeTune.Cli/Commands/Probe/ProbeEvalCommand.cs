@@ -47,7 +47,7 @@ public sealed class ProbeEvalCommand : Command<ProbeEvalSettings>
     public override int Execute(CommandContext context, ProbeEvalSettings s, CancellationToken cancellationToken)
     {
         var probe = ProbeFile.Load(s.Probe);
-        var ev = ProbeProgressDisplay.Run(s.Json, progress => ProbeTraining.Evaluate(probe, s.Harmful, s.Harmless, s.Model, s.Tokenizer, progress));
+        var ev = ProbeProgressDisplay.Run(s.Json, progress => ProbeTraining.Evaluate(probe, s.Harmful, s.Harmless, s.ModelPath, s.Tokenizer, progress));
         var m = ev.Metrics;
         if (s.Roc is { } roc)
         {

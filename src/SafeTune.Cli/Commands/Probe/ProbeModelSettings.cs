@@ -13,8 +13,11 @@ public abstract class ProbeModelSettings : CommandSettings
 
     /// <summary>Model override.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("The model (default: the one recorded in the probe; its SHA-256 must match).")]
+    [Description("The model (default: the one recorded in the probe; its SHA-256 must match); demo or builtin:minilm name the models SafeTune provides.")]
     public string? Model { get; init; }
+
+    /// <summary>The model file <see cref="Model"/> names (a named model's file), or null for the probe's own.</summary>
+    public string? ModelPath => Infrastructure.ModelSource.Named(Model)?.ModelPath ?? Model;
 
     /// <summary>Tokenizer override.</summary>
     [CommandOption("--tokenizer <T>")]

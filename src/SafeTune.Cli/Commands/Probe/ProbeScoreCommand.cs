@@ -48,7 +48,7 @@ public sealed class ProbeScoreCommand : Command<ProbeScoreSettings>
         var probe = ProbeFile.Load(s.Probe);
         var prompts = s.Data.SelectMany(PromptFile.Read).ToList();
         if (prompts.Count == 0) throw new InvalidDataException($"{string.Join(", ", s.Data)}: no prompts to score.");
-        var scores = ProbeProgressDisplay.Run(s.Json, progress => ProbeTraining.Score(probe, prompts, s.Model, s.Tokenizer, progress));
+        var scores = ProbeProgressDisplay.Run(s.Json, progress => ProbeTraining.Score(probe, prompts, s.ModelPath, s.Tokenizer, progress));
         double threshold = probe.Threshold;
         int flagged = scores.Count(p => p >= threshold);
         double mean = scores.Average();

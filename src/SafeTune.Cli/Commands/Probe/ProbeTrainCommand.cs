@@ -2,6 +2,7 @@ using System.ComponentModel;
 using System.Globalization;
 using SafeTune.Cli.Infrastructure;
 using SafeTune.Models.Chat;
+using SafeTune.Models.Tokenization;
 using SafeTune.Safety.Activations;
 using SafeTune.Safety.Probes;
 using Spectre.Console;
@@ -14,7 +15,7 @@ public sealed class ProbeTrainSettings : CommandSettings
 {
     /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("The ONNX model whose prompt activations the probe reads.")]
+    [Description("The ONNX model whose prompt activations the probe reads. demo (or builtin:demo) is the demo model, builtin:minilm the pretrained all-MiniLM-L6-v2; with either, --tokenizer defaults to its own.")]
     public string Model { get; init; } = "";
 
     /// <summary>The tokenizer.</summary>
@@ -24,7 +25,7 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>Chat template.</summary>
     [CommandOption("--template <NAME>")]
-    [Description("Render each prompt as one user message up to the assistant header: chatml, llama3, phi3 or plain. Default: the raw text.")]
+    [Description("Render each prompt as one user message up to the assistant header: chatml, llama3, phi3 or plain; raw reads the text alone. Default: the model's own template beside the tokenizer, else the raw text.")]
     public string? Template { get; init; }
 
     /// <summary>Harmful prompt files.</summary>
@@ -59,7 +60,7 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>Prompt length limit.</summary>
     [CommandOption("--max-length <N>")]
-    [Description("The longest prompt read, in tokens (default 128).")]
+    [Description("The longest prompt read, in tokens (default 128, at most the model's context). A longer prompt is cut, not refused: rendered with a template it keeps its last N tokens (the assistant header), raw text its first N.")]
     public int MaxLength { get; init; } = 128;
 
     /// <summary>Threshold calibration.</summary>
@@ -79,20 +80,20 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"out\", \"head\", \"dimension\", \"lambda\", \"epochs\", \"threshold\", \"validation_recall\", \"validation_fpr\", \"n_harmful\", \"n_harmless\", \"n_duplicates\", \"n_conflicts\"} on stdout.")]
+    [Description("Print {\"out\", \"head\", \"dimension\", \"lambda\", \"epochs\", \"threshold\", \"validation_recall\", \"validation_fpr\", \"n_harmful\", \"n_harmless\", \"n_duplicates\", \"n_conflicts\", \"template\"} on stdout.")]
     public bool Json { get; init; }
 
     /// <inheritdoc/>
     public override ValidationResult Validate()
     {
         if (Model.Length == 0) return ValidationResult.Error("--model is required.");
-        if (Tokenizer.Length == 0) return ValidationResult.Error("--tokenizer is required.");
+        if (Tokenizer.Length == 0 && !ModelSource.IsNamed(Model)) return ValidationResult.Error("--tokenizer is required.");
         if (Harmful.Length == 0 || Harmless.Length == 0) return ValidationResult.Error("--harmful and --harmless are required.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
         if (Pool is not ("mean" or "last")) return ValidationResult.Error($"--pool must be mean or last, not '{Pool}'.");
         if (Head is not ("logistic" or "mlp")) return ValidationResult.Error($"--head must be logistic or mlp, not '{Head}'.");
-        if (Template is not null && !ChatTemplates.Names.Contains(Template))
-            return ValidationResult.Error($"--template must be one of {string.Join(", ", ChatTemplates.Names)}, not '{Template}'.");
+        if (Template is not null && Template != "raw" && !ChatTemplates.Names.Contains(Template))
+            return ValidationResult.Error($"--template must be one of {string.Join(", ", ChatTemplates.Names)} or raw, not '{Template}'.");
         if (Hidden < 1) return ValidationResult.Error($"--hidden must be at least 1, not {Hidden}.");
         if (MaxLength < 1) return ValidationResult.Error($"--max-length must be at least 1, not {MaxLength}.");
         if (TargetRecall is { } r && !(r > 0 && r <= 1)) return ValidationResult.Error($"--target-recall must lie in (0, 1], not {r.ToString(CultureInfo.InvariantCulture)}.");
@@ -108,11 +109,15 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, ProbeTrainSettings s, CancellationToken cancellationToken)
     {
+        var named = ModelSource.Named(s.Model);
+        var tokenizer = s.Tokenizer.Length > 0 ? s.Tokenizer : named!.Tokenizer;
+        var template = TemplateChoice.Resolve(s.Template, tokenizer, TokenizerLoader.Load(tokenizer), fallback: null);
+        TemplateNotice.Print(template, s.Json);
         var options = new ProbeTrainOptions
         {
-            ModelPath = s.Model,
-            Tokenizer = s.Tokenizer,
-            ChatTemplate = s.Template,
+            ModelPath = named?.ModelPath ?? s.Model,
+            Tokenizer = tokenizer,
+            ChatTemplate = template.Template,
             Harmful = s.Harmful,
             Harmless = s.Harmless,
             Layers = s.Layers == "all" ? null : [.. s.Layers.Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture))],
@@ -147,6 +152,7 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
                 w.WriteNumber("n_harmless", r.Harmless);
                 w.WriteNumber("n_duplicates", r.Duplicates);
                 w.WriteNumber("n_conflicts", r.Conflicts);
+                w.WriteString("template", template.Name);
             });
             return ExitCodes.Ok;
         }

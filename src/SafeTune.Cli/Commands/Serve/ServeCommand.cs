@@ -23,11 +23,11 @@ public sealed class ServeCommand : Command<ServeSettings>
     {
         var options = new ServeOptions
         {
-            ModelPath = s.Model,
+            ModelPath = s.ServesDemo ? null : s.Model,
             Tokenizer = s.Tokenizer,
             Template = s.Template,
-            Demo = s.Demo,
-            DemoCache = s.DemoCache,
+            Demo = s.ServesDemo,
+            CacheRoot = s.Cache,
             Judge = s.Judge,
             JudgeBatch = s.MaxBatch,
             ModelId = s.ModelId,
@@ -35,7 +35,7 @@ public sealed class ServeCommand : Command<ServeSettings>
             MaxPromptTokens = s.MaxPromptTokens,
             Runtime = s.Provider is null ? null : new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider) },
         };
-        var backend = s.Demo ? CreateWithProgress(options) : ChatBackends.Create(options);
+        var backend = s.ServesDemo ? CreateWithProgress(options) : ChatBackends.Create(options);
         ChatServer server;
         try
         {
@@ -53,10 +53,15 @@ public sealed class ServeCommand : Command<ServeSettings>
         using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         try
         {
-            if (s.Json) WriteJsonLine(server);
+            var template = (backend as GeneratorChatBackend)?.TemplateChoice;
+            if (template?.Warning is { } warning) Console.Error.WriteLine("safetune: warning: " + warning);
+            if (s.Json) WriteJsonLine(server, template);
             else
+            {
                 // Plain text, never wrapped, so scripts can read the URL off the first line.
                 Console.Out.WriteLine($"serving {backend.ModelId} at {server.BaseUrl} (POST /chat/completions, GET /models); Ctrl+C stops");
+                if (template is not null) Console.Out.WriteLine(template.Describe());
+            }
             Console.Out.Flush();
             try
             {
@@ -98,7 +103,7 @@ public sealed class ServeCommand : Command<ServeSettings>
         return backend!;
     }
 
-    private static void WriteJsonLine(ChatServer server)
+    private static void WriteJsonLine(ChatServer server, Models.Chat.TemplateChoice? template)
     {
         using var stdout = Console.OpenStandardOutput();
         using (var w = new Utf8JsonWriter(stdout, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
@@ -107,6 +112,7 @@ public sealed class ServeCommand : Command<ServeSettings>
             w.WriteString("base_url", server.BaseUrl.ToString());
             w.WriteNumber("port", server.Port);
             w.WriteString("model", server.Backend.ModelId);
+            if (template is not null) w.WriteString("template", template.Name);
             w.WriteEndObject();
         }
         stdout.Write("\n"u8);

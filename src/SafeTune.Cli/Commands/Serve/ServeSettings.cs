@@ -10,7 +10,7 @@ public sealed class ServeSettings : CommandSettings
 {
     /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("An ONNX chat model to serve (a key/value-cache graph generates fastest); needs --tokenizer.")]
+    [Description("An ONNX chat model to serve (a key/value-cache graph generates fastest); needs --tokenizer. demo (or builtin:demo) is the same as --demo.")]
     public string? Model { get; init; }
 
     /// <summary>The tokenizer.</summary>
@@ -29,9 +29,9 @@ public sealed class ServeSettings : CommandSettings
     public bool Demo { get; init; }
 
     /// <summary>The demo cache.</summary>
-    [CommandOption("--demo-cache <DIR>")]
-    [Description("Where the demo model is cached (default: ~/.cache/safetune/demo, or $XDG_CACHE_HOME/safetune/demo).")]
-    public string? DemoCache { get; init; }
+    [CommandOption("--cache <DIR>")]
+    [Description("The cache root the demo model is kept under, as for safetune demo --cache (default: $SAFETUNE_CACHE, else ~/.cache/safetune): a model the demo built is served as it is.")]
+    public string? Cache { get; init; }
 
     /// <summary>Serve a judge.</summary>
     [CommandOption("--judge <SPEC>")]
@@ -76,15 +76,19 @@ public sealed class ServeSettings : CommandSettings
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"base_url\", \"port\", \"model\"} as one line on stdout once listening.")]
+    [Description("Print {\"base_url\", \"port\", \"model\", \"template\"} as one line (no template for a judge) on stdout once listening.")]
     public bool Json { get; init; }
+
+    /// <summary>True for <c>--demo</c>, and for <c>--model demo</c> (or <c>builtin:demo</c>).</summary>
+    public bool ServesDemo => Demo || Infrastructure.ModelSource.IsNamed(Model) && Model!.EndsWith("demo", StringComparison.OrdinalIgnoreCase);
 
     /// <inheritdoc/>
     public override ValidationResult Validate()
     {
-        int kinds = (Model is null ? 0 : 1) + (Demo ? 1 : 0) + (Judge is null ? 0 : 1);
+        bool demo = ServesDemo;
+        int kinds = (Model is null || demo ? 0 : 1) + (demo ? 1 : 0) + (Judge is null ? 0 : 1);
         if (kinds != 1) return ValidationResult.Error("give exactly one of --model M.onnx --tokenizer T, --demo, or --judge SPEC.");
-        if (Model is not null && Tokenizer is null) return ValidationResult.Error("--model needs --tokenizer.");
+        if (Model is not null && !demo && Tokenizer is null) return ValidationResult.Error("--model needs --tokenizer.");
         if (Port is < 0 or > 65535) return ValidationResult.Error($"--port must be from 0 to 65535, not {Port}.");
         if (!IPAddress.TryParse(Host, out _)) return ValidationResult.Error($"--host must be an IP address such as 127.0.0.1, not '{Host}'.");
         if (MaxBatch < 1) return ValidationResult.Error($"--max-batch must be at least 1, not {MaxBatch}.");

@@ -1,6 +1,7 @@
 using System.Globalization;
 using SafeTune.Autodiff.Lora;
 using SafeTune.Cli.Infrastructure;
+using SafeTune.Models.Chat;
 using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
 using SafeTune.Safety.Critics;
@@ -17,7 +18,12 @@ public sealed class TrainCommand : Command<TrainSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
     {
-        var options = Options(s);
+        TemplateChoice? template = null;
+        var options = Options(s) with
+        {
+            // The warning goes out before any data is read; the choice itself is named in the summary (or the JSON object).
+            TemplateChosen = choice => { template = choice; TemplateNotice.Warn(choice); },
+        };
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -25,8 +31,8 @@ public sealed class TrainCommand : Command<TrainSettings>
         {
             var result = s.Json ? TrainJob.Run(options, WarmupCheck(options, null), cancel.Token) : RunWithProgress(options, cancel.Token);
             var run = new RunFolder(s.Out);
-            if (s.Json) WriteJson(result, run, options);
-            else WriteSummary(result, run, options);
+            if (s.Json) WriteJson(result, run, options, template!);
+            else WriteSummary(result, run, options, template!);
             return ExitCodes.Ok;
         }
         finally
@@ -47,11 +53,12 @@ public sealed class TrainCommand : Command<TrainSettings>
         if (s.BetaMap is { } map) safety = safety with { BetaMap = map };
         if (s.Penalty is { } p) safety = safety with { Penalty = p switch { "l2" => Penalty.L2, "constrained" => Penalty.Constrained, _ => Penalty.Kl } };
         if (s.PenaltyStrength is { } strength) safety = safety with { PenaltyStrength = strength };
+        var named = ModelSource.Named(s.Model);
         return new TrainJobOptions
         {
-            Model = s.Model,
-            GenerationModel = s.GenerationModel,
-            Tokenizer = s.Tokenizer,
+            Model = named?.ModelPath ?? s.Model,
+            GenerationModel = s.GenerationModel ?? named?.GenerationModel,
+            Tokenizer = s.Tokenizer.Length > 0 ? s.Tokenizer : named!.Tokenizer,
             Template = s.Template,
             Data = s.Data,
             Epochs = s.Epochs,
@@ -130,7 +137,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         return (values.Take(k).Average(), values.Skip(values.Count - k).Average());
     }
 
-    private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options)
+    private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options, TemplateChoice template)
     {
         var r = job.Result;
         JsonOut.Write(w =>
@@ -148,6 +155,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             w.WriteString("model", r.Cancelled ? null : run.ModelPath);
             w.WriteString("generation_model", r.Cancelled || options.GenerationModel is null ? null : run.GenerationModelPath);
             w.WriteBoolean("cancelled", r.Cancelled);
+            w.WriteString("template", template.Name);
         });
     }
 
@@ -157,12 +165,13 @@ public sealed class TrainCommand : Command<TrainSettings>
         else w.WriteNull(name);
     }
 
-    private static void WriteSummary(TrainJobResult job, RunFolder run, TrainJobOptions options)
+    private static void WriteSummary(TrainJobResult job, RunFolder run, TrainJobOptions options, TemplateChoice template)
     {
         var r = job.Result;
         var inv = CultureInfo.InvariantCulture;
         var table = new Table().AddColumns("", "");
         table.AddRow("method", Markup.Escape($"{options.Safety.Penalty.ToString().ToLowerInvariant()} penalty, beta map {options.Safety.BetaMap}, risk {job.RiskSource ?? "none"}"));
+        table.AddRow("template", Markup.Escape(template.Describe()["chat template: ".Length..]));
         table.AddRow("examples", string.Create(inv, $"{job.Examples} ({job.Dropped} dropped, {job.Truncated} truncated)"));
         table.AddRow("steps", string.Create(inv, $"{r.Steps} ({r.FirstStep} before this run)"));
         if (r.Log.Count > 0)

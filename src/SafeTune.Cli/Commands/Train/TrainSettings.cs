@@ -11,7 +11,7 @@ public sealed class TrainSettings : CommandSettings
 {
     /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("The aligned starting model (ONNX with a logits output); also the frozen reference.")]
+    [Description("The aligned starting model (ONNX with a logits output); also the frozen reference. demo (or builtin:demo) is the demo model, built once and cached; then --tokenizer and --generation-model default to its own.")]
     public string Model { get; init; } = "";
 
     /// <summary>The tokenizer.</summary>
@@ -196,14 +196,14 @@ public sealed class TrainSettings : CommandSettings
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"steps\", \"examples\", \"first_loss\", \"last_loss\", \"mean_beta\", \"mean_risk\", \"risk_failures\", \"seconds\", \"ms_per_step\", \"tokens_per_s\", \"model\", \"generation_model\", \"cancelled\"}.")]
+    [Description("Print {\"steps\", \"examples\", \"first_loss\", \"last_loss\", \"mean_beta\", \"mean_risk\", \"risk_failures\", \"seconds\", \"ms_per_step\", \"tokens_per_s\", \"model\", \"generation_model\", \"cancelled\", \"template\"}.")]
     public bool Json { get; init; }
 
     /// <inheritdoc/>
     public override ValidationResult Validate()
     {
         if (Model.Length == 0) return ValidationResult.Error("--model is required.");
-        if (Tokenizer.Length == 0) return ValidationResult.Error("--tokenizer is required.");
+        if (Tokenizer.Length == 0 && !Infrastructure.ModelSource.IsNamed(Model)) return ValidationResult.Error("--tokenizer is required.");
         if (Data.Length == 0) return ValidationResult.Error("--data is required.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
         if (!Full && (Trainable is not null || Frozen is not null || KeepUntied))
