@@ -94,7 +94,7 @@ public static class GenAiFolder
             File.Copy(tokenizerJson, Path.Combine(staging, "tokenizer.json"));
             bool hasTemplate = WriteTokenizerConfig(Path.GetDirectoryName(tokenizerJson)!, Path.Combine(staging, "tokenizer_config.json"), options.Template);
             var config = Config(shape, type, context, eos, tokenizer.BosId, tokenizer.PadId ?? eos[0]);
-            File.WriteAllText(Path.Combine(staging, ConfigFileName), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            File.WriteAllText(Path.Combine(staging, ConfigFileName), config.ToJsonString(JsonOptions) + "\n");
             Replace(staging, target);
             return new GenAiFolderResult(target, type, shape.Layers, context, eos, hasTemplate);
         }
@@ -181,9 +181,17 @@ public static class GenAiFolder
         var jinja = Path.Combine(sourceDir, "chat_template.jinja");
         if (File.Exists(jinja)) config["chat_template"] = File.ReadAllText(jinja);
         if (config["chat_template"] is null && template is BuiltInChatTemplate builtIn) config["chat_template"] = builtIn.Jinja;
-        File.WriteAllText(path, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        // GenAI's tokenizer reads the chat template only from a config that names a tokenizer class; this is Hugging Face's
+        // generic one for a tokenizer.json.
+        config["tokenizer_class"] ??= "PreTrainedTokenizerFast";
+        File.WriteAllText(path, config.ToJsonString(JsonOptions) + "\n");
         return config["chat_template"] is not null;
     }
+
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    };
 
     private static JsonObject Config(DecoderShape s, string type, int context, int[] eos, int? bos, int pad)
     {
