@@ -15,7 +15,10 @@ public sealed record GenAiFolderOptions
     /// </summary>
     public string? ModelType { get; init; }
 
-    /// <summary>The context length (and the default <c>max_length</c>). Default: <see cref="Generation.ContextLength.Of"/>.</summary>
+    /// <summary>
+    /// The context length (and the default <c>max_length</c>). Default: <see cref="Generation.ContextLength.Of"/>, else
+    /// <see cref="Generation.ContextLength.Default"/>, as SafeTune's own generation uses.
+    /// </summary>
     public int? ContextLength { get; init; }
 
     /// <summary>
@@ -75,15 +78,14 @@ public static class GenAiFolder
         var shape = DecoderShape.Of(model);
         var tokenizerJson = TokenizerJson(tokenizerPath);
         var tokenizer = TokenizerLoader.Load(tokenizerJson);
-        int context = options.ContextLength ?? ContextLength.Of(model, tokenizerJson)
-            ?? throw new InvalidDataException($"{tokenizerJson}: neither the model nor tokenizer_config.json gives a context length; set it explicitly.");
+        int context = options.ContextLength ?? ContextLength.Of(model, tokenizerJson) ?? ContextLength.Default;
         if (context <= 0) throw new ArgumentOutOfRangeException(nameof(options), "the context length must be positive.");
         var eos = tokenizer.StopIds.Count > 0 ? tokenizer.StopIds.ToArray()
             : throw new InvalidDataException($"{tokenizerJson}: the tokenizer names no end-of-sequence token (eos_token in tokenizer_config.json or generation_config.json).");
         string type = options.ModelType ?? ModelTypeOf(model);
 
         var target = Path.GetFullPath(directory);
-        RequireReplaceable(target);
+        CheckTarget(target);
         var parent = Path.GetDirectoryName(target)!;
         Directory.CreateDirectory(parent);
         var staging = Path.Combine(parent, $".{Path.GetFileName(target)}.tmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
@@ -246,9 +248,14 @@ public static class GenAiFolder
         return new JsonObject { ["model"] = model, ["search"] = search };
     }
 
-    /// <summary>Refuses a target that exists and is neither an empty folder nor an earlier GenAI folder.</summary>
-    private static void RequireReplaceable(string target)
+    /// <summary>
+    /// Refuses a target that exists and is neither an empty folder nor an earlier GenAI folder; callers check before long
+    /// work whose result goes there.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The target is in the way; the message names it.</exception>
+    public static void CheckTarget(string directory)
     {
+        var target = Path.GetFullPath(directory);
         if (File.Exists(target)) throw new InvalidDataException($"{target}: is a file; a GenAI model folder goes there.");
         if (Directory.Exists(target) && Directory.EnumerateFileSystemEntries(target).Any() && !File.Exists(Path.Combine(target, ConfigFileName)))
             throw new InvalidDataException($"{target}: the folder exists and is not a GenAI model folder (no {ConfigFileName}); choose another or empty it.");

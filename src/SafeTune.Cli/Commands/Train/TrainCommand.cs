@@ -1,6 +1,8 @@
 using System.Globalization;
 using SafeTune.Autodiff.Lora;
 using SafeTune.Cli.Infrastructure;
+using SafeTune.Models.Chat;
+using SafeTune.Models.Generation;
 using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
 using SafeTune.Safety.Critics;
@@ -18,6 +20,7 @@ public sealed class TrainCommand : Command<TrainSettings>
     public override int Execute(CommandContext context, TrainSettings s, CancellationToken cancellationToken)
     {
         var options = Options(s);
+        if (s.GenAiOut is { } target) GenAiFolder.CheckTarget(target);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -25,8 +28,13 @@ public sealed class TrainCommand : Command<TrainSettings>
         {
             var result = s.Json ? TrainJob.Run(options, WarmupCheck(options, null), cancel.Token) : RunWithProgress(options, cancel.Token);
             var run = new RunFolder(s.Out);
-            if (s.Json) WriteJson(result, run, options);
-            else WriteSummary(result, run, options);
+            if (s.GenAiOut is { } genai && !result.Result.Cancelled)
+            {
+                var template = s.Template is { } name ? ChatTemplates.ByName(name) : null;
+                GenAiFolder.Write(Onnx.Model.Load(run.GenerationModelPath), s.Tokenizer, genai, new GenAiFolderOptions { Template = template });
+            }
+            if (s.Json) WriteJson(result, run, options, s.GenAiOut);
+            else WriteSummary(result, run, options, s.GenAiOut);
             return ExitCodes.Ok;
         }
         finally
@@ -130,7 +138,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         return (values.Take(k).Average(), values.Skip(values.Count - k).Average());
     }
 
-    private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options)
+    private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options, string? genaiOut)
     {
         var r = job.Result;
         JsonOut.Write(w =>
@@ -147,6 +155,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             w.WriteNumber("tokens_per_s", Math.Round(r.TokensPerSecond, 1));
             w.WriteString("model", r.Cancelled ? null : run.ModelPath);
             w.WriteString("generation_model", r.Cancelled || options.GenerationModel is null ? null : run.GenerationModelPath);
+            w.WriteString("genai_out", r.Cancelled || genaiOut is null ? null : Path.GetFullPath(genaiOut));
             w.WriteBoolean("cancelled", r.Cancelled);
         });
     }
@@ -157,7 +166,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         else w.WriteNull(name);
     }
 
-    private static void WriteSummary(TrainJobResult job, RunFolder run, TrainJobOptions options)
+    private static void WriteSummary(TrainJobResult job, RunFolder run, TrainJobOptions options, string? genaiOut)
     {
         var r = job.Result;
         var inv = CultureInfo.InvariantCulture;
@@ -182,6 +191,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         table.AddRow("speed", string.Create(inv, $"{r.MsPerStep:F1} ms/step (median), {r.TokensPerSecond:F0} tokens/s, {r.Seconds:F1} s"));
         table.AddRow("run folder", Markup.Escape(run.Directory));
         if (!r.Cancelled) table.AddRow("model", Markup.Escape(run.ModelPath));
+        if (!r.Cancelled && genaiOut is not null) table.AddRow("GenAI folder", Markup.Escape(Path.GetFullPath(genaiOut)));
         AnsiConsole.Write(table);
         if (r.Cancelled) AnsiConsole.MarkupLine("[yellow]cancelled: continue with --resume[/]");
     }
