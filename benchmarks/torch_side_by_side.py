@@ -110,6 +110,9 @@ def parse_args():
                        help="standard: LoRA SFT; adaptive: + no-grad reference forward and KL (beta 0.5)")
     scale.add_argument("--seed", type=int, default=0, help="checkpoint seed (default 0)")
     scale.add_argument("--skip-torch", action="store_true", help="only run SafeTune (and write the checkpoint)")
+    scale.add_argument("--run-anyway", action="store_true",
+                       help="run a side even when its estimated peak exceeds the memory available: the watchdog "
+                            "(--mem-limit-mb) stops it there, which shows whether it runs out of memory")
     scale.add_argument("--mem-limit-mb", type=float, default=None,
                        help="kill a side whose processes exceed this resident size (default: 90%% of MemAvailable "
                             "when the side starts)")
@@ -576,6 +579,8 @@ def estimate_mb(c, batch, seq, method, side):
 
 
 def refuse(side, estimate):
+    if ARGS.run_anyway:
+        return None
     avail = meminfo_mb()
     if avail is not None and estimate > 0.9 * avail:
         return (f"refused: estimated peak {estimate:,.0f} MB exceeds 90% of MemAvailable "

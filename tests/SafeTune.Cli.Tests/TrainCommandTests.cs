@@ -55,6 +55,40 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Train_writes_a_GenAI_folder_with_the_trained_cache_decoder()
+    {
+        var run = _chat.File("run-genai");
+        var kv = _chat.File("model-kv-in.onnx");
+        _chat.Cached().Save(kv);
+        var genai = _chat.File("genai");
+        var r = CliRunner.Run(Args(run, "--steps", "2", "--generation-model", kv, "--genai-out", genai, "--json"));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal(Path.GetFullPath(genai), JsonDocument.Parse(r.Stdout).RootElement.GetProperty("genai_out").GetString());
+        var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(genai, "genai_config.json"))).RootElement;
+        Assert.Equal(1, config.GetProperty("model").GetProperty("decoder").GetProperty("num_hidden_layers").GetInt32());
+        // The folder's decoder carries the trained weights, the same as the run's model-kv.onnx.
+        var trained = Onnx.Model.Load(Path.Combine(run, "model-kv.onnx"));
+        var written = Onnx.Model.Load(Path.Combine(genai, "model.onnx"));
+        foreach (var w in trained.Graph.Initializers)
+            Assert.True(w.Initializer!.Bytes.SequenceEqual(written.Graph.FindInitializer(w.Name)!.Initializer!.Bytes), w.Name);
+        Assert.False(trained.Graph.Initializers.Zip(Onnx.Model.Load(kv).Graph.Initializers).All(p => p.First.Initializer!.Bytes.SequenceEqual(p.Second.Initializer!.Bytes)));
+        Assert.Contains("<|im_start|>", File.ReadAllText(Path.Combine(genai, "tokenizer_config.json")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void GenAI_out_needs_the_generation_model_and_a_free_folder()
+    {
+        CliRunner.Run(Args(_chat.File("run-x"), "--genai-out", _chat.File("g"))).AssertUserError("--generation-model");
+        var busy = _chat.File("busy");
+        Directory.CreateDirectory(busy);
+        File.WriteAllText(Path.Combine(busy, "notes.txt"), "keep");
+        var kv = _chat.File("kv-busy.onnx");
+        _chat.Cached().Save(kv);
+        CliRunner.Run(Args(_chat.File("run-y"), "--generation-model", kv, "--genai-out", busy)).AssertUserError(busy, "not a GenAI model folder");
+        Assert.False(Directory.Exists(Path.Combine(_chat.File("run-y"), "checkpoints")));
+    }
+
+    [Fact]
     public void A_row_missing_its_response_names_the_line()
     {
         var data = _chat.File("broken.jsonl");

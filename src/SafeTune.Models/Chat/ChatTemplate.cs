@@ -85,6 +85,12 @@ public abstract class BuiltInChatTemplate : ChatTemplate
     /// <summary>Renders one complete message.</summary>
     protected abstract string RenderMessage(ChatMessage message);
 
+    /// <summary>
+    /// The same template in Hugging Face's Jinja form (a <c>chat_template</c> for <c>tokenizer_config.json</c>): with
+    /// <c>add_generation_prompt</c> it renders what <see cref="RenderPrompt"/> does.
+    /// </summary>
+    public abstract string Jinja { get; }
+
     /// <inheritdoc/>
     public override string RenderPrompt(IReadOnlyList<ChatMessage> messages)
     {
@@ -106,6 +112,11 @@ public abstract class BuiltInChatTemplate : ChatTemplate
 public sealed class ChatMlTemplate : BuiltInChatTemplate
 {
     /// <inheritdoc/>
+    public override string Jinja => """
+        {% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}
+        """;
+
+    /// <inheritdoc/>
     public override string Name => "chatml";
 
     /// <inheritdoc/>
@@ -121,6 +132,11 @@ public sealed class ChatMlTemplate : BuiltInChatTemplate
 /// <summary>Llama 3: <c>&lt;|begin_of_text|&gt;</c>, then <c>&lt;|start_header_id|&gt;role&lt;|end_header_id|&gt;\n\ncontent&lt;|eot_id|&gt;</c> per message.</summary>
 public sealed class Llama3Template : BuiltInChatTemplate
 {
+    /// <inheritdoc/>
+    public override string Jinja => """
+        {{ '<|begin_of_text|>' }}{% for message in messages %}{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}
+        """;
+
     /// <inheritdoc/>
     public override string Name => "llama3";
 
@@ -142,6 +158,11 @@ public sealed class Llama3Template : BuiltInChatTemplate
 public sealed class Phi3Template : BuiltInChatTemplate
 {
     /// <inheritdoc/>
+    public override string Jinja => """
+        {% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + '<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}
+        """;
+
+    /// <inheritdoc/>
     public override string Name => "phi3";
 
     /// <inheritdoc/>
@@ -160,6 +181,11 @@ public sealed class Phi3Template : BuiltInChatTemplate
 /// </summary>
 public sealed class PlainTemplate : BuiltInChatTemplate
 {
+    /// <inheritdoc/>
+    public override string Jinja => """
+        {% for message in messages %}{{ message['role'][:1] | upper }}{{ message['role'][1:] + ': ' + message['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}
+        """;
+
     /// <inheritdoc/>
     public override string Name => "plain";
 

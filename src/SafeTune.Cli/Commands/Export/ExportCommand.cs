@@ -1,5 +1,6 @@
 using System.Globalization;
 using SafeTune.Cli.Infrastructure;
+using SafeTune.Models.Generation;
 using SafeTune.Models.HuggingFace;
 using SafeTune.Onnx;
 using SafeTune.Onnx.Passes;
@@ -17,14 +18,22 @@ public sealed class ExportCommand : Command<ExportSettings>
         var checkpoint = HfCheckpoint.Load(settings.FromHf);
         var model = HfExporter.Export(checkpoint);
         int layers = HiddenStateLocator.Locate(model).Count;
+        if (settings.GenAiOut is { } genai)
+        {
+            var tokenizer = Path.Combine(checkpoint.Directory, "tokenizer.json");
+            if (!File.Exists(tokenizer))
+                throw new InvalidDataException($"{checkpoint.Directory}: --genai-out needs the checkpoint's tokenizer.json; none found.");
+            GenAiFolder.Write(HfExporter.Export(checkpoint, DecoderGraphOptions.WithKvCache), tokenizer, genai);
+        }
         if (settings.HiddenStates) PassRunner.Run(model, new ExposeHiddenStatesPass());
-        model.Save(settings.Out);
+        if (settings.Out.Length > 0) model.Save(settings.Out);
         long parameters = model.Graph.Initializers.Where(v => v.ElementType.IsFloatingPoint()).Sum(v => v.Initializer!.ElementCount);
         if (settings.Json)
         {
             JsonOut.Write(w =>
             {
-                w.WriteString("out", settings.Out);
+                w.WriteString("out", settings.Out.Length > 0 ? settings.Out : null);
+                w.WriteString("genaiOut", settings.GenAiOut);
                 w.WriteString("modelType", checkpoint.ModelType);
                 w.WriteNumber("parameters", parameters);
                 w.WriteNumber("layers", layers);
@@ -33,7 +42,7 @@ public sealed class ExportCommand : Command<ExportSettings>
         else
         {
             AnsiConsole.MarkupLine(string.Create(CultureInfo.InvariantCulture,
-                $"{Markup.Escape(checkpoint.ModelType)}: {layers} layers, {parameters:N0} parameters -> {Markup.Escape(settings.Out)}"));
+                $"{Markup.Escape(checkpoint.ModelType)}: {layers} layers, {parameters:N0} parameters -> {Markup.Escape(string.Join(", ", new[] { settings.Out, settings.GenAiOut ?? "" }.Where(p => p.Length > 0)))}"));
         }
         return ExitCodes.Ok;
     }

@@ -2,6 +2,7 @@ using System.Globalization;
 using SafeTune.Autodiff.Lora;
 using SafeTune.Cli.Infrastructure;
 using SafeTune.Models.Chat;
+using SafeTune.Models.Generation;
 using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
 using SafeTune.Safety.Critics;
@@ -24,6 +25,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             // The warning goes out before any data is read; the choice itself is named in the summary (or the JSON object).
             TemplateChosen = choice => { template = choice; TemplateNotice.Warn(choice); },
         };
+        if (s.GenAiOut is { } target) GenAiFolder.CheckTarget(target);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -31,8 +33,10 @@ public sealed class TrainCommand : Command<TrainSettings>
         {
             var result = s.Json ? TrainJob.Run(options, WarmupCheck(options, null), cancel.Token) : RunWithProgress(options, cancel.Token);
             var run = new RunFolder(s.Out);
-            if (s.Json) WriteJson(result, run, options, template!);
-            else WriteSummary(result, run, options, template!);
+            if (s.GenAiOut is { } genai && !result.Result.Cancelled)
+                GenAiFolder.Write(Onnx.Model.Load(run.GenerationModelPath), options.Tokenizer, genai, new GenAiFolderOptions { Template = template?.Template });
+            if (s.Json) WriteJson(result, run, options, template!, s.GenAiOut);
+            else WriteSummary(result, run, options, template!, s.GenAiOut);
             return ExitCodes.Ok;
         }
         finally
@@ -137,7 +141,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         return (values.Take(k).Average(), values.Skip(values.Count - k).Average());
     }
 
-    private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options, TemplateChoice template)
+    private static void WriteJson(TrainJobResult job, RunFolder run, TrainJobOptions options, TemplateChoice template, string? genaiOut)
     {
         var r = job.Result;
         JsonOut.Write(w =>
@@ -154,6 +158,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             w.WriteNumber("tokens_per_s", Math.Round(r.TokensPerSecond, 1));
             w.WriteString("model", r.Cancelled ? null : run.ModelPath);
             w.WriteString("generation_model", r.Cancelled || options.GenerationModel is null ? null : run.GenerationModelPath);
+            w.WriteString("genai_out", r.Cancelled || genaiOut is null ? null : Path.GetFullPath(genaiOut));
             w.WriteBoolean("cancelled", r.Cancelled);
             w.WriteString("template", template.Name);
         });
@@ -165,7 +170,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         else w.WriteNull(name);
     }
 
-    private static void WriteSummary(TrainJobResult job, RunFolder run, TrainJobOptions options, TemplateChoice template)
+    private static void WriteSummary(TrainJobResult job, RunFolder run, TrainJobOptions options, TemplateChoice template, string? genaiOut)
     {
         var r = job.Result;
         var inv = CultureInfo.InvariantCulture;
@@ -191,6 +196,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         table.AddRow("speed", string.Create(inv, $"{r.MsPerStep:F1} ms/step (median), {r.TokensPerSecond:F0} tokens/s, {r.Seconds:F1} s"));
         table.AddRow("run folder", Markup.Escape(run.Directory));
         if (!r.Cancelled) table.AddRow("model", Markup.Escape(run.ModelPath));
+        if (!r.Cancelled && genaiOut is not null) table.AddRow("GenAI folder", Markup.Escape(Path.GetFullPath(genaiOut)));
         AnsiConsole.Write(table);
         if (r.Cancelled) AnsiConsole.MarkupLine("[yellow]cancelled: continue with --resume[/]");
     }

@@ -39,6 +39,11 @@ public sealed class TrainSettings : CommandSettings
     [Description("The same model with a key/value cache: written with the trained weights as model-kv.onnx.")]
     public string? GenerationModel { get; init; }
 
+    /// <summary>The ONNX Runtime GenAI folder.</summary>
+    [CommandOption("--genai-out <DIR>")]
+    [Description("Also write the trained model as a folder that ONNX Runtime GenAI loads as it is (genai_config.json, the key/value-cache decoder, tokenizer.json, tokenizer_config.json with the chat template). Needs --generation-model and a tokenizer.json.")]
+    public string? GenAiOut { get; init; }
+
     /// <summary>The method.</summary>
     [CommandOption("--method <NAME>")]
     [Description("standard (plain SFT), fixed-kl, adaptive (default when --risk is given), lisa or constrained.")]
@@ -196,7 +201,7 @@ public sealed class TrainSettings : CommandSettings
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"steps\", \"examples\", \"first_loss\", \"last_loss\", \"mean_beta\", \"mean_risk\", \"risk_failures\", \"seconds\", \"ms_per_step\", \"tokens_per_s\", \"model\", \"generation_model\", \"cancelled\", \"template\"}.")]
+    [Description("Print {\"steps\", \"examples\", \"first_loss\", \"last_loss\", \"mean_beta\", \"mean_risk\", \"risk_failures\", \"seconds\", \"ms_per_step\", \"tokens_per_s\", \"model\", \"generation_model\", \"genai_out\", \"cancelled\", \"template\"}.")]
     public bool Json { get; init; }
 
     /// <inheritdoc/>
@@ -206,6 +211,9 @@ public sealed class TrainSettings : CommandSettings
         if (Tokenizer.Length == 0 && !Infrastructure.ModelSource.IsNamed(Model)) return ValidationResult.Error("--tokenizer is required.");
         if (Data.Length == 0) return ValidationResult.Error("--data is required.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
+        if (GenAiOut is not null && GenerationModel is null)
+            return ValidationResult.Error("--genai-out writes the key/value-cache decoder: give it with --generation-model.");
+        if (GenAiOut is { Length: 0 }) return ValidationResult.Error("--genai-out needs a folder.");
         if (!Full && (Trainable is not null || Frozen is not null || KeepUntied))
             return ValidationResult.Error("--trainable, --frozen and --keep-untied choose weights for full fine-tuning; add --full.");
         if (Weighting is not ("batch" or "example")) return ValidationResult.Error($"--weighting must be batch or example, not '{Weighting}'.");
