@@ -1,11 +1,12 @@
 using System.Text.Json;
+using SafeTune.Safety.Data.Public;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Cli.Tests;
 
 public sealed class GenerateCommandTests : IDisposable
 {
-    /// <summary>llama2.c's greedy continuation of "Once upon a time" by stories260K (../shared/models/stories260k/README).</summary>
+    /// <summary>The first 60 tokens of llama2.c's greedy continuation of "Once upon a time" by stories260K (its run.c).</summary>
     private const string Llama2cContinuation =
         ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.\nLily";
 
@@ -13,7 +14,17 @@ public sealed class GenerateCommandTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private static string Stories => Repo.SharedModels("stories260k");
+    private static readonly Lazy<string> StoriesFolder = new(() =>
+    {
+        using var store = new PublicDataStore(new PublicDataStoreOptions
+        {
+            CacheDirectory = Repo.TestCache("models"), Mirror = Repo.SharedModels(), MirrorVariable = PublicDataStore.ModelMirrorVariable,
+        });
+        return PublicModels.Resolve(PublicModels.Find("stories260k"), store);
+    });
+
+    /// <summary>stories260k's Hub folder, found and checked through the model registry.</summary>
+    private static string Stories => StoriesFolder.Value;
 
     private string Export()
     {

@@ -2,7 +2,7 @@ using System.Reflection;
 
 namespace SafeTune.TestSupport;
 
-/// <summary>Paths inside the repository and the shared data folder beside it.</summary>
+/// <summary>Paths inside the repository and the shared data and model folders beside it.</summary>
 public static class Repo
 {
     private static readonly Lazy<string> RootPath = new(FindRoot);
@@ -24,8 +24,17 @@ public static class Repo
             ? Path.GetFullPath(mirror)
             : Path.Combine(Root, "..", "shared", "data"));
 
-    /// <summary>The real pretrained models, at <c>../shared/models</c> from the repository root.</summary>
-    public static string SharedModels(params string[] parts) => Path.Combine([Root, "..", "shared", "models", .. parts]);
+    /// <summary>
+    /// The real pretrained models (laid out as <c>NAME/FILE</c>): the folder <c>SAFETUNE_MODEL_MIRROR</c> names when this
+    /// process started (a clone without <c>../shared</c>), else <c>../shared/models</c> from the repository root. Tests
+    /// read a model through the registry (<c>PublicModels.Resolve</c> with this folder as the mirror), which checks each file.
+    /// </summary>
+    public static string SharedModels(params string[] parts) => Path.Combine([ModelRoot.Value, .. parts]);
+
+    private static readonly Lazy<string> ModelRoot = new(() =>
+        Environment.GetEnvironmentVariable("SAFETUNE_MODEL_MIRROR") is { Length: > 0 } mirror && Directory.Exists(mirror)
+            ? Path.GetFullPath(mirror)
+            : Path.Combine(Root, "..", "shared", "models"));
 
     /// <summary>
     /// The cache the slow tests share (laid out as <c>SafeTuneCache</c>: <c>demo/model</c>, <c>judge</c>), so that one

@@ -21,6 +21,8 @@ public sealed record PublicDataStoreOptions
     public int Attempts { get; init; } = 4;
     /// <summary>How long one request may wait for the server's next bytes.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>The environment variable the messages tell the user to set for a mirror (default <see cref="PublicDataStore.MirrorVariable"/>).</summary>
+    public string MirrorVariable { get; init; } = PublicDataStore.MirrorVariable;
 }
 
 /// <summary>Where a set was found by <see cref="PublicDataStore.Check"/>.</summary>
@@ -53,6 +55,9 @@ public sealed class PublicDataStore : IDisposable
     /// <summary>The environment variable naming a mirror: a folder, or an http(s) URL, laid out like <c>advbench/harmful_behaviors.csv</c>.</summary>
     public const string MirrorVariable = "SAFETUNE_DATA_MIRROR";
 
+    /// <summary>The environment variable naming a mirror of the public models: a folder, or an http(s) URL, laid out like <c>stories260k/config.json</c>.</summary>
+    public const string ModelMirrorVariable = "SAFETUNE_MODEL_MIRROR";
+
     private static readonly Lazy<HttpMessageHandler> SharedHandler = new(() => new SocketsHttpHandler
     {
         AllowAutoRedirect = true,
@@ -63,6 +68,7 @@ public sealed class PublicDataStore : IDisposable
 
     private readonly HttpClient _http;
     private readonly int _attempts;
+    private readonly string _variable;
 
     /// <summary>A store with <paramref name="options"/>.</summary>
     public PublicDataStore(PublicDataStoreOptions? options = null)
@@ -74,16 +80,33 @@ public sealed class PublicDataStore : IDisposable
         _http = new HttpClient(options.Handler ?? SharedHandler.Value, disposeHandler: false) { Timeout = options.Timeout };
         _http.DefaultRequestHeaders.UserAgent.Add(new ProductInfoHeaderValue("SafeTune", typeof(PublicDataStore).Assembly.GetName().Version?.ToString(3) ?? "0"));
         _attempts = options.Attempts;
+        _variable = options.MirrorVariable;
     }
 
     /// <summary>A store with the environment's mirror (<see cref="MirrorVariable"/>) and the default cache folder.</summary>
     public static PublicDataStore Default => new(new PublicDataStoreOptions { Mirror = Environment.GetEnvironmentVariable(MirrorVariable) });
 
+    /// <summary>
+    /// A store of the public models (<see cref="PublicModels"/>): the environment's model mirror
+    /// (<see cref="ModelMirrorVariable"/>) and the cache folder <see cref="DefaultModelCacheDirectory"/>.
+    /// </summary>
+    public static PublicDataStore Models => new(new PublicDataStoreOptions
+    {
+        CacheDirectory = DefaultModelCacheDirectory,
+        Mirror = Environment.GetEnvironmentVariable(ModelMirrorVariable),
+        MirrorVariable = ModelMirrorVariable,
+    });
+
     /// <summary><c>$SAFETUNE_CACHE/data</c>, else <c>$XDG_CACHE_HOME/safetune/data</c>, else <c>~/.cache/safetune/data</c>.</summary>
-    public static string DefaultCacheDirectory =>
-        Environment.GetEnvironmentVariable("SAFETUNE_CACHE") is { Length: > 0 } cache ? Path.Combine(Path.GetFullPath(cache), "data")
+    public static string DefaultCacheDirectory => CacheFolder("data");
+
+    /// <summary><c>$SAFETUNE_CACHE/models</c>, else <c>$XDG_CACHE_HOME/safetune/models</c>, else <c>~/.cache/safetune/models</c>.</summary>
+    public static string DefaultModelCacheDirectory => CacheFolder("models");
+
+    private static string CacheFolder(string kind) =>
+        Environment.GetEnvironmentVariable("SAFETUNE_CACHE") is { Length: > 0 } cache ? Path.Combine(Path.GetFullPath(cache), kind)
         : Path.Combine(Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } xdg ? xdg
-            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "safetune", "data");
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"), "safetune", kind);
 
     /// <summary>The cache folder.</summary>
     public string CacheDirectory { get; }
@@ -108,7 +131,7 @@ public sealed class PublicDataStore : IDisposable
         {
             var path = set.PathUnder(Mirror!);
             if (!File.Exists(path))
-                throw new PublicDataException($"{set.Name}: {path} is not in the mirror folder ({MirrorVariable}={Mirror}); copy {set.File} there or unset {MirrorVariable}");
+                throw new PublicDataException($"{set.Name}: {path} is not in the mirror folder ({_variable}={Mirror}); copy {set.File} there or unset {_variable}");
             var sha = Sha256Of(path);
             if (sha != set.Sha256)
                 throw new PublicDataException($"{set.Name}: {path} has SHA-256 {sha}, not the registered {set.Sha256}; replace it with the published file");
@@ -143,7 +166,7 @@ public sealed class PublicDataStore : IDisposable
         IReadOnlyList<PublicDataSource> sources = Mirror is not null ? [new PublicDataSource(Mirror + "/" + set.File)] : set.Sources;
         var transform = Mirror is not null ? PublicDataTransform.None : set.Transform;
         if (sources.Count == 0)
-            throw new PublicDataException($"{set.Name}: no public file holds this set ({set.Origin}); set {MirrorVariable} to a folder or URL that holds {set.File}");
+            throw new PublicDataException($"{set.Name}: no public file holds this set ({set.Origin}); set {_variable} to a folder or URL that holds {set.File}");
 
         var final = set.PathUnder(CacheDirectory);
         var downloads = Path.Combine(CacheDirectory, ".downloads");
@@ -239,7 +262,7 @@ public sealed class PublicDataStore : IDisposable
                 {
                     var status = $"{(int)response.StatusCode} {response.ReasonPhrase}";
                     if ((int)response.StatusCode >= 500) { last = new IOException($"{url} answered {status}"); Pause(attempt, cancellation); continue; }
-                    throw new PublicDataException($"{set.Name}: {url} answered {status}; set {MirrorVariable} to a folder or URL that holds {set.File}");
+                    throw new PublicDataException($"{set.Name}: {url} answered {status}; set {_variable} to a folder or URL that holds {set.File}");
                 }
                 bool resume = have > 0 && response.StatusCode == HttpStatusCode.PartialContent;
                 long? expected = response.Content.Headers.ContentLength is { } n ? n + (resume ? have : 0) : null;
@@ -264,17 +287,17 @@ public sealed class PublicDataStore : IDisposable
                 }
             }
         }
-        throw new PublicDataException($"{set.Name}: downloading {url} failed {_attempts} times ({last?.Message.TrimEnd('.')}); run again to resume, or set {MirrorVariable}", last);
+        throw new PublicDataException($"{set.Name}: downloading {url} failed {_attempts} times ({last?.Message.TrimEnd('.')}); run again to resume, or set {_variable}", last);
     }
 
     private static void Pause(int attempt, CancellationToken cancellation) =>
         cancellation.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(Math.Min(4000, 250 * (1 << (attempt - 1)))));
 
-    private static PublicDataException Unreachable(PublicDataSet set, string url, Exception e) =>
-        new($"{set.Name}: cannot download {url} ({Inner(e)}); set {MirrorVariable} to a folder or URL that holds the public data sets", e);
+    private PublicDataException Unreachable(PublicDataSet set, string url, Exception e) =>
+        new($"{set.Name}: cannot download {url} ({Inner(e)}); set {_variable} to a folder or URL that holds {set.File}", e);
 
     private PublicDataException NotWritable(PublicDataSet set, Exception e) =>
-        new($"{set.Name}: the data cache {CacheDirectory} cannot be written ({e.Message.TrimEnd('.')}); set SAFETUNE_CACHE to a writable folder, or {MirrorVariable} to a folder that holds the sets", e);
+        new($"{set.Name}: the cache {CacheDirectory} cannot be written ({e.Message.TrimEnd('.')}); set SAFETUNE_CACHE to a writable folder, or {_variable} to a folder that holds the sets", e);
 
     private void CreateFolder(PublicDataSet set, string folder)
     {
