@@ -48,18 +48,12 @@ public sealed record SessionConfig
     public bool MemoryPattern { get; init; } = true;
 
     /// <summary>
-    /// On the CPU provider, use one arena for every session made with this setting, instead of an arena per session:
-    /// memory one session freed (the reference pass's activations) serves the next (the training step's), where separate
-    /// arenas would each keep their own peak reserved. The shared arena grows by what is asked, not to the next power of two.
+    /// These settings as a training step wants them: no memory pattern. The CPU arena stays: without it every step's
+    /// temporaries are fresh pages from the system, and a GPT-2 LoRA step took 3.0 s instead of 1.0 s. (One arena shared
+    /// by the training and reference sessions, ONNX Runtime's environment allocator, made a Qwen2.5-0.5B LoRA step 25-45%
+    /// slower; the reference pass gives its arena back after each run instead, see <see cref="BoundSession.ReleaseArenaAfterRun"/>.)
     /// </summary>
-    public bool SharedCpuArena { get; init; }
-
-    /// <summary>
-    /// These settings as a training step wants them: no memory pattern, one CPU arena shared by the training, evaluation
-    /// and reference sessions. The CPU arena stays: without it every step's temporaries are fresh pages from the system,
-    /// and a GPT-2 LoRA step took 3.0 s instead of 1.0 s.
-    /// </summary>
-    public SessionConfig ForTraining() => this with { MemoryPattern = false, SharedCpuArena = true };
+    public SessionConfig ForTraining() => this with { MemoryPattern = false };
 
     /// <summary>ONNX Runtime's log level.</summary>
     public Microsoft.ML.OnnxRuntime.OrtLoggingLevel LogLevel { get; init; } = Microsoft.ML.OnnxRuntime.OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR;

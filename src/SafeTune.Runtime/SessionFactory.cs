@@ -31,15 +31,6 @@ public static class SessionFactory
     /// <summary>True when the provider is compiled into the loaded ONNX Runtime.</summary>
     public static bool IsAvailable(ExecutionProvider provider) => AvailableProviders.Contains(Providers[provider].ortName);
 
-    // The process-wide CPU arena of the sessions that share one (registered with ONNX Runtime's environment once).
-    // Arena extend strategy 1 = kSameAsRequested; the other settings keep ONNX Runtime's defaults (-1).
-    private static readonly Lazy<bool> SharedArena = new(() =>
-    {
-        using var arena = new OrtArenaCfg(0, 1, -1, -1);
-        OrtEnv.Instance().CreateAndRegisterAllocator(OrtMemoryInfo.DefaultInstance, arena);
-        return true;
-    });
-
     /// <summary>Builds session options for <paramref name="config"/>; the caller owns (disposes) them.</summary>
     public static SessionOptions CreateOptions(SessionConfig config)
     {
@@ -59,11 +50,6 @@ public static class SessionFactory
         try
         {
             if (config.IntraOpThreads > 0) options.IntraOpNumThreads = config.IntraOpThreads;
-            if (config.SharedCpuArena && config.CpuMemoryArena && config.Provider == ExecutionProvider.Cpu)
-            {
-                _ = SharedArena.Value;
-                options.AddSessionConfigEntry("session.use_env_allocators", "1");
-            }
             // On the CPU provider every node runs on the CPU by design; ONNX Runtime refuses the setting there.
             if (config.DisableCpuFallback && config.Provider != ExecutionProvider.Cpu)
                 options.AddSessionConfigEntry("session.disable_cpu_ep_fallback", "1");

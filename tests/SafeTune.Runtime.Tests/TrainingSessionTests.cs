@@ -63,6 +63,67 @@ public sealed class TrainingSessionTests : IDisposable
     }
 
     [Theory]
+    [InlineData("llama_tiny_folded", false)]
+    [InlineData("llama_tiny_folded", true)]
+    [InlineData("gpt2_tiny_folded", true)]
+    public void Fused_head_gives_the_separate_heads_losses_and_gradients(string name, bool kl)
+    {
+        var (model, batch, _) = Load(name);
+        var loraModel = model.Clone("LoRA");
+        var lora = new LoraPass(new LoraOptions { Rank = 4, Alpha = 8 });
+        Onnx.Passes.PassRunner.Run(loraModel, lora);
+        var index = Autodiff.Losses.ResponseLosses.Index(batch.Labels);
+        int n = index.Length;
+        var kind = kl ? Autodiff.Losses.ResponseLossKind.CrossEntropyAndKl : Autodiff.Losses.ResponseLossKind.CrossEntropy;
+        (float Loss, IReadOnlyDictionary<string, float> Metrics, Dictionary<string, float[]> Grads, bool ReadsHidden) Step(bool fused)
+        {
+            using var session = TrainingSession.Create(loraModel, new TrainingOptions
+            {
+                Trainable = lora.TrainableParameters,
+                Objective = TrainingObjective.Response(kind),
+                FusedHead = fused,
+            });
+            using var reference = kl
+                ? ReferencePolicy.Create(model, new ReferenceOptions { SharedWeights = session.SharedWeights, HiddenRows = session.ReadsReferenceHidden })
+                : null;
+            using var refOut = reference?.Run(batch, index);
+            using var owned = new OrtValueBag();
+            var inputs = new Dictionary<string, Microsoft.ML.OnnxRuntime.OrtValue>
+            {
+                [Autodiff.Losses.ResponseNames.Index] = owned.Add("index", OrtValues.Wrap(index, n)),
+                [Autodiff.Losses.ResponseNames.SftWeight] = owned.Add("sft", OrtValues.Wrap(Enumerable.Repeat(0.7f / n, n).ToArray(), n)),
+            };
+            if (kl)
+            {
+                inputs[Autodiff.Losses.ResponseNames.KlWeight] = owned.Add("kl", OrtValues.Wrap(Enumerable.Repeat(0.3f / n, n).ToArray(), n));
+                var referenceInput = session.ReadsReferenceHidden ? Autodiff.Losses.ResponseNames.ReferenceHidden : Autodiff.Losses.ResponseNames.ReferenceLogProbs;
+                inputs[referenceInput] = refOut![referenceInput];
+            }
+            // A step away from the start first, so that the model and the reference differ and the KL is not zero.
+            session.TrainStep(batch, inputs);
+            session.OptimizerStep();
+            session.LazyResetGrad();
+            float loss = session.TrainStep(batch, inputs);
+            return (loss, session.Metrics, session.Trainable.ToDictionary(p => p, session.GetGradient), session.ReadsReferenceHidden);
+        }
+        var separate = Step(fused: false);
+        var fused = Step(fused: true);
+        Assert.False(separate.ReadsHidden);
+        Assert.Equal(kl, fused.ReadsHidden);
+        Assert.True(Math.Abs(separate.Loss - fused.Loss) <= 1e-5 * Math.Abs(separate.Loss), $"loss {fused.Loss} vs {separate.Loss}");
+        foreach (var (metric, value) in separate.Metrics)
+            Assert.True(Math.Abs(value - fused.Metrics[metric]) <= 1e-5 * Math.Abs(value) + 1e-7, $"{metric}: {fused.Metrics[metric]} vs {value}");
+        if (kl) Assert.True(separate.Metrics[Autodiff.Losses.ResponseNames.MeanKl] > 1e-6, "the KL term should be active");
+        foreach (var (p, g) in separate.Grads)
+        {
+            double scale = g.Max(Math.Abs);
+            var f = fused.Grads[p];
+            for (int i = 0; i < g.Length; i++)
+                Assert.True(Math.Abs(g[i] - f[i]) <= 1e-4 * scale + 1e-9, $"{p}[{i}]: {f[i]} vs {g[i]}");
+        }
+    }
+
+    [Theory]
     [MemberData(nameof(Names))]
     public void Sgd_with_momentum_follows_PyTorch(string name)
     {

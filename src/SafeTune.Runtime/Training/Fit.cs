@@ -116,6 +116,7 @@ public static class Fit
             Selection = options.Selection,
             Backward = options.Backward,
             CheckpointActivations = options.CheckpointActivations,
+            ExpectedResponseRows = ResponseLosses.Index(batch.Labels).Length,
             Objective = options.KlBeta is null ? TrainingObjective.TokenCrossEntropy : TrainingObjective.Response(ResponseLossKind.CrossEntropyAndKl),
         });
         using var reference = options.KlBeta is null ? null

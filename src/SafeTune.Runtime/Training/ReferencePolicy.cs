@@ -82,6 +82,9 @@ public sealed class ReferencePolicy : IDisposable
         _vocab = vocab;
         _inputVocab = inputVocab;
         _stepInputs = [.. session.Session.InputMetadata.Keys.Where(n => !TokenBatch.Provides(n) && n != ResponseNames.Index && !shared.Contains(n))];
+        // The reference runs between training steps: its activations go back to the system rather than stay reserved
+        // in its own arena while the step runs.
+        _session.ReleaseArenaAfterRun();
     }
 
     /// <summary>The outputs each run returns.</summary>

@@ -177,7 +177,8 @@ public sealed class TrainingSession : IDisposable
         var logits = GradientSession.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
         var withLoss = model.Clone("training graph");
-        var fuse = options.FusedHead ? chosen.ToHashSet(StringComparer.Ordinal) : null;
+        bool large = options.ExpectedResponseRows is not { } rows || rows * vocab * sizeof(float) >= TrainingOptions.FusedHeadMinBytes;
+        var fuse = options.FusedHead && large ? chosen.ToHashSet(StringComparer.Ordinal) : null;
         var (loss, metrics) = options.Objective.Append(withLoss, logits.Name, fuse);
         foreach (var o in withLoss.Graph.Outputs.Where(o => o != loss && !metrics.Contains(o.Name)).ToList()) withLoss.Graph.RemoveOutput(o);
         var trainable = chosen.ToList();

@@ -90,6 +90,7 @@ public sealed class FineTuneEngine : IDisposable
             Selection = options.Selection,
             Backward = options.Backward,
             CheckpointActivations = options.CheckpointActivations,
+            ExpectedResponseRows = options.ExpectedResponseRows,
             Objective = TrainingObjective.Response(kind),
         });
         try

@@ -84,6 +84,9 @@ public sealed record FineTuneOptions
     /// <summary>Recompute each transformer block's activations in the backward pass (see <see cref="TrainingOptions.CheckpointActivations"/>).</summary>
     public bool CheckpointActivations { get; init; }
 
+    /// <summary>The most labelled rows one micro-batch can hold (rows x tokens), when known: see <see cref="TrainingOptions.ExpectedResponseRows"/>.</summary>
+    public long? ExpectedResponseRows { get; init; }
+
     /// <summary>The resolved options to record in <c>options.json</c> (the CLI passes what the user asked for).</summary>
     public System.Text.Json.Nodes.JsonObject? Record { get; init; }
 

@@ -176,6 +176,7 @@ public static class TrainJob
             Seed = o.Seed,
             Runtime = o.Runtime,
             CheckpointActivations = o.CheckpointActivations,
+            ExpectedResponseRows = (long)micro * maxLength,
             Record = record,
         }, progress, cancellation);
         return new TrainJobResult(result, tokenized.Examples.Count, tokenized.Dropped.Count, tokenized.TruncatedCount, risk?.Name);
