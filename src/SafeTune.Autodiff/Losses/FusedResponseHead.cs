@@ -29,11 +29,12 @@ public static class FusedResponseHead
     public const string OpType = "ResponseHeadLoss";
 
     /// <summary>
-    /// The most bytes one chunk's logits [rows, V] may take; the rows per chunk follow from the vocabulary. Each chunk
-    /// reads the whole head weight (twice with the gradient), so chunks are kept large: about 275 rows at Qwen2.5's
-    /// 151,936-wide head, one chunk for a 2 x 128 batch.
+    /// The most bytes one chunk's logits [rows, V] may take; the rows per chunk follow from the vocabulary (110 rows at
+    /// Qwen2.5's 151,936-wide head). Each chunk reads the whole head weight (three times with the gradient and the KL
+    /// term), which is small beside the rest of a step at the sizes where the fused head is used (see
+    /// <c>TrainingOptions.FusedHeadMinBytes</c>).
     /// </summary>
-    public const long ChunkBytes = 160L << 20;
+    public const long ChunkBytes = 64L << 20;
 
     /// <summary>Output indices of the fused node.</summary>
     public const int LossOutput = 0, GradientOutput = 1, CrossEntropyOutput = 2, KlOutput = 3;
@@ -82,7 +83,7 @@ public static class FusedResponseHead
     {
         long vocab = VocabOf(n) ?? 0;
         long perChunk = ChunkRows(vocab) * vocab * sizeof(float);
-        return perChunk * (n.Outputs.Count > KlOutput ? 6 : 3);
+        return perChunk * (n.Outputs.Count > KlOutput ? 8 : 4);
     }
 
     /// <summary>
