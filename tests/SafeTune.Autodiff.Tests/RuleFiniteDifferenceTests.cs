@@ -93,6 +93,7 @@ public sealed class RuleFiniteDifferenceTests(ITestOutputHelper output)
     [Theory, MemberData(nameof(Cases), "Gather")] public void Gather(string @case, int seed) => Check("Gather", @case, seed);
     [Theory, MemberData(nameof(Cases), "GatherElements")] public void GatherElements(string @case, int seed) => Check("GatherElements", @case, seed);
     [Theory, MemberData(nameof(Cases), "Dropout")] public void Dropout(string @case, int seed) => Check("Dropout", @case, seed);
+    [Theory, MemberData(nameof(Cases), "ResponseHeadLoss")] public void ResponseHeadLoss(string @case, int seed) => Check("ResponseHeadLoss", @case, seed);
 }
 
 /// <summary>The finite-difference case table: one entry per (op, case), each with its own seed.</summary>

@@ -211,7 +211,9 @@ public static class FusedResponseHead
             // Keep the output's name: it is what callers bind.
             var name = old.Name;
             g.ReplaceAllUses(old, replacement);
-            g.RenameValue(old, g.Names.NewValueName(name + "_fused"));
+            var freed = g.Names.NewValueName(name + "_fused");
+            g.Names.ReleaseValueName(freed);
+            g.RenameValue(old, freed);
             g.RenameValue(replacement, name);
         }
         else g.ReplaceAllUses(old, replacement);
