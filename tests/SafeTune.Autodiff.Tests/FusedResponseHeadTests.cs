@@ -58,15 +58,6 @@ public sealed class FusedResponseHeadTests
         return outputs.Select((o, i) => (o, GradientCheck.ReadDoubles(results[i]))).ToDictionary(x => x.o, x => x.Item2);
     }
 
-    private static void AssertClose(double[] expected, double[] actual, double tolerance, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        double scale = Math.Max(1e-12, expected.Max(Math.Abs));
-        for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance * scale,
-                $"{what}: element {i}: expected {expected[i]:r}, got {actual[i]:r}");
-    }
-
     [Theory]
     [InlineData(ResponseLossKind.CrossEntropy, false, 4)]
     [InlineData(ResponseLossKind.CrossEntropy, true, 5)]
@@ -118,7 +109,7 @@ public sealed class FusedResponseHeadTests
         string[] outputs = [LossNames.Total, .. separateLoss.Metrics, BackwardResult.GradientName("H")];
         var expected = Run(separateBackward.Model, common, outputs);
         var actual = Run(fusedBackward.Model, common, outputs);
-        foreach (var o in outputs) AssertClose(expected[o], actual[o], 2e-6, o);
+        foreach (var o in outputs) GradientCheck.AssertClose(expected[o], actual[o], 2e-6, o);
         Assert.True(expected[BackwardResult.GradientName("H")].Any(x => Math.Abs(x) > 1e-3), "the gradient should not vanish");
 
         // Without the gradient (an evaluation graph) the lowered loop skips the gradient rows and gives the same loss.
@@ -126,7 +117,7 @@ public sealed class FusedResponseHeadTests
         ResponseLosses.Append(eval, kind, fuseHead: true);
         FusedResponseHead.Lower(eval, chunkRows);
         var evaluated = Run(eval, common.Where(kv => kv.Key != "H").ToDictionary(), [LossNames.Total, .. separateLoss.Metrics]);
-        AssertClose(expected[LossNames.Total], evaluated[LossNames.Total], 2e-6, "evaluation loss");
+        GradientCheck.AssertClose(expected[LossNames.Total], evaluated[LossNames.Total], 2e-6, "evaluation loss");
     }
 
     [Theory]
@@ -150,7 +141,7 @@ public sealed class FusedResponseHeadTests
         string[] outputs = [LossNames.Sft, BackwardResult.GradientName("H")];
         var expected = Run(separateBackward.Model, feeds, outputs);
         var actual = Run(fusedBackward.Model, feeds, outputs);
-        foreach (var o in outputs) AssertClose(expected[o], actual[o], 2e-6, o);
+        foreach (var o in outputs) GradientCheck.AssertClose(expected[o], actual[o], 2e-6, o);
 
         // Every label ignored: the loss and the gradient are 0, as with the separate ops.
         feeds[LossNames.Labels] = TensorData.Create<long>(LossNames.Labels, [B, T], [.. Enumerable.Repeat(LossNames.IgnoreIndex, B * T)]);

@@ -112,6 +112,16 @@ public sealed class GradientCheckException(string message, Exception? inner = nu
 /// </summary>
 public static class GradientCheck
 {
+    /// <summary>Asserts every element within <paramref name="tolerance"/> times the largest expected magnitude.</summary>
+    public static void AssertClose(double[] expected, double[] actual, double tolerance, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double scale = Math.Max(1e-12, expected.Max(Math.Abs));
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance * scale,
+                $"{what}: element {i}: expected {expected[i]:r}, got {actual[i]:r} (tolerance {tolerance:g3} x {scale:g3})");
+    }
+
     /// <summary>Tensors up to this many elements are checked completely.</summary>
     public const int FullCheckLimit = 64;
 

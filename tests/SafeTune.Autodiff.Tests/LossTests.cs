@@ -99,15 +99,6 @@ public sealed class LossTests(ITestOutputHelper output)
         return GradientCheck.ReadDoubles(results[0])[0];
     }
 
-    private static void AssertClose(double[] expected, double[] actual, double tolerance, string what)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        double scale = Math.Max(1e-12, expected.Max(Math.Abs));
-        for (int i = 0; i < expected.Length; i++)
-            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance * scale,
-                $"{what}: element {i}: expected {expected[i]:r}, got {actual[i]:r} (tolerance {tolerance:g3} x {scale:g3})");
-    }
-
     [Fact]
     public void CrossEntropyMatchesHandComputationAndFiniteDifferences()
     {
@@ -124,7 +115,7 @@ public sealed class LossTests(ITestOutputHelper output)
 
         var report = GradientCheck.CheckModel("CrossEntropy", "[2,3,5] logits with -100 labels", Seed, model, loss.Name, ["W"], feeds, null, 1e-2, 1e-2);
         output.WriteLine(report.Summary());
-        AssertClose(HandCrossEntropyGrad(w, Labels), report.Gradients["W"], 1e-5, "cross-entropy gradient vs hand");
+        GradientCheck.AssertClose(HandCrossEntropyGrad(w, Labels), report.Gradients["W"], 1e-5, "cross-entropy gradient vs hand");
         // Ignored positions get no gradient at all.
         for (int n = 0; n < B * T; n++)
             if (Labels[n] == LossNames.IgnoreIndex)
@@ -149,7 +140,7 @@ public sealed class LossTests(ITestOutputHelper output)
 
         var report = GradientCheck.CheckModel("Kl", "[2,3,5] logits, ref_logits input", Seed + 1, model, loss.Name, ["W"], feeds, null, 1e-2, 1e-2);
         output.WriteLine(report.Summary());
-        AssertClose(HandKlGrad(w, r, Labels), report.Gradients["W"], 1e-5, "KL gradient vs hand");
+        GradientCheck.AssertClose(HandKlGrad(w, r, Labels), report.Gradients["W"], 1e-5, "KL gradient vs hand");
     }
 
     [Fact]
@@ -203,8 +194,8 @@ public sealed class LossTests(ITestOutputHelper output)
         var kl = Step(0, 1);
         Assert.True(Math.Abs(sft.Total - HandCrossEntropy(w, Labels)) <= 1e-6 * sft.Total);
         Assert.True(Math.Abs(kl.Total - HandKl(w, r, Labels)) <= 1e-6 * kl.Total);
-        AssertClose(HandCrossEntropyGrad(w, Labels), sft.Grad, 1e-5, "w = (1, 0)");
-        AssertClose(HandKlGrad(w, r, Labels), kl.Grad, 1e-5, "w = (0, 1)");
+        GradientCheck.AssertClose(HandCrossEntropyGrad(w, Labels), sft.Grad, 1e-5, "w = (1, 0)");
+        GradientCheck.AssertClose(HandKlGrad(w, r, Labels), kl.Grad, 1e-5, "w = (0, 1)");
 
         foreach (var (a, b) in new[] { (0.3f, 1.7f), (2.5f, -0.5f), (0f, 0f), (1f, 1f) })
         {
