@@ -76,7 +76,8 @@ public static class LossGraphs
         return b.Output(b.Identity(total), output);
     }
 
-    private static Value LabelsInput(Model model) =>
+    /// <summary>The graph's <see cref="LossNames.Labels"/> input, added (int64 [batch, sequence]) when it lacks one.</summary>
+    internal static Value LabelsInput(Model model) =>
         model.Graph.FindValue(LossNames.Labels) ?? model.Graph.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
 
     private static (Value logProbs, Value mask, Value count, ElementType type) Prepare(GraphBuilder b, Model model, string logits)

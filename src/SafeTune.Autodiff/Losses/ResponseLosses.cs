@@ -76,14 +76,12 @@ public static class ResponseLosses
         Onnx.Shapes.ShapeInference.Run(model);
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("response");
-        var index = g.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
+        var index = IndexInput(b);
         Value rows;
         if (z.Producer is { OpType: "MatMul" } head && head.Input(1) is { } w && RankOf(w) == 2 && head.Input(0) is { } h)
         {
-            // (B, T, d) -> (B*T, d) -> (N, d) -> (N, V): the head runs on the response rows only.
-            var width = b.Slice(b.ShapeOf(h), [-1], [long.MaxValue], [0]);
-            var flat = b.Reshape(h, b.Concat(0, b.Ints(-1), width));
-            rows = b.MatMul(b.Gather(flat, index, 0), w);
+            // (B, T, d) -> (N, d) -> (N, V): the head runs on the response rows only.
+            rows = b.MatMul(HiddenRows(b, h, index), w);
         }
         else
         {
@@ -120,7 +118,7 @@ public static class ResponseLosses
         using var _ = b.Scope("loss/response");
         var type = z.ElementType == ElementType.Undefined ? ElementType.Float : z.ElementType;
         if (type != ElementType.Float) z = b.Cast(z, ElementType.Float);
-        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        var labels = LossGraphs.LabelsInput(model);
         var index = g.GetValue(ResponseNames.Index);
         Value Weights(string name) => g.FindValue(name) ?? b.Input(name, ElementType.Float, Dim.Symbol("response_tokens"));
 
@@ -205,8 +203,8 @@ public static class ResponseLosses
         var g = model.Graph;
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("loss/response");
-        var index = g.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
-        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        var index = IndexInput(b);
+        var labels = LossGraphs.LabelsInput(model);
         Value Weights(string name) => g.FindValue(name) ?? b.Input(name, ElementType.Float, Dim.Symbol("response_tokens"));
         var rows = HiddenRows(b, head.Hidden, index);                                                    // (N, d)
         var targets = b.Gather(b.Reshape(labels, -1), index, 0);                                        // (N)
@@ -244,7 +242,7 @@ public static class ResponseLosses
         var g = model.Graph;
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("loss/cross_entropy");
-        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        var labels = LossGraphs.LabelsInput(model);
         var flat = b.Reshape(labels, -1);
         var counts = b.Op("Not", b.Equal(flat, b.Constant(TensorData.Scalar("ignore", LossNames.IgnoreIndex))));
         var index = b.Reshape(b.Op("NonZero", counts), -1);                                          // (N)
@@ -256,6 +254,10 @@ public static class ResponseLosses
         g.RemoveUnusedNodes();
         return loss;
     }
+
+    /// <summary>The graph's <see cref="ResponseNames.Index"/> input, added (int64 [N]) when it lacks one.</summary>
+    private static Value IndexInput(GraphBuilder b) =>
+        b.Graph.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
 
     /// <summary>The rows of the hidden states (B, T, d) at the flat positions <paramref name="index"/>: (N, d).</summary>
     private static Value HiddenRows(GraphBuilder b, Value hidden, Value index)
@@ -277,7 +279,7 @@ public static class ResponseLosses
         var g = model.Graph;
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("reference");
-        var index = g.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
+        var index = IndexInput(b);
         var rows = HiddenRows(b, head.Hidden, index);
         if (g.FindValue(logits) is { IsGraphOutput: true } z) g.RemoveOutput(z);
         b.Output(b.Identity(rows), ResponseNames.ReferenceHidden);
@@ -295,7 +297,7 @@ public static class ResponseLosses
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("reference");
         if (z.ElementType is not (ElementType.Float or ElementType.Undefined)) z = b.Cast(z, ElementType.Float);
-        var labels = g.FindValue(LossNames.Labels) ?? g.AddInput(LossNames.Labels, ElementType.Int64, new Shape([Dim.Symbol("batch"), Dim.Symbol("sequence")]));
+        var labels = LossGraphs.LabelsInput(model);
         var logProbs = b.LogSoftmax(z, -1);
         var targets = b.Gather(b.Reshape(labels, -1), g.GetValue(ResponseNames.Index), 0);
         var picked = b.Squeeze(b.Op("GatherElements", [logProbs, b.Unsqueeze(targets, 1)], Onnx.Attribute.Of("axis", 1L)), 1);

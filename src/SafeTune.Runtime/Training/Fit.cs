@@ -108,6 +108,7 @@ public static class Fit
             trainable = lora.TrainableParameters;
             options.Memory?.Mark("LoRA adapters added");
         }
+        var responseIndex = ResponseLosses.Index(batch.Labels);
         using var session = TrainingSession.Create(model, new TrainingOptions
         {
             Runtime = options.Runtime,
@@ -116,13 +117,12 @@ public static class Fit
             Selection = options.Selection,
             Backward = options.Backward,
             CheckpointActivations = options.CheckpointActivations,
-            ExpectedResponseRows = ResponseLosses.Index(batch.Labels).Length,
+            ExpectedResponseRows = responseIndex.Length,
             Objective = options.KlBeta is null ? TrainingObjective.TokenCrossEntropy : TrainingObjective.Response(ResponseLossKind.CrossEntropyAndKl),
         });
         using var reference = options.KlBeta is null ? null
             : ReferencePolicy.Create(lora is null ? session.StartingModel : baseModel,
                 new ReferenceOptions { Runtime = options.Runtime, SharedWeights = session.SharedWeights, HiddenRows = session.ReadsReferenceHidden });
-        var responseIndex = ResponseLosses.Index(batch.Labels);
         if (reference is not null && responseIndex.Length == 0) throw new ArgumentException("--kl needs labelled positions: every label of the batch is -100.");
         options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);
         options.Memory?.Mark("trainable parameters, gradients, optimizer moments", 4L * session.Layout.ParameterElements * sizeof(float));
