@@ -165,7 +165,8 @@ public sealed class ReferencePolicy : IDisposable
         return MemoryEstimate.Activations(_graph, shapes, _shared.Names.ToHashSet(StringComparer.Ordinal)).Peak;
     }
 
-    private static long HiddenWidth(Model graph) =>
+    /// <summary>The width d of a graph's <see cref="ResponseNames.ReferenceHidden"/> value [N, d]; 0 when it has none.</summary>
+    internal static long HiddenWidth(Model graph) =>
         graph.Graph.FindValue(ResponseNames.ReferenceHidden)?.Shape is { Rank: 2 } s && s[1].Value is { } d ? d : 0;
 
     /// <inheritdoc/>

@@ -127,7 +127,7 @@ public sealed class TrainingSession : IDisposable
     /// <summary>The shapes of the objective's per-token step inputs for <paramref name="responseTokens"/> response positions.</summary>
     public Dictionary<string, long[]> ResponseInputShapes(int responseTokens) =>
         MemoryEstimate.ResponseInputShapes(responseTokens, VocabSize,
-            _backward.Model.Graph.FindValue(ResponseNames.ReferenceHidden)?.Shape is { Rank: 2 } s && s[1].Value is { } d ? d : 0);
+            ReferencePolicy.HiddenWidth(_backward.Model));
 
     /// <summary>The objective's logging outputs (scalars), by name, as of the last step.</summary>
     public IReadOnlyDictionary<string, float> Metrics => _metrics.ToDictionary(kv => kv.Key, kv => kv.Value[0], StringComparer.Ordinal);
