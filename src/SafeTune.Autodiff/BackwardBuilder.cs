@@ -22,6 +22,15 @@ public sealed record BackwardOptions
     /// two: no recomputation.
     /// </summary>
     public IReadOnlyList<string>? Checkpoints { get; init; }
+
+    /// <summary>
+    /// Frozen weights stored in 16 bits (float16 or bfloat16 initializers, read through a <c>Cast</c> to float32, see
+    /// <see cref="SafeTune.Onnx.Passes.SixteenBitWeights"/>): a gradient rule that reads a value computed from such
+    /// weights alone reads a copy computed again from the 16-bit weights once the gradient it is used with exists. The
+    /// float32 copy the forward pass made is then freed right after the forward pass used it, instead of living until
+    /// the backward pass: float32 copies of the weights exist only while an op reads them.
+    /// </summary>
+    public bool RecastStoredWeights { get; init; } = true;
 }
 
 /// <summary>A training graph: the forward graph, the loss, and one gradient output per parameter.</summary>
@@ -94,6 +103,7 @@ public static class BackwardBuilder
         var contributions = new Dictionary<Value, List<Value>>(ReferenceEqualityComparer.Instance);
         var builder = new GraphBuilder(g, model.DefaultOpset);
         contributions[lossValue] = [Seed(builder, lossValue)];
+        var recast = options.RecastStoredWeights ? Recaster.For(builder, order, paramValues) : null;
         var segments = Segments(g, order, options.Checkpoints);
         var recomputed = new Dictionary<Node, Node>(ReferenceEqualityComparer.Instance);
 
@@ -105,10 +115,12 @@ public static class BackwardBuilder
             if (!need.Any(x => x)) continue;
             var rule = GradientRegistry.Find(node.Domain, node.OpType)!;
             if (segments.TryGetValue(node, out var segment) && !recomputed.ContainsKey(node))
-                Recompute(builder, segment, contributions, recomputed);
+                Recompute(builder, segment, contributions, recomputed, recast);
             using var scope = builder.Scope("grad/" + node.Name.TrimStart('/'));
             var go = node.Outputs.Select(o => contributions.TryGetValue(o, out var list) ? Accumulate(builder, o, list) : null).ToArray();
-            var ctx = new GradientContext(recomputed.GetValueOrDefault(node, node), builder, go, need, options);
+            var source = recomputed.GetValueOrDefault(node, node);
+            if (recast is not null && go.FirstOrDefault(v => v is not null) is { } gate) source = recast.Shadow(source, gate);
+            var ctx = new GradientContext(source, builder, go, need, options);
             rule.Build(ctx);
             for (int i = 0; i < need.Length; i++)
             {
@@ -133,7 +145,7 @@ public static class BackwardBuilder
             grad.Shape = p.Shape;
             initial[p.Name] = g.PromoteInitializerToInput(p);
         }
-        RemoveUnusedCopies(g, recomputed.Values);
+        RemoveUnusedCopies(g, recast is null ? recomputed.Values : recomputed.Values.Concat(recast.Added));
         var outputs = new List<Value> { lossValue };
         if (options.KeepForwardOutputs) outputs.AddRange(g.Outputs.Where(o => !ReferenceEquals(o, lossValue)));
         outputs.AddRange(paramValues.Select(p => g.GetValue(BackwardResult.GradientName(p.Name))));
@@ -210,7 +222,7 @@ public static class BackwardBuilder
     /// but computed only once the gradient of the segment's end exists, so that every topological order (ONNX Runtime's
     /// included) runs the copies in the backward pass.
     /// </summary>
-    private static void Recompute(GraphBuilder b, Segment segment, Dictionary<Value, List<Value>> contributions, Dictionary<Node, Node> copies)
+    private static void Recompute(GraphBuilder b, Segment segment, Dictionary<Value, List<Value>> contributions, Dictionary<Node, Node> copies, Recaster? recast)
     {
         if (!contributions.TryGetValue(segment.End, out var endGrads)) return;
         using var scope = b.Scope("recompute" + segment.End.Producer!.Name);
@@ -221,7 +233,8 @@ public static class BackwardBuilder
         var map = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance) { [segment.Start] = start };
         foreach (var n in segment.Nodes)
         {
-            var copy = b.Graph.AddNode(n.OpType, n.Inputs.Select(i => i is null ? null : map.GetValueOrDefault(i, i)),
+            var copy = b.Graph.AddNode(n.OpType, n.Inputs.Select(i => i is null ? null
+                    : map.TryGetValue(i, out var mapped) ? mapped : recast is not null && recast.Reads(i) ? recast.Copy(i, gradient, map) : i),
                 [.. n.Outputs.Select(o => o.Name + "_recomputed")], n.Attributes.Values, b.Graph.Names.NewNodeName(n.Name + "_recomputed"), n.Domain);
             for (int i = 0; i < n.Outputs.Count; i++)
             {

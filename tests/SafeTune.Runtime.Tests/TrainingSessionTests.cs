@@ -63,6 +63,101 @@ public sealed class TrainingSessionTests : IDisposable
     }
 
     [Theory]
+    [InlineData("llama_tiny_folded", "fp16")]
+    [InlineData("llama_tiny_unfolded", "bf16")]
+    [InlineData("gpt2_tiny_folded", "fp16")]
+    [InlineData("gpt2_tiny_unfolded", "bf16")]
+    public void Sixteen_bit_frozen_weights_train_as_their_rounded_float32_values(string name, string dtype)
+    {
+        // Held in 16 bits, the frozen weights must act exactly as float32 weights holding the rounded values: the same
+        // losses with the reference pass (KL) and with activation checkpointing, in half the weight bytes.
+        var (model, batch, _) = Load(name);
+        var type = TrainingOptions.ParseBaseDtype(dtype)!.Value;
+        var options = new FitOptions
+        {
+            Steps = 4,
+            KlBeta = 0.3,
+            Lora = new LoraOptions { Rank = 4, Alpha = 8 },
+            Optimizer = new OptimizerConfig { LearningRate = 1e-2, WeightDecay = 0.01 },
+        };
+        var rounded = Fit.Run(Rounded(model, type), batch, options);
+        var sixteen = Fit.Run(model, batch, options with { BaseDtype = type });
+        var checkpointed = Fit.Run(model, batch, options with { BaseDtype = type, CheckpointActivations = true });
+        var plain = Fit.Run(model, batch, options);
+        for (int i = 0; i < rounded.Losses.Count; i++)
+        {
+            Assert.True(Math.Abs(sixteen.Losses[i] - rounded.Losses[i]) <= 1e-5 * Math.Abs(rounded.Losses[i]), $"{dtype} step {i + 1}: {sixteen.Losses[i]} vs {rounded.Losses[i]}");
+            Assert.True(Math.Abs(checkpointed.Losses[i] - rounded.Losses[i]) <= 1e-5 * Math.Abs(rounded.Losses[i]), $"{dtype} checkpointed step {i + 1}: {checkpointed.Losses[i]} vs {rounded.Losses[i]}");
+        }
+        // Rounding moved the weights: the loss is not the float32 model's to the last digit, but close to it.
+        Assert.True(Math.Abs(sixteen.Losses[0] - plain.Losses[0]) <= 2e-2 * Math.Abs(plain.Losses[0]), $"{dtype} first loss {sixteen.Losses[0]} vs float32 {plain.Losses[0]}");
+        long frozen = TrainingSession.FrozenWeights(model, []).Sum(n => model.Graph.FindInitializer(n)!.Initializer!.ElementCount);
+        Assert.True(frozen > 0);
+        Assert.Equal(plain.Estimate!.WeightBytes - 2 * frozen, sixteen.Estimate!.WeightBytes);
+    }
+
+    [Fact]
+    public void Sixteen_bit_weights_in_device_memory_train_like_host_memory()
+    {
+        var (model, batch, _) = Load("llama_tiny_folded");
+        var loraModel = model.Clone("LoRA");
+        var lora = new LoraPass(new LoraOptions { Rank = 4, Alpha = 8 });
+        Onnx.Passes.PassRunner.Run(loraModel, lora);
+        var options = new TrainingOptions { Trainable = lora.TrainableParameters, BaseDtype = ElementType.Float16, Optimizer = new OptimizerConfig { LearningRate = 1e-2 } };
+        using var host = TrainingSession.Create(loraModel, options with { DeviceResidentState = false });
+        using var device = TrainingSession.Create(loraModel, options with { DeviceResidentState = true });
+        Assert.Contains(host.SharedWeights.Names, n => host.SharedWeights.TypeOf(n) == ElementType.Float16);
+        for (int i = 0; i < 3; i++)
+        {
+            foreach (var s in new[] { host, device }) s.LazyResetGrad();
+            Assert.Equal(host.TrainStep(batch), device.TrainStep(batch));
+            host.OptimizerStep();
+            device.OptimizerStep();
+        }
+        foreach (var p in host.Trainable) Assert.Equal(host.GetParameter(p), device.GetParameter(p));
+    }
+
+    [Fact]
+    public void Sixteen_bit_weights_are_cast_again_in_the_backward_pass()
+    {
+        // No float32 copy made in the forward pass may be read by the backward pass (it would live from one to the other).
+        var (model, _, _) = Load("llama_tiny_folded");
+        var loraModel = model.Clone("LoRA");
+        var lora = new LoraPass(new LoraOptions { Rank = 4, Alpha = 8 });
+        Onnx.Passes.PassRunner.Run(loraModel, lora);
+        var withLoss = loraModel.Clone("loss");
+        var logits = GradientSession.FindLogits(withLoss);
+        var (loss, _) = TrainingObjective.TokenCrossEntropy.Append(withLoss, logits.Name, null);
+        var stored = Onnx.Passes.SixteenBitWeights.Apply(withLoss.Graph, TrainingSession.FrozenWeights(loraModel, lora.TrainableParameters), ElementType.Float16);
+        Assert.NotEmpty(stored);
+        var backward = Autodiff.BackwardBuilder.Build(withLoss, loss.Name, lora.TrainableParameters);
+        var g = backward.Model.Graph;
+        int recast = 0;
+        foreach (var name in stored)
+        {
+            var w = g.GetValue(name);
+            Assert.Equal(ElementType.Float16, w.ElementType);
+            foreach (var cast in w.Consumers.Where(n => n.OpType == "Cast"))
+                foreach (var reader in cast.Outputs[0].Consumers)
+                    Assert.False(reader.Name.StartsWith("grad/", StringComparison.Ordinal), $"{reader.Describe()} reads the forward copy of '{name}'");
+            recast += w.Consumers.Count(n => n.OpType == "Reshape");
+        }
+        Assert.True(recast > 0, "the backward pass casts no weight again");
+    }
+
+    private static Model Rounded(Model model, ElementType type)
+    {
+        var copy = model.Clone("rounded");
+        foreach (var name in TrainingSession.FrozenWeights(model, []))
+        {
+            var v = copy.Graph.FindInitializer(name)!;
+            var wide = Onnx.Passes.SixteenBitWeights.Narrow(v.Initializer!, type).ToDoubles().Select(x => (float)x).ToArray();
+            copy.Graph.SetInitializer(v, TensorData.Create<float>(name, v.Initializer!.Dims, wide));
+        }
+        return copy;
+    }
+
+    [Theory]
     [InlineData("llama_tiny_folded", false)]
     [InlineData("llama_tiny_folded", true)]
     [InlineData("gpt2_tiny_folded", true)]

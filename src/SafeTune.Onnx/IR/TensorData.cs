@@ -122,6 +122,14 @@ public sealed class TensorData
     }
 
     /// <summary>
+    /// Hands the pages holding this tensor's bytes back to the system when they are a memory-mapped external data file
+    /// (Linux and macOS): they stop counting as the process's memory and are read from the file again when next touched.
+    /// For a tensor whose values have been copied elsewhere (such as weights held in 16 bits). Returns false where the
+    /// bytes are not mapped (then nothing changes).
+    /// </summary>
+    public bool ReleaseMappedPages() => _bytes is { } bytes && MappedFile.Release(bytes);
+
+    /// <summary>
     /// Writes the bytes to <paramref name="stream"/>. A deferred tensor streams them from its source without keeping them,
     /// so writing a model converts one tensor at a time.
     /// </summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.IO.MemoryMappedFiles;
 
 namespace SafeTune.Onnx;
@@ -47,6 +48,27 @@ internal sealed unsafe class MappedFile
         return new Manager(this, _pointer + offset, (int)length).Memory;
     }
 
+    /// <summary>
+    /// Advises the system that the whole pages inside <paramref name="memory"/> (a slice of a mapped file) are not needed
+    /// now; read-only file pages are simply dropped and read again on the next touch. False when the memory is not a
+    /// mapped slice or the platform has no such advice.
+    /// </summary>
+    public static bool Release(ReadOnlyMemory<byte> memory)
+    {
+        if (!(OperatingSystem.IsLinux() || OperatingSystem.IsMacOS())) return false;
+        if (!MemoryMarshal.TryGetMemoryManager<byte, Manager>(memory, out var manager, out int start, out int length)) return false;
+        long page = Environment.SystemPageSize;
+        long from = (long)manager.Pointer + start, to = from + length;
+        long first = (from + page - 1) / page * page, last = to / page * page;
+        if (last <= first) return true;
+        return Madvise((IntPtr)first, (nuint)(last - first), DontNeed) == 0;
+    }
+
+    private const int DontNeed = 4; // MADV_DONTNEED on Linux and macOS
+
+    [DllImport("libc", EntryPoint = "madvise", SetLastError = true)]
+    private static extern int Madvise(IntPtr address, nuint length, int advice);
+
     ~MappedFile()
     {
         // The view handle releases itself; this only returns the pointer reference taken in the constructor.
@@ -57,6 +79,8 @@ internal sealed unsafe class MappedFile
     {
         // Keeps the mapping alive for as long as this slice is reachable.
         private readonly MappedFile _owner = owner;
+
+        public byte* Pointer => pointer;
 
         public override Span<byte> GetSpan() => new(pointer, length);
 

@@ -43,6 +43,8 @@ public sealed record FitOptions
     public double? KlBeta { get; init; }
     /// <summary>Recompute each transformer block's activations in the backward pass (see <see cref="TrainingOptions.CheckpointActivations"/>).</summary>
     public bool CheckpointActivations { get; init; }
+    /// <summary>The element type the frozen weights are held in (see <see cref="TrainingOptions.BaseDtype"/>).</summary>
+    public Onnx.ElementType BaseDtype { get; init; } = Onnx.ElementType.Float;
     /// <summary>Predict the first step's peak memory and stop before it when it would not fit (default true).</summary>
     public bool CheckMemory { get; init; } = true;
     /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
@@ -117,6 +119,7 @@ public static class Fit
             Selection = options.Selection,
             Backward = options.Backward,
             CheckpointActivations = options.CheckpointActivations,
+            BaseDtype = options.BaseDtype,
             ExpectedResponseRows = responseIndex.Length,
             Objective = options.KlBeta is null ? TrainingObjective.TokenCrossEntropy : TrainingObjective.Response(ResponseLossKind.CrossEntropyAndKl),
         });
@@ -132,6 +135,7 @@ public static class Fit
         if (options.CheckMemory)
             MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
                 "Use a batch file with fewer or shorter rows" + (options.CheckpointActivations ? "" : ", add --checkpoint-activations")
+                + (options.Lora is not null && options.BaseDtype == Onnx.ElementType.Float ? ", hold the frozen weights in 16 bits (--base-dtype fp16)" : "")
                 + (options.Lora is null ? ", or --lora to train adapters instead of every weight." : "."));
         if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!, options.Steps);
         long first = session.Step;

@@ -151,10 +151,13 @@ public sealed unsafe class FlatBuffer : IDisposable
 public sealed class DeviceStorage : IDisposable
 {
     private readonly BoundSession _copy;
+    private readonly SessionConfig _config;
+    private readonly Dictionary<Onnx.ElementType, BoundSession> _typedCopies = [];
 
     /// <summary>Creates device storage for sessions made with <paramref name="config"/>.</summary>
     public DeviceStorage(SessionConfig config)
     {
+        _config = config;
         var b = Onnx.GraphBuilder.ForNewModel(17, "copy");
         var x = b.Graph.AddInput("x", Onnx.ElementType.Float, null); // any shape
         b.Output(b.Identity(x), "y");
@@ -174,6 +177,32 @@ public sealed class DeviceStorage : IDisposable
 
     /// <summary>The device allocator.</summary>
     public OrtAllocator Allocator { get; }
+
+    /// <summary>Copies a tensor of <paramref name="type"/> (host or device) into another of the same shape and type.</summary>
+    internal void Copy(OrtValue source, OrtValue target, Onnx.ElementType type)
+    {
+        if (type == Onnx.ElementType.Float)
+        {
+            Run(_copy, source, target);
+            return;
+        }
+        if (!_typedCopies.TryGetValue(type, out var copy))
+        {
+            var b = Onnx.GraphBuilder.ForNewModel(17, "copy " + Onnx.ElementTypes.OnnxName(type));
+            var x = b.Graph.AddInput("x", type, null);
+            b.Output(b.Identity(x), "y");
+            _typedCopies[type] = copy = new BoundSession(SessionFactory.Create(b.Model!, _config with { DisableCpuFallback = false }));
+        }
+        Run(copy, source, target);
+    }
+
+    private static void Run(BoundSession copy, OrtValue source, OrtValue target)
+    {
+        copy.BindInput("x", source);
+        copy.BindOutput("y", target);
+        copy.Run();
+        copy.ClearBindings();
+    }
 
     internal void Upload(float[] source, OrtValue target, long[] dims)
     {
@@ -198,6 +227,7 @@ public sealed class DeviceStorage : IDisposable
     {
         Allocator.Dispose();
         _copy.Dispose();
+        foreach (var copy in _typedCopies.Values) copy.Dispose();
         if (!ReferenceEquals(MemoryInfo, OrtMemoryInfo.DefaultInstance)) MemoryInfo.Dispose();
     }
 }

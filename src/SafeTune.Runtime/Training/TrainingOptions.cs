@@ -84,6 +84,37 @@ public sealed record TrainingOptions
     /// one more forward pass of time per step.
     /// </summary>
     public bool CheckpointActivations { get; init; }
+    /// <summary>
+    /// The element type the frozen weights are held in: float32 (the default), float16 or bfloat16. In 16 bits the frozen
+    /// weights (every weight but the trainable ones, buffers such as rotary tables excepted) take half the memory; ops still
+    /// compute in float32 on float32 copies cast where they are read (<see cref="SafeTune.Onnx.Passes.SixteenBitWeights"/>),
+    /// and the backward pass casts again where it needs them (<see cref="BackwardOptions.RecastStoredWeights"/>). Trainable
+    /// parameters, gradients and optimizer moments stay float32.
+    /// </summary>
+    public Onnx.ElementType BaseDtype { get; init; } = Onnx.ElementType.Float;
+
+    /// <summary>The names <see cref="ParseBaseDtype"/> accepts.</summary>
+    public const string BaseDtypeNames = "fp32, fp16 or bf16";
+
+    /// <summary>
+    /// The element type named by <paramref name="text"/> (fp32, fp16, bf16, or float32, float16, bfloat16); null when it
+    /// names none.
+    /// </summary>
+    public static Onnx.ElementType? ParseBaseDtype(string? text) => text?.Trim().ToLowerInvariant() switch
+    {
+        "fp32" or "float32" or "float" => Onnx.ElementType.Float,
+        "fp16" or "float16" or "half" => Onnx.ElementType.Float16,
+        "bf16" or "bfloat16" => Onnx.ElementType.BFloat16,
+        _ => null,
+    };
+
+    /// <summary>The short name of a base dtype: fp32, fp16 or bf16.</summary>
+    public static string BaseDtypeName(Onnx.ElementType type) => type switch
+    {
+        Onnx.ElementType.Float16 => "fp16",
+        Onnx.ElementType.BFloat16 => "bf16",
+        _ => "fp32",
+    };
     /// <summary>The loss the session minimizes; default: the mean token cross-entropy over the labels that count.</summary>
     public TrainingObjective Objective { get; init; } = TrainingObjective.TokenCrossEntropy;
     /// <summary>

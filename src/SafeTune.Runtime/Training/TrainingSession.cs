@@ -4,6 +4,7 @@ using SafeTune.Autodiff.Losses;
 using SafeTune.Autodiff.Optimizers;
 using SafeTune.Onnx;
 using SafeTune.Onnx.Inspection;
+using SafeTune.Onnx.Passes;
 
 namespace SafeTune.Runtime.Training;
 
@@ -189,6 +190,7 @@ public sealed class TrainingSession : IDisposable
             if (v.ElementType != ElementType.Float)
                 throw new ArgumentException($"trainable parameter '{name}' is {v.ElementType.OnnxName()}; training supports float32 parameters.");
         }
+        if (options.BaseDtype != ElementType.Float) SixteenBitWeights.Apply(withLoss.Graph, FrozenWeights(model, trainable), options.BaseDtype);
         var backwardOptions = options.Backward with { KeepForwardOutputs = true };
         if (options.CheckpointActivations) backwardOptions = backwardOptions with { Checkpoints = ActivationCheckpoints(model) };
         var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, backwardOptions);
@@ -201,6 +203,19 @@ public sealed class TrainingSession : IDisposable
         FusedResponseHead.Lower(evalModel);
         return new TrainingSession(given, model, ties, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics);
     }
+
+    /// <summary>
+    /// The weights <see cref="TrainingOptions.BaseDtype"/> stores in 16 bits: the frozen parameters (as
+    /// <see cref="ParameterRoles"/> tells them from buffers) of at least <see cref="SharedMinElements"/> elements.
+    /// </summary>
+    internal static IEnumerable<string> FrozenWeights(Model model, IEnumerable<string> trainable)
+    {
+        var train = trainable.ToHashSet(StringComparer.Ordinal);
+        return ParameterRoles.Of(model).Where(r => r.IsParameter && r.Elements >= SharedMinElements && !train.Contains(r.Name)).Select(r => r.Name);
+    }
+
+    /// <summary>The smallest frozen weight read from shared buffers (smaller ones stay in the graph).</summary>
+    internal const long SharedMinElements = 256;
 
     /// <summary>The residual stream after each transformer block: the activations kept when checkpointing.</summary>
     private static IReadOnlyList<string> ActivationCheckpoints(Model model)

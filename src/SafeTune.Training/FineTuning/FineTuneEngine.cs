@@ -90,6 +90,7 @@ public sealed class FineTuneEngine : IDisposable
             Selection = options.Selection,
             Backward = options.Backward,
             CheckpointActivations = options.CheckpointActivations,
+            BaseDtype = options.BaseDtype,
             ExpectedResponseRows = options.ExpectedResponseRows,
             Objective = TrainingObjective.Response(kind),
         });
@@ -223,6 +224,7 @@ public sealed class FineTuneEngine : IDisposable
         MemoryEstimate.EnsureFits(estimate, "a training step",
             "Lower --micro-batch (gradients accumulate to the same --batch-size) or --max-length"
             + (_options.CheckpointActivations ? "" : ", add --checkpoint-activations")
+            + (_lora is not null && _options.BaseDtype == Onnx.ElementType.Float ? ", hold the frozen weights in 16 bits (--base-dtype fp16)" : "")
             + (_lora is null ? ", or train LoRA adapters (--lora) instead of --full." : "."));
     }
 

@@ -83,6 +83,8 @@ public sealed record FineTuneOptions
 
     /// <summary>Recompute each transformer block's activations in the backward pass (see <see cref="TrainingOptions.CheckpointActivations"/>).</summary>
     public bool CheckpointActivations { get; init; }
+    /// <summary>The element type the frozen weights are held in (see <see cref="TrainingOptions.BaseDtype"/>).</summary>
+    public Onnx.ElementType BaseDtype { get; init; } = Onnx.ElementType.Float;
 
     /// <summary>The most labelled rows one micro-batch can hold (rows x tokens), when known: see <see cref="TrainingOptions.ExpectedResponseRows"/>.</summary>
     public long? ExpectedResponseRows { get; init; }

@@ -35,6 +35,8 @@ public sealed record TrainJobOptions
     public int MaxLength { get; init; } = 512;
     /// <summary>Recompute each transformer block's activations in the backward pass instead of keeping them.</summary>
     public bool CheckpointActivations { get; init; }
+    /// <summary>The element type the frozen weights are held in (see <see cref="TrainingOptions.BaseDtype"/>).</summary>
+    public Onnx.ElementType BaseDtype { get; init; } = Onnx.ElementType.Float;
     /// <summary>Padding (one example per row) or packing.</summary>
     public BatchLayout Layout { get; init; } = BatchLayout.Pad;
     /// <summary>Seeds the data order, samples and LoRA initialization.</summary>
@@ -176,6 +178,7 @@ public static class TrainJob
             Seed = o.Seed,
             Runtime = o.Runtime,
             CheckpointActivations = o.CheckpointActivations,
+            BaseDtype = o.BaseDtype,
             ExpectedResponseRows = (long)micro * maxLength,
             Record = record,
         }, progress, cancellation);

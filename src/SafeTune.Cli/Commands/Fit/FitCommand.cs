@@ -42,6 +42,7 @@ public sealed class FitCommand : Command<FitSettings>
             Memory = memory,
             KlBeta = settings.KlBeta,
             CheckpointActivations = settings.CheckpointActivations,
+            BaseDtype = TrainingOptions.ParseBaseDtype(settings.BaseDtype ?? "fp32")!.Value,
         };
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cancel.Cancel(); };

@@ -71,6 +71,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             MicroBatchSize = s.MicroBatch,
             MaxLength = s.MaxLength,
             CheckpointActivations = s.CheckpointActivations,
+            BaseDtype = TrainingOptions.ParseBaseDtype(s.BaseDtype ?? "fp32")!.Value,
             Layout = s.Pack ? BatchLayout.Pack : BatchLayout.Pad,
             Seed = s.Seed,
             Lora = s.Full ? null : new LoraOptions { Rank = s.LoraRank, Alpha = s.LoraAlpha, Pattern = s.LoraPattern ?? LoraOptions.DefaultPattern },

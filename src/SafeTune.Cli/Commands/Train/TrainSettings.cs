@@ -154,6 +154,11 @@ public sealed class TrainSettings : CommandSettings
     [Description("Keep only the residual stream between transformer blocks and recompute each block in the backward pass: activation memory stops growing with depth, for about one more forward pass per step.")]
     public bool CheckpointActivations { get; init; }
 
+    /// <summary>The element type of the frozen weights.</summary>
+    [CommandOption("--base-dtype <TYPE>")]
+    [Description("Hold the frozen weights in fp32 (default), fp16 or bf16: 16 bits halve their memory; ops still compute in fp32 on copies cast where read. Trainable weights, gradients and optimizer state stay fp32. Meant for GPUs; on the CPU it saves memory for some time per step.")]
+    public string? BaseDtype { get; init; }
+
     /// <summary>Max length.</summary>
     [CommandOption("--max-length <L>")]
     [Description("The most tokens an example keeps (default 512).")]
@@ -210,6 +215,8 @@ public sealed class TrainSettings : CommandSettings
         if (Model.Length == 0) return ValidationResult.Error("--model is required.");
         if (Tokenizer.Length == 0 && !Infrastructure.ModelSource.IsNamed(Model)) return ValidationResult.Error("--tokenizer is required.");
         if (Data.Length == 0) return ValidationResult.Error("--data is required.");
+        if (BaseDtype is not null && Runtime.Training.TrainingOptions.ParseBaseDtype(BaseDtype) is null)
+            return ValidationResult.Error($"--base-dtype must be {Runtime.Training.TrainingOptions.BaseDtypeNames}, not '{BaseDtype}'.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
         if (GenAiOut is not null && GenerationModel is null)
             return ValidationResult.Error("--genai-out writes the key/value-cache decoder: give it with --generation-model.");
