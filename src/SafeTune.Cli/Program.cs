@@ -76,9 +76,10 @@ app.Configure(config =>
             .WithExample("data", "list")
             .WithExample("data", "list", "--json");
         data.AddCommand<DataFetchCommand>("fetch")
-            .WithDescription("Download sets into the cache: resumed when a transfer breaks, checked against the registered SHA-256, written atomically.")
+            .WithDescription("Download sets into the cache: resumed when a transfer breaks, checked against the registered SHA-256, written atomically. A public model's name (stories260k) fetches its Hub folder from SAFETUNE_MODEL_MIRROR and prints where it is.")
             .WithExample("data", "fetch", "advbench", "xstest")
-            .WithExample("data", "fetch", "all");
+            .WithExample("data", "fetch", "all")
+            .WithExample("data", "fetch", "stories260k");
         data.AddCommand<DataVerifyCommand>("verify")
             .WithDescription("Check the fetched sets (or the mirror folder) against the registered SHA-256; exit code 2 when one fails.")
             .WithExample("data", "verify", "all");

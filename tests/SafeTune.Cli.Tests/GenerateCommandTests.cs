@@ -84,6 +84,65 @@ public sealed class GenerateCommandTests : IDisposable
     }
 
     [Fact]
+    public void Walkthrough_fetch_export_tokenize_generate_train_and_generate_again()
+    {
+        // README, "Bring your own Hub model": the public model by name from the model mirror, a small chat template added.
+        var fetched = CliRunner.Run(TimeSpan.FromMinutes(2), new Dictionary<string, string>
+        {
+            [PublicDataStore.ModelMirrorVariable] = Repo.SharedModels(), ["SAFETUNE_CACHE"] = _dir.File("cache"),
+        }, "data", "fetch", "stories260k", "--json");
+        Assert.True(fetched.ExitCode == 0, fetched.Stderr);
+        var source = JsonDocument.Parse(fetched.Stdout).RootElement.GetProperty("models")[0].GetProperty("path").GetString()!;
+        Assert.Equal(Path.GetFullPath(Repo.SharedModels("stories260k")), Path.GetFullPath(source));
+        var folder = Directory.CreateDirectory(_dir.File("my-model")).FullName;
+        foreach (var f in Directory.GetFiles(source)) File.Copy(f, Path.Combine(folder, Path.GetFileName(f)));
+        File.WriteAllText(Path.Combine(folder, "chat_template.jinja"),
+            "{{ bos_token }}{% for m in messages %}{% if m.role == 'assistant' %}{{ m.content + eos_token }}{% else %}{{ m.content }}{% endif %}{% endfor %}");
+        var model = _dir.File("my-model.onnx");
+        Assert.Equal(0, CliRunner.Run("export", "--from-hf", folder, "--out", model).ExitCode);
+
+        (string Prompt, string Response)[] stories =
+        [
+            ("Once upon a time", ", there was a cat named Tom. Tom liked to sleep in the sun all day."),
+            ("The dog", " ran to the park. He found a red ball and played with it all day."),
+            ("Tom the cat", " was very sleepy. He slept in the sun and dreamed of fish."),
+            ("One day, Lily", " went to the sea. She saw a big fish and said hello."),
+        ];
+        var data = _dir.File("stories.jsonl");
+        File.WriteAllLines(data, stories.Select(x => JsonSerializer.Serialize(new
+        {
+            messages = new[] { new { role = "user", content = x.Prompt }, new { role = "assistant", content = x.Response } },
+        })));
+        var tokenized = CliRunner.Run("tokenize", "--tokenizer", folder, "--input", data, "--out", _dir.File("stories.ids.jsonl"));
+        Assert.True(tokenized.ExitCode == 0, tokenized.Stderr);
+        var first = JsonDocument.Parse(File.ReadLines(_dir.File("stories.ids.jsonl")).First()).RootElement;
+        Assert.Equal("<s>Once upon a time, there was a cat named Tom. Tom liked to sleep in the sun all day.</s>", first.GetProperty("text").GetString());
+        Assert.Equal(33, first.GetProperty("ids").GetArrayLength());
+
+        var ask = _dir.File("ask.json");
+        File.WriteAllText(ask, "[{\"role\": \"user\", \"content\": \"Once upon a time\"}]");
+        string Generate(string m)
+        {
+            var r = CliRunner.Run("generate", "--model", m, "--tokenizer", folder, "--messages", ask, "--max-new-tokens", "40", "--json");
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            return JsonDocument.Parse(r.Stdout).RootElement.GetProperty("text").GetString()!;
+        }
+        // Before: the base model's own story (the template renders bos + the user's text).
+        Assert.StartsWith(Generate(model), Llama2cContinuation, StringComparison.Ordinal);
+
+        var run = _dir.File("run");
+        var trained = CliRunner.Run("train", "--model", model, "--tokenizer", folder, "--data", data, "--out", run, "--full", "--lr", "3e-3",
+            "--steps", "30", "--batch-size", "4", "--warmup", "0", "--threads", "1", "--json");
+        Assert.True(trained.ExitCode == 0, trained.Stderr);
+        var json = JsonDocument.Parse(trained.Stdout).RootElement;
+        Assert.Equal(30, json.GetProperty("steps").GetInt32());
+        Assert.EndsWith("chat_template.jinja", json.GetProperty("template").GetString(), StringComparison.Ordinal);
+        Assert.True(json.GetProperty("last_loss").GetDouble() < json.GetProperty("first_loss").GetDouble() / 10, trained.Stdout);
+        // After: the story it was trained on, closed by eos.
+        Assert.Equal(stories[0].Response.TrimStart(), Generate(Path.Combine(run, "model.onnx")).TrimStart());
+    }
+
+    [Fact]
     public void Chat_needs_a_chat_template()
     {
         CliRunner.RunWithInput("Hi\n", "chat", "--model", Stories, "--tokenizer", Stories).AssertUserError("stories260k", "no chat template");

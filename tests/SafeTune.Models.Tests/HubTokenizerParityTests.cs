@@ -91,6 +91,35 @@ public sealed class HubTokenizerParityTests
         }
     }
 
+    [Theory]
+    [InlineData("NFC")]
+    [InlineData("NFD")]
+    [InlineData("NFKC")]
+    [InlineData("NFKD")]
+    public void Unicode_normalizers_normalize_as_transformers_js_does(string form)
+    {
+        // tests/fixtures/make_normalizers.mjs: stories260k's tokenizer.json with the form first in its normalizer Sequence.
+        using var dir = new TempDir();
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Repo.Fixture("tokenizers", "hub", "stories260k", "tokenizer.json")))!;
+        var normalizers = json["normalizer"]!["normalizers"]!.AsArray();
+        normalizers.Insert(0, new System.Text.Json.Nodes.JsonObject { ["type"] = form });
+        File.WriteAllText(dir.File("tokenizer.json"), json.ToJsonString());
+        File.Copy(Repo.Fixture("tokenizers", "hub", "stories260k", "tokenizer_config.json"), dir.File("tokenizer_config.json"));
+        var tokenizer = TokenizerLoader.Load(dir.Path);
+        using var expected = JsonDocument.Parse(File.ReadAllText(Repo.Fixture("tokenizers", "normalizers.json")));
+        var strings = expected.RootElement.GetProperty("strings").EnumerateArray().Select(x => x.GetString()!).ToList();
+        var rows = expected.RootElement.GetProperty("forms").GetProperty(form).EnumerateArray().ToList();
+        Assert.Equal(strings.Count, rows.Count);
+        for (int i = 0; i < strings.Count; i++)
+        {
+            var ids = Ints(rows[i].GetProperty("ids"));
+            Assert.Equal(ids, tokenizer.Encode(strings[i], addSpecialTokens: false));
+            Assert.Equal(rows[i].GetProperty("decoded").GetString(), tokenizer.Decode(ids));
+        }
+        // The compatibility forms change what is tokenized: the ligature "fi" is two letters, not its UTF-8 bytes.
+        if (form.StartsWith("NFK", StringComparison.Ordinal)) Assert.StartsWith("fine flow", tokenizer.Decode(tokenizer.Encode("\ufb01ne \ufb02ow", addSpecialTokens: false)));
+    }
+
     [Fact]
     public void At_least_five_families_are_checked()
     {

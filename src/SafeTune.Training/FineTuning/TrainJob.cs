@@ -72,6 +72,11 @@ public sealed record TrainJobOptions
     public int EvaluateEvery { get; init; }
     /// <summary>The evaluation.</summary>
     public Func<long, Model, Model?, JsonObject>? Evaluate { get; init; }
+    /// <summary>
+    /// Called with each optimizer step's index and micro-batches just before the step trains on them: the token ids,
+    /// labels and prompt masks exactly as the model is fed them (to log or check what a run trains on).
+    /// </summary>
+    public Action<long, IReadOnlyList<TrainingBatch>>? StepBatches { get; init; }
 }
 
 /// <summary>What a train job used and produced.</summary>
@@ -118,7 +123,8 @@ public static class TrainJob
             Seed = o.Seed,
             Layout = o.Layout,
         });
-        var plan = new SftPlan(batcher, o.Steps ?? batcher.StepsFor(o.Epochs));
+        ITrainingPlan plan = new SftPlan(batcher, o.Steps ?? batcher.StepsFor(o.Epochs));
+        if (o.StepBatches is { } observe) plan = new ObservedPlan(plan, observe);
 
         using var risk = RiskSources.Create(o.Safety, o.Model, o.Judges);
         if (risk is FusedProbeRisk && o.Layout == BatchLayout.Pack)
@@ -205,5 +211,18 @@ public static class TrainJob
                 (probe.ChatTemplate is { } n && ChatTemplates.Names.Contains(n) ? $"train with --template {n}, or " : "") +
                 $"train the probe again with this run's template (probe train --template {(ChatTemplates.Names.Contains(choice.Name) ? choice.Name : "NAME")}).");
         return choice;
+    }
+
+    /// <summary>A plan that shows each step's micro-batches to an observer before handing them on.</summary>
+    private sealed class ObservedPlan(ITrainingPlan inner, Action<long, IReadOnlyList<TrainingBatch>> observe) : ITrainingPlan
+    {
+        public long Steps => inner.Steps;
+
+        public IReadOnlyList<TrainingBatch> Step(long step)
+        {
+            var batches = inner.Step(step);
+            observe(step, batches);
+            return batches;
+        }
     }
 }

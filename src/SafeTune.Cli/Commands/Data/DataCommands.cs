@@ -21,7 +21,7 @@ public sealed class DataSetsSettings : CommandSettings
 {
     /// <summary>Set names.</summary>
     [CommandArgument(0, "<NAME>")]
-    [Description("The sets (see safetune data list); all names every set.")]
+    [Description("The sets (see safetune data list); all names every set. fetch also takes a public model's name (stories260k), read from SAFETUNE_MODEL_MIRROR.")]
     public string[] Names { get; init; } = [];
 
     /// <summary>JSON output.</summary>
@@ -32,8 +32,13 @@ public sealed class DataSetsSettings : CommandSettings
     /// <summary>True when the names are just <c>all</c>.</summary>
     public bool All => Names is ["all"];
 
-    /// <summary>The named sets, or all of them.</summary>
-    public IReadOnlyList<PublicDataSet> Sets() => All ? PublicData.Sets : [.. Names.Select(PublicData.Find)];
+    /// <summary>The named sets, or all of them (names of public models left out).</summary>
+    public IReadOnlyList<PublicDataSet> Sets() => All ? PublicData.Sets : [.. Names.Where(n => !IsModel(n)).Select(PublicData.Find)];
+
+    /// <summary>The public models named (<see cref="PublicModels"/>); none for <c>all</c>.</summary>
+    public IReadOnlyList<PublicModel> Models() => All ? [] : [.. Names.Where(IsModel).Select(PublicModels.Find)];
+
+    private static bool IsModel(string name) => PublicModels.Models.Any(m => string.Equals(m.Name, name, StringComparison.OrdinalIgnoreCase));
 }
 
 /// <summary><c>safetune data list</c>: the registered public data sets and where each is on this machine.</summary>
@@ -98,7 +103,10 @@ public sealed class DataListCommand : Command<DataListSettings>
     };
 }
 
-/// <summary><c>safetune data fetch</c>: downloads sets into the cache (resuming, checking each SHA-256).</summary>
+/// <summary>
+/// <c>safetune data fetch</c>: downloads sets into the cache (resuming, checking each SHA-256); a public model's name
+/// fetches its Hub folder from the model mirror and prints the folder.
+/// </summary>
 public sealed class DataFetchCommand : Command<DataSetsSettings>
 {
     /// <inheritdoc/>
@@ -119,11 +127,25 @@ public sealed class DataFetchCommand : Command<DataSetsSettings>
             if (!s.Json)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{set.Name}: {path} ({set.Bytes:N0} bytes, SHA-256 checked)"));
         }
-        if (s.Json) WriteSets(done.Select(d => (d.Set, PublicDataState.Ok, d.Path)));
+        var models = new List<(PublicModel Model, string Folder)>();
+        if (s.Models() is { Count: > 0 } named)
+        {
+            using var modelStore = PublicDataStore.Models;
+            foreach (var model in named)
+            {
+                var folder = PublicModels.Resolve(model, modelStore, cancellationToken);
+                models.Add((model, folder));
+                if (!s.Json)
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{model.Name}: {folder} ({model.Files.Count} files, {model.Files.Sum(f => f.Bytes):N0} bytes, SHA-256 checked)"));
+            }
+        }
+        if (s.Json) WriteSets(done.Select(d => (d.Set, PublicDataState.Ok, d.Path)), models);
         return ExitCodes.Ok;
     }
 
-    internal static void WriteSets(IEnumerable<(PublicDataSet Set, PublicDataState State, string Path)> sets) => JsonOut.Write(w =>
+    internal static void WriteSets(IEnumerable<(PublicDataSet Set, PublicDataState State, string Path)> sets,
+        IReadOnlyList<(PublicModel Model, string Folder)>? models = null) => JsonOut.Write(w =>
     {
         w.WriteStartArray("sets");
         foreach (var (set, state, path) in sets)
@@ -133,6 +155,17 @@ public sealed class DataFetchCommand : Command<DataSetsSettings>
             w.WriteString("state", DataListCommand.State(state));
             w.WriteString("path", path);
             w.WriteString("sha256", set.Sha256);
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        if (models is null) return;
+        w.WriteStartArray("models");
+        foreach (var (model, folder) in models)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", model.Name);
+            w.WriteString("path", folder);
+            w.WriteNumber("files", model.Files.Count);
             w.WriteEndObject();
         }
         w.WriteEndArray();

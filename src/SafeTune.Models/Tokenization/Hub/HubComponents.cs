@@ -98,18 +98,15 @@ internal abstract class HubNormalizer
                     or System.Globalization.UnicodeCategory.EnclosingMark)).Select(r => r.ToString())));
             case "NFC" or "NFD" or "NFKC" or "NFKD":
             {
-                var form = type switch
+                // ICU4N's managed normalizers: string.Normalize is the identity under the repository's InvariantGlobalization.
+                var normalizer = type switch
                 {
-                    "NFC" => NormalizationForm.FormC,
-                    "NFD" => NormalizationForm.FormD,
-                    "NFKC" => NormalizationForm.FormKC,
-                    _ => NormalizationForm.FormKD,
+                    "NFC" => ICU4N.Text.Normalizer2.NFCInstance,
+                    "NFD" => ICU4N.Text.Normalizer2.NFDInstance,
+                    "NFKC" => ICU4N.Text.Normalizer2.NFKCInstance,
+                    _ => ICU4N.Text.Normalizer2.NFKDInstance,
                 };
-                // SafeTune builds with InvariantGlobalization, which turns string.Normalize into the identity; a
-                // tokenizer that normalizes would then silently disagree with Hugging Face's, so it is refused.
-                if ("e\u0301".Normalize(NormalizationForm.FormC).Length != 1)
-                    throw json.Error(part, $"the {type} normalizer needs ICU Unicode normalization, which this build runs without (InvariantGlobalization).");
-                return new Fn(t => t.Normalize(form));
+                return new Fn(t => normalizer.Normalize(t));
             }
             default:
                 throw json.Error(part, $"unknown normalizer type '{type}' (supported: {string.Join(", ", Supported)}).");
