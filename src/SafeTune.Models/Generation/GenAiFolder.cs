@@ -55,7 +55,7 @@ public static class GenAiFolder
     public const string ModelFileName = "model.onnx";
 
     /// <summary>Model types GenAI runs as a plain decoder with this graph's inputs and outputs.</summary>
-    private static readonly HashSet<string> DecoderTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2" };
+    private static readonly HashSet<string> DecoderTypes = new(StringComparer.Ordinal) { "gpt2", "llama", "mistral", "qwen2" };
 
     /// <summary>
     /// Writes the folder <paramref name="directory"/> from a key/value-cache decoder and its tokenizer. The folder is built
