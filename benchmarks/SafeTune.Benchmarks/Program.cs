@@ -13,6 +13,9 @@ public static class Program
     /// </summary>
     public static int Main(string[] args)
     {
+#if SAFETUNE_GENAI
+        if (args.Length > 0 && args[0] == "genai-side-by-side") return GenAiSideBySide.Run(args[1..]);
+#endif
         var summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args).ToList();
         if (summaries.Count == 0)
             return args.Any(a => InfoOptions.Contains(a.Split('=')[0], StringComparer.OrdinalIgnoreCase)) ? 0 : 1;

@@ -1,4 +1,5 @@
 using SafeTune.Models.Demo;
+using SafeTune.Models.Generation;
 using SafeTune.Runtime;
 using SafeTune.Safety.Critics;
 
@@ -66,11 +67,12 @@ public static class ChatBackends
         }
         else
         {
-            if (options.Tokenizer is null) throw new ArgumentException("--model needs --tokenizer (tokenizer.json, vocab.txt, a folder, or a tiktoken name).");
+            var tokenizer = options.Tokenizer ?? DecoderFolder.TokenizerOf(options.ModelPath)
+                ?? throw new ArgumentException("--model needs --tokenizer (tokenizer.json, vocab.txt, a folder, or a tiktoken name).");
             settings = new GeneratorBackendOptions
             {
                 ModelPath = options.ModelPath!,
-                Tokenizer = options.Tokenizer,
+                Tokenizer = tokenizer,
                 Template = options.Template,
                 ModelId = options.ModelId,
                 Runtime = options.Runtime,

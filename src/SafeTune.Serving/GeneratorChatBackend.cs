@@ -87,7 +87,8 @@ public sealed class GeneratorChatBackend : IChatBackend
         if (!(options.DefaultTemperature >= 0) || double.IsInfinity(options.DefaultTemperature))
             throw new ArgumentException("the default temperature must be finite and at least 0.");
         if (options.MaxPromptTokens is < 1) throw new ArgumentException($"--max-prompt-tokens must be at least 1, not {options.MaxPromptTokens}.");
-        if (!File.Exists(options.ModelPath)) throw new FileNotFoundException($"{options.ModelPath}: no such model file.", options.ModelPath);
+        if (!File.Exists(options.ModelPath) && !DecoderFolder.IsDecoderFolder(options.ModelPath))
+            throw new FileNotFoundException($"{options.ModelPath}: no such model file or GenAI/Optimum model folder.", options.ModelPath);
         _options = options;
         _tokenizer = TokenizerLoader.Load(options.Tokenizer);
         TemplateChoice = TemplateChoice.Resolve(options.Template, options.Tokenizer, _tokenizer, ChatTemplates.Plain);
@@ -97,8 +98,8 @@ public sealed class GeneratorChatBackend : IChatBackend
             ends.Add(endOfTurn);
         _endIds = [.. ends];
         _pad = _tokenizer.PadId ?? _tokenizer.EosId ?? 0;
-        ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(options.ModelPath);
-        var model = Model.Load(options.ModelPath);
+        ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(options.ModelPath));
+        var model = DecoderFolder.LoadModel(options.ModelPath);
         ContextLimit = options.MaxPromptTokens ?? ContextLength.Of(model, options.Tokenizer) ?? ContextLength.Default;
         _generator = new Generator(model, (options.Runtime ?? new SessionConfig()) with { CpuMemoryArena = false });
     }

@@ -71,7 +71,18 @@ public static class ModelSource
                 ? build()
                 : throw new UserInputException($"unknown built-in model '{name}'; available: {string.Join(", ", BuiltinNames.Concat(["demo", "minilm"]))}.");
         }
-        return Model.Load(argument);
+        return Models.Generation.DecoderFolder.LoadModel(argument);
+    }
+
+    /// <summary>
+    /// Loads the model named by <paramref name="argument"/> for a command that trains it or takes its gradients: as
+    /// <see cref="LoadRunnable"/>, and a model with ONNX Runtime contrib ops is refused, naming them.
+    /// </summary>
+    public static Model LoadTrainable(string argument)
+    {
+        var model = LoadRunnable(argument);
+        Onnx.Inspection.ContribOps.EnsureTrainable(model, argument);
+        return model;
     }
 
     /// <summary>Loads the model named by <paramref name="argument"/> for a command that runs it, refusing opsets ONNX Runtime does not run.</summary>

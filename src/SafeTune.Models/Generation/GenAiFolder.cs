@@ -54,7 +54,11 @@ public static class GenAiFolder
     /// <summary>The decoder's file name in the folder.</summary>
     public const string ModelFileName = "model.onnx";
 
-    /// <summary>Model types GenAI runs as a plain decoder with this graph's inputs and outputs.</summary>
+    /// <summary>
+    /// Model types GenAI runs as a plain decoder with this graph's inputs and outputs. Not <c>gpt2</c>: GenAI 0.20's
+    /// <c>gpt2</c> type asks for an input this graph does not have, so GPT-2 folders are written as <c>llama</c>, which
+    /// feeds exactly the inputs <c>genai_config.json</c> names (the test suite runs a GPT-2 folder so).
+    /// </summary>
     private static readonly HashSet<string> DecoderTypes = new(StringComparer.Ordinal) { "llama", "mistral", "qwen2" };
 
     /// <summary>

@@ -154,6 +154,16 @@ public sealed class Graph
         return data;
     }
 
+    /// <summary>Removes a graph input (not an initializer) that nothing reads any more.</summary>
+    public void RemoveInput(Value value)
+    {
+        if (value.IsInitializer) throw new InvalidOperationException($"'{value.Name}' is an initializer; use RemoveInitializer.");
+        if (value.Uses.Count > 0 || value.IsGraphOutput) throw new InvalidOperationException($"input '{value.Name}' is still used.");
+        if (!InputsList.Remove(value)) throw new InvalidOperationException($"'{value.Name}' is not an input of graph '{Name}'.");
+        _values.Remove(value.Name);
+        Names.ReleaseValueName(value.Name);
+    }
+
     /// <summary>Removes an initializer that nothing reads any more.</summary>
     public void RemoveInitializer(Value value)
     {

@@ -71,7 +71,7 @@ public sealed record ProbeFile
     /// <summary>SHA-256 (lower-case hex) of a file.</summary>
     public static string HashFile(string path)
     {
-        using var stream = File.OpenRead(path);
+        using var stream = File.OpenRead(Models.Generation.DecoderFolder.ModelFile(path));
         return Convert.ToHexString(SHA256.HashData(stream)).ToLowerInvariant();
     }
 

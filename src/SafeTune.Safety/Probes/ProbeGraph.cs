@@ -152,7 +152,7 @@ public static class ProbeGraph
         ArgumentException.ThrowIfNullOrWhiteSpace(modelPath);
         ArgumentNullException.ThrowIfNull(probe);
         probe.CheckModel(modelPath);
-        var model = Model.Load(modelPath);
+        var model = Models.Generation.DecoderFolder.LoadModel(modelPath);
         return (model, Append(model, probe, promptMaskInput, output));
     }
 

@@ -227,7 +227,7 @@ public static class ProbeTraining
     /// </summary>
     public static ActivationExtractor CreateExtractor(string modelPath, string tokenizer, ChatTemplate? chatTemplate, IReadOnlyList<int>? layers,
         ActivationPooling pooling, int maxLength, int batchSize = 16) =>
-        new(Model.Load(modelPath), TokenizerLoader.Load(tokenizer), chatTemplate,
+        new(Models.Generation.DecoderFolder.LoadModel(modelPath), TokenizerLoader.Load(tokenizer), chatTemplate,
             new ActivationOptions { Layers = layers, Pooling = pooling, MaxLength = maxLength, BatchSize = batchSize });
 
     private static float[][] Extract(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress)

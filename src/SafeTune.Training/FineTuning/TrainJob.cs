@@ -103,6 +103,7 @@ public static class TrainJob
         if (o.Epochs < 1) throw new ArgumentException($"--epochs must be at least 1, not {o.Epochs}.");
 
         var model = Onnx.Model.Load(o.Model);
+        Onnx.Inspection.ContribOps.EnsureTrainable(model, o.Model);
         var generation = o.GenerationModel is { } g ? Onnx.Model.Load(g) : null;
         var tokenizer = TokenizerLoader.Load(o.Tokenizer);
         VocabularyCheck.Ensure(model, o.Model, tokenizer);

@@ -36,6 +36,15 @@ public sealed class GenAiRuntimeTests
         return model;
     }
 
+    /// <summary>A GPT-2-config decoder (learned positions, LayerNorm, gelu_new, tied head) with random weights, as export --from-hf marks it.</summary>
+    private static Model Gpt2(TinyChat chat, int seed)
+    {
+        var config = new Gpt2Config { VocabSize = chat.Tokenizer.VocabularySize, HiddenSize = 64, Layers = 2, Heads = 4, Positions = 256 };
+        var model = Gpt2Graph.Build(config, seed: seed, options: DecoderGraphOptions.WithKvCache);
+        model.MetadataProps.Add(new("hf_model_type", "gpt2"));
+        return model;
+    }
+
     /// <summary>The demo recipe's decoder shape (4 layers, width 128) with random weights.</summary>
     private static Model DemoSize(TinyChat chat, int seed) =>
         LlamaGraph.Build(DemoRecipe.Default.LlamaConfig(chat.Tokenizer.VocabularySize), seed: seed, options: DecoderGraphOptions.WithKvCache);
@@ -44,13 +53,16 @@ public sealed class GenAiRuntimeTests
     [InlineData("qwen2", 11)]
     [InlineData("qwen2", 12)]
     [InlineData("demo", 13)]
+    [InlineData("gpt2", 14)]
     public void GreedyTokensMatchSafeTunesGenerator(string shape, int seed)
     {
         using var chat = new TinyChat();
-        var model = shape == "qwen2" ? Qwen2(chat, seed) : DemoSize(chat, seed);
+        var model = shape switch { "qwen2" => Qwen2(chat, seed), "gpt2" => Gpt2(chat, seed), _ => DemoSize(chat, seed) };
         using var dir = new TempDir();
         var folder = GenAiFolder.Write(model, chat.TokenizerPath, dir.File("genai"),
             new GenAiFolderOptions { Template = chat.Template, ContextLength = 256 });
+        // GPT-2 runs under GenAI's llama type (its gpt2 type asks for other inputs).
+        Assert.Equal(shape == "qwen2" ? "qwen2" : "llama", folder.ModelType);
         const int newTokens = 24;
 
         using var ours = new Generator(model);

@@ -17,7 +17,7 @@ public sealed class EvalCommand : Command<EvalSettings>
     public override int Execute(CommandContext context, EvalSettings s, CancellationToken cancellationToken)
     {
         var named = ModelSource.Named(s.Model);
-        var tokenizerSpec = s.Tokenizer.Length > 0 ? s.Tokenizer : named!.Tokenizer;
+        var tokenizerSpec = s.Tokenizer.Length > 0 ? s.Tokenizer : named?.Tokenizer ?? Models.Generation.DecoderFolder.TokenizerOf(s.Model)!;
         var tokenizer = TokenizerLoader.Load(tokenizerSpec);
         var choice = TemplateChoice.Resolve(s.Template, tokenizerSpec, tokenizer, ChatTemplates.Plain);
         var template = choice.Template!;

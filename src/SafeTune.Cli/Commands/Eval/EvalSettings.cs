@@ -11,7 +11,7 @@ public sealed class EvalSettings : CommandSettings
 {
     /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("The ONNX chat model (input_ids -> logits; a key/value-cache graph generates fastest), or builtin:NAME. demo (or builtin:demo) is the demo model, built once and cached; then --tokenizer defaults to its own.")]
+    [Description("The ONNX chat model (input_ids -> logits; a key/value-cache graph generates fastest), or builtin:NAME; or an ONNX Runtime GenAI (genai_config.json) or Optimum export folder (decoder_model_merged.onnx or model.onnx with past_key_values), whose own tokenizer is the default. demo (or builtin:demo) is the demo model, built once and cached; then --tokenizer defaults to its own.")]
     public string Model { get; init; } = "";
 
     /// <summary>The tokenizer.</summary>
@@ -111,7 +111,8 @@ public sealed class EvalSettings : CommandSettings
     public override ValidationResult Validate()
     {
         if (Model.Length == 0) return ValidationResult.Error("--model is required.");
-        if (Tokenizer.Length == 0 && !Infrastructure.ModelSource.IsNamed(Model)) return ValidationResult.Error("--tokenizer is required.");
+        if (Tokenizer.Length == 0 && !Infrastructure.ModelSource.IsNamed(Model) && Models.Generation.DecoderFolder.TokenizerOf(Model) is null)
+            return ValidationResult.Error("--tokenizer is required (a GenAI or Optimum --model folder with tokenizer files needs none).");
         if (Harmful.Length == 0 && Benign.Length == 0 && OverRefusal.Length == 0)
             return ValidationResult.Error("give at least one of --harmful, --benign and --overrefusal.");
         if (MaxNewTokens < 1) return ValidationResult.Error($"--max-new-tokens must be at least 1, not {MaxNewTokens}.");

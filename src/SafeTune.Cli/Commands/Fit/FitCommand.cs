@@ -16,7 +16,7 @@ public sealed class FitCommand : Command<FitSettings>
     public override int Execute(CommandContext context, FitSettings settings, CancellationToken cancellationToken)
     {
         var memory = new MemoryAccount();
-        var model = ModelSource.LoadRunnable(settings.Model);
+        var model = ModelSource.LoadTrainable(settings.Model);
         memory.Mark("model loaded", model.Graph.Initializers.Sum(v => v.Initializer!.ByteCount));
         var batch = TokenBatch.Load(settings.Batch);
         var optimizer = new OptimizerConfig

@@ -15,7 +15,7 @@ public sealed class GenerateCommand : Command<GenerateSettings>
         var request = new TextGenerationRequest
         {
             Model = LoadModel(settings.Model),
-            Folder = ModelFolderTokenizer.Load(settings.Tokenizer),
+            Folder = ModelFolderTokenizer.Load(settings.TokenizerOrDefault),
             Prompt = settings.Prompt,
             Messages = settings.Messages is { } path ? ReadMessages(path) : null,
             Options = new GenerationOptions
@@ -53,9 +53,12 @@ public sealed class GenerateCommand : Command<GenerateSettings>
         return ExitCodes.Ok;
     }
 
-    /// <summary>An ONNX file as it is, or a Hub checkpoint folder built with its key/value-cache graph.</summary>
+    /// <summary>
+    /// An ONNX file as it is, a GenAI or Optimum model folder (<see cref="DecoderFolder"/>), or a Hub checkpoint folder
+    /// built with its key/value-cache graph.
+    /// </summary>
     internal static Onnx.Model LoadModel(string model) =>
-        Directory.Exists(model) && File.Exists(Path.Combine(model, "config.json"))
+        !DecoderFolder.IsDecoderFolder(model) && Directory.Exists(model) && File.Exists(Path.Combine(model, "config.json"))
             ? Models.HuggingFace.HfExporter.Export(Models.HuggingFace.HfCheckpoint.Load(model), DecoderGraphOptions.WithKvCache)
             : ModelSource.Load(model);
 

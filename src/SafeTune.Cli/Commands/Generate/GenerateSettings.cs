@@ -9,13 +9,18 @@ public sealed class GenerateSettings : CommandSettings
 {
     /// <summary>The ONNX model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("An ONNX decoder (input_ids -> logits), for example from export --from-hf, whose key/value cache is used when it has one; or a Hub checkpoint folder (config.json + safetensors), built with a key/value cache.")]
+    [Description("An ONNX decoder (input_ids -> logits), for example from export --from-hf, whose key/value cache is used when it has one; " +
+        "an ONNX Runtime GenAI folder (genai_config.json) or Optimum export folder (decoder_model_merged.onnx or model.onnx with past_key_values); " +
+        "or a Hub checkpoint folder (config.json + safetensors), built with a key/value cache.")]
     public string Model { get; init; } = "";
 
     /// <summary>The model folder.</summary>
     [CommandOption("--tokenizer <DIR>")]
-    [Description("The Hub model folder with tokenizer.json (and tokenizer_config.json, generation_config.json).")]
+    [Description("The Hub model folder with tokenizer.json (and tokenizer_config.json, generation_config.json). Default for a GenAI or Optimum --model folder: its own.")]
     public string Tokenizer { get; init; } = "";
+
+    /// <summary><see cref="Tokenizer"/>, or the tokenizer folder of a GenAI or Optimum <see cref="Model"/> folder.</summary>
+    public string TokenizerOrDefault => Tokenizer.Length > 0 ? Tokenizer : Models.Generation.DecoderFolder.TokenizerOf(Model) ?? "";
 
     /// <summary>A prompt.</summary>
     [CommandOption("--prompt <TEXT>")]
@@ -56,7 +61,7 @@ public sealed class GenerateSettings : CommandSettings
     public override ValidationResult Validate()
     {
         if (Model.Length == 0) return ValidationResult.Error("--model is required.");
-        if (Tokenizer.Length == 0) return ValidationResult.Error("--tokenizer is required.");
+        if (TokenizerOrDefault.Length == 0) return ValidationResult.Error("--tokenizer is required (a GenAI or Optimum --model folder with tokenizer files needs none).");
         if ((Prompt is null) == (Messages is null)) return ValidationResult.Error("give exactly one of --prompt and --messages.");
         if (MaxNewTokens < 1) return ValidationResult.Error($"--max-new-tokens must be at least 1, not {MaxNewTokens}.");
         if (!(Temperature >= 0) || float.IsInfinity(Temperature)) return ValidationResult.Error($"--temperature must be 0 or more, not {Temperature}.");

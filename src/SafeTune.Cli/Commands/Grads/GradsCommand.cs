@@ -16,7 +16,7 @@ public sealed class GradsCommand : Command<GradsSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, GradsSettings settings, CancellationToken cancellationToken)
     {
-        var model = ModelSource.LoadRunnable(settings.Model);
+        var model = ModelSource.LoadTrainable(settings.Model);
         var batch = TokenBatch.Load(settings.Batch);
         var config = new SessionConfig { Provider = SessionConfig.ParseProvider(settings.Provider) };
         var options = new BackwardOptions

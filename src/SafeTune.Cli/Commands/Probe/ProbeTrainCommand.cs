@@ -15,7 +15,7 @@ public sealed class ProbeTrainSettings : CommandSettings
 {
     /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("The ONNX model whose prompt activations the probe reads. demo (or builtin:demo) is the demo model, builtin:minilm the pretrained all-MiniLM-L6-v2; with either, --tokenizer defaults to its own.")]
+    [Description("The ONNX model whose prompt activations the probe reads. demo (or builtin:demo) is the demo model, builtin:minilm the pretrained all-MiniLM-L6-v2; with either, --tokenizer defaults to its own. An ONNX Runtime GenAI or Optimum model folder is read as generate reads it, its own tokenizer the default.")]
     public string Model { get; init; } = "";
 
     /// <summary>The tokenizer.</summary>
@@ -87,7 +87,7 @@ public sealed class ProbeTrainSettings : CommandSettings
     public override ValidationResult Validate()
     {
         if (Model.Length == 0) return ValidationResult.Error("--model is required.");
-        if (Tokenizer.Length == 0 && !ModelSource.IsNamed(Model)) return ValidationResult.Error("--tokenizer is required.");
+        if (Tokenizer.Length == 0 && !ModelSource.IsNamed(Model) && Models.Generation.DecoderFolder.TokenizerOf(Model) is null) return ValidationResult.Error("--tokenizer is required.");
         if (Harmful.Length == 0 || Harmless.Length == 0) return ValidationResult.Error("--harmful and --harmless are required.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
         if (Pool is not ("mean" or "last")) return ValidationResult.Error($"--pool must be mean or last, not '{Pool}'.");
@@ -110,7 +110,7 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
     public override int Execute(CommandContext context, ProbeTrainSettings s, CancellationToken cancellationToken)
     {
         var named = ModelSource.Named(s.Model);
-        var tokenizer = s.Tokenizer.Length > 0 ? s.Tokenizer : named!.Tokenizer;
+        var tokenizer = s.Tokenizer.Length > 0 ? s.Tokenizer : named?.Tokenizer ?? Models.Generation.DecoderFolder.TokenizerOf(s.Model)!;
         var template = TemplateChoice.Resolve(s.Template, tokenizer, TokenizerLoader.Load(tokenizer), fallback: null);
         TemplateNotice.Print(template, s.Json);
         var options = new ProbeTrainOptions

@@ -10,7 +10,7 @@ public sealed class ServeSettings : CommandSettings
 {
     /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
-    [Description("An ONNX chat model to serve (a key/value-cache graph generates fastest); needs --tokenizer. demo (or builtin:demo) is the same as --demo.")]
+    [Description("An ONNX chat model to serve (a key/value-cache graph generates fastest); needs --tokenizer. Or an ONNX Runtime GenAI or Optimum model folder, whose own tokenizer is the default. demo (or builtin:demo) is the same as --demo.")]
     public string? Model { get; init; }
 
     /// <summary>The tokenizer.</summary>
@@ -88,7 +88,7 @@ public sealed class ServeSettings : CommandSettings
         bool demo = ServesDemo;
         int kinds = (Model is null || demo ? 0 : 1) + (demo ? 1 : 0) + (Judge is null ? 0 : 1);
         if (kinds != 1) return ValidationResult.Error("give exactly one of --model M.onnx --tokenizer T, --demo, or --judge SPEC.");
-        if (Model is not null && !demo && Tokenizer is null) return ValidationResult.Error("--model needs --tokenizer.");
+        if (Model is not null && !demo && Tokenizer is null && Models.Generation.DecoderFolder.TokenizerOf(Model) is null) return ValidationResult.Error("--model needs --tokenizer.");
         if (Port is < 0 or > 65535) return ValidationResult.Error($"--port must be from 0 to 65535, not {Port}.");
         if (!IPAddress.TryParse(Host, out _)) return ValidationResult.Error($"--host must be an IP address such as 127.0.0.1, not '{Host}'.");
         if (MaxBatch < 1) return ValidationResult.Error($"--max-batch must be at least 1, not {MaxBatch}.");
