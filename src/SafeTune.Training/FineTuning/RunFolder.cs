@@ -128,9 +128,9 @@ public sealed class RunFolder : IDisposable
                 var af = Files(a[i]);
                 if (rf.Select(f => f.Sha256).SequenceEqual(af.Select(f => f.Sha256))) continue;
                 var name = Name(setting);
-                var changedInPlace = rf.Zip(af).FirstOrDefault(p => p.First.Path == p.Second.Path && p.First.Sha256 != p.Second.Sha256);
-                if (changedInPlace.First is { } f)
-                    changes.Add($"{name}: {f.Path} changed since the run began (its SHA-256 was {Short(f.Sha256)}, now {Short(changedInPlace.Second.Sha256)})");
+                int inPlace = rf.Zip(af).ToList().FindIndex(p => p.First.Path == p.Second.Path && p.First.Sha256 != p.Second.Sha256);
+                if (inPlace >= 0)
+                    changes.Add($"{name}: {rf[inPlace].Path} changed since the run began (its SHA-256 was {Short(rf[inPlace].Sha256)}, now {Short(af[inPlace].Sha256)})");
                 else if (rf.Count != af.Count)
                     changes.Add($"{name}: the run read {rf.Count} file(s) ({string.Join(", ", rf.Select(x => x.Path))}), now {af.Count} ({string.Join(", ", af.Select(x => x.Path))})");
                 else
