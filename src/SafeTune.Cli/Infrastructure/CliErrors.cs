@@ -76,7 +76,10 @@ public static class CliErrors
             WinWriteProtect when windows => "the file system is read-only",
             _ => null,
         };
-        return cause is null ? null : $"{io.Message.TrimEnd('.', ' ')}: cannot be written ({cause}).";
+        if (cause is null) return null;
+        // .NET writes "No space left on device : '/path'": the path goes first, as in every other message.
+        var m = System.Text.RegularExpressions.Regex.Match(io.Message, @"^.*? : '(?<path>.+)'\s*$", System.Text.RegularExpressions.RegexOptions.Singleline);
+        return m.Success ? $"{m.Groups["path"].Value}: cannot be written ({cause})." : $"{io.Message.TrimEnd('.', ' ')}: cannot be written ({cause}).";
     }
 
     private static string OneLine(string s) => string.Join(' ', s.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
