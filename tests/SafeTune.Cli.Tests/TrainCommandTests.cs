@@ -165,6 +165,19 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void The_files_of_a_model_are_the_onnx_file_and_its_external_data_inside_its_folder()
+    {
+        var folder = _chat.File("external");
+        Directory.CreateDirectory(folder);
+        File.WriteAllBytes(Path.Combine(folder, "w.bin"), new byte[16]);
+        HostileFiles.ModelWithExternal(Path.Combine(folder, "m.onnx"), "layer.weight", "w.bin", [4]);
+        Assert.Equal([Path.Combine(folder, "m.onnx"), Path.Combine(folder, "w.bin")], ModelFiles.Of(Path.Combine(folder, "m.onnx")));
+        HostileFiles.ModelWithExternal(Path.Combine(folder, "escape.onnx"), "layer.weight", "../attack16.jsonl", [4]);
+        var e = Assert.Throws<OnnxFormatException>(() => ModelFiles.Of(Path.Combine(folder, "escape.onnx")));
+        Assert.Contains("'layer.weight'", e.Message);
+    }
+
+    [Fact]
     public void Resume_with_force_allows_more_steps_and_moved_identical_files_and_nothing_else()
     {
         var run = _chat.File("run-force");
