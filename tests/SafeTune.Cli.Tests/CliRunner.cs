@@ -34,16 +34,27 @@ public static class CliRunner
     /// <summary>Runs with a time limit and extra environment variables.</summary>
     public static CliResult Run(TimeSpan limit, IReadOnlyDictionary<string, string> environment, params string[] args) => Run(limit, null, environment, args);
 
-    private static CliResult Run(TimeSpan limit, string? input, IReadOnlyDictionary<string, string>? environment, string[] args)
+    /// <summary>
+    /// Runs <c>safetune</c> under a launcher: <paramref name="launcher"/> is a command line that ends by running the
+    /// command line appended to it (such as <c>unshare -m sh -c '... &amp;&amp; exec "$@"' sh</c>).
+    /// </summary>
+    public static CliResult RunUnder(IReadOnlyList<string> launcher, TimeSpan limit, params string[] args) => Run(limit, null, null, args, launcher);
+
+    private static CliResult Run(TimeSpan limit, string? input, IReadOnlyDictionary<string, string>? environment, string[] args, IReadOnlyList<string>? launcher = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "safetune.dll");
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(launcher is { Count: > 0 } ? launcher[0] : "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = input is not null,
             UseShellExecute = false,
         };
+        if (launcher is { Count: > 0 })
+        {
+            foreach (var a in launcher.Skip(1)) psi.ArgumentList.Add(a);
+            psi.ArgumentList.Add("dotnet");
+        }
         psi.ArgumentList.Add("exec");
         psi.ArgumentList.Add(dll);
         foreach (var a in args) psi.ArgumentList.Add(a);

@@ -139,6 +139,105 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Resume_refuses_an_input_file_changed_in_place_naming_the_file_and_option()
+    {
+        var run = _chat.File("run-content");
+        var data = _chat.File("data-content.jsonl");
+        File.Copy(Data(), data);
+        var args = Args(run, "--steps", "2", "--json");
+        args[Array.IndexOf(args, "--data") + 1] = data;
+        var first = CliRunner.Run(args);
+        Assert.True(first.ExitCode == 0, first.Stderr);
+        var inputs = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "options.json")))!["inputs"]!.AsArray();
+        Assert.Equal(["model", "tokenizer", "data"], inputs.Select(e => (string)e!["setting"]!).ToArray());
+        var recorded = inputs.Single(e => (string)e!["setting"]! == "data")!["files"]![0]!;
+        Assert.Equal(Path.GetFullPath(data), (string)recorded["path"]!);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(data))), (string)recorded["sha256"]!);
+
+        // Same path, same row count, one word changed: only the content tells.
+        File.WriteAllText(data, File.ReadAllText(data).Replace("\"prompt\":\"", "\"prompt\":\"Please ", StringComparison.Ordinal));
+        var options = File.ReadAllBytes(Path.Combine(run, "options.json"));
+        var resume = args.Append("--resume").ToArray();
+        CliRunner.Run(resume).AssertUserError("--data: " + Path.GetFullPath(data), "changed since the run began");
+        // --force cannot allow it either.
+        CliRunner.Run([.. resume, "--force"]).AssertUserError("--force cannot allow", "--data: " + Path.GetFullPath(data), "changed since the run began");
+        Assert.Equal(options, File.ReadAllBytes(Path.Combine(run, "options.json")));
+    }
+
+    [Fact]
+    public void The_files_of_a_model_are_the_onnx_file_and_its_external_data_inside_its_folder()
+    {
+        var folder = _chat.File("external");
+        Directory.CreateDirectory(folder);
+        File.WriteAllBytes(Path.Combine(folder, "w.bin"), new byte[16]);
+        HostileFiles.ModelWithExternal(Path.Combine(folder, "m.onnx"), "layer.weight", "w.bin", [4]);
+        Assert.Equal([Path.Combine(folder, "m.onnx"), Path.Combine(folder, "w.bin")], ModelFiles.Of(Path.Combine(folder, "m.onnx")));
+        HostileFiles.ModelWithExternal(Path.Combine(folder, "escape.onnx"), "layer.weight", "../attack16.jsonl", [4]);
+        var e = Assert.Throws<OnnxFormatException>(() => ModelFiles.Of(Path.Combine(folder, "escape.onnx")));
+        Assert.Contains("'layer.weight'", e.Message);
+    }
+
+    [Fact]
+    public void Resume_with_force_allows_more_steps_and_moved_identical_files_and_nothing_else()
+    {
+        var run = _chat.File("run-force");
+        var first = CliRunner.Run(Args(run, "--steps", "2", "--json"));
+        Assert.True(first.ExitCode == 0, first.Stderr);
+
+        // Without --force a longer run is refused, with the way to allow it.
+        CliRunner.Run(Args(run, "--steps", "4", "--resume")).AssertUserError("--steps was 2, now 4", "add --force");
+        CliRunner.Run(Args(run, "--steps", "4", "--force")).AssertUserError("--force goes with --resume");
+
+        // Unsafe differences are refused even with --force, each named.
+        var unsafeArgs = Args(run, "--steps", "4", "--resume", "--force", "--seed", "3");
+        unsafeArgs[Array.IndexOf(unsafeArgs, "--lr") + 1] = "2e-2";
+        unsafeArgs[Array.IndexOf(unsafeArgs, "--batch-size") + 1] = "2";
+        CliRunner.Run(unsafeArgs).AssertUserError("--force cannot allow", "--lr was 0.01, now 0.02", "--seed was 0, now 3", "--batch-size was 4, now 2");
+        // The same graph with other weights, at another path: not a move.
+        var other = _chat.File("other-weights.onnx");
+        _chat.Plain(seed: 4).Save(other);
+        var changedModel = Args(run, "--steps", "4", "--resume", "--force");
+        changedModel[Array.IndexOf(changedModel, "--model") + 1] = other;
+        CliRunner.Run(changedModel).AssertUserError("--force cannot allow", "--model: " + Path.GetFullPath(other), "holds other content than " + Path.GetFullPath(Model()));
+
+        // More steps, with the model and the data moved (byte-identical copies at other paths): allowed, and recorded.
+        var movedModel = _chat.File("moved/model.onnx");
+        Directory.CreateDirectory(Path.GetDirectoryName(movedModel)!);
+        File.Copy(Model(), movedModel);
+        var movedData = _chat.File("moved/attack.jsonl");
+        File.Copy(Data(), movedData);
+        var longer = Args(run, "--steps", "4", "--resume", "--force", "--json");
+        longer[Array.IndexOf(longer, "--model") + 1] = movedModel;
+        longer[Array.IndexOf(longer, "--data") + 1] = movedData;
+        var resumed = CliRunner.Run(longer);
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        Assert.Equal(4, JsonDocument.Parse(resumed.Stdout).RootElement.GetProperty("steps").GetInt32());
+        var options = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "options.json")))!;
+        Assert.Equal(4, (int)options["steps"]!);
+        Assert.Equal(Path.GetFullPath(movedModel), (string)options["model"]!);
+        Assert.Equal(movedData, (string)options["data"]![0]!);
+        var audit = File.ReadAllLines(Path.Combine(run, "audit.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Equal([1, 2, 3, 4], audit.Select(l => (int)l["step"]!));
+        Assert.Null(audit[1]["forced"]);
+        var forced = audit[2]["forced"]!.AsArray().Select(f => (string)f!).ToList();
+        Assert.Contains("--steps was 2, now 4", forced);
+        Assert.Contains(forced, f => f.StartsWith("--model was", StringComparison.Ordinal) && f.EndsWith("(the same content)", StringComparison.Ordinal));
+        Assert.Contains(forced, f => f.StartsWith("--data was", StringComparison.Ordinal));
+        Assert.Null(audit[3]["forced"]);
+
+        // A run recorded before file contents were: it resumes on what it recorded, and --force cannot vouch for a move.
+        options.AsObject().Remove("inputs");
+        File.WriteAllText(Path.Combine(run, "options.json"), options.ToJsonString());
+        var same = CliRunner.Run([.. longer.Where(a => a != "--force")]);
+        Assert.True(same.ExitCode == 0, same.Stderr);
+        options = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "options.json")))!;
+        Assert.NotNull(options["inputs"]);
+        options.AsObject().Remove("inputs");
+        File.WriteAllText(Path.Combine(run, "options.json"), options.ToJsonString());
+        CliRunner.Run(Args(run, "--steps", "4", "--resume", "--force")).AssertUserError("--force cannot allow", "--model was", "recorded no file contents");
+    }
+
+    [Fact]
     public void Out_onto_a_file_and_checkpoint_files_outside_the_folder_are_user_errors()
     {
         var file = _chat.File("not-a-folder");

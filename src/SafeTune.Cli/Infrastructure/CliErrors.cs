@@ -28,30 +28,58 @@ public static class CliErrors
         {
             return body();
         }
-        catch (Exception e) when (IsUserError(e))
-        {
-            Report(e, internalError: false);
-            return ExitCodes.UserError;
-        }
         catch (Exception e)
         {
-            Report(e, internalError: true);
-            return ExitCodes.InternalError;
+            var (code, line) = Describe(e);
+            Console.Error.WriteLine(line);
+            if (Environment.GetEnvironmentVariable("SAFETUNE_DEBUG") == "1") Console.Error.WriteLine(e);
+            else if (code == ExitCodes.InternalError) Console.Error.WriteLine("(set SAFETUNE_DEBUG=1 for details)");
+            return code;
         }
+    }
+
+    /// <summary>The exit code and the one line reported for <paramref name="e"/>.</summary>
+    public static (int ExitCode, string Line) Describe(Exception e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        if (FileSystemRefusal(e) is { } refusal) return (ExitCodes.UserError, $"safetune: error: {OneLine(refusal)}");
+        // ArgumentException appends " (Parameter 'name')", a .NET parameter the user never typed.
+        var text = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal) : e.Message;
+        return IsUserError(e) ? (ExitCodes.UserError, $"safetune: error: {OneLine(text)}") : (ExitCodes.InternalError, $"safetune: internal error: {OneLine(text)}");
     }
 
     private static bool IsUserError(Exception e) => e is UserInputException or OnnxFormatException or CommandAppException
         or OutputFileException or Safety.Data.Public.PublicDataException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
         or Autodiff.MissingGradientException or Runtime.Training.TrainingDivergedException or Runtime.Training.InsufficientMemoryException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 
-    private static void Report(Exception e, bool internalError)
+    // The HResult of an IOException: the errno on Linux and macOS (ENOSPC 28, EROFS 30, EDQUOT 122 on Linux, 69 on macOS),
+    // a Win32 HRESULT on Windows (ERROR_HANDLE_DISK_FULL, ERROR_DISK_FULL, ERROR_WRITE_PROTECT).
+    private const int Enospc = 28, Erofs = 30, EdquotLinux = 122, EdquotMac = 69;
+    private const int WinHandleDiskFull = unchecked((int)0x80070027), WinDiskFull = unchecked((int)0x80070070), WinWriteProtect = unchecked((int)0x80070013);
+
+    /// <summary>
+    /// A write the file system refused for a reason the user must fix (a full disk or quota, a read-only file system),
+    /// raised where a file is written directly rather than through <see cref="AtomicFile"/> (the run's logs, for example):
+    /// the .NET message, which names the file, with the cause spelled out. Null for any other exception.
+    /// </summary>
+    private static string? FileSystemRefusal(Exception e)
     {
-        // ArgumentException appends " (Parameter 'name')", a .NET parameter the user never typed.
-        var text = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal) : e.Message;
-        var message = OneLine(text);
-        Console.Error.WriteLine(internalError ? $"safetune: internal error: {message}" : $"safetune: error: {message}");
-        if (Environment.GetEnvironmentVariable("SAFETUNE_DEBUG") == "1") Console.Error.WriteLine(e);
-        else if (internalError) Console.Error.WriteLine("(set SAFETUNE_DEBUG=1 for details)");
+        if (e is not IOException io || e is OutputFileException) return null;
+        bool windows = OperatingSystem.IsWindows();
+        var cause = io.HResult switch
+        {
+            Enospc when !windows => "the disk is full",
+            WinHandleDiskFull or WinDiskFull when windows => "the disk is full",
+            EdquotLinux when OperatingSystem.IsLinux() => "the disk quota is used up",
+            EdquotMac when OperatingSystem.IsMacOS() => "the disk quota is used up",
+            Erofs when !windows => "the file system is read-only",
+            WinWriteProtect when windows => "the file system is read-only",
+            _ => null,
+        };
+        if (cause is null) return null;
+        // .NET writes "No space left on device : '/path'": the path goes first, as in every other message.
+        var m = System.Text.RegularExpressions.Regex.Match(io.Message, @"^.*? : '(?<path>.+)'\s*$", System.Text.RegularExpressions.RegexOptions.Singleline);
+        return m.Success ? $"{m.Groups["path"].Value}: cannot be written ({cause})." : $"{io.Message.TrimEnd('.', ' ')}: cannot be written ({cause}).";
     }
 
     private static string OneLine(string s) => string.Join(' ', s.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));

@@ -39,6 +39,33 @@ public static class TokenizerLoader
             $"tokenizer '{spec}' not found: not a file, not a folder, and not a tiktoken encoding name ({string.Join(", ", TiktokenNames)}).", spec);
     }
 
+    /// <summary>
+    /// The files <see cref="Load"/> reads for <paramref name="spec"/>, and the files beside them that the chat template and
+    /// the context length are taken from: the tokenizer file (with <c>vocab.json</c> / <c>merges.txt</c> as a pair),
+    /// <c>tokenizer_config.json</c>, <c>generation_config.json</c>, <c>chat_template.jinja</c> and <c>chat_template.json</c>
+    /// where they exist. Full paths, in that order; empty for a tiktoken name (its data is built in).
+    /// </summary>
+    public static IReadOnlyList<string> Files(string spec)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(spec);
+        string? primary = null;
+        if (Directory.Exists(spec))
+            primary = new[] { "tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt" }.Select(n => Path.Combine(Path.GetFullPath(spec), n)).FirstOrDefault(File.Exists);
+        else if (File.Exists(spec)) primary = Path.GetFullPath(spec);
+        if (primary is null) return [];
+        var dir = Path.GetDirectoryName(primary)!;
+        var files = new List<string> { primary };
+        var name0 = Path.GetFileName(primary).ToLowerInvariant();
+        bool pair = name0 is "vocab.json" or "merges.txt" || (name0.EndsWith(".json", StringComparison.Ordinal) && name0 != "tokenizer.json");
+        foreach (var name in new[] { "vocab.json", "merges.txt", "tokenizer_config.json", "generation_config.json", "chat_template.jinja", "chat_template.json" })
+        {
+            if (!pair && name is "vocab.json" or "merges.txt") continue;
+            var path = Path.Combine(dir, name);
+            if (File.Exists(path) && !files.Contains(path, StringComparer.Ordinal)) files.Add(path);
+        }
+        return files;
+    }
+
     private static TextTokenizer LoadFolder(string dir, TokenizerLoadOptions options)
     {
         foreach (var name in new[] { "tokenizer.json", "vocab.json", "tokenizer.model", "vocab.txt" })

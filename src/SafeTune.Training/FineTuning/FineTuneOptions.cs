@@ -60,6 +60,12 @@ public sealed record FineTuneOptions
     /// <summary>Replace a run already in the run folder (its checkpoints, logs and outputs). Without it, or <see cref="Resume"/>, a used run folder is refused.</summary>
     public bool Overwrite { get; init; }
 
+    /// <summary>
+    /// With <see cref="Resume"/>: continue although the settings differ from the recorded ones, where every difference is
+    /// safe to continue with (see <see cref="RunFolder.RequireSameOptions"/>); each is noted in the first audit line.
+    /// </summary>
+    public bool Force { get; init; }
+
     /// <summary>Save a checkpoint every this many steps (and at the end).</summary>
     public int CheckpointEvery { get; init; } = 25;
 
@@ -107,6 +113,7 @@ public sealed record FineTuneOptions
         if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"--clip-norm must be positive, not {c}.");
         if (Resume && RunDirectory is null) throw new ArgumentException("resuming needs a run folder.");
         if (Resume && Overwrite) throw new ArgumentException("--resume and --overwrite exclude each other.");
+        if (Force && !Resume) throw new ArgumentException("--force goes with --resume: it allows safe differences from the recorded settings.");
         if (Safety.RiskKind != "none" && RiskSource is null) throw new ArgumentException($"--risk {Safety.Risk} needs a risk source.");
     }
 }

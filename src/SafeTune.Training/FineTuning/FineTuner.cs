@@ -27,7 +27,8 @@ public static class FineTuner
                 throw new ArgumentException($"{run.Directory} already holds a run; continue it with --resume, or replace it with --overwrite.");
             if (options.Overwrite) run.Clear();
         }
-        if (run is not null && options.Resume && options.Record is { } asked && Checkpoint.Exists(run.Checkpoints)) run.RequireSameOptions(asked);
+        IReadOnlyList<string> forced = [];
+        if (run is not null && options.Resume && options.Record is { } asked && Checkpoint.Exists(run.Checkpoints)) forced = run.RequireSameOptions(asked, options.Force);
 
         // resume
         long first = 0;
@@ -53,7 +54,10 @@ public static class FineTuner
 
             // one log line
             log.Add(entry);
-            run?.Audit(AuditLine(entry));
+            var audit = AuditLine(entry);
+            // The first step of a forced resume names what differs from the recorded settings.
+            if (step == first && forced.Count > 0) audit["forced"] = new JsonArray([.. forced.Select(f => (JsonNode)f)]);
+            run?.Audit(audit);
             run?.Metric(MetricLine(entry));
             progress?.Report(entry);
 

@@ -62,6 +62,9 @@ public sealed record TrainJobOptions
 
     /// <summary>Replace a run already in <see cref="RunDirectory"/> (--overwrite).</summary>
     public bool Overwrite { get; init; }
+
+    /// <summary>With <see cref="Resume"/>: allow the differences from the recorded settings that are safe to continue with (--force; see <see cref="RunFolder.RequireSameOptions"/>).</summary>
+    public bool Force { get; init; }
     /// <summary>Checkpoint interval in steps.</summary>
     public int CheckpointEvery { get; init; } = 25;
     /// <summary>Execution provider and threads.</summary>
@@ -162,6 +165,7 @@ public static class TrainJob
                 ["penalty"] = o.Safety.Penalty.ToString().ToLowerInvariant(), ["penalty_strength"] = o.Safety.PenaltyStrength,
             },
             ["provider"] = o.Runtime.Provider.ToString(),
+            ["inputs"] = InputFiles.Of(o),
         };
         var result = FineTuner.Run(new FineTuneOptions
         {
@@ -179,6 +183,7 @@ public static class TrainJob
             RunDirectory = o.RunDirectory,
             Resume = o.Resume,
             Overwrite = o.Overwrite,
+            Force = o.Force,
             CheckpointEvery = o.CheckpointEvery,
             EvaluateEvery = o.EvaluateEvery,
             Evaluate = o.Evaluate,

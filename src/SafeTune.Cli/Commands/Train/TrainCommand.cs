@@ -83,6 +83,7 @@ public sealed class TrainCommand : Command<TrainSettings>
             RunDirectory = s.Out,
             Resume = s.Resume,
             Overwrite = s.Overwrite,
+            Force = s.Force,
             CheckpointEvery = s.CheckpointEvery,
             Runtime = new SessionConfig { Provider = SessionConfig.ParseProvider(s.Provider), IntraOpThreads = s.Threads },
         };

@@ -194,6 +194,11 @@ public sealed class TrainSettings : CommandSettings
     [Description("Replace the run already in --out (its checkpoints, logs and model). Without it or --resume, a used run folder is refused.")]
     public bool Overwrite { get; init; }
 
+    /// <summary>Force.</summary>
+    [CommandOption("--force")]
+    [Description("With --resume: continue although the settings differ from the recorded ones, where each difference is safe: more --steps or --epochs, or a file given at another path with the same content. Changed file contents, model, tokenizer, template, data, method, risk, learning rate, schedule, optimizer, seed or batch are still refused.")]
+    public bool Force { get; init; }
+
     /// <summary>Provider.</summary>
     [CommandOption("--provider <NAME>")]
     [Description("cpu (default), cuda or directml.")]
@@ -228,6 +233,7 @@ public sealed class TrainSettings : CommandSettings
         if (Penalty is not (null or "kl" or "l2" or "constrained")) return ValidationResult.Error($"--penalty must be kl, l2 or constrained, not '{Penalty}'.");
         if (Method is not null && !Methods.Names.Contains(Method)) return ValidationResult.Error($"--method must be one of {string.Join(", ", Methods.Names)}, not '{Method}'.");
         if (Resume && Overwrite) return ValidationResult.Error("--resume and --overwrite exclude each other.");
+        if (Force && !Resume) return ValidationResult.Error("--force goes with --resume: it allows safe differences from the recorded settings.");
         if (ClipNorm < 0) return ValidationResult.Error($"--clip-norm must be 0 (off) or positive, not {ClipNorm}.");
         return ValidationResult.Success();
     }
