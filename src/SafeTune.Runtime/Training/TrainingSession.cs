@@ -206,11 +206,17 @@ public sealed class TrainingSession : IDisposable
 
     /// <summary>
     /// The weights <see cref="TrainingOptions.BaseDtype"/> stores in 16 bits: the frozen parameters (as
-    /// <see cref="ParameterRoles"/> tells them from buffers) of at least <see cref="SharedMinElements"/> elements.
+    /// <see cref="ParameterRoles"/> tells them from buffers) of at least <see cref="SharedMinElements"/> elements, except
+    /// the output head's weight (the embedding table, when tied). Ops compute in float32, so a 16-bit weight is widened
+    /// whole wherever a product reads it: for a block's weights that copy is small and short-lived, but the head's is as
+    /// large as the vocabulary times the width (519 MB on Qwen2.5-0.5B) and is made again in the backward pass, which
+    /// costs more at the peak than the half it saves (measured). Embedding rows gathered from a 16-bit table are
+    /// widened row by row, so an untied input embedding is stored in 16 bits.
     /// </summary>
     internal static IEnumerable<string> FrozenWeights(Model model, IEnumerable<string> trainable)
     {
         var train = trainable.ToHashSet(StringComparer.Ordinal);
+        if (ResponseLosses.FindHead(model, GradientSession.FindLogits(model).Name) is { Weight: { IsInitializer: true } head }) train.Add(head.Name);
         return ParameterRoles.Of(model).Where(r => r.IsParameter && r.Elements >= SharedMinElements && !train.Contains(r.Name)).Select(r => r.Name);
     }
 
