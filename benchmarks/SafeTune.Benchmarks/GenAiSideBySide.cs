@@ -13,13 +13,14 @@ namespace SafeTune.Benchmarks;
 
 /// <summary>
 /// Greedy generation, tokens per second, side by side in one process: ONNX Runtime GenAI (Microsoft.ML.OnnxRuntimeGenAI)
-/// and SafeTune's <see cref="Generator"/>, on the same GenAI folder (the same decoder file), batch 1, the same prompt, the
+/// and SafeTune's <see cref="Generator"/>, on the same GenAI folder (the same decoder file), the same prompts, the
 /// same number of new tokens (end-of-sequence ignored), the same ONNX Runtime thread count. The generated tokens must
 /// be identical. Each engine loads, runs and is released in turn, so that a 0.5B model needs one copy in memory.
 /// </summary>
 /// <remarks>
 /// <c>dotnet run -c Release --project benchmarks/SafeTune.Benchmarks -- genai-side-by-side demo|HF_DIR|GENAI_DIR
-/// [--work DIR] [--new-tokens N] [--prompt-tokens P] [--runs R] [--threads T]</c>. <c>demo</c> is the demo recipe's
+/// [--work DIR] [--new-tokens N] [--prompt-tokens P] [--runs R] [--threads T] [--batch B]</c>. With <c>--batch</c>, B prompts
+/// of the same length are generated together by both engines (tokens per second counts every row). <c>demo</c> is the demo recipe's
 /// decoder shape (random weights, the demo tokenizer); HF_DIR is a Hugging Face checkpoint (config.json + safetensors),
 /// exported with its key/value cache; a GENAI_DIR (genai_config.json) is used as it is.
 /// </remarks>
@@ -30,7 +31,7 @@ public static class GenAiSideBySide
         if (args.Length < 1) return Usage();
         string source = args[0];
         string work = Path.Combine(Path.GetTempPath(), "safetune-genai-bench");
-        int newTokens = 64, promptTokens = 32, runs = 3, threads = 2;
+        int newTokens = 64, promptTokens = 32, runs = 3, threads = 2, batch = 1;
         for (int i = 1; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -41,6 +42,7 @@ public static class GenAiSideBySide
                 case "--prompt-tokens": promptTokens = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--runs": runs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--threads": threads = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--batch": batch = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 default: return Usage();
             }
         }
@@ -48,10 +50,12 @@ public static class GenAiSideBySide
         if (folder != source) SetThreads(folder, threads); // a folder given as it is keeps its own session options
         int vocab = (int)(JsonNode.Parse(File.ReadAllText(Path.Combine(folder, GenAiFolder.ConfigFileName)))!["model"]!["vocab_size"]!.GetValue<int>());
         var rng = new Random(0);
-        var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(vocab)).ToArray();
+        // Rows of the same length, so that neither engine pads.
+        var prompts = Enumerable.Range(0, batch).Select(_ => Enumerable.Range(0, promptTokens).Select(_ => rng.Next(vocab)).ToArray()).ToArray();
+        var prompt = prompts[0];
 
         // SafeTune's generator, from the folder's decoder file.
-        int[] ours = [];
+        int[][] ours = [];
         var oursTimes = new List<double>();
         using (var generator = new Generator(SessionFactory.Create(Path.Combine(folder, GenAiFolder.ModelFileName), new SessionConfig { IntraOpThreads = threads })))
         {
@@ -60,39 +64,41 @@ public static class GenAiSideBySide
             for (int r = 0; r < runs; r++)
             {
                 var clock = Stopwatch.StartNew();
-                ours = generator.Generate([prompt], options)[0].Tokens;
+                ours = [.. generator.Generate(prompts, options).Select(s => s.Tokens)];
                 oursTimes.Add(clock.Elapsed.TotalSeconds);
             }
         }
         GC.Collect();
 
-        int[] theirs = [];
+        int[][] theirs = [];
         var theirTimes = new List<double>();
         using (var model = new Oga.Model(folder))
         {
-            int[] Once(int[] ids, int count)
+            int[][] Once(int[][] rows, int count)
             {
+                int length = rows[0].Length;
                 using var parameters = new Oga.GeneratorParams(model);
-                parameters.SetSearchOption("max_length", ids.Length + count);
-                parameters.SetSearchOption("min_length", ids.Length + count); // end-of-sequence ignored, as above
+                parameters.SetSearchOption("batch_size", rows.Length);
+                parameters.SetSearchOption("max_length", length + count);
+                parameters.SetSearchOption("min_length", length + count); // end-of-sequence ignored, as above
                 using var g = new Oga.Generator(model, parameters);
-                g.AppendTokens(ids);
+                g.AppendTokens(rows.SelectMany(r => r).ToArray()); // batch x length, row after row
                 while (!g.IsDone()) g.GenerateNextToken();
-                return g.GetSequence(0).ToArray()[ids.Length..];
+                return [.. Enumerable.Range(0, rows.Length).Select(i => g.GetSequence((ulong)i).ToArray()[length..])];
             }
-            Once(prompt[..4], 4); // warm-up
+            Once([prompt[..4]], 4); // warm-up
             for (int r = 0; r < runs; r++)
             {
                 var clock = Stopwatch.StartNew();
-                theirs = Once(prompt, newTokens);
+                theirs = Once(prompts, newTokens);
                 theirTimes.Add(clock.Elapsed.TotalSeconds);
             }
         }
 
-        bool same = ours.SequenceEqual(theirs);
-        double oursRate = newTokens / Median(oursTimes), theirRate = newTokens / Median(theirTimes);
+        bool same = ours.Length == theirs.Length && ours.Zip(theirs).All(p => p.First.SequenceEqual(p.Second));
+        double oursRate = (double)batch * newTokens / Median(oursTimes), theirRate = (double)batch * newTokens / Median(theirTimes);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{Path.GetFileName(source.TrimEnd('/'))}: prompt {promptTokens} tokens, {newTokens} new tokens, greedy, batch 1, {threads} threads, median of {runs}"));
+            $"{Path.GetFileName(source.TrimEnd('/'))}: prompt {promptTokens} tokens, {newTokens} new tokens, greedy, batch {batch}, {threads} threads, median of {runs}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  onnxruntime-genai 0.20.0  {theirRate,8:F1} tokens/s"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  SafeTune Generator        {oursRate,8:F1} tokens/s"));
         Console.WriteLine($"  tokens identical: {(same ? "yes" : "NO")}");
@@ -139,7 +145,7 @@ public static class GenAiSideBySide
 
     private static int Usage()
     {
-        Console.Error.WriteLine("usage: genai-side-by-side demo|HF_DIR|GENAI_DIR [--work DIR] [--new-tokens N] [--prompt-tokens P] [--runs R] [--threads T]");
+        Console.Error.WriteLine("usage: genai-side-by-side demo|HF_DIR|GENAI_DIR [--work DIR] [--new-tokens N] [--prompt-tokens P] [--runs R] [--threads T] [--batch B]");
         return 2;
     }
 }
