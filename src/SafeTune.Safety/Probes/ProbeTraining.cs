@@ -59,6 +59,14 @@ public sealed record ProbeTrainOptions
     public int MaxLength { get; init; } = 128;
     /// <summary>The head and its fitting.</summary>
     public ProbeHeadOptions Fit { get; init; } = new();
+    /// <summary>
+    /// Harmful prompt files of a calibration set worded unlike the training prompts (a transfer set). With
+    /// <see cref="ProbeHeadOptions.TargetRecall"/>, every training prompt fits the head and the threshold is set to reach
+    /// the target recall on these prompts instead of on a held-out split of the training pools. Empty: the split.
+    /// </summary>
+    public IReadOnlyList<string> CalibrationHarmful { get; init; } = [];
+    /// <summary>Harmless prompt files of the calibration set (for the false-positive rate recorded beside the threshold).</summary>
+    public IReadOnlyList<string> CalibrationHarmless { get; init; } = [];
 }
 
 /// <summary>What <see cref="ProbeTraining.Train"/> produced.</summary>
@@ -126,11 +134,15 @@ public static class ProbeTraining
         int needed = Math.Max(o.Fit.Folds, 2);
         if (harmful.Count < needed || harmless.Count < needed)
             throw new InvalidDataException($"need at least {needed} harmful and {needed} harmless prompts, got {harmful.Count} and {harmless.Count}.");
+        bool external = o.CalibrationHarmful.Count > 0;
+        if (external && o.Fit.TargetRecall is null) throw new ArgumentException("a calibration set needs a target recall.");
+        if (external && o.CalibrationHarmless.Count == 0) throw new ArgumentException("a calibration set needs harmless prompts as well as harmful ones.");
         using var extractor = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength);
         var x = Extract(extractor, [.. harmful, .. harmless], progress);
         bool[] y = [.. harmful.Select(_ => true), .. harmless.Select(_ => false)];
         progress?.Report(new ProbeProgress("fit", 0, x.Length));
-        var fitted = FitHead(x, y, o.Fit);
+        var fitted = FitHead(x, y, external ? o.Fit with { TargetRecall = null } : o.Fit);
+        if (external) fitted = CalibrateOn(fitted, extractor, o, [.. harmful, .. harmless], progress);
         var probe = new ProbeFile
         {
             ModelPath = Path.GetFullPath(o.ModelPath),
@@ -194,6 +206,28 @@ public static class ProbeTraining
         var calibration = new ProbeCalibration(o.TargetRecall.Value, BinaryMetrics.Recall(scores, labels, threshold),
             BinaryMetrics.FalsePositiveRate(scores, labels, threshold), labels.Count(l => l), labels.Count(l => !l));
         return new FittedHead(head, threshold, calibration, cv, mlp);
+    }
+
+    /// <summary>
+    /// Sets the threshold on the calibration set: its prompts that are also training prompts (by normalised text) are
+    /// dropped, and the threshold is the largest that reaches the target recall on the rest.
+    /// </summary>
+    private static FittedHead CalibrateOn(FittedHead fitted, ActivationExtractor extractor, ProbeTrainOptions o, IReadOnlyList<string> training,
+        IProgress<ProbeProgress>? progress)
+    {
+        var seen = training.Select(PromptText.Normalize).ToHashSet(StringComparer.Ordinal);
+        var dedup = PromptText.Deduplicate(
+            o.CalibrationHarmful.SelectMany(PromptFile.Read).Where(q => !seen.Contains(PromptText.Normalize(q))),
+            o.CalibrationHarmless.SelectMany(PromptFile.Read).Where(q => !seen.Contains(PromptText.Normalize(q))));
+        if (dedup.Harmful.Count == 0 || dedup.Harmless.Count == 0)
+            throw new InvalidDataException("the calibration set has no harmful or no harmless prompt left once the training prompts are dropped.");
+        var scores = fitted.Head.PredictProbability(Extract(extractor, [.. dedup.Harmful, .. dedup.Harmless], progress));
+        bool[] labels = [.. dedup.Harmful.Select(_ => true), .. dedup.Harmless.Select(_ => false)];
+        double target = o.Fit.TargetRecall!.Value;
+        double threshold = BinaryMetrics.ThresholdForRecall(scores, labels, target);
+        var calibration = new ProbeCalibration(target, BinaryMetrics.Recall(scores, labels, threshold),
+            BinaryMetrics.FalsePositiveRate(scores, labels, threshold), dedup.Harmful.Count, dedup.Harmless.Count);
+        return fitted with { Threshold = threshold, Calibration = calibration };
     }
 
     /// <summary>Harm probabilities of prompts; the model defaults to the one recorded in the probe and must match its hash.</summary>

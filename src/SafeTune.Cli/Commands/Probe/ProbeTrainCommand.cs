@@ -68,6 +68,16 @@ public sealed class ProbeTrainSettings : CommandSettings
     [Description("Hold out a stratified 20% of the prompts and set the threshold to reach recall R on them (0 < R <= 1). Default: threshold 0.5.")]
     public double? TargetRecall { get; init; }
 
+    /// <summary>Calibration set, harmful side.</summary>
+    [CommandOption("--calibrate-harmful <FILE>")]
+    [Description("With --target-recall: set the threshold on these harmful prompts (a set worded unlike the training prompts) instead of a held-out split; every training prompt then fits the head. Needs --calibrate-harmless. Repeat for several files.")]
+    public string[] CalibrateHarmful { get; init; } = [];
+
+    /// <summary>Calibration set, harmless side.</summary>
+    [CommandOption("--calibrate-harmless <FILE>")]
+    [Description("Harmless prompts of the calibration set (its false-positive rate is recorded with the threshold). Repeat for several files.")]
+    public string[] CalibrateHarmless { get; init; } = [];
+
     /// <summary>Seed.</summary>
     [CommandOption("--seed <N>")]
     [Description("Seed of the splits and of the mlp head's initial weights (default 0).")]
@@ -97,6 +107,9 @@ public sealed class ProbeTrainSettings : CommandSettings
         if (Hidden < 1) return ValidationResult.Error($"--hidden must be at least 1, not {Hidden}.");
         if (MaxLength < 1) return ValidationResult.Error($"--max-length must be at least 1, not {MaxLength}.");
         if (TargetRecall is { } r && !(r > 0 && r <= 1)) return ValidationResult.Error($"--target-recall must lie in (0, 1], not {r.ToString(CultureInfo.InvariantCulture)}.");
+        if ((CalibrateHarmful.Length > 0) != (CalibrateHarmless.Length > 0))
+            return ValidationResult.Error("--calibrate-harmful and --calibrate-harmless go together.");
+        if (CalibrateHarmful.Length > 0 && TargetRecall is null) return ValidationResult.Error("--calibrate-harmful needs --target-recall.");
         if (Layers != "all" && !Layers.Split(',').All(p => int.TryParse(p, NumberStyles.None, CultureInfo.InvariantCulture, out _)))
             return ValidationResult.Error($"--layers must be all or a list like 3,4,5, not '{Layers}'.");
         return ValidationResult.Success();
@@ -123,6 +136,8 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
             Layers = s.Layers == "all" ? null : [.. s.Layers.Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture))],
             Pooling = s.Pool == "last" ? ActivationPooling.LastToken : ActivationPooling.MeanTokensThenLayers,
             MaxLength = s.MaxLength,
+            CalibrationHarmful = s.CalibrateHarmful,
+            CalibrationHarmless = s.CalibrateHarmless,
             Fit = new ProbeHeadOptions
             {
                 Head = s.Head == "mlp" ? ProbeHeadKind.Mlp : ProbeHeadKind.Logistic,
@@ -162,7 +177,7 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
             $"{s.Head} probe on {r.Probe.Head.Dimension} features from {r.Harmful} harmful and {r.Harmless} harmless prompts ({r.Duplicates} duplicates and {r.Conflicts} texts on both sides dropped), {fit} -> {s.Out}")));
         if (cal is not null)
             AnsiConsole.MarkupLine(string.Create(inv,
-                $"threshold {r.Probe.Threshold:G4}: recall {cal.Recall:F3} (target {cal.TargetRecall:F3}), false-positive rate {cal.FalsePositiveRate:F3} on {cal.Harmful} + {cal.Harmless} held-out prompts"));
+                $"threshold {r.Probe.Threshold:G4}: recall {cal.Recall:F3} (target {cal.TargetRecall:F3}), false-positive rate {cal.FalsePositiveRate:F3} on {cal.Harmful} + {cal.Harmless} {(s.CalibrateHarmful.Length > 0 ? "calibration-set" : "held-out")} prompts"));
         return ExitCodes.Ok;
     }
 }

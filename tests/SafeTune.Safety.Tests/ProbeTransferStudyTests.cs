@@ -1,0 +1,222 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using SafeTune.Models.Tokenization;
+using SafeTune.Safety.Activations;
+using SafeTune.Safety.Data;
+using SafeTune.Safety.Metrics;
+using SafeTune.Safety.Probes;
+using SafeTune.TestSupport;
+using Xunit.Abstractions;
+
+namespace SafeTune.Safety.Tests;
+
+/// <summary>
+/// Chooses the MiniLM probe recipe by what carries to a set it did not train on, then reports it on two sets that neither
+/// training nor selection saw. Produces the README's transfer table (also written to <c>artifacts/probe-transfer.md</c>):
+/// <c>dotnet test tests/SafeTune.Safety.Tests -c Release --filter FullyQualifiedName~ProbeTransferStudyTests</c>.
+/// <para>
+/// Three disjoint roles, deduplicated by normalised text within and across sets (training first, then selection, then
+/// test; a later prompt already seen is dropped):
+/// training: harmful CatQA, HarmfulQA and the project's direct harmful requests; harmless 70% of Alpaca-Libre +
+/// Self-Instruct and 60% of the project's hard-negative template groups;
+/// selection (transfer): AdvBench and the project's topic-matched harmful prompts against the topic-matched benign ones,
+/// half of the remaining Alpaca-Libre + Self-Instruct and 20% of the hard-negative groups;
+/// test: XSTest unsafe vs safe prompts, and Do-Not-Answer against the other half of the remaining Alpaca-Libre +
+/// Self-Instruct and the last 20% of the hard-negative groups.
+/// </para>
+/// </summary>
+public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
+{
+    private static string DataFile(string name) => Path.Combine(Repo.Root, "src", "SafeTune.Safety", "ProbeData", name);
+
+    internal sealed record Pools(
+        List<string> TrainHarmful, List<string> TrainHarmless,
+        List<string> SelectHarmful, List<string> SelectHarmless,
+        List<string> XsUnsafe, List<string> XsSafe, List<string> DoNotAnswer, List<string> TestHarmless);
+
+    private sealed record Config(string Name, bool HarmfulQa, ActivationPooling Pooling, int[]? Layers, ProbeHeadKind Head);
+
+    private sealed record Row(Config Config, ProbeMetrics Select, ProbeMetrics XsTest, ProbeMetrics DoNotAnswer, double ValidationRecall,
+        double TransferThreshold, ProbeMetrics XsTestTransfer, ProbeMetrics DoNotAnswerTransfer);
+
+    private static IEnumerable<Config> Configs()
+    {
+        foreach (var harmfulQa in new[] { false, true })
+            foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken })
+                foreach (var layers in new int[]?[] { null, [2, 3] })
+                    foreach (var head in new[] { ProbeHeadKind.Logistic, ProbeHeadKind.Mlp })
+                        yield return new Config(
+                            $"{(harmfulQa ? "+ HarmfulQA" : "CatQA + direct")}, {(pooling == ActivationPooling.LastToken ? "last token" : "mean")}, " +
+                            $"{(layers is null ? "all layers" : "layers 2-3")}, {(head == ProbeHeadKind.Mlp ? "MLP" : "logistic")}",
+                            harmfulQa, pooling, layers, head);
+    }
+
+    [Fact]
+    [Trait("Category", "Slow")]
+    public void Recipe_is_chosen_by_transfer_and_reported_on_unseen_sets()
+    {
+        var p = LoadPools();
+        output.WriteLine($"pools: training {p.TrainHarmful.Count} harmful / {p.TrainHarmless.Count} harmless, selection {p.SelectHarmful.Count} / {p.SelectHarmless.Count}, " +
+            $"XSTest {p.XsUnsafe.Count} unsafe / {p.XsSafe.Count} safe, Do-Not-Answer {p.DoNotAnswer.Count} vs {p.TestHarmless.Count} harmless");
+        var all = new[] { p.TrainHarmful, p.TrainHarmless, p.SelectHarmful, p.SelectHarmless, p.XsUnsafe, p.XsSafe, p.DoNotAnswer, p.TestHarmless }
+            .SelectMany(x => x).Distinct().ToList();
+        var features = new Dictionary<ActivationPooling, Dictionary<string, float[]>>();
+        foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken })
+            features[pooling] = PerLayerFeatures(all, pooling);
+
+        var harmfulQa = new HashSet<string>(PromptFile.Read(Repo.SharedData("harmfulqa", "harmfulqa.csv")), StringComparer.Ordinal);
+        var rows = Configs().Select(c => Evaluate(c, p, features[c.Pooling], harmfulQa)).ToList();
+        // Selection reads the transfer set only: AUROC, then TPR at 1% FPR to break ties.
+        var chosen = rows.OrderByDescending(r => Math.Round(r.Select.Auroc, 3)).ThenByDescending(r => r.Select.TprAt1PctFpr).First();
+        var table = Table(rows, chosen, p);
+        output.WriteLine(table);
+        Directory.CreateDirectory(Path.Combine(Repo.Root, "artifacts"));
+        File.WriteAllText(Path.Combine(Repo.Root, "artifacts", "probe-transfer.md"), table);
+
+        // What this study established (README): the transfer-chosen recipe is mean pooling over all layers and clears
+        // AUROC 0.80 on both unseen sets; a threshold set on the transfer set keeps XSTest's recall closer to the 90% asked.
+        Assert.Equal(ActivationPooling.MeanTokensThenLayers, chosen.Config.Pooling);
+        Assert.True(chosen.XsTest.Auroc >= 0.80 && chosen.DoNotAnswer.Auroc >= 0.80, $"XSTest {chosen.XsTest.Auroc:F3}, Do-Not-Answer {chosen.DoNotAnswer.Auroc:F3}");
+        Assert.True(Math.Abs(chosen.XsTestTransfer.Recall - 0.9) < Math.Abs(chosen.XsTest.Recall - 0.9),
+            $"XSTest recall {chosen.XsTestTransfer.Recall:F3} (transfer threshold) vs {chosen.XsTest.Recall:F3} (validation threshold)");
+    }
+
+    private Row Evaluate(Config c, Pools p, Dictionary<string, float[]> perLayer, HashSet<string> harmfulQa)
+    {
+        float[] Feature(string prompt)
+        {
+            var all = perLayer[prompt];
+            var chosen = c.Layers ?? [.. Enumerable.Range(0, all.Length / MiniLm.Width)];
+            var f = new float[MiniLm.Width];
+            foreach (var l in chosen)
+                for (int j = 0; j < f.Length; j++) f[j] += all[l * MiniLm.Width + j];
+            for (int j = 0; j < f.Length; j++) f[j] /= chosen.Length;
+            return f;
+        }
+        var harmful = p.TrainHarmful.Where(q => c.HarmfulQa || !harmfulQa.Contains(q)).ToList();
+        var x = harmful.Concat(p.TrainHarmless).Select(Feature).ToList();
+        var y = harmful.Select(_ => true).Concat(p.TrainHarmless.Select(_ => false)).ToList();
+        // As `safetune probe train --target-recall 0.9`: 20% held out, threshold for 90% recall on it.
+        var fitted = ProbeTraining.FitHead(x, y, new ProbeHeadOptions { Head = c.Head, TargetRecall = 0.9 });
+
+        (double[] Scores, bool[] Labels) Score(List<string> positives, List<string> negatives) =>
+            ([.. positives.Concat(negatives).Select(q => fitted.Head.PredictProbability(Feature(q)))], [.. positives.Select(_ => true), .. negatives.Select(_ => false)]);
+        var sel = Score(p.SelectHarmful, p.SelectHarmless);
+        var xs = Score(p.XsUnsafe, p.XsSafe);
+        var dna = Score(p.DoNotAnswer, p.TestHarmless);
+        // Calibration on the transfer set: the threshold that reaches 90% recall on its harmful prompts.
+        double transfer = BinaryMetrics.ThresholdForRecall(sel.Scores, sel.Labels, 0.9);
+        var row = new Row(c, ProbeMetrics.Of(sel.Scores, sel.Labels, fitted.Threshold), ProbeMetrics.Of(xs.Scores, xs.Labels, fitted.Threshold),
+            ProbeMetrics.Of(dna.Scores, dna.Labels, fitted.Threshold), fitted.Calibration!.Recall, transfer,
+            ProbeMetrics.Of(xs.Scores, xs.Labels, transfer), ProbeMetrics.Of(dna.Scores, dna.Labels, transfer));
+        output.WriteLine($"{c.Name}: selection {row.Select.Auroc:F3}, XSTest {row.XsTest.Auroc:F3}, Do-Not-Answer {row.DoNotAnswer.Auroc:F3}");
+        return row;
+    }
+
+    private static string Table(List<Row> rows, Row chosen, Pools p)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        static string F(double v) => v.ToString("F3", CultureInfo.InvariantCulture);
+        var sb = new StringBuilder();
+        sb.AppendLine("| recipe (training pool, pooling, layers, head) | selection AUROC | XSTest AUROC | XSTest TPR@1%FPR | Do-Not-Answer AUROC | Do-Not-Answer TPR@1%FPR |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var r in rows)
+            sb.AppendLine(string.Create(inv,
+                $"| {(r == chosen ? "**" + r.Config.Name + "** (chosen)" : r.Config.Name)} | {F(r.Select.Auroc)} | {F(r.XsTest.Auroc)} | {F(r.XsTest.TprAt1PctFpr)} | {F(r.DoNotAnswer.Auroc)} | {F(r.DoNotAnswer.TprAt1PctFpr)} |"));
+        sb.AppendLine();
+        sb.AppendLine("Calibration of the chosen recipe, a threshold for 90% recall:");
+        sb.AppendLine();
+        sb.AppendLine("| threshold set on | threshold | validation recall | XSTest recall | XSTest FPR | Do-Not-Answer recall | Do-Not-Answer FPR |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine(string.Create(inv,
+            $"| the training pools' 20% validation split | {F(chosen.XsTest.Threshold)} | {F(chosen.ValidationRecall)} | {F(chosen.XsTest.Recall)} | {F(chosen.XsTest.FalsePositiveRate)} | {F(chosen.DoNotAnswer.Recall)} | {F(chosen.DoNotAnswer.FalsePositiveRate)} |"));
+        sb.AppendLine(string.Create(inv,
+            $"| the transfer (selection) set | {F(chosen.TransferThreshold)} | {F(chosen.Select.Recall)} (validation threshold, selection set) | {F(chosen.XsTestTransfer.Recall)} | {F(chosen.XsTestTransfer.FalsePositiveRate)} | {F(chosen.DoNotAnswerTransfer.Recall)} | {F(chosen.DoNotAnswerTransfer.FalsePositiveRate)} |"));
+        sb.AppendLine();
+        sb.AppendLine(string.Create(inv,
+            $"Sizes after deduplication: training {p.TrainHarmful.Count} harmful (with HarmfulQA) / {p.TrainHarmless.Count} harmless, selection {p.SelectHarmful.Count} harmful / {p.SelectHarmless.Count} harmless, " +
+            $"XSTest {p.XsUnsafe.Count} unsafe / {p.XsSafe.Count} safe, Do-Not-Answer {p.DoNotAnswer.Count} vs {p.TestHarmless.Count} harmless."));
+        return sb.ToString();
+    }
+
+    internal static Pools LoadPools()
+    {
+        static List<string> Read(string spec) => [.. PromptFile.Read(spec)];
+        var catqa = Read(Repo.SharedData("catqa", "catqa_english.csv"));
+        var harmfulqa = Read(Repo.SharedData("harmfulqa", "harmfulqa.csv"));
+        var adv = Read(Repo.SharedData("advbench", "harmful_behaviors.csv"));
+        var dna = Read(Repo.SharedData("do_not_answer", "do_not_answer_prompts.csv"));
+        var xsPath = Repo.SharedData("xstest", "xstest_prompts.csv");
+        var xsPrompts = PromptFile.Read(xsPath);
+        var xsLabels = PromptFile.ReadColumn(xsPath, "label");
+        var benign = Read(Repo.SharedData("alpaca_libre", "alpaca_libre_ok.jsonl")).Concat(Read(Repo.SharedData("self_instruct", "user_oriented_instructions.jsonl"))).ToList();
+        var hard = PromptFile.Read(DataFile("hard_negatives.csv"));
+        var hardGroups = PromptFile.ReadColumn(DataFile("hard_negatives.csv"), "group");
+        var direct = Read(DataFile("direct_harmful.csv"));
+        var topic = PromptFile.Read(DataFile("topic_matched.csv"));
+        var topicLabels = PromptFile.ReadColumn(DataFile("topic_matched.csv"), "label");
+
+        // Seeded splits: benign prompts by prompt, hard negatives by template group.
+        var rng = new Random(42);
+        var shuffled = Unique(benign).OrderBy(_ => rng.Next()).ToList();
+        int cut = (int)(shuffled.Count * 0.7), cut2 = (int)(shuffled.Count * 0.85);
+        var groups = hardGroups.Distinct().OrderBy(_ => rng.Next()).ToList();
+        var trainGroups = groups.Take((int)(groups.Count * 0.6)).ToHashSet();
+        var selectGroups = groups.Skip(trainGroups.Count).Take((int)(groups.Count * 0.2)).ToHashSet();
+        List<string> Hard(Func<string, bool> keep) => [.. hard.Where((_, i) => keep(hardGroups[i]))];
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        List<string> Take(IEnumerable<string> prompts)
+        {
+            var kept = new List<string>();
+            foreach (var q in prompts)
+                if (seen.Add(PromptText.Normalize(q))) kept.Add(q);
+            return kept;
+        }
+        var trainHarmful = Take(catqa.Concat(harmfulqa).Concat(direct));
+        var trainHarmless = Take(shuffled.Take(cut).Concat(Hard(trainGroups.Contains)));
+        var selectHarmful = Take(adv.Concat(topic.Where((_, i) => topicLabels[i] == "harmful")));
+        var selectHarmless = Take(topic.Where((_, i) => topicLabels[i] == "benign").Concat(shuffled.Skip(cut).Take(cut2 - cut)).Concat(Hard(selectGroups.Contains)));
+        var xsUnsafe = Take(xsPrompts.Where((_, i) => xsLabels[i] == "unsafe"));
+        var xsSafe = Take(xsPrompts.Where((_, i) => xsLabels[i] == "safe"));
+        var dnaK = Take(dna);
+        var testHarmless = Take(shuffled.Skip(cut2).Concat(Hard(g => !trainGroups.Contains(g) && !selectGroups.Contains(g))));
+        return new Pools(trainHarmful, trainHarmless, selectHarmful, selectHarmless, xsUnsafe, xsSafe, dnaK, testHarmless);
+    }
+
+    private static List<string> Unique(IEnumerable<string> prompts)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        return [.. prompts.Where(p => seen.Add(PromptText.Normalize(p)))];
+    }
+
+    /// <summary>Per-layer pooled MiniLM features of every prompt, cached under artifacts/ by a hash of the prompts.</summary>
+    private Dictionary<string, float[]> PerLayerFeatures(List<string> prompts, ActivationPooling pooling)
+    {
+        var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(pooling + "\n" + string.Join("\n", prompts) + "\n" + MiniLm.ModelBytes.Length)))[..16];
+        var cache = Path.Combine(Repo.Root, "artifacts", "probe-study-cache", $"{pooling}-{key}.bin");
+        int width = MiniLm.Layers * MiniLm.Width;
+        float[][] rows;
+        if (File.Exists(cache) && new FileInfo(cache).Length == (long)prompts.Count * width * 4)
+        {
+            var bytes = File.ReadAllBytes(cache);
+            rows = [.. Enumerable.Range(0, prompts.Count).Select(i => { var r = new float[width]; Buffer.BlockCopy(bytes, i * width * 4, r, 0, width * 4); return r; })];
+            output.WriteLine($"{pooling}: {prompts.Count} feature rows from the cache");
+        }
+        else
+        {
+            using var dir = new TempDir();
+            var tokenizer = TokenizerLoader.Load(MiniLm.WriteVocab(dir.File("vocab.txt")));
+            using var extractor = new ActivationExtractor(MiniLm.Load(), tokenizer, null, new ActivationOptions { Pooling = pooling, BatchSize = 32 });
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            rows = extractor.ExtractPerLayer(prompts);
+            output.WriteLine($"{pooling}: {prompts.Count} prompts through MiniLM in {clock.Elapsed.TotalSeconds:F1} s");
+            var bytes = new byte[(long)prompts.Count * width * 4];
+            for (int i = 0; i < rows.Length; i++) Buffer.BlockCopy(rows[i], 0, bytes, i * width * 4, width * 4);
+            Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
+            File.WriteAllBytes(cache, bytes);
+        }
+        return prompts.Select((q, i) => (q, i)).ToDictionary(x => x.q, x => rows[x.i]);
+    }
+}
