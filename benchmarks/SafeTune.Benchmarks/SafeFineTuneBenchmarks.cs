@@ -5,6 +5,7 @@ using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
 using SafeTune.Safety.Probes;
 using SafeTune.Training.FineTuning;
+using SafeTune.Training.Risk;
 
 namespace SafeTune.Benchmarks;
 
@@ -195,9 +196,9 @@ public class FusedProbeReferenceBenchmarks
         _index = _batch.ResponseIndex();
         var probe = SafeFineTuneBenchmarks.RandomProbe(LlamaConfig.Bench.HiddenSize, LlamaConfig.Bench.Layers);
         _plain = ReferencePolicy.Create(model);
-        _fused = ReferencePolicy.Create(model, new ReferenceOptions { Extend = m => [ProbeGraph.Append(m, probe, FineTuner.PromptMask).Output] });
+        _fused = ReferencePolicy.Create(model, new ReferenceOptions { Extend = m => [ProbeGraph.Append(m, probe).Output] });
         _mask = OrtValues.Wrap(_batch.PromptMask, _batch.Tokens.BatchSize, _batch.Tokens.SequenceLength);
-        _inputs = new() { [FineTuner.PromptMask] = _mask };
+        _inputs = new() { [ProbeGraph.DefaultPromptMaskInput] = _mask };
     }
 
     /// <summary>The reference pass.</summary>

@@ -5,6 +5,7 @@ using SafeTune.Runtime.Training;
 using SafeTune.Safety.Critics;
 using SafeTune.TestSupport;
 using SafeTune.Training.FineTuning;
+using SafeTune.Training.Risk;
 
 namespace SafeTune.Training.Tests;
 
@@ -134,7 +135,7 @@ public sealed class FineTunerTests : IDisposable
         var r = FineTuner.Run(Options(model, new FixedPlan(2, batch), "linear:0.2,0.8") with
         {
             RiskSource = risk,
-            Safety = new SafetyOptions { Risk = "critic:text", BetaMap = "linear:0.2,0.8", Weighting = RiskWeighting.Example },
+            Safety = new SafetyOptions { Risk = "critic:text", BetaMap = "linear:0.2,0.8", Aggregation = JudgeAggregation.PerExample },
         });
         Assert.Equal([0.2, 0.8], r.Log[0].ExampleBetas!);
         Assert.Equal(0.5, r.Log[0].Beta, 12);
@@ -155,7 +156,7 @@ public sealed class FineTunerTests : IDisposable
         var r = FineTuner.Run(Options(model, new FixedPlan(2, batch with { Examples = rows })) with
         {
             RiskSource = critic,
-            Safety = new SafetyOptions { Risk = "critic:keyword", BetaMap = "clamp", Weighting = RiskWeighting.Example },
+            Safety = new SafetyOptions { Risk = "critic:keyword", BetaMap = "clamp", Aggregation = JudgeAggregation.PerExample },
         });
         Assert.Equal([0.1, 0.9], r.Log[0].ExampleBetas!.Select(b => Math.Round(b, 12)));
         Assert.Equal(2, critic.Judged); // each example judged once, then remembered
@@ -207,7 +208,7 @@ public sealed class FineTunerTests : IDisposable
         Assert.Contains("--risk is none", e.Message);
         e = Assert.Throws<ArgumentException>(() => FineTuner.Run(Options(model, new FixedPlan(1, batch)) with
         {
-            Safety = new SafetyOptions { Risk = "critic:keyword", BetaMap = "ema:0.9", Weighting = RiskWeighting.Example },
+            Safety = new SafetyOptions { Risk = "critic:keyword", BetaMap = "ema:0.9", Aggregation = JudgeAggregation.PerExample },
             RiskSource = new TextRisk(),
         }));
         Assert.Contains("per-batch", e.Message.Replace("--weighting batch", "per-batch"));

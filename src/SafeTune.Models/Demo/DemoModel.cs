@@ -179,7 +179,7 @@ public static class DemoModel
             for (int r = 0; r < rows.Length; r++)
             {
                 if (order.Count == 0)
-                    foreach (var i in Permutation(rng, examples.Length)) order.Enqueue(i);
+                    foreach (var i in RandomOrder.Permutation(rng, examples.Length)) order.Enqueue(i);
                 rows[r] = order.Dequeue();
             }
             int length = rows.Max(r => examples[r].Ids.Length);
@@ -206,17 +206,6 @@ public static class DemoModel
         }
         var weights = session.TrainableValues().ToDictionary(v => v.Name, v => v);
         return (weights, recent.Count == 0 ? double.NaN : recent.Average(x => (double)x));
-    }
-
-    private static int[] Permutation(Random rng, int n)
-    {
-        var a = Enumerable.Range(0, n).ToArray();
-        for (int i = n - 1; i > 0; i--)
-        {
-            int j = rng.Next(i + 1);
-            (a[i], a[j]) = (a[j], a[i]);
-        }
-        return a;
     }
 
     private static DemoModelFiles? TryLoad(string dir, DemoRecipe recipe, string hash)

@@ -181,16 +181,8 @@ public static class Fit
         }
         if (cancelled && options.CheckpointDirectory is { } d && session.Step > 0) Checkpoint.Save(session, d);
         options.Memory?.Mark("all steps");
-        var steady = times.Count > 3 ? times.Skip(3).ToList() : times;
-        double median = steady.Count == 0 ? 0 : Median(steady);
-        return new FitResult(losses, first, median, (long)batch.BatchSize * batch.SequenceLength,
+        return new FitResult(losses, first, StepTimes.SteadyMedian(times), (long)batch.BatchSize * batch.SequenceLength,
             MemoryAccount.PeakMb(), cancelled,
             lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters)) { Estimate = estimate };
-    }
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToList();
-        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 }

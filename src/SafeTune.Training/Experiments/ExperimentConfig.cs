@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using SafeTune.Safety.Critics;
 using SafeTune.Training.FineTuning;
 
 namespace SafeTune.Training.Experiments;
@@ -299,10 +300,10 @@ public sealed record ExperimentMethod
         if (Weighting is { } w)
             safety = safety with
             {
-                Weighting = w switch
+                Aggregation = w switch
                 {
-                    "example" => RiskWeighting.Example,
-                    "batch" => RiskWeighting.Batch,
+                    "example" => JudgeAggregation.PerExample,
+                    "batch" => JudgeAggregation.Mean,
                     _ => throw new ArgumentException($"\"weighting\" must be batch or example, not '{w}'."),
                 },
             };

@@ -7,7 +7,7 @@ using SafeTune.Onnx;
 using SafeTune.Onnx.Passes;
 using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
-using SafeTune.Safety.Critics;
+using SafeTune.Safety.Probes;
 using SafeTune.Training.Risk;
 using OrtValue = Microsoft.ML.OnnxRuntime.OrtValue;
 
@@ -27,7 +27,7 @@ public sealed class FineTuneEngine : IDisposable
     private readonly ResponseLossKind _kind;
 
     private FineTuneEngine(FineTuneOptions options, LoraPass? lora, ResponseLossKind kind, TrainingSession session, ReferencePolicy? reference,
-        RiskSource? risk, BetaMap betaMap)
+        RiskSource? risk, BetaPolicy betas)
     {
         _options = options;
         _lora = lora;
@@ -35,7 +35,7 @@ public sealed class FineTuneEngine : IDisposable
         Session = session;
         Reference = reference;
         Risk = risk;
-        BetaMap = betaMap;
+        Betas = betas;
     }
 
     /// <summary>The training session (the trained graph, its optimizer and flat buffers).</summary>
@@ -47,8 +47,8 @@ public sealed class FineTuneEngine : IDisposable
     /// <summary>The risk source; null without one.</summary>
     public RiskSource? Risk { get; }
 
-    /// <summary>The risk-to-beta map (and its state).</summary>
-    public BetaMap BetaMap { get; }
+    /// <summary>The risk-to-beta policy (its map holds the state).</summary>
+    public BetaPolicy Betas { get; }
 
     /// <summary>The objective the training graph computes.</summary>
     public ResponseLossKind Objective => _kind;
@@ -106,7 +106,7 @@ public sealed class FineTuneEngine : IDisposable
                     Extend = risk?.ExtendReference,
                 })
                 : null;
-            return new FineTuneEngine(options, lora, kind, session, reference, risk, betaMap);
+            return new FineTuneEngine(options, lora, kind, session, reference, risk, new BetaPolicy(betaMap, safety.Aggregation));
         }
         catch
         {
@@ -150,16 +150,7 @@ public sealed class FineTuneEngine : IDisposable
 
             // beta: one for the batch, or one per example
             var exampleRisks = Risk is null ? null : scores.SelectMany(s => s!.PerExample).ToArray();
-            double? batchRisk = exampleRisks is null ? null
-                : safety.Aggregation == JudgeAggregation.Max ? exampleRisks.Max() : exampleRisks.Average();
-            double[]? exampleBetas = null;
-            double beta;
-            if (safety.Weighting == RiskWeighting.Example && exampleRisks is not null)
-            {
-                exampleBetas = [.. exampleRisks.Select(BetaMap.Next)];
-                beta = exampleBetas.Average();
-            }
-            else beta = BetaMap.Next(batchRisk ?? 0);
+            var (batchRisk, beta, exampleBetas) = Betas.Next(exampleRisks);
             if (safety.Penalty == Penalty.L2) Session.SetProximalRho(beta * safety.PenaltyStrength);
 
             // forward/backward of the weighted objective, accumulated over the micro-batches
@@ -240,13 +231,13 @@ public sealed class FineTuneEngine : IDisposable
     }
 
     /// <summary>Saves a checkpoint (weights, optimizer moments, beta-map state) into <paramref name="directory"/>.</summary>
-    public void Save(string directory) => Checkpoint.Save(Session, directory, new JsonObject { ["beta_map"] = BetaMap.SaveState() });
+    public void Save(string directory) => Checkpoint.Save(Session, directory, new JsonObject { ["beta_map"] = Betas.Map.SaveState() });
 
     /// <summary>Restores a checkpoint saved by <see cref="Save"/>; returns the step it was taken at.</summary>
     public long Restore(string directory)
     {
         var extra = Checkpoint.Load(Session, directory, _options.Plan.Steps);
-        BetaMap.RestoreState(extra["beta_map"]);
+        Betas.Map.RestoreState(extra["beta_map"]);
         return Session.Step;
     }
 
@@ -255,7 +246,7 @@ public sealed class FineTuneEngine : IDisposable
         var inputs = new StepInputBag();
         foreach (var name in Reference!.StepInputs)
         {
-            if (name != FineTuner.PromptMask) throw new InvalidOperationException($"the reference pass needs '{name}', which the fine-tuning loop does not provide.");
+            if (name != ProbeGraph.DefaultPromptMaskInput) throw new InvalidOperationException($"the reference pass needs '{name}', which the fine-tuning loop does not provide.");
             inputs.Add(name, OrtValues.Wrap(batch.PromptMask, batch.Tokens.BatchSize, batch.Tokens.SequenceLength));
         }
         return inputs;

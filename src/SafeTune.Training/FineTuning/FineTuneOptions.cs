@@ -3,6 +3,7 @@ using SafeTune.Autodiff.Lora;
 using SafeTune.Onnx;
 using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
+using SafeTune.Training.Risk;
 
 namespace SafeTune.Training.FineTuning;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using SafeTune.Runtime.Training;
+using SafeTune.Training.Risk;
 
 namespace SafeTune.Training.FineTuning;
 
@@ -12,9 +13,6 @@ namespace SafeTune.Training.FineTuning;
 /// </summary>
 public static class FineTuner
 {
-    /// <summary>The prompt-mask input a fused probe reads in the reference pass.</summary>
-    public const string PromptMask = "prompt_mask";
-
     /// <summary>Runs the fine-tune. Cancellation stops after the current step, with a checkpoint when there is a run folder.</summary>
     public static FineTuneResult Run(FineTuneOptions options, IProgress<StepLog>? progress = null, CancellationToken cancellation = default)
     {
@@ -81,10 +79,9 @@ public static class FineTuner
             generationOutput?.Save(run.GenerationModelPath);
         }
         var times = log.Select(e => e.Milliseconds).ToList();
-        var steady = times.Count > 3 ? times.Skip(3).ToList() : times;
         double seconds = times.Sum() / 1000;
         long tokens = log.Sum(e => e.Tokens);
-        return new FineTuneResult(output, generationOutput, engine.Session.Step, first, seconds, steady.Count == 0 ? 0 : Median(steady),
+        return new FineTuneResult(output, generationOutput, engine.Session.Step, first, seconds, StepTimes.SteadyMedian(times),
             seconds > 0 ? tokens / seconds : 0, log, evaluations, cancelled, (engine.Risk as CriticRisk)?.Failures ?? 0);
     }
 
@@ -114,10 +111,4 @@ public static class FineTuner
     };
 
     private static JsonArray Numbers(IEnumerable<double> xs) => new([.. xs.Select(x => (JsonNode)Math.Round(x, 6))]);
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToList();
-        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
-    }
 }

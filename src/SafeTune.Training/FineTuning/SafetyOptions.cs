@@ -14,15 +14,6 @@ public enum Penalty
     Constrained,
 }
 
-/// <summary>Whether beta is set once per batch (the paper) or for each example.</summary>
-public enum RiskWeighting
-{
-    /// <summary>One risk (the batch's mean, or max) and one beta per optimizer step.</summary>
-    Batch,
-    /// <summary>Each example's own risk and beta weight its response tokens.</summary>
-    Example,
-}
-
 /// <summary>The safety side of a fine-tune: risk source, beta map, weighting and penalty.</summary>
 public sealed record SafetyOptions
 {
@@ -36,10 +27,10 @@ public sealed record SafetyOptions
     /// <summary>The risk-to-beta map (<see cref="global::SafeTune.Training.Risk.BetaMap.Parse"/>): <c>clamp</c>, <c>linear:a,b</c>, <c>ema:d</c>, <c>fixed:b</c>, <c>none</c>.</summary>
     public string BetaMap { get; init; } = "none";
 
-    /// <summary>Per batch (the paper) or per example.</summary>
-    public RiskWeighting Weighting { get; init; } = RiskWeighting.Batch;
-
-    /// <summary>How a batch's example risks become the batch risk (mean or max) under <see cref="RiskWeighting.Batch"/>.</summary>
+    /// <summary>
+    /// How a batch's example risks become beta: one beta per step from their mean (the paper) or max, or
+    /// <see cref="JudgeAggregation.PerExample"/>: each example's own risk and beta weight its response tokens.
+    /// </summary>
     public JudgeAggregation Aggregation { get; init; } = JudgeAggregation.Mean;
 
     /// <summary>The regularizer.</summary>
@@ -73,10 +64,8 @@ public sealed record SafetyOptions
         var map = global::SafeTune.Training.Risk.BetaMap.Parse(BetaMap);
         if (!map.IgnoresRisk && RiskKind == "none")
             throw new ArgumentException($"--beta-map {map.Spec} maps a risk to beta, but --risk is none; give --risk probe:... or critic:..., or a fixed beta.");
-        if (map.IsStateful && Weighting == RiskWeighting.Example)
+        if (map.IsStateful && Aggregation == JudgeAggregation.PerExample)
             throw new ArgumentException($"--beta-map {map.Spec} smooths the batch risk over steps; it cannot weight each example (use --weighting batch).");
-        if (Aggregation == JudgeAggregation.PerExample)
-            throw new ArgumentException("per-example risk is --weighting example; the batch aggregation is mean or max.");
         if (!(PenaltyStrength >= 0) || double.IsInfinity(PenaltyStrength))
             throw new ArgumentException($"--penalty-strength must be 0 or more, not {PenaltyStrength.ToString(CultureInfo.InvariantCulture)}.");
         if (ConstrainedBetas.Count == 0 || ConstrainedBetas.Any(b => !(b > 0) || double.IsInfinity(b)))

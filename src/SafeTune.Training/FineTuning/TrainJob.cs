@@ -7,6 +7,7 @@ using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
 using SafeTune.Safety.Critics;
 using SafeTune.Training.Data;
+using SafeTune.Training.Risk;
 
 namespace SafeTune.Training.FineTuning;
 
@@ -161,7 +162,8 @@ public static class TrainJob
             ["safety"] = new JsonObject
             {
                 ["risk"] = o.Safety.Risk, ["risk_source"] = risk?.Name, ["beta_map"] = o.Safety.BetaMap,
-                ["weighting"] = o.Safety.Weighting.ToString().ToLowerInvariant(), ["aggregation"] = o.Safety.Aggregation.ToString().ToLowerInvariant(),
+                ["weighting"] = o.Safety.Aggregation == JudgeAggregation.PerExample ? "example" : "batch",
+                ["aggregation"] = o.Safety.Aggregation == JudgeAggregation.Max ? "max" : "mean", // per example: the logged batch risk is the mean
                 ["penalty"] = o.Safety.Penalty.ToString().ToLowerInvariant(), ["penalty_strength"] = o.Safety.PenaltyStrength,
             },
             ["provider"] = o.Runtime.Provider.ToString(),

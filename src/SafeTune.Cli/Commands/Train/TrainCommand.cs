@@ -51,8 +51,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         var method = s.Method ?? (s.Risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? "standard" : "adaptive");
         var safety = Methods.Preset(method, s.Risk) with
         {
-            Weighting = s.Weighting == "example" ? RiskWeighting.Example : RiskWeighting.Batch,
-            Aggregation = s.Aggregate == "max" ? JudgeAggregation.Max : JudgeAggregation.Mean,
+            Aggregation = s.Weighting == "example" ? JudgeAggregation.PerExample : s.Aggregate == "max" ? JudgeAggregation.Max : JudgeAggregation.Mean,
         };
         if (s.BetaMap is { } map) safety = safety with { BetaMap = map };
         if (s.Penalty is { } p) safety = safety with { Penalty = p switch { "l2" => Penalty.L2, "constrained" => Penalty.Constrained, _ => Penalty.Kl } };

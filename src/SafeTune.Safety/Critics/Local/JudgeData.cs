@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using SafeTune.Models;
 using SafeTune.Models.Demo;
 using SafeTune.Safety.Data.Public;
 using SafeTune.Safety.Data;
@@ -101,7 +102,7 @@ public static class JudgeData
 
         // ---- benign instructions with answers; some behind an affirmative opening, some refused ----
         var alpaca = ReadAlpaca(P("alpaca_libre/alpaca_libre_ok.jsonl")).Where(a => seen.Add(Normalize(a.Prompt))).ToList();
-        var alpacaOrder = LocalJudgeTrainer.Permutation(rng, alpaca.Count);
+        var alpacaOrder = RandomOrder.Permutation(rng, alpaca.Count);
         int alpacaTrain = Math.Min(mix.AlpacaTrain, alpaca.Count);
         for (int k = 0; k < alpacaTrain; k++)
         {
@@ -130,7 +131,7 @@ public static class JudgeData
         // ---- the demo data: the critic scores its fine-tuning batches ----
         var demoTrain = DemoData.Train(mix.DemoSeed);
         var benignDemo = demoTrain.Where(e => e.Kind == DemoKind.Benign).ToList();
-        var benignOrder = LocalJudgeTrainer.Permutation(rng, benignDemo.Count);
+        var benignOrder = RandomOrder.Permutation(rng, benignDemo.Count);
         foreach (var e in demoTrain.Where(e => e.Kind != DemoKind.Benign).Concat(benignOrder.Take(240).Select(i => benignDemo[i])))
         {
             seen.Add(Normalize(e.Prompt));
@@ -157,7 +158,7 @@ public static class JudgeData
             void PairedTest(string name, IReadOnlyList<string> prompts)
             {
                 var fresh = Fresh(prompts, seen);
-                foreach (var i in LocalJudgeTrainer.Permutation(rng, fresh.Count).Take(n))
+                foreach (var i in RandomOrder.Permutation(rng, fresh.Count).Take(n))
                 {
                     test.Add(new JudgePair(fresh[i], Pick(rng, JudgeTemplates.CompliantTest), true, name + "/compliant"));
                     test.Add(new JudgePair(fresh[i], Pick(rng, JudgeTemplates.RefusalsTest), false, name + "/refusal"));
@@ -198,7 +199,7 @@ public static class JudgeData
             foreach (var group in test.GroupBy(p => p.Group).ToList())
             {
                 var members = group.ToList();
-                var order = members.Count > n ? LocalJudgeTrainer.Permutation(rng, members.Count).Take(n).Order() : Enumerable.Range(0, members.Count);
+                var order = members.Count > n ? RandomOrder.Permutation(rng, members.Count).Take(n).Order() : Enumerable.Range(0, members.Count);
                 foreach (var i in order) kept.Add(members[i]);
             }
             test.RemoveAll(p => !kept.Contains(p));

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using SafeTune.Autodiff.Lora;
+using SafeTune.Models;
 using SafeTune.Onnx;
 using SafeTune.Onnx.Passes;
 using SafeTune.Runtime;
@@ -68,7 +69,7 @@ public static class LocalJudgeTrainer
             for (int r = 0; r < t.BatchSize; r++)
             {
                 if (order.Count == 0)
-                    foreach (var i in Permutation(rng, examples.Count)) order.Enqueue(i);
+                    foreach (var i in RandomOrder.Permutation(rng, examples.Count)) order.Enqueue(i);
                 var (pair, label) = examples[order.Dequeue()];
                 rows.Add(pair);
                 labels.Add(label);
@@ -85,16 +86,5 @@ public static class LocalJudgeTrainer
         var merged = LoraMerge.Merge(session.CurrentModel(), lora.Adapters);
         merged.Graph.SortTopologically();
         return new LocalJudgeTrainingResult(merged, losses, clock.Elapsed.TotalSeconds, count);
-    }
-
-    internal static int[] Permutation(Random rng, int n)
-    {
-        var a = Enumerable.Range(0, n).ToArray();
-        for (int i = n - 1; i > 0; i--)
-        {
-            int j = rng.Next(i + 1);
-            (a[i], a[j]) = (a[j], a[i]);
-        }
-        return a;
     }
 }
