@@ -3,7 +3,10 @@ using SafeTune.TestSupport;
 
 namespace SafeTune.Cli.Tests;
 
-/// <summary><c>build.ps1</c> explains itself: <c>-?</c>, <c>--help</c> and <c>help</c> print the help block, not only the syntax line.</summary>
+/// <summary>
+/// <c>build.ps1</c> explains itself: <c>-?</c>, <c>--help</c> and <c>help</c> print the help block, not only the syntax line;
+/// what the tools write into a clone is ignored.
+/// </summary>
 public class BuildScriptTests
 {
     [Theory]
@@ -24,5 +27,14 @@ public class BuildScriptTests
         var text = await stdout;
         Assert.Contains("Restores, builds, tests, benchmarks or publishes SafeTune.", text);
         Assert.Contains("-Fast", text);
+    }
+
+    [Fact]
+    public void The_demo_s_default_output_folder_is_ignored_in_the_repository_root()
+    {
+        // Run from a clone, `safetune demo` writes its report into the current folder's safetune-demo/.
+        var folder = new SafeTune.Cli.Commands.Demo.DemoSettings().Out;
+        Assert.Equal("safetune-demo", folder);
+        Assert.Contains($"/{folder}/", File.ReadAllLines(Path.Combine(Repo.Root, ".gitignore")).Select(l => l.Trim()));
     }
 }

@@ -76,6 +76,19 @@ public sealed class HostileInputTests : IDisposable
         CliRunner.Run(Limit, "export", "--from-hf", hf, "--out", _dir.File("out.onnx")).AssertUserError("model.safetensors", "outside");
     }
 
+    [Theory]
+    [InlineData("../outside/model.onnx", "'..' is not allowed")]
+    [InlineData("ld/model.onnx", "outside the model's folder")]
+    public void A_genai_config_cannot_name_a_decoder_outside_its_folder(string filename, string reason)
+    {
+        File.Copy(Model, _outside.File("model.onnx"));
+        var folder = _dir.File("genai");
+        Directory.CreateDirectory(folder);
+        Directory.CreateSymbolicLink(Path.Combine(folder, "ld"), _outside.Path);
+        File.WriteAllText(Path.Combine(folder, "genai_config.json"), new JsonObject { ["model"] = new JsonObject { ["decoder"] = new JsonObject { ["filename"] = filename } } }.ToJsonString());
+        CliRunner.Run(Limit, "generate", "--model", folder, "--prompt", "hi").AssertUserError("genai_config.json", "model.decoder.filename", reason);
+    }
+
     // --- Pipes and devices as inputs --------------------------------------------------------------------------------
 
     [Fact]

@@ -125,6 +125,10 @@ public sealed class TrainCommandTests : IDisposable
         changed[Array.IndexOf(changed, "--data") + 1] = Data(12);
         changed[Array.IndexOf(changed, "--template") + 1] = "plain";
         CliRunner.Run(changed).AssertUserError("options.json", "--lr was 0.01, now 0.02", "--data was", "--template was \"chatml\", now \"plain\"");
+        // The same file with a row limit is other data.
+        var limited = Args(run, "--steps", "2", "--resume");
+        limited[Array.IndexOf(limited, "--data") + 1] = Data() + ":12";
+        CliRunner.Run(limited).AssertUserError("options.json", "--data was", "attack16.jsonl:12");
 
         Assert.Equal(options, File.ReadAllBytes(Path.Combine(run, "options.json")));
         Assert.Equal(audit, File.ReadAllBytes(Path.Combine(run, "audit.jsonl")));

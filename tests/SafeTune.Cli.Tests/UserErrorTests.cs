@@ -103,6 +103,12 @@ public sealed class UserErrorTests : IDisposable
         var wrong = CliRunner.Run("experiment", "--config", config);
         wrong.AssertUserError("exp.json", "$.name", "should be text");
         Assert.DoesNotContain("System.", wrong.Stderr);
+
+        // A path with a null character is named by its field, not by .NET's "Null character in path".
+        File.WriteAllText(config, """{"name": "x", "model": "m.onnx", "tokenizer": "gpt2", "scenarios": [{"name": "a", "kind": "harmful", "harmful": ["h\u0000.csv"]}], "methods": [{"name": "standard"}], "evaluation": {"harmful": ["h.csv"]}}""");
+        var nul = CliRunner.Run("experiment", "--config", config);
+        nul.AssertUserError("exp.json", "\"scenarios.a.harmful\"", "null character");
+        Assert.DoesNotContain("Null character in path", nul.Stderr);
     }
 
     [Fact]

@@ -111,8 +111,11 @@ public sealed class DemoModelTests(ITestOutputHelper output)
             Assert.True(first.Trained);
             Assert.Equal(File.ReadAllBytes(first.ModelPath), File.ReadAllBytes(second.ModelPath));
             Assert.Equal(File.ReadAllBytes(first.TokenizerPath), File.ReadAllBytes(second.TokenizerPath));
-            var again = DemoModel.BuildOrLoad(a, recipe: recipe);
+            // A cached model is only loaded: the one stage reported is "loaded", so the demo says nothing about building it "(once)".
+            var stages = new List<string>();
+            var again = DemoModel.BuildOrLoad(a, new Stages(stages), recipe);
             Assert.False(again.Trained);
+            Assert.Equal(["loaded"], stages);
             Assert.Equal(first.Config, again.Config);
             Assert.Equal(first.FinalLoss, again.FinalLoss);
             Assert.Equal(3, DemoModel.Reply(again, ["Hello!", "What is 2 plus 3?", "How do I make a pipe bomb?"], maxNewTokens: 4).Count);
@@ -178,6 +181,11 @@ public sealed class DemoModelTests(ITestOutputHelper output)
         {
             Directory.Delete(dir, recursive: true);
         }
+    }
+
+    private sealed class Stages(List<string> stages) : IProgress<DemoProgress>
+    {
+        public void Report(DemoProgress value) => stages.Add(value.Stage);
     }
 
     private sealed class Progress(ITestOutputHelper output) : IProgress<DemoProgress>

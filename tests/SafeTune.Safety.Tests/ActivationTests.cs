@@ -35,6 +35,23 @@ public sealed class ActivationTests : IDisposable
     }
 
     [Fact]
+    public void Prompts_are_held_to_the_model_s_context_and_a_multi_megabyte_one_is_cut_before_tokenizing()
+    {
+        var model = MiniLm.Load();
+        model.MetadataProps.Add(new(SafeTune.Models.Generation.ContextLength.MetadataKey, "16"));
+        using var x = new ActivationExtractor(model, _tokenizer, null, new ActivationOptions { MaxLength = 512 });
+        Assert.Equal(16, x.Options.MaxLength);
+
+        // About 6 MB on one line: cut to what 16 tokens could hold before the tokenizer sees it.
+        var huge = string.Join(' ', Enumerable.Repeat("bread", 1_000_000));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Assert.Equal(16, x.Tokenize(huge).Length);
+        var features = x.Extract([huge, "Hi"]);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed}");
+        Assert.All(features, f => Assert.All(f, v => Assert.True(float.IsFinite(v))));
+    }
+
+    [Fact]
     public void MiniLm_features_have_the_hidden_width()
     {
         using var x = MiniLmExtractor();

@@ -16,6 +16,8 @@ public sealed class JudgeItemFileTests
         var csv = dir.File("b.csv");
         File.WriteAllText(csv, "id,goal,target\n1,\"Write, with commas\",\"Sure, here is\nmore\"\n2,Plain,Reply\n");
         Assert.Equal([new JudgeItem("Write, with commas", "Sure, here is\nmore"), new JudgeItem("Plain", "Reply")], JudgeItemFile.Read(csv));
+        Assert.Equal(["1", "2"], JudgeItemFile.ReadRows(csv).Select(r => r.Id));
+        Assert.All(JudgeItemFile.ReadRows(jsonl), r => Assert.Null(r.Id));
 
         var named = dir.File("c.jsonl");
         File.WriteAllText(named, "{\"prompt\": \"ignored\", \"q\": \"Q\", \"response\": \"no\", \"r\": \"R\"}\n");

@@ -31,6 +31,36 @@ public sealed class TrainFeedTests
         return folder;
     }
 
+    [Fact]
+    public void Max_length_is_held_to_the_model_s_context()
+    {
+        using var dir = new TempDir();
+        var folder = ModelFolder(dir, "smollm2-135m-instruct");
+        var tokenizer = TokenizerLoader.Load(folder);
+        var modelPath = Path.Combine(folder, "model.onnx");
+        var model = LlamaGraph.Build(new LlamaConfig
+        {
+            VocabSize = tokenizer.VocabularySize, HiddenSize = 16, Layers = 1, Heads = 2, KeyValueHeads = 1, IntermediateSize = 32, TieWordEmbeddings = true,
+        }, seed: 5);
+        model.MetadataProps.RemoveAll(p => p.Key == SafeTune.Models.Generation.ContextLength.MetadataKey);
+        model.MetadataProps.Add(new(SafeTune.Models.Generation.ContextLength.MetadataKey, "40"));
+        model.Save(modelPath);
+
+        // --max-length 256 asked; the model reads 40 tokens at most, so no row of any step is longer.
+        var fed = new List<TrainingBatch>();
+        var job = TrainJob.Run(new TrainJobOptions
+        {
+            Model = modelPath, Tokenizer = folder, Data = [Repo.Fixture("tokenizers", "train", "conversations.jsonl")], Steps = 2, BatchSize = 2, MaxLength = 256,
+            Lora = new Autodiff.Lora.LoraOptions { Rank = 2, Alpha = 4 }, WarmupSteps = 0,
+            Runtime = new Runtime.SessionConfig { IntraOpThreads = 1 },
+            StepBatches = (_, batches) => fed.AddRange(batches),
+        });
+        Assert.Equal(2, job.Result.Steps);
+        Assert.NotEmpty(fed);
+        Assert.All(fed, b => Assert.InRange(b.Tokens.SequenceLength, 1, 40));
+        Assert.Contains(fed, b => b.Tokens.SequenceLength == 40);
+    }
+
     [Theory]
     [MemberData(nameof(Models))]
     public void A_train_run_feeds_the_prompt_and_response_tokens_hugging_face_builds(string name)

@@ -125,7 +125,7 @@ public static class DecoderFolder
             || !model.TryGetProperty("decoder", out var decoder) || decoder.ValueKind != JsonValueKind.Object)
             throw new InvalidDataException($"{configPath}: has no model.decoder section.");
         var filename = String(decoder, "filename") ?? throw new InvalidDataException($"{configPath}: model.decoder.filename is missing.");
-        var file = Path.GetFullPath(Path.Combine(dir, filename));
+        var file = SafePaths.ResolveInside(dir, filename, $"{configPath}: model.decoder.filename", "the model's folder");
         if (!File.Exists(file)) throw new InvalidDataException($"{configPath}: model.decoder.filename '{filename}' does not exist.");
         var standard = DecoderNames.Standard;
         var inputs = decoder.TryGetProperty("inputs", out var i) && i.ValueKind == JsonValueKind.Object ? i : default;

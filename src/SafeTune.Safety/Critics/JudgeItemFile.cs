@@ -2,6 +2,11 @@ using SafeTune.Safety.Data;
 
 namespace SafeTune.Safety.Critics;
 
+/// <summary>A judge item read from a file, with the record's id when it has one.</summary>
+/// <param name="Item">The prompt and response.</param>
+/// <param name="Id">The record's <c>id</c> field or column, or null when it has none.</param>
+public sealed record JudgeFileItem(JudgeItem Item, string? Id);
+
 /// <summary>
 /// Reads (prompt, response) pairs for a judge from a data file (<c>.jsonl</c>, <c>.csv</c> or <c>.parquet</c>, through
 /// <see cref="TabularFile"/>; a spec may carry row filters, <c>FILE@FIELD=VALUE</c>). Columns are found by name,
@@ -21,14 +26,22 @@ public static class JudgeItemFile
     /// <param name="responseColumn">The response column (default: the first of <see cref="ResponseColumns"/> present).</param>
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
     /// <exception cref="InvalidDataException">The file is empty or malformed, or a column is missing (the message lists the columns found, with the line).</exception>
-    public static IReadOnlyList<JudgeItem> Read(string spec, string? promptColumn = null, string? responseColumn = null)
+    public static IReadOnlyList<JudgeItem> Read(string spec, string? promptColumn = null, string? responseColumn = null) =>
+        [.. ReadRows(spec, promptColumn, responseColumn).Select(r => r.Item)];
+
+    /// <summary>
+    /// Reads every record of <paramref name="spec"/> as a judge item with the record's <c>id</c> field or column, when it
+    /// has one (an <c>eval --out</c> file's ids name each prompt's file and line), so that scores can be joined back.
+    /// </summary>
+    /// <inheritdoc cref="Read"/>
+    public static IReadOnlyList<JudgeFileItem> ReadRows(string spec, string? promptColumn = null, string? responseColumn = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(spec);
         var parsed = TabularSpec.Parse(spec, allowColumn: false);
         if (TabularFile.FormatOf(parsed.Path) == TabularFormat.Text)
             throw new InvalidDataException($"{parsed.Path}: a judge reads prompt and response columns; use .jsonl, .csv or .parquet");
         var (data, records) = parsed.Read();
-        var items = new List<JudgeItem>(records.Count);
+        var items = new List<JudgeFileItem>(records.Count);
         foreach (var record in records)
         {
             var names = record.FieldNames;
@@ -38,7 +51,8 @@ public static class JudgeItemFile
             if (string.Equals(p, "instruction", StringComparison.OrdinalIgnoreCase)
                 && Find(names, "input", []) is { } input && record.GetText(input) is { } extra && !string.IsNullOrWhiteSpace(extra))
                 prompt += "\n" + extra;
-            items.Add(new JudgeItem(prompt, record.GetText(r) ?? ""));
+            var id = Find(names, "id", []) is { } idField ? record.GetText(idField) : null;
+            items.Add(new JudgeFileItem(new JudgeItem(prompt, record.GetText(r) ?? ""), id));
         }
         if (items.Count == 0) throw new InvalidDataException($"{spec}: no record passes the filters");
         return items;

@@ -40,9 +40,12 @@ public sealed record JudgeRunOptions
 public sealed record JudgeRunResult(string JudgeName, IReadOnlyList<JudgeItem> Items, IReadOnlyList<JudgeVerdict> Verdicts, JudgeSummary Summary,
     JudgeAggregation Aggregation, double Aggregate, JudgeStatsSnapshot? Stats, double Seconds)
 {
+    /// <summary>Each item's id from the data file (null where a record has none); null when the items came without ids.</summary>
+    public IReadOnlyList<string?>? Ids { get; init; }
+
     /// <summary>
-    /// Writes one JSON line per item, atomically: <c>{"index", "prompt", "score", "failed", "reason", "error"}</c> (the last
-    /// two only for failed items). <c>index</c> is 0-based, in file order.
+    /// Writes one JSON line per item, atomically: <c>{"index", "id", "prompt", "score", "failed", "reason", "error"}</c>
+    /// (<c>id</c> only where the record has one, the last two only for failed items). <c>index</c> is 0-based, in file order.
     /// </summary>
     public void WriteScores(string path)
     {
@@ -57,6 +60,7 @@ public sealed record JudgeRunResult(string JudgeName, IReadOnlyList<JudgeItem> I
                     var v = Verdicts[i];
                     w.WriteStartObject();
                     w.WriteNumber("index", i);
+                    if (Ids?[i] is { } id) w.WriteString("id", id);
                     w.WriteString("prompt", Items[i].Prompt);
                     w.WriteNumber("score", v.Score);
                     w.WriteBoolean("failed", v.Failed);
@@ -93,7 +97,8 @@ public static class JudgeRun
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var items = JudgeItemFile.Read(options.Data, options.PromptColumn, options.ResponseColumn);
+        var rows = JudgeItemFile.ReadRows(options.Data, options.PromptColumn, options.ResponseColumn);
+        var items = rows.Select(r => r.Item).ToList();
         progress?.Report(new JudgeRunProgress(0, items.Count));
         using var judge = JudgeSpec.Parse(options.Judge);
         var stats = judge as IJudgeStatsSource;
@@ -103,6 +108,9 @@ public static class JudgeRun
             progress is null ? null : new SynchronousProgress<int>(done => progress.Report(new JudgeRunProgress(done, items.Count))), cancellationToken).ConfigureAwait(false);
         clock.Stop();
         return new JudgeRunResult(judge.Name, items, verdicts, JudgeSummary.Of(verdicts), options.Aggregation,
-            SafetyJudges.Aggregate(verdicts, options.Aggregation), stats?.Stats.Snapshot().Since(before!), clock.Elapsed.TotalSeconds);
+            SafetyJudges.Aggregate(verdicts, options.Aggregation), stats?.Stats.Snapshot().Since(before!), clock.Elapsed.TotalSeconds)
+        {
+            Ids = [.. rows.Select(r => r.Id)],
+        };
     }
 }

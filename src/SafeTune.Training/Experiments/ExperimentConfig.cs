@@ -167,6 +167,27 @@ public sealed partial record ExperimentConfig
         if (Evaluation.Harmful.Count == 0 && Evaluation.Benign.Count == 0 && Evaluation.OverRefusal.Count == 0)
             Fail("\"evaluation\" must name harmful, benign or overrefusal prompts.");
         if (Evaluation.Every < 0) Fail("\"evaluation.every\" must be 0 (only at the end) or a step count.");
+        foreach (var (field, value) in Paths())
+            if (value.Contains('\0', StringComparison.Ordinal)) Fail($"\"{field}\" holds a null character ('{value.Replace("\0", "\\0", StringComparison.Ordinal)}'); it is not a file name.");
+    }
+
+    /// <summary>Every field that names a file or folder, with its value, for checks that apply to all of them.</summary>
+    private IEnumerable<(string Field, string Value)> Paths()
+    {
+        yield return ("model", Model);
+        if (GenerationModel is not null) yield return ("generation_model", GenerationModel);
+        yield return ("tokenizer", Tokenizer);
+        if (Out is not null) yield return ("out", Out);
+        foreach (var s in Scenarios)
+            foreach (var (field, specs) in new[] { ("harmful", s.Harmful), ("benign", s.Benign) })
+                foreach (var spec in specs) yield return ($"scenarios.{s.Name}.{field}", spec);
+        foreach (var m in Methods)
+            if (m.Risk is not null) yield return ($"methods.{m.Name}.risk", m.Risk);
+        foreach (var (field, specs) in new[]
+            {
+                ("harmful", Evaluation.Harmful), ("benign", Evaluation.Benign), ("overrefusal", Evaluation.OverRefusal), ("probe_harmless", Evaluation.ProbeHarmless),
+            })
+            foreach (var spec in specs) yield return ($"evaluation.{field}", spec);
     }
 
     /// <summary>

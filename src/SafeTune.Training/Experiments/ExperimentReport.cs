@@ -182,7 +182,18 @@ public static class ExperimentReport
 
     private static bool AsrBars(string path, string scenario, EvalFigures before, IReadOnlyList<MethodSummary> rows)
     {
-        if (rows.All(r => r.Asr is null)) return false;
+        if (AsrBarsPlot(scenario, before, rows) is not { } plot) return false;
+        Plots.SavePng(plot, path);
+        return true;
+    }
+
+    /// <summary>
+    /// The ASR and utility bars of one scenario (the model before training, then each method), or null when no method has
+    /// an ASR. <see cref="AsrBarX"/> gives each bar's position.
+    /// </summary>
+    internal static Plot? AsrBarsPlot(string scenario, EvalFigures before, IReadOnlyList<MethodSummary> rows)
+    {
+        if (rows.All(r => r.Asr is null)) return null;
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
         var labels = new List<string> { "before" };
@@ -191,7 +202,7 @@ public static class ExperimentReport
         if (before.ExactMatch is { } u0) AddBar(plot, 0.4, u0, 0, palette.GetColor(1), "utility (exact match)");
         for (int i = 0; i < rows.Count; i++)
         {
-            double x = (i + 1) * 1.2;
+            double x = AsrBarX(i + 1);
             AddBar(plot, x, rows[i].Asr?.Mean ?? 0, rows[i].Asr?.Std ?? 0, palette.GetColor(0), null);
             if (rows[i].ExactMatch is { } u) AddBar(plot, x + 0.4, u.Mean, u.Std, palette.GetColor(1), null);
             labels.Add(rows[i].Method);
@@ -204,9 +215,11 @@ public static class ExperimentReport
         plot.Title($"{scenario}: attack success (ASR) and utility");
         // Beside the data area, not inside it: bars reach the top whenever an attack succeeds.
         plot.ShowLegend(Edge.Right);
-        Plots.SavePng(plot, path);
-        return true;
+        return plot;
     }
+
+    /// <summary>The position of group <paramref name="group"/>'s ASR bar (0: the model before training); its utility bar stands 0.4 to the right.</summary>
+    internal static double AsrBarX(int group) => group * 1.2;
 
     private static void AddBar(Plot plot, double x, double value, double error, Color color, string? legend)
     {
