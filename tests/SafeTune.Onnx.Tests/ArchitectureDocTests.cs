@@ -6,7 +6,7 @@ namespace SafeTune.Onnx.Tests;
 /// <summary>
 /// docs/architecture.md stays true of the code: every <c>src/...</c> and <c>tests/...</c> path it writes in backticks
 /// exists, and every name in backticks that reads as a type (<c>Type</c> or <c>Type.Member</c>) is declared in src or
-/// tests, with the member named in the type's own files.
+/// tests, with the member named in the type's own files; its project table matches the <c>.csproj</c> references.
 /// </summary>
 public sealed partial class ArchitectureDocTests
 {
@@ -41,6 +41,26 @@ public sealed partial class ArchitectureDocTests
         Assert.Contains(Spans(), s => s.StartsWith("src/", StringComparison.Ordinal));
         Assert.Contains(Spans(), s => s.StartsWith("tests/", StringComparison.Ordinal));
         Assert.Contains(Spans(), s => TypeName().Match(s) is { Success: true } m && m.Groups[2].Success);
+    }
+
+    [Fact]
+    public void The_project_table_matches_the_project_references()
+    {
+        var src = Path.Combine(Repo.Root, "src");
+        var projects = Directory.GetDirectories(src).Select(Path.GetFileName).Where(n => File.Exists(Path.Combine(src, n!, n + ".csproj"))).ToList();
+        var rows = Doc.Split('\n').Where(l => l.StartsWith("SafeTune.", StringComparison.Ordinal))
+            .Select(l => Regex.Split(l.Trim(), @"\s{2,}")).ToDictionary(c => c[0], c => c[1]);
+        Assert.Equal(projects.Order(StringComparer.Ordinal), rows.Keys.Order(StringComparer.Ordinal));
+        foreach (var (project, written) in rows)
+        {
+            var actual = Regex.Matches(File.ReadAllText(Path.Combine(src, project, project + ".csproj")), @"ProjectReference Include=""[^""]*?(SafeTune\.\w+)\.csproj""")
+                .Select(m => m.Groups[1].Value).Order(StringComparer.Ordinal).ToList();
+            var expected = written == "-" ? []
+                : written.StartsWith("every project but ", StringComparison.Ordinal)
+                    ? projects.Where(p => p != project && p != "SafeTune." + written["every project but ".Length..]).Select(p => p!)
+                    : written.Split(", ").Select(n => "SafeTune." + n);
+            Assert.True(expected.Order(StringComparer.Ordinal).SequenceEqual(actual), $"{project}: the page says {written}, the .csproj references {string.Join(", ", actual)}");
+        }
     }
 
     [Fact]
