@@ -63,7 +63,7 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
             .SelectMany(x => x).Distinct().ToList();
         var features = new Dictionary<ActivationPooling, Dictionary<string, float[]>>();
         foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken })
-            features[pooling] = PerLayerFeatures(all, pooling);
+            features[pooling] = ProbeFeatures.PerLayer(all, pooling, output.WriteLine);
 
         var harmfulQa = new HashSet<string>(PromptFile.Read(Repo.SharedData("harmfulqa", "harmfulqa.csv")), StringComparer.Ordinal);
         var rows = Configs().Select(c => Evaluate(c, p, features[c.Pooling], harmfulQa)).ToList();
@@ -159,7 +159,7 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
 
         // Seeded splits: benign prompts by prompt, hard negatives by template group.
         var rng = new Random(42);
-        var shuffled = Unique(benign).OrderBy(_ => rng.Next()).ToList();
+        var shuffled = ProbeFeatures.Unique(benign).OrderBy(_ => rng.Next()).ToList();
         int cut = (int)(shuffled.Count * 0.7), cut2 = (int)(shuffled.Count * 0.85);
         var groups = hardGroups.Distinct().OrderBy(_ => rng.Next()).ToList();
         var trainGroups = groups.Take((int)(groups.Count * 0.6)).ToHashSet();
@@ -185,38 +185,4 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         return new Pools(trainHarmful, trainHarmless, selectHarmful, selectHarmless, xsUnsafe, xsSafe, dnaK, testHarmless);
     }
 
-    private static List<string> Unique(IEnumerable<string> prompts)
-    {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        return [.. prompts.Where(p => seen.Add(PromptText.Normalize(p)))];
-    }
-
-    /// <summary>Per-layer pooled MiniLM features of every prompt, cached under artifacts/ by a hash of the prompts.</summary>
-    private Dictionary<string, float[]> PerLayerFeatures(List<string> prompts, ActivationPooling pooling)
-    {
-        var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(pooling + "\n" + string.Join("\n", prompts) + "\n" + MiniLm.ModelBytes.Length)))[..16];
-        var cache = Path.Combine(Repo.Root, "artifacts", "probe-study-cache", $"{pooling}-{key}.bin");
-        int width = MiniLm.Layers * MiniLm.Width;
-        float[][] rows;
-        if (File.Exists(cache) && new FileInfo(cache).Length == (long)prompts.Count * width * 4)
-        {
-            var bytes = File.ReadAllBytes(cache);
-            rows = [.. Enumerable.Range(0, prompts.Count).Select(i => { var r = new float[width]; Buffer.BlockCopy(bytes, i * width * 4, r, 0, width * 4); return r; })];
-            output.WriteLine($"{pooling}: {prompts.Count} feature rows from the cache");
-        }
-        else
-        {
-            using var dir = new TempDir();
-            var tokenizer = TokenizerLoader.Load(MiniLm.WriteVocab(dir.File("vocab.txt")));
-            using var extractor = new ActivationExtractor(MiniLm.Load(), tokenizer, null, new ActivationOptions { Pooling = pooling, BatchSize = 32 });
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            rows = extractor.ExtractPerLayer(prompts);
-            output.WriteLine($"{pooling}: {prompts.Count} prompts through MiniLM in {clock.Elapsed.TotalSeconds:F1} s");
-            var bytes = new byte[(long)prompts.Count * width * 4];
-            for (int i = 0; i < rows.Length; i++) Buffer.BlockCopy(rows[i], 0, bytes, i * width * 4, width * 4);
-            Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
-            File.WriteAllBytes(cache, bytes);
-        }
-        return prompts.Select((q, i) => (q, i)).ToDictionary(x => x.q, x => rows[x.i]);
-    }
 }
