@@ -1,7 +1,5 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
-using SafeTune.Models.Tokenization;
 using SafeTune.Safety.Activations;
 using SafeTune.Safety.Data;
 using SafeTune.Safety.Metrics;
