@@ -129,6 +129,8 @@ public sealed class TrainCommandTests : IDisposable
         var limited = Args(run, "--steps", "2", "--resume");
         limited[Array.IndexOf(limited, "--data") + 1] = Data() + ":12";
         CliRunner.Run(limited).AssertUserError("options.json", "--data was", "attack16.jsonl:12");
+        // Frozen weights held in 16 bits are other weights.
+        CliRunner.Run(Args(run, "--steps", "2", "--resume", "--base-dtype", "fp16")).AssertUserError("options.json", "--base-dtype was unset, now \"fp16\"");
 
         Assert.Equal(options, File.ReadAllBytes(Path.Combine(run, "options.json")));
         Assert.Equal(audit, File.ReadAllBytes(Path.Combine(run, "audit.jsonl")));

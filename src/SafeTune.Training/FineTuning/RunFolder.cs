@@ -66,7 +66,7 @@ public sealed class RunFolder : IDisposable
     /// Allow the differences that are safe to continue with, and only those: more steps (or epochs) than recorded, and a
     /// file given at another path whose content is identical (the same SHA-256, so only recorded runs qualify). Everything
     /// that changes what is trained or how is still refused: a changed file's content, the model, tokenizer, template,
-    /// data, row limits, method, beta map, risk source, penalty, learning rate, warm-up, schedule, optimizer, clipping,
+    /// data, row limits, base dtype, method, beta map, risk source, penalty, learning rate, warm-up, schedule, optimizer, clipping,
     /// seed, batch and micro-batch size, maximum length, packing and LoRA. Settings that do not touch training (the
     /// execution provider, threads, checkpoint interval, progress output) are not recorded and may always change.
     /// </param>
@@ -176,7 +176,7 @@ public sealed class RunFolder : IDisposable
     {
         ["model"] = "--model", ["generation_model"] = "--generation-model", ["tokenizer"] = "--tokenizer", ["template"] = "--template",
         ["data"] = "--data", ["examples"] = "the number of examples (--data)", ["steps"] = "--steps", ["epochs"] = "--epochs",
-        ["batch_size"] = "--batch-size", ["micro_batch"] = "--micro-batch", ["max_length"] = "--max-length", ["layout"] = "--pack",
+        ["batch_size"] = "--batch-size", ["micro_batch"] = "--micro-batch", ["max_length"] = "--max-length", ["layout"] = "--pack", ["base_dtype"] = "--base-dtype",
         ["seed"] = "--seed", ["lora"] = "--lora", ["lora.rank"] = "--lora", ["lora.alpha"] = "--lora-alpha", ["lora.pattern"] = "--lora-pattern",
         ["optimizer.lr"] = "--lr", ["optimizer.weight_decay"] = "--weight-decay", ["optimizer.warmup"] = "--warmup", ["optimizer.clip_norm"] = "--clip-norm",
         ["safety.risk"] = "--risk", ["safety.beta_map"] = "--beta-map", ["safety.weighting"] = "--weighting", ["safety.aggregation"] = "--aggregate",

@@ -148,6 +148,8 @@ public static class TrainJob
             ["micro_batch"] = micro,
             ["max_length"] = maxLength,
             ["layout"] = o.Layout.ToString().ToLowerInvariant(),
+            // Rounded frozen weights change what the run trains against; float32 stays unrecorded, as runs before the option.
+            ["base_dtype"] = o.BaseDtype == ElementType.Float ? null : TrainingOptions.BaseDtypeName(o.BaseDtype),
             ["seed"] = o.Seed,
             ["lora"] = o.Lora is null ? null : new JsonObject { ["rank"] = o.Lora.Rank, ["alpha"] = o.Lora.Alpha, ["pattern"] = o.Lora.Pattern },
             ["parameters"] = o.Lora is not null || o.Selection.IsDefault ? null : new JsonObject
