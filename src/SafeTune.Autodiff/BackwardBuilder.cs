@@ -210,7 +210,7 @@ public static class BackwardBuilder
                 foreach (var v in Graph.NodeReads(n)) wanted.Add(v);
             }
             nodes.Reverse();
-            if (nodes.Count == 0 || nodes.Any(n => n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0))) continue;
+            if (nodes.Count == 0 || nodes.Any(n => n.HasSubgraphs)) continue;
             var segment = new Segment(start, end, nodes);
             foreach (var n in nodes) result.TryAdd(n, segment);
         }
@@ -233,17 +233,27 @@ public static class BackwardBuilder
         var map = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance) { [segment.Start] = start };
         foreach (var n in segment.Nodes)
         {
-            var copy = b.Graph.AddNode(n.OpType, n.Inputs.Select(i => i is null ? null
-                    : map.TryGetValue(i, out var mapped) ? mapped : recast is not null && recast.Reads(i) ? recast.Copy(i, gradient, map) : i),
-                [.. n.Outputs.Select(o => o.Name + "_recomputed")], n.Attributes.Values, b.Graph.Names.NewNodeName(n.Name + "_recomputed"), n.Domain);
-            for (int i = 0; i < n.Outputs.Count; i++)
-            {
-                copy.Outputs[i].ElementType = n.Outputs[i].ElementType;
-                copy.Outputs[i].Shape = n.Outputs[i].Shape;
-                map[n.Outputs[i]] = copy.Outputs[i];
-            }
+            var copy = CopyNode(b.Graph, n, n.Inputs.Select(i => i is null ? null
+                : map.TryGetValue(i, out var mapped) ? mapped : recast is not null && recast.Reads(i) ? recast.Copy(i, gradient, map) : i), "_recomputed");
+            for (int i = 0; i < n.Outputs.Count; i++) map[n.Outputs[i]] = copy.Outputs[i];
             copies[n] = copy;
         }
+    }
+
+    /// <summary>
+    /// A copy of <paramref name="node"/> reading <paramref name="inputs"/>: the same op and attributes, its outputs named
+    /// after the node's with <paramref name="suffix"/> and typed and shaped as they are.
+    /// </summary>
+    internal static Node CopyNode(Graph g, Node node, IEnumerable<Value?> inputs, string suffix)
+    {
+        var copy = g.AddNode(node.OpType, inputs, [.. node.Outputs.Select(o => o.Name + suffix)], node.Attributes.Values,
+            g.Names.NewNodeName(node.Name + suffix), node.Domain);
+        for (int i = 0; i < node.Outputs.Count; i++)
+        {
+            copy.Outputs[i].ElementType = node.Outputs[i].ElementType;
+            copy.Outputs[i].Shape = node.Outputs[i].Shape;
+        }
+        return copy;
     }
 
     /// <summary>Removes the recomputed nodes that no gradient rule read.</summary>

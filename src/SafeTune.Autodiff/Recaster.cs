@@ -36,7 +36,7 @@ internal sealed class Recaster
         var derived = new HashSet<Value>(sixteen, ReferenceEqualityComparer.Instance);
         foreach (var n in order)
         {
-            if (n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0)) continue;
+            if (n.HasSubgraphs) continue;
             var inputs = n.Inputs.OfType<Value>().ToList();
             if (!inputs.All(constant.Contains)) continue;
             foreach (var o in n.Outputs) constant.Add(o);
@@ -55,7 +55,7 @@ internal sealed class Recaster
     public Node Shadow(Node node, Value gate)
     {
         if (!node.Inputs.Any(i => i is not null && Reads(i))) return node;
-        if (node.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0)) return node;
+        if (node.HasSubgraphs) return node;
         int before = _b.Graph.Nodes.Count;
         var map = new Dictionary<Value, Value>(ReferenceEqualityComparer.Instance);
         var inputs = node.Inputs.Select(i => i is not null && Reads(i) ? Copy(i, gate, map) : i).ToList();
@@ -93,18 +93,7 @@ internal sealed class Recaster
         return map[value];
     }
 
-    private Node CopyNode(Node node, IEnumerable<Value?> inputs)
-    {
-        var g = _b.Graph;
-        var copy = g.AddNode(node.OpType, inputs, [.. node.Outputs.Select(o => o.Name + "_recast")], node.Attributes.Values,
-            g.Names.NewNodeName((node.Name.Length > 0 ? node.Name : node.OpType) + "_recast"), node.Domain);
-        for (int i = 0; i < node.Outputs.Count; i++)
-        {
-            copy.Outputs[i].ElementType = node.Outputs[i].ElementType;
-            copy.Outputs[i].Shape = node.Outputs[i].Shape;
-        }
-        return copy;
-    }
+    private Node CopyNode(Node node, IEnumerable<Value?> inputs) => BackwardBuilder.CopyNode(_b.Graph, node, inputs, "_recast");
 
     private void Track(int before)
     {

@@ -38,12 +38,15 @@ public sealed class SharedInitializers : IDisposable
         Bytes = bytes;
     }
 
+    /// <summary>The fewest elements a weight has to be shared by default; smaller ones stay in each session's graph.</summary>
+    public const long MinElements = 256;
+
     /// <summary>
     /// Shares the float32, float16 and bfloat16 initializers of <paramref name="model"/> with at least
     /// <paramref name="minElements"/> elements, except those named in <paramref name="exclude"/> (the trainable ones).
     /// With <paramref name="device"/> they are copied into device memory; without, they are used in place.
     /// </summary>
-    public static SharedInitializers Create(Model model, IEnumerable<string> exclude, DeviceStorage? device = null, long minElements = 256)
+    public static SharedInitializers Create(Model model, IEnumerable<string> exclude, DeviceStorage? device = null, long minElements = MinElements)
     {
         ArgumentNullException.ThrowIfNull(model);
         var skip = new HashSet<string>(exclude, StringComparer.Ordinal);

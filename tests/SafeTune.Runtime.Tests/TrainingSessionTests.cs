@@ -100,10 +100,8 @@ public sealed class TrainingSessionTests : IDisposable
     public void Sixteen_bit_weights_in_device_memory_train_like_host_memory()
     {
         var (model, batch, _) = Load("llama_tiny_folded");
-        var loraModel = model.Clone("LoRA");
-        var lora = new LoraPass(new LoraOptions { Rank = 4, Alpha = 8 });
-        Onnx.Passes.PassRunner.Run(loraModel, lora);
-        var options = new TrainingOptions { Trainable = lora.TrainableParameters, BaseDtype = ElementType.Float16, Optimizer = new OptimizerConfig { LearningRate = 1e-2 } };
+        var (loraModel, trainable) = WithLora(model);
+        var options = new TrainingOptions { Trainable = trainable, BaseDtype = ElementType.Float16, Optimizer = new OptimizerConfig { LearningRate = 1e-2 } };
         using var host = TrainingSession.Create(loraModel, options with { DeviceResidentState = false });
         using var device = TrainingSession.Create(loraModel, options with { DeviceResidentState = true });
         Assert.Contains(host.SharedWeights.Names, n => host.SharedWeights.TypeOf(n) == ElementType.Float16);
@@ -122,15 +120,13 @@ public sealed class TrainingSessionTests : IDisposable
     {
         // No float32 copy made in the forward pass may be read by the backward pass (it would live from one to the other).
         var (model, _, _) = Load("llama_tiny_folded");
-        var loraModel = model.Clone("LoRA");
-        var lora = new LoraPass(new LoraOptions { Rank = 4, Alpha = 8 });
-        Onnx.Passes.PassRunner.Run(loraModel, lora);
+        var (loraModel, trainable) = WithLora(model);
         var withLoss = loraModel.Clone("loss");
         var logits = GradientSession.FindLogits(withLoss);
         var (loss, _) = TrainingObjective.TokenCrossEntropy.Append(withLoss, logits.Name, null);
-        var stored = Onnx.Passes.SixteenBitWeights.Apply(withLoss.Graph, TrainingSession.FrozenWeights(loraModel, lora.TrainableParameters), ElementType.Float16);
+        var stored = Onnx.Passes.SixteenBitWeights.Apply(withLoss.Graph, TrainingSession.FrozenWeights(loraModel, trainable), ElementType.Float16);
         Assert.NotEmpty(stored);
-        var backward = Autodiff.BackwardBuilder.Build(withLoss, loss.Name, lora.TrainableParameters);
+        var backward = Autodiff.BackwardBuilder.Build(withLoss, loss.Name, trainable);
         var g = backward.Model.Graph;
         int recast = 0;
         foreach (var name in stored)
@@ -143,6 +139,15 @@ public sealed class TrainingSessionTests : IDisposable
             recast += w.Consumers.Count(n => n.OpType == "Reshape");
         }
         Assert.True(recast > 0, "the backward pass casts no weight again");
+    }
+
+    /// <summary>A copy of <paramref name="model"/> with rank-4 LoRA adapters (alpha 8), and the adapters' names.</summary>
+    private static (Model Model, IReadOnlyList<string> Trainable) WithLora(Model model)
+    {
+        var copy = model.Clone("LoRA");
+        var lora = new LoraPass(new LoraOptions { Rank = 4, Alpha = 8 });
+        Onnx.Passes.PassRunner.Run(copy, lora);
+        return (copy, lora.TrainableParameters);
     }
 
     private static Model Rounded(Model model, ElementType type)
@@ -164,9 +169,7 @@ public sealed class TrainingSessionTests : IDisposable
     public void Fused_head_gives_the_separate_heads_losses_and_gradients(string name, bool kl)
     {
         var (model, batch, _) = Load(name);
-        var loraModel = model.Clone("LoRA");
-        var lora = new LoraPass(new LoraOptions { Rank = 4, Alpha = 8 });
-        Onnx.Passes.PassRunner.Run(loraModel, lora);
+        var (loraModel, trainable) = WithLora(model);
         var index = Autodiff.Losses.ResponseLosses.Index(batch.Labels);
         int n = index.Length;
         var kind = kl ? Autodiff.Losses.ResponseLossKind.CrossEntropyAndKl : Autodiff.Losses.ResponseLossKind.CrossEntropy;
@@ -174,7 +177,7 @@ public sealed class TrainingSessionTests : IDisposable
         {
             using var session = TrainingSession.Create(loraModel, new TrainingOptions
             {
-                Trainable = lora.TrainableParameters,
+                Trainable = trainable,
                 Objective = TrainingObjective.Response(kind),
                 FusedHead = fused,
             });

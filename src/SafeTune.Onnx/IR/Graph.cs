@@ -272,7 +272,7 @@ public sealed class Graph
     /// </summary>
     public int RemoveUnusedNodes()
     {
-        if (NodesList.Any(n => n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0))) return 0;
+        if (NodesList.Any(n => n.HasSubgraphs)) return 0;
         var order = TopologicalOrder();
         int removed = 0;
         for (int k = order.Count - 1; k >= 0; k--)

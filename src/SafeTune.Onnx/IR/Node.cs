@@ -86,6 +86,9 @@ public sealed class Node
     /// <summary>An ints attribute, or null when absent.</summary>
     public IReadOnlyList<long>? GetInts(string name) => Attributes.TryGetValue(name, out var a) ? a.Ints : null;
 
+    /// <summary>True when an attribute holds a subgraph (If, Loop, Scan): reads inside it are not on any use list.</summary>
+    public bool HasSubgraphs => Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0);
+
     /// <summary>A short description for error messages: op type and name.</summary>
     public string Describe() => Name.Length > 0 ? $"{OpType} node '{Name}'" : $"{OpType} node producing '{OutputsList.FirstOrDefault()?.Name}'";
 

@@ -62,7 +62,7 @@ public static class ParameterRoles
             {
                 var n = use.Node;
                 if (n.Domain.Length == 0 && n.OpType is "Cos" or "Sin") { trig ??= n.Describe(); continue; }
-                bool meets = n.Inputs.Any(x => x is not null && data.Contains(x)) || HasSubgraph(n);
+                bool meets = n.Inputs.Any(x => x is not null && data.Contains(x)) || n.HasSubgraphs;
                 if (meets) { meetings.Add(new Meeting(n, use.InputIndex, byPosition)); continue; }
                 // Indexed by computed positions: a Slice or Gather of this tensor whose bounds or indices are not constants.
                 bool indexed = byPosition || n.OpType is "Slice" or "Gather" && use.InputIndex == 0
@@ -112,8 +112,6 @@ public static class ParameterRoles
     }
 
     private static Value? Other(Node n, int slot) => n.Inputs.Where((x, i) => i != slot && x is not null).FirstOrDefault();
-
-    private static bool HasSubgraph(Node n) => n.Attributes.Values.Any(a => a.Graph is not null || a.Graphs.Count > 0);
 
     private static Value Through(Value v, params string[] ops)
     {

@@ -134,8 +134,7 @@ public static class Fit
         options.Memory?.Mark("predicted peak of a step (before it runs)", estimate.TotalBytes);
         if (options.CheckMemory)
             MemoryEstimate.EnsureFits(estimate, "a training step on this batch",
-                "Use a batch file with fewer or shorter rows" + (options.CheckpointActivations ? "" : ", add --checkpoint-activations")
-                + (options.Lora is not null && options.BaseDtype == Onnx.ElementType.Float ? ", hold the frozen weights in 16 bits (--base-dtype fp16)" : "")
+                "Use a batch file with fewer or shorter rows" + MemoryEstimate.SettingsAdvice(options.CheckpointActivations, options.Lora is not null, options.BaseDtype)
                 + (options.Lora is null ? ", or --lora to train adapters instead of every weight." : "."));
         if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!, options.Steps);
         long first = session.Step;

@@ -150,26 +150,20 @@ public sealed unsafe class FlatBuffer : IDisposable
 /// </summary>
 public sealed class DeviceStorage : IDisposable
 {
-    private readonly BoundSession _copy;
     private readonly SessionConfig _config;
-    private readonly Dictionary<Onnx.ElementType, BoundSession> _typedCopies = [];
+    private readonly Dictionary<Onnx.ElementType, BoundSession> _copies = [];
 
     /// <summary>Creates device storage for sessions made with <paramref name="config"/>.</summary>
     public DeviceStorage(SessionConfig config)
     {
         _config = config;
-        var b = Onnx.GraphBuilder.ForNewModel(17, "copy");
-        var x = b.Graph.AddInput("x", Onnx.ElementType.Float, null); // any shape
-        b.Output(b.Identity(x), "y");
-        var session = SessionFactory.Create(b.Model!, config with { DisableCpuFallback = false });
-        _copy = new BoundSession(session);
         MemoryInfo = config.Provider switch
         {
             ExecutionProvider.Cuda => new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, config.DeviceId, OrtMemType.Default),
             ExecutionProvider.DirectML => new OrtMemoryInfo("DML", OrtAllocatorType.DeviceAllocator, config.DeviceId, OrtMemType.Default),
             _ => OrtMemoryInfo.DefaultInstance,
         };
-        Allocator = new OrtAllocator(session, MemoryInfo);
+        Allocator = new OrtAllocator(CopySession(Onnx.ElementType.Float).Session, MemoryInfo);
     }
 
     /// <summary>Where the memory lives.</summary>
@@ -178,26 +172,20 @@ public sealed class DeviceStorage : IDisposable
     /// <summary>The device allocator.</summary>
     public OrtAllocator Allocator { get; }
 
+    /// <summary>The Identity session on the provider that copies tensors of <paramref name="type"/> (any shape), made once.</summary>
+    private BoundSession CopySession(Onnx.ElementType type)
+    {
+        if (_copies.TryGetValue(type, out var copy)) return copy;
+        var b = Onnx.GraphBuilder.ForNewModel(17, "copy " + Onnx.ElementTypes.OnnxName(type));
+        var x = b.Graph.AddInput("x", type, null); // any shape
+        b.Output(b.Identity(x), "y");
+        return _copies[type] = new BoundSession(SessionFactory.Create(b.Model!, _config with { DisableCpuFallback = false }));
+    }
+
     /// <summary>Copies a tensor of <paramref name="type"/> (host or device) into another of the same shape and type.</summary>
     internal void Copy(OrtValue source, OrtValue target, Onnx.ElementType type)
     {
-        if (type == Onnx.ElementType.Float)
-        {
-            Run(_copy, source, target);
-            return;
-        }
-        if (!_typedCopies.TryGetValue(type, out var copy))
-        {
-            var b = Onnx.GraphBuilder.ForNewModel(17, "copy " + Onnx.ElementTypes.OnnxName(type));
-            var x = b.Graph.AddInput("x", type, null);
-            b.Output(b.Identity(x), "y");
-            _typedCopies[type] = copy = new BoundSession(SessionFactory.Create(b.Model!, _config with { DisableCpuFallback = false }));
-        }
-        Run(copy, source, target);
-    }
-
-    private static void Run(BoundSession copy, OrtValue source, OrtValue target)
-    {
+        var copy = CopySession(type);
         copy.BindInput("x", source);
         copy.BindOutput("y", target);
         copy.Run();
@@ -207,27 +195,20 @@ public sealed class DeviceStorage : IDisposable
     internal void Upload(float[] source, OrtValue target, long[] dims)
     {
         using var input = OrtValue.CreateTensorValueFromMemory(source, dims);
-        _copy.BindInput("x", input);
-        _copy.BindOutput("y", target);
-        _copy.Run();
-        _copy.ClearBindings();
+        Copy(input, target, Onnx.ElementType.Float);
     }
 
     internal void Download(OrtValue source, float[] target, long[] dims)
     {
         using var output = OrtValue.CreateTensorValueFromMemory(target, dims);
-        _copy.BindInput("x", source);
-        _copy.BindOutput("y", output);
-        _copy.Run();
-        _copy.ClearBindings();
+        Copy(source, output, Onnx.ElementType.Float);
     }
 
     /// <inheritdoc/>
     public void Dispose()
     {
         Allocator.Dispose();
-        _copy.Dispose();
-        foreach (var copy in _typedCopies.Values) copy.Dispose();
+        foreach (var copy in _copies.Values) copy.Dispose();
         if (!ReferenceEquals(MemoryInfo, OrtMemoryInfo.DefaultInstance)) MemoryInfo.Dispose();
     }
 }

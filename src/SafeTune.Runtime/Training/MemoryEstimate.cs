@@ -35,6 +35,14 @@ public sealed record MemoryEstimate(long WeightBytes, long TrainableStateBytes, 
     /// </summary>
     public long TotalBytes => WeightBytes + TrainableStateBytes + ActivationBytes + ActivationBytes * 3 / 5 + RuntimeOverheadBytes;
 
+    /// <summary>
+    /// The settings of a training run that lower a step's memory and are not on yet, as clauses of advice:
+    /// <c>--checkpoint-activations</c>, and <c>--base-dtype fp16</c> where adapters train over float32 frozen weights.
+    /// </summary>
+    public static string SettingsAdvice(bool checkpointing, bool adapters, Onnx.ElementType baseDtype) =>
+        (checkpointing ? "" : ", add --checkpoint-activations")
+        + (adapters && baseDtype == Onnx.ElementType.Float ? ", hold the frozen weights in 16 bits (--base-dtype fp16)" : "");
+
     /// <summary>One line: the total and its parts, in GB.</summary>
     public string Describe() => FormattableString.Invariant(
         $"about {Gb(TotalBytes)} GB (weights {Gb(WeightBytes)}, trainable state {Gb(TrainableStateBytes)}, activations {Gb(ActivationBytes)}, largest tensor {Gb(LargestTensorBytes)} GB '{LargestTensor}'; alive at the peak: {string.Join(", ", AtPeak.Take(4).Select(t => $"'{t.Name}' {Gb(t.Bytes)} GB"))})");

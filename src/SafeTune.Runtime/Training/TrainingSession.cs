@@ -211,7 +211,8 @@ public sealed class TrainingSession : IDisposable
 
     /// <summary>
     /// The weights <see cref="TrainingOptions.BaseDtype"/> stores in 16 bits: the frozen parameters (as
-    /// <see cref="ParameterRoles"/> tells them from buffers) of at least <see cref="SharedMinElements"/> elements, except
+    /// <see cref="ParameterRoles"/> tells them from buffers) shared by <see cref="SharedInitializers"/> (at least
+    /// <see cref="SharedInitializers.MinElements"/> elements), except
     /// the output head's weight (the embedding table, when tied). Ops compute in float32, so a 16-bit weight is widened
     /// whole wherever a product reads it: for a block's weights that copy is small and short-lived, but the head's is as
     /// large as the vocabulary times the width (519 MB on Qwen2.5-0.5B) and is made again in the backward pass, which
@@ -222,11 +223,8 @@ public sealed class TrainingSession : IDisposable
     {
         var train = trainable.ToHashSet(StringComparer.Ordinal);
         if (ResponseLosses.FindHead(model, GradientSession.FindLogits(model).Name) is { Weight: { IsInitializer: true } head }) train.Add(head.Name);
-        return ParameterRoles.Of(model).Where(r => r.IsParameter && r.Elements >= SharedMinElements && !train.Contains(r.Name)).Select(r => r.Name);
+        return ParameterRoles.Of(model).Where(r => r.IsParameter && r.Elements >= SharedInitializers.MinElements && !train.Contains(r.Name)).Select(r => r.Name);
     }
-
-    /// <summary>The smallest frozen weight read from shared buffers (smaller ones stay in the graph).</summary>
-    internal const long SharedMinElements = 256;
 
     /// <summary>The residual stream after each transformer block: the activations kept when checkpointing.</summary>
     private static IReadOnlyList<string> ActivationCheckpoints(Model model)

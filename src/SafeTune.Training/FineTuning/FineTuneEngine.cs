@@ -214,8 +214,7 @@ public sealed class FineTuneEngine : IDisposable
         Estimate = estimate;
         MemoryEstimate.EnsureFits(estimate, "a training step",
             "Lower --micro-batch (gradients accumulate to the same --batch-size) or --max-length"
-            + (_options.CheckpointActivations ? "" : ", add --checkpoint-activations")
-            + (_lora is not null && _options.BaseDtype == Onnx.ElementType.Float ? ", hold the frozen weights in 16 bits (--base-dtype fp16)" : "")
+            + MemoryEstimate.SettingsAdvice(_options.CheckpointActivations, _lora is not null, _options.BaseDtype)
             + (_lora is null ? ", or train LoRA adapters (--lora) instead of --full." : "."));
     }
 
