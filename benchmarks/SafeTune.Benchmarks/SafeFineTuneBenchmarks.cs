@@ -22,7 +22,6 @@ public class SafeFineTuneBenchmarks
 {
     private FineTuneEngine _standard = null!, _fixedKl = null!, _adaptive = null!;
     private TrainingBatch[] _batch = null!;
-    private long _step;
 
     private sealed class OneBatchPlan(TrainingBatch[] batch) : ITrainingPlan
     {
@@ -90,15 +89,15 @@ public class SafeFineTuneBenchmarks
 
     /// <summary>Standard fine-tuning: forward, backward, optimizer.</summary>
     [Benchmark]
-    public double Standard() => _standard.Step(_step++, _batch).Loss;
+    public double Standard() => _standard.Step(_batch).Loss;
 
     /// <summary>Fixed-beta KL: the reference pass, then the weighted SFT + KL objective.</summary>
     [Benchmark(Baseline = true)]
-    public double FixedKl() => _fixedKl.Step(_step++, _batch).Loss;
+    public double FixedKl() => _fixedKl.Step(_batch).Loss;
 
     /// <summary>Adaptive: the same, with the probe fused into the reference pass and beta from its risk.</summary>
     [Benchmark]
-    public double AdaptiveFusedProbe() => _adaptive.Step(_step++, _batch).Loss;
+    public double AdaptiveFusedProbe() => _adaptive.Step(_batch).Loss;
 
     /// <summary>Releases the engines.</summary>
     [GlobalCleanup]
@@ -135,7 +134,7 @@ public class MergedModelLatencyBenchmarks
             Safety = Methods.Preset("standard"),
         }))
         {
-            for (int i = 0; i < 3; i++) engine.Step(i, batch);
+            for (int i = 0; i < 3; i++) engine.Step(batch);
             var (merged, _) = engine.Export();
             ModelExport.AssertSameGraph(model, merged);
             _merged = SessionFactory.Create(merged);

@@ -173,7 +173,13 @@ public static class DemoModel
         var order = new Queue<int>();
         var recent = new Queue<float>();
         using var session = TrainingSession.Create(model, options);
-        for (int step = 0; step < t.Steps; step++)
+        TrainingLoop.Run(session, new TrainingLoopOptions
+        {
+            Steps = t.Steps,
+            Schedule = schedule,
+            ClipNorm = t.ClipNorm > 0 ? t.ClipNorm : null,
+            What = "the demo training",
+        }, _ =>
         {
             var rows = new int[t.BatchSize];
             for (int r = 0; r < rows.Length; r++)
@@ -194,16 +200,14 @@ public static class DemoModel
                     labels[r * length + p] = p < exLabels.Length ? exLabels[p] : ChatTemplate.IgnoreIndex;
                 }
             }
-            session.SetLearningRate(schedule.At(step));
-            session.LazyResetGrad();
-            float loss = session.TrainStep(new TokenBatch(ids, labels, null, rows.Length, length));
-            if (!float.IsFinite(loss)) throw new InvalidOperationException($"the demo training diverged at step {step} (loss {loss}).");
-            if (t.ClipNorm > 0) session.ClipGradNorm(t.ClipNorm);
-            session.OptimizerStep();
+            return session.TrainStep(new TokenBatch(ids, labels, null, rows.Length, length));
+        }, done =>
+        {
+            float loss = (float)done.Loss;
             recent.Enqueue(loss);
             if (recent.Count > 20) recent.Dequeue();
-            if (step % 10 == 0 || step == t.Steps - 1) progress?.Report(new DemoProgress("train", step + 1, t.Steps, loss));
-        }
+            if (done.Step % 10 == 0 || done.Step == t.Steps - 1) progress?.Report(new DemoProgress("train", (int)done.Step + 1, t.Steps, loss));
+        });
         var weights = session.TrainableValues().ToDictionary(v => v.Name, v => v);
         return (weights, recent.Count == 0 ? double.NaN : recent.Average(x => (double)x));
     }

@@ -1,9 +1,7 @@
-using System.Diagnostics;
 using System.Text.Json.Nodes;
 using SafeTune.Autodiff;
 using SafeTune.Autodiff.Lora;
 using SafeTune.Autodiff.Losses;
-using SafeTune.Onnx.Passes;
 using SafeTune.Onnx;
 
 namespace SafeTune.Runtime.Training;
@@ -86,12 +84,9 @@ public sealed record FitResult(IReadOnlyList<double> Losses, long FirstStep, dou
 /// <summary>One step's numbers, for progress display.</summary>
 public readonly record struct FitProgress(long Step, long TotalSteps, double Loss, double LearningRate, double Milliseconds);
 
-/// <summary>A loss that became NaN or infinite; the message names the step.</summary>
-public sealed class TrainingDivergedException(string message) : Exception(message);
-
 /// <summary>
 /// Trains on one batch for a number of steps: the standard "can this model train at all?" check, and the engine's
-/// reference loop. Each step: schedule -> forward/backward -> (clip) -> optimizer -> checkpoint.
+/// reference loop. Each step of <see cref="TrainingLoop"/>: schedule -> forward/backward -> (clip) -> optimizer -> checkpoint.
 /// </summary>
 public static class Fit
 {
@@ -101,12 +96,11 @@ public static class Fit
         options.Validate();
         var baseModel = model;
         var trainable = options.Trainable;
-        LoraPass? lora = null;
+        LoraModel? lora = null;
         if (options.Lora is not null)
         {
-            model = model.Clone("LoRA model");
-            lora = new LoraPass(options.Lora);
-            PassRunner.Run(model, lora);
+            lora = LoraModel.Wrap(model, options.Lora);
+            model = lora.Model;
             trainable = lora.TrainableParameters;
             options.Memory?.Mark("LoRA adapters added");
         }
@@ -137,16 +131,14 @@ public static class Fit
                 "Use a batch file with fewer or shorter rows" + MemoryEstimate.SettingsAdvice(options.CheckpointActivations, options.Lora is not null, options.BaseDtype)
                 + (options.Lora is null ? ", or --lora to train adapters instead of every weight." : "."));
         if (options.Resume && Checkpoint.Exists(options.CheckpointDirectory!)) Checkpoint.Load(session, options.CheckpointDirectory!, options.Steps);
-        long first = session.Step;
-        var losses = new List<double>();
-        var times = new List<double>();
-        bool cancelled = false;
-        for (long step = first; step < options.Steps; step++)
+        var loop = TrainingLoop.Run(session, new TrainingLoopOptions
         {
-            if (cancellation.IsCancellationRequested) { cancelled = true; break; }
-            var sw = Stopwatch.StartNew();
-            session.SetLearningRate(options.Schedule?.At(step) ?? options.Optimizer.LearningRate);
-            session.LazyResetGrad();
+            Steps = options.Steps,
+            Schedule = options.Schedule ?? new ConstantSchedule(options.Optimizer.LearningRate),
+            ClipNorm = options.ClipNorm,
+            CheckpointDirectory = options.CheckpointDirectory,
+        }, _ =>
+        {
             float loss;
             if (reference is null) loss = session.TrainStep(batch);
             else
@@ -166,22 +158,17 @@ public static class Fit
                 inputs[referenceInput] = refOut[referenceInput];
                 loss = session.TrainStep(batch, inputs);
             }
-            if (!float.IsFinite(loss))
-                throw new TrainingDivergedException($"step {step + 1}: the loss is {loss}; training stopped" +
-                    (options.CheckpointDirectory is null ? "." : $" and the last good checkpoint (step {session.Step}) in {options.CheckpointDirectory} is kept."));
-            if (options.ClipNorm is { } clip) session.ClipGradNorm(clip);
-            session.OptimizerStep();
-            times.Add(sw.Elapsed.TotalMilliseconds);
-            losses.Add(loss);
-            if (times.Count == 1) options.Memory?.Mark("first step (activations, workspace)");
+            return loss;
+        }, done =>
+        {
+            if (done.Losses.Count == 1) options.Memory?.Mark("first step (activations, workspace)");
             if (options.CheckpointDirectory is { } dir && (session.Step % options.CheckpointEvery == 0 || session.Step == options.Steps))
-                Checkpoint.Save(session, dir, new JsonObject { ["losses"] = new JsonArray([.. losses.Select(l => (JsonNode)l)]) });
-            progress?.Report(new FitProgress(session.Step, options.Steps, loss, session.LearningRate, times[^1]));
-        }
-        if (cancelled && options.CheckpointDirectory is { } d && session.Step > 0) Checkpoint.Save(session, d);
+                Checkpoint.Save(session, dir, new JsonObject { ["losses"] = new JsonArray([.. done.Losses.Select(l => (JsonNode)l)]) });
+            progress?.Report(new FitProgress(session.Step, options.Steps, done.Loss, session.LearningRate, done.Milliseconds));
+        }, cancellation);
+        if (loop.Cancelled && options.CheckpointDirectory is { } d && session.Step > 0) Checkpoint.Save(session, d);
         options.Memory?.Mark("all steps");
-        return new FitResult(losses, first, StepTimes.SteadyMedian(times), (long)batch.BatchSize * batch.SequenceLength,
-            MemoryAccount.PeakMb(), cancelled,
-            lora is null ? session.CurrentModel() : LoraMerge.Merge(session.CurrentModel(), lora.Adapters)) { Estimate = estimate };
+        return new FitResult(loop.Losses, loop.FirstStep, StepTimes.SteadyMedian(loop.Milliseconds), (long)batch.BatchSize * batch.SequenceLength,
+            MemoryAccount.PeakMb(), loop.Cancelled, lora is null ? session.CurrentModel() : lora.Merge(session.CurrentModel())) { Estimate = estimate };
     }
 }

@@ -1,10 +1,7 @@
-using System.Diagnostics;
-using System.Globalization;
 using System.Text.Json.Nodes;
 using SafeTune.Autodiff.Losses;
 using SafeTune.Autodiff.Lora;
 using SafeTune.Onnx;
-using SafeTune.Onnx.Passes;
 using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
 using SafeTune.Safety.Probes;
@@ -23,10 +20,10 @@ namespace SafeTune.Training.FineTuning;
 public sealed class FineTuneEngine : IDisposable
 {
     private readonly FineTuneOptions _options;
-    private readonly LoraPass? _lora;
+    private readonly LoraModel? _lora;
     private readonly ResponseLossKind _kind;
 
-    private FineTuneEngine(FineTuneOptions options, LoraPass? lora, ResponseLossKind kind, TrainingSession session, ReferencePolicy? reference,
+    private FineTuneEngine(FineTuneOptions options, LoraModel? lora, ResponseLossKind kind, TrainingSession session, ReferencePolicy? reference,
         RiskSource? risk, BetaPolicy betas)
     {
         _options = options;
@@ -73,13 +70,12 @@ public sealed class FineTuneEngine : IDisposable
 
         // The trained graph: LoRA adapters on the projections, or every weight.
         var model = options.Model;
-        LoraPass? lora = null;
+        LoraModel? lora = null;
         IReadOnlyList<string>? trainable = null;
         if (options.Lora is not null)
         {
-            model = options.Model.Clone("LoRA model");
-            lora = new LoraPass(options.Lora with { Seed = options.Seed });
-            PassRunner.Run(model, lora);
+            lora = LoraModel.Wrap(options.Model, options.Lora with { Seed = options.Seed });
+            model = lora.Model;
             trainable = lora.TrainableParameters;
         }
         var session = TrainingSession.Create(model, new TrainingOptions
@@ -116,16 +112,16 @@ public sealed class FineTuneEngine : IDisposable
     }
 
     /// <summary>
-    /// One optimizer step on <paramref name="batches"/> (its micro-batches): the reference pass (log-probabilities at the
-    /// response positions, a fused probe's risk), the risk, beta (per batch or per example), forward and backward of the
-    /// weighted objective accumulated over the micro-batches, clipping and the optimizer. The learning rate is the
-    /// session's current one. <paramref name="checkpoints"/> is named in the error when the loss diverges.
+    /// The forward and backward passes of one optimizer step on <paramref name="batches"/> (its micro-batches): the
+    /// reference pass (log-probabilities at the response positions, a fused probe's risk), the risk, beta (per batch or
+    /// per example), forward and backward of the weighted objective accumulated over the micro-batches. Returns the loss;
+    /// <see cref="TrainingLoop"/> sets the learning rate before, clips and steps the optimizer after, and
+    /// <see cref="Logged"/> then reads the step's figures.
     /// </summary>
-    public StepLog Step(long step, IReadOnlyList<TrainingBatch> batches, string? checkpoints = null)
+    public double ForwardBackward(long step, IReadOnlyList<TrainingBatch> batches)
     {
         ArgumentNullException.ThrowIfNull(batches);
         var safety = _options.Safety;
-        var sw = Stopwatch.StartNew();
         long responseTokens = batches.Sum(b => (long)b.ResponseTokens);
         if (responseTokens == 0) throw new InvalidDataException($"step {step + 1} has no response tokens to train on.");
         var refs = new ReferenceOutputs?[batches.Count];
@@ -154,7 +150,6 @@ public sealed class FineTuneEngine : IDisposable
             if (safety.Penalty == Penalty.L2) Session.SetProximalRho(beta * safety.PenaltyStrength);
 
             // forward/backward of the weighted objective, accumulated over the micro-batches
-            Session.LazyResetGrad();
             double loss = 0, sft = 0, other = 0;
             int example0 = 0;
             for (int m = 0; m < batches.Count; m++)
@@ -170,25 +165,43 @@ public sealed class FineTuneEngine : IDisposable
                 if (metrics.TryGetValue(ResponseNames.MeanConstrained, out var c)) other += share * c;
                 example0 += b.Examples.Count;
             }
-            if (!double.IsFinite(loss))
-                throw new TrainingDivergedException($"step {step + 1}: the loss is {loss.ToString(CultureInfo.InvariantCulture)}; training stopped" +
-                    (checkpoints is null ? "." : $" and the last good checkpoint (step {Session.Step}) in {checkpoints} is kept."));
-
-            // optimizer
-            double? norm = _options.ClipNorm is { } clip ? Session.ClipGradNorm(clip) : null;
-            double lr = Session.LearningRate;
-            Session.OptimizerStep();
-            sw.Stop();
-            return new StepLog(Session.Step, _options.Plan.Steps, lr, loss, sft, _kind == ResponseLossKind.CrossEntropy ? null : other,
-                batchRisk, beta, exampleRisks, exampleBetas, [.. batches.SelectMany(b => b.Examples.Select(r => r.Id))],
-                batches.Sum(b => (long)b.Tokens.BatchSize * b.Tokens.SequenceLength), responseTokens, sw.Elapsed.TotalMilliseconds,
-                scores.Sum(s => s?.Failures ?? 0), norm);
+            _pending = new PendingStep(sft, _kind == ResponseLossKind.CrossEntropy ? null : other, batchRisk, beta, exampleRisks, exampleBetas,
+                [.. batches.SelectMany(b => b.Examples.Select(r => r.Id))], batches.Sum(b => (long)b.Tokens.BatchSize * b.Tokens.SequenceLength),
+                responseTokens, scores.Sum(s => s?.Failures ?? 0));
+            return loss;
         }
         finally
         {
             foreach (var r in refs) r?.Dispose();
         }
     }
+
+    /// <summary>
+    /// One optimizer step on <paramref name="batches"/> at the session's current learning rate, through
+    /// <see cref="TrainingLoop"/>: <see cref="ForwardBackward"/>, clipping and the optimizer.
+    /// </summary>
+    public StepLog Step(IReadOnlyList<TrainingBatch> batches)
+    {
+        StepLog? entry = null;
+        TrainingLoop.Run(Session, new TrainingLoopOptions { Steps = Session.Step + 1, Schedule = new ConstantSchedule(Session.LearningRate), ClipNorm = _options.ClipNorm },
+            step => ForwardBackward(step, batches), done => entry = Logged(done));
+        return entry!;
+    }
+
+    /// <summary>The log line of the step <see cref="TrainingLoop"/> just took (after <see cref="ForwardBackward"/>).</summary>
+    public StepLog Logged(LoopStep done)
+    {
+        var p = _pending ?? throw new InvalidOperationException("no step was taken since the last log line.");
+        _pending = null;
+        return new StepLog(Session.Step, _options.Plan.Steps, done.LearningRate, done.Loss, p.Sft, p.Other, p.BatchRisk, p.Beta, p.ExampleRisks,
+            p.ExampleBetas, p.Examples, p.Tokens, p.ResponseTokens, done.Milliseconds, p.RiskFailures, done.GradientNorm);
+    }
+
+    /// <summary>The figures of a step between its backward pass and its log line.</summary>
+    private sealed record PendingStep(double Sft, double? Other, double? BatchRisk, double Beta, double[]? ExampleRisks, double[]? ExampleBetas,
+        IReadOnlyList<string> Examples, long Tokens, long ResponseTokens, int RiskFailures);
+
+    private PendingStep? _pending;
 
     /// <summary>
     /// Predicts the peak memory of a step on micro-batches like <paramref name="batches"/> (the reference pass, the step's
@@ -224,7 +237,7 @@ public sealed class FineTuneEngine : IDisposable
     /// <summary>The merged model (asserted to have the input's graph) and, when given, the generation graph with the same weights.</summary>
     public (Model Model, Model? Generation) Export()
     {
-        var merged = _lora is null ? Session.CurrentModelAsGiven() : LoraMerge.Merge(Session.CurrentModel(), _lora.Adapters);
+        var merged = _lora is null ? Session.CurrentModelAsGiven() : _lora.Merge(Session.CurrentModel());
         ModelExport.AssertSameGraph(_options.Model, merged);
         return (merged, _options.GenerationModel is { } g ? ModelExport.TransplantWeights(merged, g) : null);
     }

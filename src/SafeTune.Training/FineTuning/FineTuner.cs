@@ -6,10 +6,11 @@ using SafeTune.Training.Risk;
 namespace SafeTune.Training.FineTuning;
 
 /// <summary>
-/// Risk-adaptive safe fine-tuning. The loop reads top to bottom:
-/// schedule -> evaluate/checkpoint -> one step (reference pass and a fused probe's risk -> risk -> beta -> forward/backward
-/// of <c>(1 - beta) * SFT + beta * KL(pi_ref || pi_theta)</c> -> optimizer, see <see cref="FineTuneEngine.Step"/>) -> one
-/// log line. The output is the input graph with the trained weights merged in: zero inference-time cost.
+/// Risk-adaptive safe fine-tuning on <see cref="TrainingLoop"/>. Each step reads top to bottom:
+/// schedule -> reference pass and a fused probe's risk -> risk -> beta -> forward/backward of
+/// <c>(1 - beta) * SFT + beta * KL(pi_ref || pi_theta)</c> (see <see cref="FineTuneEngine.ForwardBackward"/>) -> clipping
+/// -> optimizer -> one log line -> evaluate/checkpoint. The output is the input graph with the trained weights merged in:
+/// zero inference-time cost.
 /// </summary>
 public static class FineTuner
 {
@@ -40,21 +41,23 @@ public static class FineTuner
         var schedule = new CosineSchedule(options.Optimizer.LearningRate, options.WarmupSteps, options.Plan.Steps, options.MinLearningRate);
         var log = new List<StepLog>();
         var evaluations = new List<(long, JsonObject)>();
-        bool cancelled = false;
-        for (long step = first; step < options.Plan.Steps; step++)
+        var loop = TrainingLoop.Run(engine.Session, new TrainingLoopOptions
         {
-            if (cancellation.IsCancellationRequested) { cancelled = true; break; }
-            // schedule
-            engine.Session.SetLearningRate(schedule.At(step));
-
-            // reference pass, risk, beta, forward/backward, optimizer
-            var entry = engine.Step(step, options.Plan.Step(step), run?.Checkpoints);
-
+            Steps = options.Plan.Steps,
+            Schedule = schedule,
+            ClipNorm = options.ClipNorm,
+            CheckpointDirectory = run?.Checkpoints,
+        },
+        // reference pass, risk, beta, forward/backward
+        step => engine.ForwardBackward(step, options.Plan.Step(step)),
+        done =>
+        {
             // one log line
+            var entry = engine.Logged(done);
             log.Add(entry);
             var audit = AuditLine(entry);
             // The first step of a forced resume names what differs from the recorded settings.
-            if (step == first && forced.Count > 0) audit["forced"] = new JsonArray([.. forced.Select(f => (JsonNode)f)]);
+            if (done.Step == first && forced.Count > 0) audit["forced"] = new JsonArray([.. forced.Select(f => (JsonNode)f)]);
             run?.Audit(audit);
             run?.Metric(MetricLine(entry));
             progress?.Report(entry);
@@ -69,7 +72,8 @@ public static class FineTuner
                 run?.Metric(new JsonObject { ["step"] = entry.Step, ["eval"] = figures.DeepClone() });
             }
             if (run is not null && (entry.Step % options.CheckpointEvery == 0 || last)) engine.Save(run.Checkpoints);
-        }
+        }, cancellation);
+        bool cancelled = loop.Cancelled;
         if (cancelled && run is not null && engine.Session.Step > 0) engine.Save(run.Checkpoints);
 
         var (output, generationOutput) = engine.Export();

@@ -2,7 +2,6 @@ using System.Diagnostics;
 using SafeTune.Autodiff.Lora;
 using SafeTune.Models;
 using SafeTune.Onnx;
-using SafeTune.Onnx.Passes;
 using SafeTune.Runtime;
 using SafeTune.Runtime.Training;
 
@@ -45,8 +44,7 @@ public static class LocalJudgeTrainer
         var t = recipe.Training;
 
         var model = HarmClassifierGraph.Build(encoder, recipe.HeadSeed);
-        var lora = new LoraPass(new LoraOptions { Rank = recipe.Lora.Rank, Alpha = recipe.Lora.Alpha, Pattern = recipe.Lora.Pattern, Seed = recipe.Lora.Seed });
-        PassRunner.Run(model, lora);
+        var lora = LoraModel.Wrap(model, new LoraOptions { Rank = recipe.Lora.Rank, Alpha = recipe.Lora.Alpha, Pattern = recipe.Lora.Pattern, Seed = recipe.Lora.Seed }, copy: false);
         List<string> trainable = [.. lora.TrainableParameters, HarmClassifierGraph.HeadWeight, HarmClassifierGraph.HeadBias];
         long count = trainable.Sum(n => model.Graph.FindInitializer(n)!.Initializer!.ElementCount);
 
@@ -59,11 +57,15 @@ public static class LocalJudgeTrainer
         var schedule = new CosineSchedule(t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
         var rng = new Random(t.Seed);
         var order = new Queue<int>();
-        var losses = new List<double>(t.Steps);
         using var session = TrainingSession.Create(model, options);
-        for (int step = 0; step < t.Steps; step++)
+        var loop = TrainingLoop.Run(session, new TrainingLoopOptions
         {
-            cancellation.ThrowIfCancellationRequested();
+            Steps = t.Steps,
+            Schedule = schedule,
+            ClipNorm = t.ClipNorm > 0 ? t.ClipNorm : null,
+            What = "the judge's training",
+        }, _ =>
+        {
             var rows = new List<EncodedPair>(t.BatchSize);
             var labels = new List<long>(t.BatchSize);
             for (int r = 0; r < t.BatchSize; r++)
@@ -74,17 +76,11 @@ public static class LocalJudgeTrainer
                 rows.Add(pair);
                 labels.Add(label);
             }
-            session.SetLearningRate(schedule.At(step));
-            session.LazyResetGrad();
-            float loss = session.TrainStep(pairs.Batch(rows, labels));
-            if (!float.IsFinite(loss)) throw new TrainingDivergedException($"the judge's training diverged at step {step + 1} (loss {loss}).");
-            if (t.ClipNorm > 0) session.ClipGradNorm(t.ClipNorm);
-            session.OptimizerStep();
-            losses.Add(loss);
-            progress?.Report(new LocalJudgeProgress("train", step + 1, t.Steps, loss));
-        }
-        var merged = LoraMerge.Merge(session.CurrentModel(), lora.Adapters);
+            return session.TrainStep(pairs.Batch(rows, labels));
+        }, done => progress?.Report(new LocalJudgeProgress("train", (int)done.Step + 1, t.Steps, done.Loss)), cancellation);
+        if (loop.Cancelled) cancellation.ThrowIfCancellationRequested();
+        var merged = lora.Merge(session.CurrentModel());
         merged.Graph.SortTopologically();
-        return new LocalJudgeTrainingResult(merged, losses, clock.Elapsed.TotalSeconds, count);
+        return new LocalJudgeTrainingResult(merged, loop.Losses, clock.Elapsed.TotalSeconds, count);
     }
 }
