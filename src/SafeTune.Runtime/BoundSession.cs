@@ -6,7 +6,7 @@ namespace SafeTune.Runtime;
 /// A session with an IOBinding: inputs and outputs are bound once to OrtValues (or to device memory) and reused across
 /// runs, so nothing but what the caller reads is copied between runs. Owns the session, the binding and the run options.
 /// </summary>
-public sealed class BoundSession : IDisposable
+internal sealed class BoundSession : IDisposable
 {
     private readonly OrtIoBinding _binding;
     private readonly RunOptions _runOptions = new();

@@ -48,7 +48,7 @@ public sealed record FitOptions
     /// <summary>Predict the first step's peak memory and stop before it when it would not fit (default true).</summary>
     public bool CheckMemory { get; init; } = true;
     /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
-    public MemoryAccount? Memory { get; init; }
+    internal MemoryAccount? Memory { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
     public void Validate()

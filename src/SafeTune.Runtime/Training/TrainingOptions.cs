@@ -48,7 +48,7 @@ public sealed record OptimizerConfig
 }
 
 /// <summary>Options of a <see cref="TrainingSession"/>.</summary>
-public sealed record TrainingOptions
+internal sealed record TrainingOptions
 {
     /// <summary>Where the graphs run.</summary>
     public SessionConfig Runtime { get; init; } = new();

@@ -28,7 +28,7 @@ namespace SafeTune.Training.Experiments;
 /// }
 /// </code>
 /// </summary>
-public sealed partial record ExperimentConfig
+internal sealed partial record ExperimentConfig
 {
     /// <summary>A name for the report.</summary>
     public string Name { get; init; } = "experiment";
@@ -251,7 +251,7 @@ public sealed partial record ExperimentConfig
 }
 
 /// <summary>Training settings shared by an experiment's runs.</summary>
-public sealed record ExperimentTraining
+internal sealed record ExperimentTraining
 {
     /// <summary>Passes over the data.</summary>
     public int Epochs { get; init; } = 5;
@@ -280,7 +280,7 @@ public sealed record ExperimentTraining
 }
 
 /// <summary>One attack scenario.</summary>
-public sealed record ExperimentScenario
+internal sealed record ExperimentScenario
 {
     /// <summary>The scenario's name (a folder name).</summary>
     public string Name { get; init; } = "";
@@ -295,7 +295,7 @@ public sealed record ExperimentScenario
 }
 
 /// <summary>One method (a row of the report).</summary>
-public sealed record ExperimentMethod
+internal sealed record ExperimentMethod
 {
     /// <summary>The method's name in the report (a folder name).</summary>
     public string Name { get; init; } = "";
@@ -345,7 +345,7 @@ public sealed record ExperimentMethod
 }
 
 /// <summary>What every model of an experiment is evaluated on.</summary>
-public sealed record ExperimentEvaluation
+internal sealed record ExperimentEvaluation
 {
     /// <summary>Harmful prompt specs (ASR, harmful score).</summary>
     public IReadOnlyList<string> Harmful { get; init; } = [];
