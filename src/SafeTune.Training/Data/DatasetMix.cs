@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using SafeTune.Safety.Data;
+using SafeTune.Data;
 
 namespace SafeTune.Training.Data;
 

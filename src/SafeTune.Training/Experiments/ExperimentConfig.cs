@@ -111,7 +111,7 @@ internal sealed partial record ExperimentConfig
     public ExperimentConfig Resolve(string folder, string defaultOut)
     {
         string P(string p) => p.Length == 0 || Path.IsPathRooted(p) || p == DemoName || p.StartsWith(DemoName + ":", StringComparison.Ordinal)
-            || Safety.Data.Public.PublicData.IsDataName(p)
+            || SafeTune.Data.Public.PublicData.IsDataName(p)
             ? p : Path.GetFullPath(Path.Combine(folder, p));
         string? Po(string? p) => p is null ? null : P(p);
         IReadOnlyList<string> Ps(IReadOnlyList<string> ps) => [.. ps.Select(P)];

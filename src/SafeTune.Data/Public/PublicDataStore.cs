@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 
-namespace SafeTune.Safety.Data.Public;
+namespace SafeTune.Data.Public;
 
 /// <summary>A public data set that cannot be had: not published, not reachable, refused by its checksum, or not cacheable.</summary>
 public sealed class PublicDataException(string message, Exception? inner = null) : IOException(message, inner);
