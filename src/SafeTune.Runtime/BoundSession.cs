@@ -20,7 +20,6 @@ internal sealed class BoundSession : IDisposable
         _outputMemory = outputMemory ?? OrtMemoryInfo.DefaultInstance;
     }
 
-    /// <summary>The session.</summary>
     public InferenceSession Session { get; }
 
     /// <summary>Binds an input to a caller-owned value (the caller keeps ownership).</summary>

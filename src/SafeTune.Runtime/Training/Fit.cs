@@ -13,7 +13,7 @@ public sealed record FitOptions
 {
     /// <summary>Optimizer steps to take in total (a resumed run continues up to this count).</summary>
     public int Steps { get; init; } = 10;
-    /// <summary>The optimizer.</summary>
+    /// <summary>The update rule and its hyperparameters (AdamW by default).</summary>
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>The learning-rate schedule; null keeps the optimizer's learning rate constant.</summary>
     public ILearningRateSchedule? Schedule { get; init; }

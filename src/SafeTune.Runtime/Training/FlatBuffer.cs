@@ -78,7 +78,6 @@ internal sealed unsafe class FlatBuffer : IDisposable
         if (device is not null) Clear();
     }
 
-    /// <summary>The layout.</summary>
     public ParameterLayout Layout { get; }
 
     /// <summary>True when the buffer lives in device memory.</summary>

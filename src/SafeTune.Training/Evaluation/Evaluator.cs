@@ -7,7 +7,6 @@ using SafeTune.Training.Data;
 
 namespace SafeTune.Training.Evaluation;
 
-/// <summary>A generated reply.</summary>
 /// <param name="Text">The reply, without its end-of-turn marker, trimmed.</param>
 /// <param name="Tokens">Tokens generated (an end token included).</param>
 internal readonly record struct GeneratedReply(string Text, int Tokens);

@@ -44,7 +44,6 @@ internal sealed partial record ExperimentConfig
     public ExperimentTraining Training { get; init; } = new();
     /// <summary>The attack scenarios.</summary>
     public IReadOnlyList<ExperimentScenario> Scenarios { get; init; } = [];
-    /// <summary>The methods.</summary>
     public IReadOnlyList<ExperimentMethod> Methods { get; init; } = [];
     /// <summary>The seeds (each run once per seed).</summary>
     public IReadOnlyList<int> Seeds { get; init; } = [0];
@@ -271,7 +270,6 @@ internal sealed record ExperimentTraining
     public int MaxLength { get; init; } = 256;
     /// <summary>LoRA rank; 0 trains every weight.</summary>
     public int LoraRank { get; init; } = 64;
-    /// <summary>LoRA alpha.</summary>
     public double LoraAlpha { get; init; } = 16;
     /// <summary>Gradient clipping (0: none).</summary>
     public double ClipNorm { get; init; } = 1.0;

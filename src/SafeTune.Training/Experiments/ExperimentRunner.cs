@@ -45,7 +45,6 @@ internal sealed record EvalFigures(double? Asr, double? HarmfulScore, [property:
 internal sealed record ExperimentRun(string Scenario, string Method, int Seed, string Directory, EvalFigures After, long Steps, double TrainSeconds,
     double MsPerStep, double MeanBeta, double? MeanRisk, int RiskFailures, string Fingerprint);
 
-/// <summary>Progress of an experiment.</summary>
 /// <param name="Done">Runs finished (or found finished).</param>
 /// <param name="Total">Runs in the grid.</param>
 /// <param name="Current">What is running now.</param>

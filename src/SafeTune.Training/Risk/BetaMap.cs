@@ -179,7 +179,6 @@ internal sealed class FixedBetaMap : BetaMap
     /// <summary>Creates the map.</summary>
     public FixedBetaMap(double beta) => Beta = CheckBeta(beta, "beta");
 
-    /// <summary>The beta.</summary>
     public double Beta { get; }
 
     /// <inheritdoc/>

@@ -12,7 +12,6 @@ internal sealed class CriticRisk(ISafetyJudge judge) : RiskSource
 {
     private readonly Dictionary<string, JudgeVerdict> _seen = new(StringComparer.Ordinal);
 
-    /// <summary>The judge.</summary>
     public ISafetyJudge Judge { get; } = judge;
 
     /// <summary>Items the judge failed on so far (each counted once).</summary>

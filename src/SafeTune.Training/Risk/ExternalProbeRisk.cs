@@ -25,7 +25,6 @@ internal sealed class ExternalProbeRisk : RiskSource
         _extractor = ProbeTraining.CreateExtractor(probe.ModelPath, probe.Tokenizer, probe.Template(), probe.Layers, probe.Pooling, probe.MaxLength);
     }
 
-    /// <summary>The probe.</summary>
     public ProbeFile Probe { get; }
 
     /// <inheritdoc/>

@@ -12,7 +12,6 @@ namespace SafeTune.Training.Risk;
 /// </summary>
 internal sealed class FusedProbeRisk(ProbeFile probe) : RiskSource
 {
-    /// <summary>The probe.</summary>
     public ProbeFile Probe { get; } = probe;
 
     /// <inheritdoc/>
