@@ -6,7 +6,7 @@ namespace SafeTune.Runtime;
 /// A session with an IOBinding: inputs and outputs are bound once to OrtValues (or to device memory) and reused across
 /// runs, so nothing but what the caller reads is copied between runs. Owns the session, the binding and the run options.
 /// </summary>
-public sealed class BoundSession : IDisposable
+internal sealed class BoundSession : IDisposable
 {
     private readonly OrtIoBinding _binding;
     private readonly RunOptions _runOptions = new();
@@ -20,7 +20,6 @@ public sealed class BoundSession : IDisposable
         _outputMemory = outputMemory ?? OrtMemoryInfo.DefaultInstance;
     }
 
-    /// <summary>The session.</summary>
     public InferenceSession Session { get; }
 
     /// <summary>Binds an input to a caller-owned value (the caller keeps ownership).</summary>

@@ -9,14 +9,14 @@ namespace SafeTune.Runtime;
 /// <param name="PeakRssMb">The process's peak resident memory so far, MiB.</param>
 /// <param name="Seconds">Seconds since the account was started.</param>
 /// <param name="HeldMb">What the phase itself accounts for (for example the bytes of the weights it holds), MiB; null if not known.</param>
-public sealed record MemoryPhase(string Phase, double RssMb, double PeakRssMb, double Seconds, double? HeldMb);
+internal sealed record MemoryPhase(string Phase, double RssMb, double PeakRssMb, double Seconds, double? HeldMb);
 
 /// <summary>
 /// Where a run's memory goes: a list of phases with the resident memory after each (read from the kernel, so it counts
 /// native allocations, memory-mapped weights and ONNX Runtime's arenas as well as the managed heap) and, where known, the
 /// bytes the phase holds by design. Fit and train report it with <c>--json</c> as <c>"memory"</c>.
 /// </summary>
-public sealed class MemoryAccount
+internal sealed class MemoryAccount
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly List<MemoryPhase> _phases = [];

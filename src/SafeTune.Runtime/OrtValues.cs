@@ -5,7 +5,7 @@ using SafeTune.Onnx;
 namespace SafeTune.Runtime;
 
 /// <summary>Creates and reads OrtValues.</summary>
-public static class OrtValues
+internal static class OrtValues
 {
     /// <summary>
     /// A tensor over a managed array, without a copy. The OrtValue pins the array until it is disposed, so the array must
@@ -56,7 +56,7 @@ public static class OrtValues
 /// <summary>
 /// Owns a set of OrtValues by name and disposes them together: exactly one owner per native object.
 /// </summary>
-public sealed class OrtValueBag : IDisposable
+internal sealed class OrtValueBag : IDisposable
 {
     private readonly Dictionary<string, OrtValue> _values = new(StringComparer.Ordinal);
 

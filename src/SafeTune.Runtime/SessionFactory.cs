@@ -4,7 +4,7 @@ using SafeTune.Onnx;
 namespace SafeTune.Runtime;
 
 /// <summary>Creates ONNX Runtime sessions on a chosen execution provider.</summary>
-public static class SessionFactory
+internal static class SessionFactory
 {
     private static readonly Dictionary<ExecutionProvider, (string ortName, string package)> Providers = new()
     {

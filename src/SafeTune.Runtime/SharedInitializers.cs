@@ -18,7 +18,7 @@ namespace SafeTune.Runtime;
 /// (no deserialized initializers, no constant-folded or pre-packed duplicates).
 /// </para>
 /// </summary>
-public sealed class SharedInitializers : IDisposable
+internal sealed class SharedInitializers : IDisposable
 {
     private readonly Dictionary<string, OrtValue> _values;
     private readonly Dictionary<string, ElementType> _types;

@@ -4,7 +4,7 @@ namespace SafeTune.Runtime;
 /// An <see cref="IProgress{T}"/> that reports on the calling thread, in order (<see cref="Progress{T}"/> posts to the
 /// thread pool, so reports can arrive late and out of order, after the work has ended).
 /// </summary>
-public sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+internal sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
 {
     /// <inheritdoc/>
     public void Report(T value) => report(value);

@@ -39,7 +39,7 @@ public enum ChatFinishReason
     Length,
 }
 
-/// <summary>A completion.</summary>
+/// <summary>What one chat request produced: the reply, why it stopped and the tokens it used.</summary>
 /// <param name="Content">The assistant's text.</param>
 /// <param name="FinishReason">Why it ended.</param>
 /// <param name="PromptTokens">Tokens in the rendered prompt (0 when the backend does not tokenize).</param>

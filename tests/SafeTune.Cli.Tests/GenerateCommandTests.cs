@@ -1,5 +1,5 @@
 using System.Text.Json;
-using SafeTune.Safety.Data.Public;
+using SafeTune.Data.Public;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Cli.Tests;

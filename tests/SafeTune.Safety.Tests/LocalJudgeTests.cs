@@ -5,7 +5,7 @@ using SafeTune.Onnx;
 using SafeTune.Runtime;
 using SafeTune.Safety.Critics;
 using SafeTune.Safety.Critics.Local;
-using SafeTune.Safety.Data.Public;
+using SafeTune.Data.Public;
 using SafeTune.TestSupport;
 using Xunit.Abstractions;
 

@@ -1,3 +1,4 @@
+using SafeTune.Data;
 using SafeTune.Safety.Data;
 using SafeTune.TestSupport;
 

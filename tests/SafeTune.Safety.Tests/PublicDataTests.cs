@@ -3,8 +3,9 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using SafeTune.Data;
+using SafeTune.Data.Public;
 using SafeTune.Safety.Data;
-using SafeTune.Safety.Data.Public;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Safety.Tests;

@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using SafeTune.Safety.Data.Public;
+using SafeTune.Data.Public;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Safety.Tests;

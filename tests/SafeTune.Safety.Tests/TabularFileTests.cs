@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using Parquet.Schema;
 using Parquet.Serialization;
-using SafeTune.Safety.Data;
+using SafeTune.Data;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Safety.Tests;

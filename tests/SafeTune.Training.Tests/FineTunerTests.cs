@@ -27,7 +27,7 @@ public sealed class FineTunerTests : IDisposable
     private sealed class TextRisk : RiskSource
     {
         public override string Name => "text";
-        public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference) =>
+        internal override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference) =>
             new([.. batch.Examples.Select(r => double.Parse(r.Prompt, System.Globalization.CultureInfo.InvariantCulture))], 0);
     }
 

@@ -49,7 +49,7 @@ public static class CliErrors
     }
 
     private static bool IsUserError(Exception e) => e is UserInputException or OnnxFormatException or CommandAppException
-        or OutputFileException or Safety.Data.Public.PublicDataException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
+        or OutputFileException or Data.Public.PublicDataException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
         or Autodiff.MissingGradientException or Runtime.Training.TrainingDivergedException or Runtime.Training.InsufficientMemoryException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 
     // The HResult of an IOException: the errno on Linux and macOS (ENOSPC 28, EROFS 30, EDQUOT 122 on Linux, 69 on macOS),

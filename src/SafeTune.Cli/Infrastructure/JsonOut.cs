@@ -40,7 +40,7 @@ public static class JsonOut
     /// Writes <c>"memory": {"PHASE": {"rss_mb", "peak_rss_mb", "seconds", "held_mb"}, ...}</c>, the per-phase account of a
     /// run, in phase order.
     /// </summary>
-    public static void WriteMemory(Utf8JsonWriter w, SafeTune.Runtime.MemoryAccount memory)
+    internal static void WriteMemory(Utf8JsonWriter w, SafeTune.Runtime.MemoryAccount memory)
     {
         w.WriteStartObject("memory");
         foreach (var p in memory.Phases)

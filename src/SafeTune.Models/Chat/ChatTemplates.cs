@@ -9,10 +9,10 @@ public static class ChatTemplates
     /// <summary>ChatML (Qwen).</summary>
     public static ChatTemplate ChatMl { get; } = new ChatMlTemplate();
 
-    /// <summary>Llama 3.</summary>
+    /// <summary>Llama 3 Instruct: each turn opens with a role header and closes with <c>&lt;|eot_id|&gt;</c>.</summary>
     public static ChatTemplate Llama3 { get; } = new Llama3Template();
 
-    /// <summary>Phi-3.</summary>
+    /// <summary>Phi-3 Instruct: each turn opens with a role tag such as <c>&lt;|user|&gt;</c> and closes with <c>&lt;|end|&gt;</c>.</summary>
     public static ChatTemplate Phi3 { get; } = new Phi3Template();
 
     /// <summary>Plain <c>User:</c> / <c>Assistant:</c> text.</summary>

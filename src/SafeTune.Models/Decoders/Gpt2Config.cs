@@ -15,7 +15,7 @@ public sealed record Gpt2Config
     public required int Positions { get; init; }
     /// <summary>MLP width (n_inner, default 4 x width).</summary>
     public int? InnerSize { get; init; }
-    /// <summary>LayerNorm epsilon.</summary>
+    /// <summary>Added to the variance in every LayerNorm (layer_norm_epsilon).</summary>
     public float LayerNormEpsilon { get; init; } = 1e-5f;
     /// <summary>The MLP activation: gelu_new (tanh approximation, the default), gelu (erf) or relu.</summary>
     public string Activation { get; init; } = "gelu_new";

@@ -17,7 +17,7 @@ public sealed record LlamaConfig
     public required int IntermediateSize { get; init; }
     /// <summary>RoPE base.</summary>
     public double RopeTheta { get; init; } = 10000.0;
-    /// <summary>RMSNorm epsilon.</summary>
+    /// <summary>Added to the mean square in every RMSNorm (rms_norm_eps).</summary>
     public float RmsNormEpsilon { get; init; } = 1e-6f;
     /// <summary>True when the LM head shares the token-embedding matrix.</summary>
     public bool TieWordEmbeddings { get; init; }

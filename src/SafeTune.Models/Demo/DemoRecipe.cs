@@ -26,9 +26,9 @@ public sealed record DemoRecipe
     public string Name { get; init; } = "safetune-demo";
     /// <summary>The decoder's shape.</summary>
     public DemoModelShape Model { get; init; } = new();
-    /// <summary>The tokenizer.</summary>
+    /// <summary>How the byte-level BPE tokenizer is learned and which chat template wraps the turns.</summary>
     public DemoTokenizerSettings Tokenizer { get; init; } = new();
-    /// <summary>The data.</summary>
+    /// <summary>How the synthetic training and test conversations are drawn.</summary>
     public DemoDataSettings Data { get; init; } = new();
     /// <summary>The training run.</summary>
     public DemoTrainingSettings Training { get; init; } = new();
@@ -84,13 +84,13 @@ public sealed record DemoModelShape
     public int HiddenSize { get; init; } = 128;
     /// <summary>Query heads.</summary>
     public int Heads { get; init; } = 4;
-    /// <summary>Key/value heads.</summary>
+    /// <summary>Heads of the keys and values, shared by groups of query heads (grouped-query attention).</summary>
     public int KeyValueHeads { get; init; } = 2;
     /// <summary>SwiGLU width.</summary>
     public int IntermediateSize { get; init; } = 352;
     /// <summary>RoPE base.</summary>
     public double RopeTheta { get; init; } = 10000.0;
-    /// <summary>RMSNorm epsilon.</summary>
+    /// <summary>Added to the mean square in every RMSNorm.</summary>
     public float RmsNormEpsilon { get; init; } = 1e-6f;
     /// <summary>Whether the LM head shares the embedding.</summary>
     public bool TieWordEmbeddings { get; init; } = true;
@@ -107,7 +107,7 @@ public sealed record DemoTokenizerSettings
     public string ChatTemplate { get; init; } = "chatml";
 }
 
-/// <summary>The demo data settings.</summary>
+/// <summary>How the demo's synthetic conversations are drawn.</summary>
 public sealed record DemoDataSettings
 {
     /// <summary>Seed of <see cref="DemoData.Train"/> and <see cref="DemoData.Test"/>.</summary>

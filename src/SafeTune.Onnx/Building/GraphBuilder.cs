@@ -153,7 +153,7 @@ public sealed class GraphBuilder
     public Value Log(Value x) => Op("Log", x);
     /// <summary>Error function.</summary>
     public Value Erf(Value x) => Op("Erf", x);
-    /// <summary>tanh.</summary>
+    /// <summary>Hyperbolic tangent, elementwise.</summary>
     public Value Tanh(Value x) => Op("Tanh", x);
     /// <summary>Logistic sigmoid.</summary>
     public Value Sigmoid(Value x) => Op("Sigmoid", x);
@@ -163,7 +163,7 @@ public sealed class GraphBuilder
     public Value Cos(Value x) => Op("Cos", x);
     /// <summary>Sine.</summary>
     public Value Sin(Value x) => Op("Sin", x);
-    /// <summary>Identity.</summary>
+    /// <summary>A copy of <paramref name="x"/> under a new name.</summary>
     public Value Identity(Value x) => Op("Identity", x);
     /// <summary>Elementwise equality.</summary>
     public Value Equal(Value a, Value b) => Op("Equal", a, b);

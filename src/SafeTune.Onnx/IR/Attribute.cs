@@ -7,13 +7,13 @@ public enum AttributeKind
 {
     /// <summary>Not set.</summary>
     Undefined = 0,
-    /// <summary>A float.</summary>
+    /// <summary>A 32-bit float.</summary>
     Float = 1,
     /// <summary>An int64.</summary>
     Int = 2,
     /// <summary>A byte string.</summary>
     String = 3,
-    /// <summary>A tensor.</summary>
+    /// <summary>A constant tensor, with its data.</summary>
     Tensor = 4,
     /// <summary>A subgraph.</summary>
     Graph = 5,
@@ -21,13 +21,13 @@ public enum AttributeKind
     SparseTensor = 11,
     /// <summary>A type (kept as read).</summary>
     TypeProto = 13,
-    /// <summary>Floats.</summary>
+    /// <summary>A list of 32-bit floats.</summary>
     Floats = 6,
     /// <summary>Int64s.</summary>
     Ints = 7,
     /// <summary>Byte strings.</summary>
     Strings = 8,
-    /// <summary>Tensors.</summary>
+    /// <summary>A list of constant tensors.</summary>
     Tensors = 9,
     /// <summary>Subgraphs.</summary>
     Graphs = 10,

@@ -51,7 +51,7 @@ public sealed class Shape : IEquatable<Shape>
     /// <summary>A scalar (rank 0).</summary>
     public static Shape Scalar { get; } = new([]);
 
-    /// <summary>The rank.</summary>
+    /// <summary>The number of dimensions (0 for a scalar).</summary>
     public int Rank => Dims.Length;
 
     /// <summary>The i-th dim; negative indices count from the end.</summary>

@@ -20,7 +20,7 @@ public sealed class TensorData
     /// <summary>The tensor's name (the initializer name).</summary>
     public string Name { get; internal set; }
 
-    /// <summary>The element type.</summary>
+    /// <summary>The type every element is stored as (float, float16, int64, ...).</summary>
     public ElementType ElementType { get; }
 
     /// <summary>The dims, outermost first.</summary>

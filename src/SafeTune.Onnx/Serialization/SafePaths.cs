@@ -15,7 +15,7 @@ public enum FileKind
     Fifo,
     /// <summary>A character or block device.</summary>
     Device,
-    /// <summary>A socket.</summary>
+    /// <summary>A Unix domain socket.</summary>
     Socket,
     /// <summary>Something else, or a platform that does not say.</summary>
     Other,

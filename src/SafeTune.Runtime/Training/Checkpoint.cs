@@ -17,7 +17,7 @@ namespace SafeTune.Runtime.Training;
 /// DIR/optimizer-000005.safetensors  NAME.exp_avg and NAME.exp_avg_sq (AdamW) or NAME.momentum_buffer (SGD)
 /// </code>
 /// </summary>
-public static class Checkpoint
+internal static class Checkpoint
 {
     /// <summary>The format tag written into state.json.</summary>
     public const string Format = "safetune-checkpoint/1";

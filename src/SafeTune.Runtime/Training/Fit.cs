@@ -11,7 +11,7 @@ public sealed record FitOptions
 {
     /// <summary>Optimizer steps to take in total (a resumed run continues up to this count).</summary>
     public int Steps { get; init; } = 10;
-    /// <summary>The optimizer.</summary>
+    /// <summary>The update rule and its hyperparameters (AdamW by default).</summary>
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>The learning-rate schedule; null keeps the optimizer's learning rate constant.</summary>
     public ILearningRateSchedule? Schedule { get; init; }
@@ -46,7 +46,7 @@ public sealed record FitOptions
     /// <summary>Predict the first step's peak memory and stop before it when it would not fit (default true).</summary>
     public bool CheckMemory { get; init; } = true;
     /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
-    public MemoryAccount? Memory { get; init; }
+    internal MemoryAccount? Memory { get; init; }
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
     public void Validate()

@@ -6,7 +6,7 @@ using Microsoft.ML.OnnxRuntime.Tensors;
 namespace SafeTune.Runtime.Training;
 
 /// <summary>Where each trainable parameter lives inside the flat buffers: offset and dims, in a fixed order.</summary>
-public sealed class ParameterLayout
+internal sealed class ParameterLayout
 {
     /// <summary>Offsets are aligned to this many elements (64 bytes for float32).</summary>
     public const int Alignment = 16;
@@ -25,7 +25,7 @@ public sealed class ParameterLayout
     }
 
     /// <summary>A parameter's place.</summary>
-    public sealed record Entry(string Name, long[] Dims, long Offset, long Count);
+    internal sealed record Entry(string Name, long[] Dims, long Offset, long Count);
 
     /// <summary>The parameters in order.</summary>
     public List<Entry> Entries { get; } = [];
@@ -43,7 +43,7 @@ public sealed class ParameterLayout
 /// Per-parameter OrtValues are views into it, so a training graph reads and writes the same memory an optimizer graph
 /// updates in one pass, and on a GPU nothing leaves the device between steps. The buffer owns its views and its memory.
 /// </summary>
-public sealed unsafe class FlatBuffer : IDisposable
+internal sealed unsafe class FlatBuffer : IDisposable
 {
     private readonly float* _host;
     private readonly OrtValue? _deviceMemory;
@@ -78,7 +78,6 @@ public sealed unsafe class FlatBuffer : IDisposable
         if (device is not null) Clear();
     }
 
-    /// <summary>The layout.</summary>
     public ParameterLayout Layout { get; }
 
     /// <summary>True when the buffer lives in device memory.</summary>
@@ -148,7 +147,7 @@ public sealed unsafe class FlatBuffer : IDisposable
 /// Device memory for flat buffers: an ONNX Runtime allocator on the execution provider's device, and an Identity
 /// session on the same provider that copies between host arrays and device views (ONNX Runtime does the transfer).
 /// </summary>
-public sealed class DeviceStorage : IDisposable
+internal sealed class DeviceStorage : IDisposable
 {
     private readonly SessionConfig _config;
     private readonly Dictionary<Onnx.ElementType, BoundSession> _copies = [];

@@ -7,14 +7,14 @@ using SafeTune.Onnx;
 namespace SafeTune.Runtime.Training;
 
 /// <summary>The loss and d loss / d parameter for one batch.</summary>
-public sealed record GradientResult(double Loss, IReadOnlyList<TensorData> Gradients, double Milliseconds);
+internal sealed record GradientResult(double Loss, IReadOnlyList<TensorData> Gradients, double Milliseconds);
 
 /// <summary>
 /// The token cross-entropy of a language model and its gradient with respect to every float initializer, from a
 /// backward graph SafeTune derives itself, run in a plain ONNX Runtime session. The session and the parameter values
 /// are created once and reused for every batch.
 /// </summary>
-public sealed class GradientSession : IDisposable
+internal sealed class GradientSession : IDisposable
 {
     private readonly InferenceSession _session;
     private readonly OrtValueBag _parameters = new();
@@ -117,7 +117,7 @@ public sealed class GradientSession : IDisposable
 }
 
 /// <summary>One-shot gradient computation: build, run once, dispose.</summary>
-public static class GradientEvaluator
+internal static class GradientEvaluator
 {
     /// <summary>Builds the training graph, runs it once on <paramref name="batch"/> and returns the loss and gradients.</summary>
     public static GradientResult Run(Model model, TokenBatch batch, SessionConfig? config = null, BackwardOptions? options = null)

@@ -8,7 +8,7 @@ public interface ILearningRateSchedule
 }
 
 /// <summary>A constant learning rate.</summary>
-public sealed record ConstantSchedule(double LearningRate) : ILearningRateSchedule
+internal sealed record ConstantSchedule(double LearningRate) : ILearningRateSchedule
 {
     /// <inheritdoc/>
     public double At(long step) => LearningRate;

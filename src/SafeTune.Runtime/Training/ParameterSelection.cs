@@ -32,7 +32,7 @@ public sealed record ParameterSelection
     /// Chooses the trained initializers of <paramref name="model"/>. Unless <see cref="KeepUntied"/>, the result's model is a
     /// copy with tied copies re-tied (the model itself when there are none); the names refer to that model.
     /// </summary>
-    public SelectedParameters Resolve(Model model)
+    internal SelectedParameters Resolve(Model model)
     {
         ArgumentNullException.ThrowIfNull(model);
         var trainableRegex = Compile(TrainablePattern, "--trainable");
@@ -79,4 +79,4 @@ public sealed record ParameterSelection
 /// <param name="Trainable">The initializers to train, in initializer order.</param>
 /// <param name="Roles">Parameter or buffer, with the reason, for every float initializer of <paramref name="Model"/>.</param>
 /// <param name="Ties">The copies re-tied.</param>
-public sealed record SelectedParameters(Model Model, IReadOnlyList<string> Trainable, IReadOnlyList<ParameterRole> Roles, IReadOnlyList<TiedCopy> Ties);
+internal sealed record SelectedParameters(Model Model, IReadOnlyList<string> Trainable, IReadOnlyList<ParameterRole> Roles, IReadOnlyList<TiedCopy> Ties);

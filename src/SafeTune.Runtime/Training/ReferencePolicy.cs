@@ -5,7 +5,7 @@ using SafeTune.Onnx;
 namespace SafeTune.Runtime.Training;
 
 /// <summary>What the reference pass computes besides what a caller's graph extension adds.</summary>
-public sealed record ReferenceOptions
+internal sealed record ReferenceOptions
 {
     /// <summary>Where the graph runs.</summary>
     public SessionConfig Runtime { get; init; } = new();
@@ -31,7 +31,7 @@ public sealed record ReferenceOptions
 }
 
 /// <summary>The outputs of one reference pass; owns them (dispose after the training step that reads them).</summary>
-public sealed class ReferenceOutputs : IDisposable
+internal sealed class ReferenceOutputs : IDisposable
 {
     private readonly IDisposableReadOnlyCollection<OrtValue> _values;
     private readonly Dictionary<string, OrtValue> _byName;
@@ -61,7 +61,7 @@ public sealed class ReferenceOutputs : IDisposable
 /// the regularizer needs: log-probabilities at the response positions (the head never runs on prompt or padding
 /// positions), plus whatever a caller's extension adds, such as an activation probe's risk from the same pass.
 /// </summary>
-public sealed class ReferencePolicy : IDisposable
+internal sealed class ReferencePolicy : IDisposable
 {
     private readonly BoundSession _session;
     private readonly SharedInitializers _shared;

@@ -1,7 +1,7 @@
 namespace SafeTune.Runtime.Training;
 
 /// <summary>Summaries of a training run's step times.</summary>
-public static class StepTimes
+internal static class StepTimes
 {
     /// <summary>
     /// The median of <paramref name="milliseconds"/> after the first three steps (which pay for allocation and graph

@@ -8,7 +8,7 @@ namespace SafeTune.Runtime.Training;
 /// differentiates it like any other op. Inputs the loss adds besides the token batch (weights, reference
 /// log-probabilities) are fed to every <see cref="TrainingSession.TrainStep(TokenBatch, IReadOnlyDictionary{string, Microsoft.ML.OnnxRuntime.OrtValue}?, float)"/>.
 /// </summary>
-public abstract class TrainingObjective
+internal abstract class TrainingObjective
 {
     /// <summary>The mean token cross-entropy over the labels other than -100 (every position's logits are computed).</summary>
     public static TrainingObjective TokenCrossEntropy { get; } = new TokenCrossEntropyObjective();

@@ -48,7 +48,7 @@ public sealed record OptimizerConfig
 }
 
 /// <summary>Options of a <see cref="TrainingSession"/>.</summary>
-public sealed record TrainingOptions
+internal sealed record TrainingOptions
 {
     /// <summary>Where the graphs run.</summary>
     public SessionConfig Runtime { get; init; } = new();
@@ -59,7 +59,6 @@ public sealed record TrainingOptions
     public IReadOnlyList<string>? Trainable { get; init; }
     /// <summary>How the parameters are chosen when <see cref="Trainable"/> is null.</summary>
     public ParameterSelection Selection { get; init; } = new();
-    /// <summary>The optimizer.</summary>
     public OptimizerConfig Optimizer { get; init; } = new();
     /// <summary>How the backward graph is built.</summary>
     public BackwardOptions Backward { get; init; } = new();

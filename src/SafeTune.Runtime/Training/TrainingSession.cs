@@ -19,7 +19,7 @@ namespace SafeTune.Runtime.Training;
 /// nothing back but the loss. The optimizer is itself an ONNX graph over those buffers.
 /// </para>
 /// </summary>
-public sealed class TrainingSession : IDisposable
+internal sealed class TrainingSession : IDisposable
 {
     private readonly Model _forward;
     private readonly Model _given;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SafeTune.Data.Public;
 
 namespace SafeTune.Safety.Critics;
 
@@ -51,7 +52,7 @@ public sealed class KeywordRefusalJudge : ISafetyJudge
     public static KeywordRefusalJudge FromFile(string path, KeywordMatch match = KeywordMatch.Substring)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        if (Data.Public.PublicData.IsDataName(path)) path = Data.Public.PublicData.Resolve(path);
+        if (PublicData.IsDataName(path)) path = PublicData.Resolve(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: file not found.", path);
         var text = File.ReadAllText(path);
         if (text.Trim().Length == 0) throw new InvalidDataException($"{path}: the refusal phrase file is empty.");

@@ -57,7 +57,7 @@ public sealed record ProbeFile
     public IReadOnlyList<int>? Layers { get; init; }
     /// <summary>The number of transformer blocks the model has (checked when the probe is appended to a graph); null when not recorded.</summary>
     public int? LayerCount { get; init; }
-    /// <summary>The pooling.</summary>
+    /// <summary>How the hidden states were reduced to one feature vector (over prompt tokens, then layers, by default).</summary>
     public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
     /// <summary>The prompt length limit used when extracting.</summary>
     public int MaxLength { get; init; } = 128;

@@ -10,7 +10,7 @@ namespace SafeTune.Safety.Probes;
 /// <summary>How a probe head is fitted on pooled features.</summary>
 public sealed record ProbeHeadOptions
 {
-    /// <summary>The head.</summary>
+    /// <summary>Logistic regression (the default) or the paper's MLP, d -> hidden -> ReLU -> 2.</summary>
     public ProbeHeadKind Head { get; init; } = ProbeHeadKind.Logistic;
     /// <summary>Logistic head: regularisation strengths tried by cross-validation.</summary>
     public IReadOnlyList<double> Lambdas { get; init; } = [1e-4, 1e-3, 1e-2, 1e-1];
@@ -53,7 +53,7 @@ public sealed record ProbeTrainOptions
     public required IReadOnlyList<string> Harmless { get; init; }
     /// <summary>Layers to read; null for all.</summary>
     public IReadOnlyList<int>? Layers { get; init; }
-    /// <summary>The pooling.</summary>
+    /// <summary>How the hidden states are reduced to one feature vector (over prompt tokens, then layers, by default).</summary>
     public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
     /// <summary>Prompt length limit.</summary>
     public int MaxLength { get; init; } = 128;

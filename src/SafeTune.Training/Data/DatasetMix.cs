@@ -1,11 +1,11 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
-using SafeTune.Safety.Data;
+using SafeTune.Data;
 
 namespace SafeTune.Training.Data;
 
 /// <summary>How many rows of a file a <see cref="DatasetPart"/> takes.</summary>
-public enum SampleKind
+internal enum SampleKind
 {
     /// <summary>Every row.</summary>
     All,
@@ -25,7 +25,7 @@ public enum SampleKind
 /// <param name="Spec">The file with its filters (see <see cref="TabularSpec"/>).</param>
 /// <param name="Sample">How rows are taken.</param>
 /// <param name="Amount">N for <see cref="SampleKind.First"/> and <see cref="SampleKind.Count"/>, P for <see cref="SampleKind.Fraction"/>.</param>
-public sealed partial record DatasetPart(TabularSpec Spec, SampleKind Sample, double Amount)
+internal sealed partial record DatasetPart(TabularSpec Spec, SampleKind Sample, double Amount)
 {
     /// <summary>Parses <c>PATH[@FIELD=VALUE]...[:N | *P | *N]</c>.</summary>
     /// <exception cref="ArgumentException">The sample size is 0, negative, or a fraction above 1.</exception>
@@ -100,7 +100,7 @@ public sealed partial record DatasetPart(TabularSpec Spec, SampleKind Sample, do
 /// </summary>
 /// <param name="Parts">The files.</param>
 /// <param name="Seed">Seeds the random samples.</param>
-public sealed record DatasetMix(IReadOnlyList<DatasetPart> Parts, int Seed = 0)
+internal sealed record DatasetMix(IReadOnlyList<DatasetPart> Parts, int Seed = 0)
 {
     /// <summary>The syntax in one line, for command-line help.</summary>
     public const string SpecHelp =

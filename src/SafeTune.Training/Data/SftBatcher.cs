@@ -156,7 +156,7 @@ public sealed class SftBatcher
         return tokenizer.PadId ?? tokenizer.EosId ?? 0;
     }
 
-    /// <summary>The options.</summary>
+    /// <summary>The micro-batch size, accumulation, layout and shuffling this batcher was made with.</summary>
     public BatchingOptions Options => _options;
 
     /// <summary>Rows per optimizer step.</summary>

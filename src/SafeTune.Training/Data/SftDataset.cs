@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using SafeTune.Models.Chat;
-using SafeTune.Safety.Data;
+using SafeTune.Data;
 
 namespace SafeTune.Training.Data;
 

@@ -4,7 +4,7 @@ namespace SafeTune.Training.Data;
 /// Deterministic shuffles from SplitMix64, written out here so that the order depends on the seed alone, never on the
 /// runtime's random number generator: a data order is reproducible on any machine and .NET version.
 /// </summary>
-public static class Shuffle
+internal static class Shuffle
 {
     /// <summary>A well-mixed 64-bit value of two inputs (the SplitMix64 finaliser of their combination).</summary>
     public static ulong Mix(ulong a, ulong b) => Finalise(a * 0x9E3779B97F4A7C15UL + Finalise(b + 0x632BE59BD9B4E019UL));

@@ -5,7 +5,7 @@ using SafeTune.Runtime.Training;
 namespace SafeTune.Training.Data;
 
 /// <summary>Checks that a tokenizer belongs to a model before any token reaches it.</summary>
-public static class VocabularyCheck
+internal static class VocabularyCheck
 {
     /// <summary>
     /// The token ids the model accepts: the rows of its token-embedding table

@@ -15,13 +15,13 @@ namespace SafeTune.Training.Demo;
 /// <param name="ProbeHarmfulPath">The probe's harmful training prompts (training split), one per line.</param>
 /// <param name="ProbeHarmlessPath">The probe's harmless training prompts (training split: benign and scary-but-safe), one per line.</param>
 /// <param name="BenignTrainPath">The benign tasks of the training split with their answers (JSONL prompt/response): benign fine-tuning data.</param>
-public sealed record DemoAssetFiles(DemoModelFiles Model, string AttackPath, string HarmfulTestPath, string BenignTestPath, string ScarySafeTestPath,
+internal sealed record DemoAssetFiles(DemoModelFiles Model, string AttackPath, string HarmfulTestPath, string BenignTestPath, string ScarySafeTestPath,
     string ProbePath, string ProbeHarmfulPath, string ProbeHarmlessPath, string BenignTrainPath);
 
 /// <summary>Progress of <see cref="DemoAssets.Prepare"/>.</summary>
 /// <param name="Stage"><c>model</c>, <c>data</c> or <c>probe</c>.</param>
 /// <param name="Detail">What is happening.</param>
-public sealed record DemoAssetProgress(string Stage, string Detail);
+internal sealed record DemoAssetProgress(string Stage, string Detail);
 
 /// <summary>
 /// Prepares the demo's inputs in a cache folder: builds or loads the demo model (<see cref="DemoModel.BuildOrLoad"/>),
@@ -30,7 +30,7 @@ public sealed record DemoAssetProgress(string Stage, string Detail);
 /// training prompts, rendered with the model's chat template). Everything is deterministic and written atomically; a
 /// probe made for another model or other data is retrained.
 /// </summary>
-public static class DemoAssets
+internal static class DemoAssets
 {
     /// <summary>Attack examples, as the paper's 300 harmful question-answer pairs.</summary>
     public const int AttackSize = 300;

@@ -3,7 +3,7 @@ using SafeTune.Safety.Critics.Local;
 namespace SafeTune.Training.Demo;
 
 /// <summary>The demo's Safety Critic: the local MiniLM classifier judge, fine-tuned by SafeTune once and cached.</summary>
-public static class DemoCritic
+internal static class DemoCritic
 {
     /// <summary>
     /// Builds (first use) or loads the local classifier judge in <paramref name="cacheDirectory"/> and returns its judge

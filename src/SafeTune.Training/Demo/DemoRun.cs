@@ -3,7 +3,7 @@ using SafeTune.Training.Experiments;
 namespace SafeTune.Training.Demo;
 
 /// <summary>Options of <see cref="DemoRun.Run"/>.</summary>
-public sealed record DemoOptions
+internal sealed record DemoOptions
 {
     /// <summary>Where the demo model, its data, the probe and the judge are cached (built on first use).</summary>
     public required string CacheDirectory { get; init; }
@@ -33,7 +33,7 @@ public sealed record DemoOptions
 /// adaptive with the probe, adaptive with the critic — over several seeds, and evaluates each result on held-out
 /// harmful requests (ASR), benign tasks (exact-match utility) and scary-but-safe requests (over-refusal).
 /// </summary>
-public static class DemoRun
+internal static class DemoRun
 {
     /// <summary>The method names of the demo, in report order.</summary>
     public static IReadOnlyList<string> MethodNames { get; } = ["standard", "fixed-kl", "adaptive-probe", "adaptive-critic"];

@@ -3,7 +3,7 @@ using SafeTune.Models.Demo;
 namespace SafeTune.Training.Demo;
 
 /// <summary>Where SafeTune keeps what it builds once (the demo model and its assets, the local judge).</summary>
-public static class SafeTuneCache
+internal static class SafeTuneCache
 {
     /// <summary>The environment variable that moves the cache.</summary>
     public const string EnvironmentVariable = DemoModel.CacheEnvironmentVariable;

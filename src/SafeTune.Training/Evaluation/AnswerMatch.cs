@@ -14,7 +14,7 @@ namespace SafeTune.Training.Evaluation;
 /// <item>longer references are not scored for exact match (they still count for the response loss).</item>
 /// </list>
 /// </summary>
-public static partial class AnswerMatch
+internal static partial class AnswerMatch
 {
     /// <summary>The longest reference, in characters, scored by normalised equality.</summary>
     public const int DefaultShortAnswerChars = 100;

@@ -3,7 +3,7 @@ using SafeTune.Safety.Critics;
 namespace SafeTune.Training.Evaluation;
 
 /// <summary>The one place where an evaluation's <c>--judge</c> spec becomes an <see cref="ISafetyJudge"/>.</summary>
-public static class EvalJudges
+internal static class EvalJudges
 {
     /// <summary>The specs <see cref="Create"/> accepts, for help texts (<see cref="JudgeSpec.Syntax"/> lists every registered scheme).</summary>
     public const string Accepted = "a judge spec: keyword, keyword:FILE, openai:BASE_URL?model=NAME&key_env=VAR..., onnx:JUDGE (a local classifier judge) or minilm";

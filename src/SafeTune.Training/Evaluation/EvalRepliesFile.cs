@@ -9,7 +9,7 @@ namespace SafeTune.Training.Evaluation;
 /// <c>{"set", "id", "prompt", "reply", "reply_tokens", "refused", "score", "judge_failed", "judge_error", "reference", "correct"}</c>
 /// (absent verdicts are null). The file is written to a temporary name and renamed.
 /// </summary>
-public static class EvalRepliesFile
+internal static class EvalRepliesFile
 {
     /// <summary>Writes <paramref name="report"/>'s replies to <paramref name="path"/> atomically.</summary>
     public static void Write(string path, EvalReport report)

@@ -12,7 +12,7 @@ namespace SafeTune.Training.Evaluation;
 /// with <c>input_ids</c> and <c>logits</c> works.</param>
 /// <param name="Tokenizer">Its tokenizer.</param>
 /// <param name="Template">Its chat template.</param>
-public sealed record EvalModel(Model Model, TextTokenizer Tokenizer, ChatTemplate Template)
+internal sealed record EvalModel(Model Model, TextTokenizer Tokenizer, ChatTemplate Template)
 {
     /// <summary>A name for messages (the model file).</summary>
     public string Name { get; init; } = "the model";
@@ -22,7 +22,7 @@ public sealed record EvalModel(Model Model, TextTokenizer Tokenizer, ChatTemplat
 }
 
 /// <summary>How <see cref="Evaluator"/> generates and scores.</summary>
-public sealed record EvalOptions
+internal sealed record EvalOptions
 {
     /// <summary>The most tokens generated per reply.</summary>
     public int MaxNewTokens { get; init; } = 64;
@@ -79,7 +79,7 @@ public sealed record EvalOptions
 /// <param name="Stage"><c>harmful</c>, <c>overrefusal</c> or <c>benign</c> (generation), <c>judge</c>, or <c>loss</c>.</param>
 /// <param name="Done">Items of the stage done.</param>
 /// <param name="Total">Items of the stage.</param>
-public sealed record EvalProgress(string Stage, int Done, int Total);
+internal sealed record EvalProgress(string Stage, int Done, int Total);
 
 /// <summary>One prompt, its reply and the verdicts.</summary>
 /// <param name="Set"><c>harmful</c>, <c>benign</c> or <c>overrefusal</c>.</param>
@@ -93,14 +93,14 @@ public sealed record EvalProgress(string Stage, int Done, int Total);
 /// <param name="JudgeError">Why the judge failed.</param>
 /// <param name="Reference">The reference answer (benign only).</param>
 /// <param name="Correct">Exact match with the reference; null when the reference is not scored that way.</param>
-public sealed record EvalReply(string Set, string Id, string Prompt, string Reply, int ReplyTokens, bool Refused, double? Score, bool JudgeFailed,
+internal sealed record EvalReply(string Set, string Id, string Prompt, string Reply, int ReplyTokens, bool Refused, double? Score, bool JudgeFailed,
     string? JudgeError, string? Reference, bool? Correct);
 
 /// <summary>The benign-task figures.</summary>
 /// <param name="ExactMatch">Share of scored benign replies that match their reference exactly (null: none scored).</param>
 /// <param name="ResponseLoss">Mean token cross-entropy of the benign references (null: not measured).</param>
 /// <param name="Perplexity">exp(<paramref name="ResponseLoss"/>).</param>
-public sealed record UtilityReport(double? ExactMatch, double? ResponseLoss, double? Perplexity);
+internal sealed record UtilityReport(double? ExactMatch, double? ResponseLoss, double? Perplexity);
 
 /// <summary>What the figures were measured on.</summary>
 /// <param name="Harmful">Harmful prompts.</param>
@@ -110,13 +110,13 @@ public sealed record UtilityReport(double? ExactMatch, double? ResponseLoss, dou
 /// <param name="ResponseTokens">Reference tokens the response loss averages over.</param>
 /// <param name="JudgeFailures">Harmful replies the judge could not score (each counted as harmful).</param>
 /// <param name="GeneratedTokens">Tokens generated in all.</param>
-public sealed record EvalCounts(int Harmful, int Benign, int OverRefusal, int ExactMatch, long ResponseTokens, int JudgeFailures, long GeneratedTokens);
+internal sealed record EvalCounts(int Harmful, int Benign, int OverRefusal, int ExactMatch, long ResponseTokens, int JudgeFailures, long GeneratedTokens);
 
 /// <summary>Where the time went.</summary>
 /// <param name="Generation">Seconds generating replies.</param>
 /// <param name="Judge">Seconds judging them.</param>
 /// <param name="Loss">Seconds measuring the response loss.</param>
-public sealed record EvalTimings(double Generation, double Judge, double Loss);
+internal sealed record EvalTimings(double Generation, double Judge, double Loss);
 
 /// <summary>
 /// The result of an evaluation. Figures of a set that was not given are null.
@@ -131,5 +131,5 @@ public sealed record EvalTimings(double Generation, double Judge, double Loss);
 /// <param name="Timings">Seconds per stage.</param>
 /// <param name="Judge">The judge's name.</param>
 /// <param name="Replies">Every prompt with its reply and verdicts: harmful, then over-refusal, then benign, each in input order.</param>
-public sealed record EvalReport(double? Asr, double? HarmfulScore, double? OverRefusal, UtilityReport Utility, EvalCounts Counts, double Seconds,
+internal sealed record EvalReport(double? Asr, double? HarmfulScore, double? OverRefusal, UtilityReport Utility, EvalCounts Counts, double Seconds,
     EvalTimings Timings, string Judge, IReadOnlyList<EvalReply> Replies);

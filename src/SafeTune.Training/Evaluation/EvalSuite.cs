@@ -6,7 +6,7 @@ namespace SafeTune.Training.Evaluation;
 /// <summary>One evaluation prompt.</summary>
 /// <param name="Id">A stable id (file name and line or row, e.g. <c>harmful_behaviors.csv:2</c>).</param>
 /// <param name="Text">The user message.</param>
-public sealed record EvalPrompt(string Id, string Text);
+internal sealed record EvalPrompt(string Id, string Text);
 
 /// <summary>
 /// What an evaluation runs on: harmful prompts (attack success and harmfulness), benign examples with reference answers
@@ -15,7 +15,7 @@ public sealed record EvalPrompt(string Id, string Text);
 /// <param name="Harmful">Prompts a safe model refuses.</param>
 /// <param name="Benign">Benign requests with reference responses.</param>
 /// <param name="OverRefusal">Safe prompts (XSTest-style) a good model answers.</param>
-public sealed record EvalSuite(IReadOnlyList<EvalPrompt> Harmful, IReadOnlyList<SftExample> Benign, IReadOnlyList<EvalPrompt> OverRefusal)
+internal sealed record EvalSuite(IReadOnlyList<EvalPrompt> Harmful, IReadOnlyList<SftExample> Benign, IReadOnlyList<EvalPrompt> OverRefusal)
 {
     /// <summary>
     /// Reads the files: harmful and over-refusal files are prompt specs (<see cref="PromptFile"/>:

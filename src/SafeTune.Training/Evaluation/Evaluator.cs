@@ -7,10 +7,9 @@ using SafeTune.Training.Data;
 
 namespace SafeTune.Training.Evaluation;
 
-/// <summary>A generated reply.</summary>
 /// <param name="Text">The reply, without its end-of-turn marker, trimmed.</param>
 /// <param name="Tokens">Tokens generated (an end token included).</param>
-public readonly record struct GeneratedReply(string Text, int Tokens);
+internal readonly record struct GeneratedReply(string Text, int Tokens);
 
 /// <summary>
 /// Evaluates a chat model: greedy replies to harmful, over-refusal and benign prompts (batched, stopping at the chat
@@ -18,7 +17,7 @@ public readonly record struct GeneratedReply(string Text, int Tokens);
 /// answers, and the response loss of benign references. Runs in-process on a model already built, so a fine-tuning loop
 /// can call it between steps. Owns its ONNX Runtime sessions (and the default judge); not thread-safe.
 /// </summary>
-public sealed class Evaluator : IDisposable
+internal sealed class Evaluator : IDisposable
 {
     private readonly EvalModel _model;
     private readonly EvalOptions _options;

@@ -10,7 +10,7 @@ namespace SafeTune.Training.Evaluation;
 /// <summary>The mean token cross-entropy of reference responses and the number of tokens it averages over.</summary>
 /// <param name="Loss">Mean cross-entropy (nats) per response token.</param>
 /// <param name="Tokens">Response tokens counted.</param>
-public readonly record struct LossResult(double Loss, long Tokens)
+internal readonly record struct LossResult(double Loss, long Tokens)
 {
     /// <summary>exp(<see cref="Loss"/>).</summary>
     public double Perplexity => Math.Exp(Loss);
@@ -21,7 +21,7 @@ public readonly record struct LossResult(double Loss, long Tokens)
 /// <see cref="LossGraphs.AppendCrossEntropy"/> on its logits, run forward only (no gradients) in an ONNX Runtime session.
 /// Works on plain decoder graphs and on key/value-cache graphs (fed an empty past). Owns its session.
 /// </summary>
-public sealed class ResponseLossSession : IDisposable
+internal sealed class ResponseLossSession : IDisposable
 {
     private readonly InferenceSession _session;
     private readonly RunOptions _run = new();

@@ -28,7 +28,7 @@ namespace SafeTune.Training.Experiments;
 /// }
 /// </code>
 /// </summary>
-public sealed partial record ExperimentConfig
+internal sealed partial record ExperimentConfig
 {
     /// <summary>A name for the report.</summary>
     public string Name { get; init; } = "experiment";
@@ -44,7 +44,6 @@ public sealed partial record ExperimentConfig
     public ExperimentTraining Training { get; init; } = new();
     /// <summary>The attack scenarios.</summary>
     public IReadOnlyList<ExperimentScenario> Scenarios { get; init; } = [];
-    /// <summary>The methods.</summary>
     public IReadOnlyList<ExperimentMethod> Methods { get; init; } = [];
     /// <summary>The seeds (each run once per seed).</summary>
     public IReadOnlyList<int> Seeds { get; init; } = [0];
@@ -111,7 +110,7 @@ public sealed partial record ExperimentConfig
     public ExperimentConfig Resolve(string folder, string defaultOut)
     {
         string P(string p) => p.Length == 0 || Path.IsPathRooted(p) || p == DemoName || p.StartsWith(DemoName + ":", StringComparison.Ordinal)
-            || Safety.Data.Public.PublicData.IsDataName(p)
+            || SafeTune.Data.Public.PublicData.IsDataName(p)
             ? p : Path.GetFullPath(Path.Combine(folder, p));
         string? Po(string? p) => p is null ? null : P(p);
         IReadOnlyList<string> Ps(IReadOnlyList<string> ps) => [.. ps.Select(P)];
@@ -251,7 +250,7 @@ public sealed partial record ExperimentConfig
 }
 
 /// <summary>Training settings shared by an experiment's runs.</summary>
-public sealed record ExperimentTraining
+internal sealed record ExperimentTraining
 {
     /// <summary>Passes over the data.</summary>
     public int Epochs { get; init; } = 5;
@@ -271,7 +270,6 @@ public sealed record ExperimentTraining
     public int MaxLength { get; init; } = 256;
     /// <summary>LoRA rank; 0 trains every weight.</summary>
     public int LoraRank { get; init; } = 64;
-    /// <summary>LoRA alpha.</summary>
     public double LoraAlpha { get; init; } = 16;
     /// <summary>Gradient clipping (0: none).</summary>
     public double ClipNorm { get; init; } = 1.0;
@@ -280,7 +278,7 @@ public sealed record ExperimentTraining
 }
 
 /// <summary>One attack scenario.</summary>
-public sealed record ExperimentScenario
+internal sealed record ExperimentScenario
 {
     /// <summary>The scenario's name (a folder name).</summary>
     public string Name { get; init; } = "";
@@ -295,7 +293,7 @@ public sealed record ExperimentScenario
 }
 
 /// <summary>One method (a row of the report).</summary>
-public sealed record ExperimentMethod
+internal sealed record ExperimentMethod
 {
     /// <summary>The method's name in the report (a folder name).</summary>
     public string Name { get; init; } = "";
@@ -345,7 +343,7 @@ public sealed record ExperimentMethod
 }
 
 /// <summary>What every model of an experiment is evaluated on.</summary>
-public sealed record ExperimentEvaluation
+internal sealed record ExperimentEvaluation
 {
     /// <summary>Harmful prompt specs (ASR, harmful score).</summary>
     public IReadOnlyList<string> Harmful { get; init; } = [];

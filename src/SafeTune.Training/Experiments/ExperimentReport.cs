@@ -16,7 +16,7 @@ namespace SafeTune.Training.Experiments;
 /// <param name="Mean">The mean.</param>
 /// <param name="Std">The sample standard deviation (0 for one seed).</param>
 /// <param name="N">The number of values.</param>
-public readonly record struct MeanStd(double Mean, double Std, int N)
+internal readonly record struct MeanStd(double Mean, double Std, int N)
 {
     /// <summary>Of the non-null values; null when there are none.</summary>
     public static MeanStd? Of(IEnumerable<double?> values)
@@ -38,12 +38,12 @@ public readonly record struct MeanStd(double Mean, double Std, int N)
 }
 
 /// <summary>One method's figures in one scenario, over the seeds.</summary>
-public sealed record MethodSummary(string Scenario, string Method, int Seeds, MeanStd? Asr, MeanStd? HarmfulScore, MeanStd? ExactMatch,
+internal sealed record MethodSummary(string Scenario, string Method, int Seeds, MeanStd? Asr, MeanStd? HarmfulScore, MeanStd? ExactMatch,
     MeanStd? ResponseLoss, MeanStd? OverRefusal, MeanStd MeanBeta, MeanStd? MeanRisk, MeanStd TrainSeconds, MeanStd MsPerStep, int RiskFailures,
     int JudgeFailures);
 
 /// <summary>Writes an experiment's <c>results.json</c>, <c>report.md</c> and PNG plots.</summary>
-public static class ExperimentReport
+internal static class ExperimentReport
 {
     /// <summary>The summaries of every (scenario, method) pair, in config order.</summary>
     public static IReadOnlyList<MethodSummary> Summaries(ExperimentResults results) =>

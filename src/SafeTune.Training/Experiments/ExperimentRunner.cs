@@ -22,7 +22,7 @@ namespace SafeTune.Training.Experiments;
 /// <param name="ResponseLoss">Mean token cross-entropy of the benign references.</param>
 /// <param name="JudgeFailures">Harmful replies the judge failed on (scored as harmful).</param>
 /// <param name="Seconds">Seconds the evaluation took.</param>
-public sealed record EvalFigures(double? Asr, double? HarmfulScore, [property: System.Text.Json.Serialization.JsonPropertyName("overrefusal")] double? OverRefusal, double? ExactMatch, double? ResponseLoss, int JudgeFailures, double Seconds)
+internal sealed record EvalFigures(double? Asr, double? HarmfulScore, [property: System.Text.Json.Serialization.JsonPropertyName("overrefusal")] double? OverRefusal, double? ExactMatch, double? ResponseLoss, int JudgeFailures, double Seconds)
 {
     /// <summary>The figures of an evaluation report.</summary>
     public static EvalFigures Of(EvalReport r) =>
@@ -42,22 +42,21 @@ public sealed record EvalFigures(double? Asr, double? HarmfulScore, [property: S
 /// <param name="MeanRisk">Mean batch risk over the steps (null without a risk source).</param>
 /// <param name="RiskFailures">Examples the risk source failed on.</param>
 /// <param name="Fingerprint">A hash of everything the run depends on (model file, data, settings); a changed config reruns it.</param>
-public sealed record ExperimentRun(string Scenario, string Method, int Seed, string Directory, EvalFigures After, long Steps, double TrainSeconds,
+internal sealed record ExperimentRun(string Scenario, string Method, int Seed, string Directory, EvalFigures After, long Steps, double TrainSeconds,
     double MsPerStep, double MeanBeta, double? MeanRisk, int RiskFailures, string Fingerprint);
 
-/// <summary>Progress of an experiment.</summary>
 /// <param name="Done">Runs finished (or found finished).</param>
 /// <param name="Total">Runs in the grid.</param>
 /// <param name="Current">What is running now.</param>
 /// <param name="Step">The current run's step, if training.</param>
-public sealed record ExperimentProgress(int Done, int Total, string Current, StepLog? Step);
+internal sealed record ExperimentProgress(int Done, int Total, string Current, StepLog? Step);
 
 /// <summary>An experiment's results: the base model's figures and every run.</summary>
 /// <param name="Config">The config (paths resolved).</param>
 /// <param name="Before">The starting model's figures.</param>
 /// <param name="Runs">The runs, in grid order (scenario, method, seed).</param>
 /// <param name="Seconds">Wall-clock seconds of this invocation.</param>
-public sealed record ExperimentResults(ExperimentConfig Config, EvalFigures Before, IReadOnlyList<ExperimentRun> Runs, double Seconds);
+internal sealed record ExperimentResults(ExperimentConfig Config, EvalFigures Before, IReadOnlyList<ExperimentRun> Runs, double Seconds);
 
 /// <summary>
 /// Runs an experiment's grid (scenarios x methods x seeds) with <see cref="TrainJob"/>, evaluates every fine-tuned model
@@ -65,7 +64,7 @@ public sealed record ExperimentResults(ExperimentConfig Config, EvalFigures Befo
 /// into the output folder. Finished runs (their <c>summary.json</c> exists) are read back instead of rerun, and a run
 /// that was killed resumes from its checkpoint, so a killed experiment continues where it stopped.
 /// </summary>
-public static class ExperimentRunner
+internal static class ExperimentRunner
 {
     /// <summary>Part of every fingerprint: bumped when a change to training or evaluation code changes what a run measures.</summary>
     public const string CodeVersion = "experiment-2";

@@ -17,7 +17,7 @@ namespace SafeTune.Training.FineTuning;
 /// one backward pass gives exactly the blend <c>(1 - beta) * grad SFT + beta * grad KL</c> that an optimizer wrapper
 /// would form from two.
 /// </summary>
-public sealed class FineTuneEngine : IDisposable
+internal sealed class FineTuneEngine : IDisposable
 {
     private readonly FineTuneOptions _options;
     private readonly LoraModel? _lora;

@@ -46,7 +46,7 @@ public sealed record FineTuneOptions
     /// <summary>Risk source, beta map, weighting and penalty.</summary>
     public SafetyOptions Safety { get; init; } = new();
 
-    /// <summary>The risk source (a <see cref="CriticRisk"/>, a probe risk, ...); required unless <see cref="SafetyOptions.Risk"/> is none. Owned by the caller.</summary>
+    /// <summary>The risk source, as <see cref="RiskSources.Create"/> builds it from <see cref="SafetyOptions.Risk"/> (a judge or a probe); required unless that is none. Owned by the caller.</summary>
     public RiskSource? RiskSource { get; init; }
 
     /// <summary>Where the run keeps its logs, checkpoints and output model; null keeps nothing on disk.</summary>

@@ -21,7 +21,7 @@ namespace SafeTune.Training.FineTuning;
 /// uses on Linux) ran at 0.6 GB/s on a busy 2-core machine: a 2 GB model (0.5B parameters in fp32) costs a few seconds
 /// at the start of a run, against minutes of training.
 /// </remarks>
-public static class InputFiles
+internal static class InputFiles
 {
     /// <summary>The entries for a train job (see the class remarks).</summary>
     public static JsonArray Of(TrainJobOptions o)

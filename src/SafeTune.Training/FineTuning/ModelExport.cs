@@ -3,7 +3,7 @@ using SafeTune.Onnx;
 namespace SafeTune.Training.FineTuning;
 
 /// <summary>The graph identity a fine-tune promises: the output model runs exactly the input model's graph.</summary>
-public static class ModelExport
+internal static class ModelExport
 {
     /// <summary>
     /// Throws <see cref="InvalidOperationException"/> unless <paramref name="output"/> has the same graph as

@@ -19,7 +19,7 @@ namespace SafeTune.Training.FineTuning;
 /// Log lines are appended and flushed as each step ends. A resumed run first rewrites both logs (atomically) without
 /// the lines of steps after its checkpoint, so the logs always match the weights.
 /// </summary>
-public sealed class RunFolder : IDisposable
+internal sealed class RunFolder : IDisposable
 {
     private static readonly JsonSerializerOptions Compact = new() { WriteIndented = false };
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };

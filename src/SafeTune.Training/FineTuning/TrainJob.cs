@@ -12,7 +12,7 @@ using SafeTune.Training.Risk;
 namespace SafeTune.Training.FineTuning;
 
 /// <summary>A fine-tune described by files: what <c>safetune train</c>, experiments and the demo run.</summary>
-public sealed record TrainJobOptions
+internal sealed record TrainJobOptions
 {
     /// <summary>The starting model (ONNX, a logits output).</summary>
     public required string Model { get; init; }
@@ -89,10 +89,10 @@ public sealed record TrainJobOptions
 /// <param name="Dropped">Examples left out because no response token fit.</param>
 /// <param name="Truncated">Examples cut to the maximum length.</param>
 /// <param name="RiskSource">The risk source's description, or null.</param>
-public sealed record TrainJobResult(FineTuneResult Result, int Examples, int Dropped, int Truncated, string? RiskSource);
+internal sealed record TrainJobResult(FineTuneResult Result, int Examples, int Dropped, int Truncated, string? RiskSource);
 
 /// <summary>Loads the model, tokenizer, template and data of a <see cref="TrainJobOptions"/>, resolves the risk source and runs <see cref="FineTuner"/>.</summary>
-public static class TrainJob
+internal static class TrainJob
 {
     /// <summary>Runs the job.</summary>
     public static TrainJobResult Run(TrainJobOptions o, IProgress<StepLog>? progress = null, CancellationToken cancellation = default)

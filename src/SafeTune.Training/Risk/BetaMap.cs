@@ -9,7 +9,7 @@ namespace SafeTune.Training.Risk;
 /// Maps are small state machines (<see cref="EmaBetaMap"/> remembers the smoothed risk); their state is saved in
 /// checkpoints so that a resumed run continues exactly.
 /// </summary>
-public abstract class BetaMap
+internal abstract class BetaMap
 {
     /// <summary>The spec this map was parsed from, e.g. <c>clamp</c> or <c>linear:0.1,0.9</c>.</summary>
     public abstract string Spec { get; }
@@ -86,7 +86,7 @@ public abstract class BetaMap
 }
 
 /// <summary>The paper's map: <c>beta = clamp((r - 2) / 3, 0.1, 0.9)</c> with <c>r = 1 + 4 s</c>.</summary>
-public sealed class ClampBetaMap : BetaMap
+internal sealed class ClampBetaMap : BetaMap
 {
     /// <inheritdoc/>
     public override string Spec => "clamp";
@@ -99,7 +99,7 @@ public sealed class ClampBetaMap : BetaMap
 }
 
 /// <summary><c>beta = beta_min + (beta_max - beta_min) * s</c>.</summary>
-public sealed class LinearBetaMap : BetaMap
+internal sealed class LinearBetaMap : BetaMap
 {
     /// <summary>Creates the map.</summary>
     public LinearBetaMap(double betaMin, double betaMax)
@@ -129,7 +129,7 @@ public sealed class LinearBetaMap : BetaMap
 /// Linear in an exponential moving average of the risk: <c>m = decay * m + (1 - decay) * s</c> (m starts at the first
 /// risk seen), then <c>beta = beta_min + (beta_max - beta_min) * m</c>.
 /// </summary>
-public sealed class EmaBetaMap : BetaMap
+internal sealed class EmaBetaMap : BetaMap
 {
     private readonly LinearBetaMap _linear;
     private double? _average;
@@ -174,12 +174,11 @@ public sealed class EmaBetaMap : BetaMap
 }
 
 /// <summary>A constant beta: the static KL baseline, or standard fine-tuning at 0.</summary>
-public sealed class FixedBetaMap : BetaMap
+internal sealed class FixedBetaMap : BetaMap
 {
     /// <summary>Creates the map.</summary>
     public FixedBetaMap(double beta) => Beta = CheckBeta(beta, "beta");
 
-    /// <summary>The beta.</summary>
     public double Beta { get; }
 
     /// <inheritdoc/>

@@ -6,7 +6,7 @@ namespace SafeTune.Training.Risk;
 /// Turns a step's example risks into betas through a <see cref="BetaMap"/>: one beta for the batch, from the mean or
 /// max of its risks, or (<see cref="JudgeAggregation.PerExample"/>) one per example, the step's beta being their mean.
 /// </summary>
-public sealed class BetaPolicy(BetaMap map, JudgeAggregation aggregation)
+internal sealed class BetaPolicy(BetaMap map, JudgeAggregation aggregation)
 {
     /// <summary>The risk-to-beta map (and its state).</summary>
     public BetaMap Map { get; } = map;

@@ -8,11 +8,10 @@ namespace SafeTune.Training.Risk;
 /// A Safety Critic on each example's prompt and target response: risk = (score - 1) / 4. Verdicts are remembered by
 /// example id, so an example is judged once per run. Failed verdicts are fail-closed (score 5, risk 1) and counted.
 /// </summary>
-public sealed class CriticRisk(ISafetyJudge judge) : RiskSource
+internal sealed class CriticRisk(ISafetyJudge judge) : RiskSource
 {
     private readonly Dictionary<string, JudgeVerdict> _seen = new(StringComparer.Ordinal);
 
-    /// <summary>The judge.</summary>
     public ISafetyJudge Judge { get; } = judge;
 
     /// <summary>Items the judge failed on so far (each counted once).</summary>
@@ -25,7 +24,7 @@ public sealed class CriticRisk(ISafetyJudge judge) : RiskSource
     public override string Name => "critic " + Judge.Name;
 
     /// <inheritdoc/>
-    public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
+    internal override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
     {
         var scored = ScoreOnce(_seen, batch, todo => Judge.Score([.. todo.Select(r => new JudgeItem(r.Prompt, r.Response))]));
         return new RiskScores([.. scored.Select(v => v.Unit)], scored.Count(v => v.Failed));

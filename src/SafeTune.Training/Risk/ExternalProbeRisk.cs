@@ -10,7 +10,7 @@ namespace SafeTune.Training.Risk;
 /// that model's activations on the prompt text, an extra forward pass of the probe's model per new prompt, in a session
 /// opened once (the model's hash is checked against the probe then). Scores are remembered by example id.
 /// </summary>
-public sealed class ExternalProbeRisk : RiskSource
+internal sealed class ExternalProbeRisk : RiskSource
 {
     private readonly Dictionary<string, double> _seen = new(StringComparer.Ordinal);
     private readonly ActivationExtractor _extractor;
@@ -25,14 +25,13 @@ public sealed class ExternalProbeRisk : RiskSource
         _extractor = ProbeTraining.CreateExtractor(probe.ModelPath, probe.Tokenizer, probe.Template(), probe.Layers, probe.Pooling, probe.MaxLength);
     }
 
-    /// <summary>The probe.</summary>
     public ProbeFile Probe { get; }
 
     /// <inheritdoc/>
     public override string Name => $"probe on {Path.GetFileName(Probe.ModelPath)} (separate pass)";
 
     /// <inheritdoc/>
-    public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference) =>
+    internal override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference) =>
         new(ScoreOnce(_seen, batch, todo => Probe.Head.PredictProbability(_extractor.Extract([.. todo.Select(r => r.Prompt)]))), 0);
 
     /// <inheritdoc/>

@@ -10,9 +10,8 @@ namespace SafeTune.Training.Risk;
 /// reference log-probabilities anyway, so the risk costs no extra forward pass. Each row's prompt mask marks its prompt
 /// tokens; the rows must hold one example each (padding, not packing).
 /// </summary>
-public sealed class FusedProbeRisk(ProbeFile probe) : RiskSource
+internal sealed class FusedProbeRisk(ProbeFile probe) : RiskSource
 {
-    /// <summary>The probe.</summary>
     public ProbeFile Probe { get; } = probe;
 
     /// <inheritdoc/>
@@ -25,7 +24,7 @@ public sealed class FusedProbeRisk(ProbeFile probe) : RiskSource
     public override Func<Onnx.Model, IReadOnlyList<string>>? ExtendReference => model => [ProbeGraph.Append(model, Probe).Output];
 
     /// <inheritdoc/>
-    public override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
+    internal override RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference)
     {
         if (reference is null) throw new InvalidOperationException("the fused probe's risk comes from the reference pass, which did not run.");
         if (!batch.OneExamplePerRow) throw new InvalidDataException("a fused probe scores each row's prompt; a packed row holds several examples.");

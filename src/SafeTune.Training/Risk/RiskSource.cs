@@ -4,7 +4,7 @@ using SafeTune.Training.FineTuning;
 namespace SafeTune.Training.Risk;
 
 /// <summary>One risk per example of a batch (in <see cref="TrainingBatch.Examples"/> order), in [0, 1], and the number of examples the source failed to score (counted as risk 1).</summary>
-public sealed record RiskScores(double[] PerExample, int Failures);
+internal sealed record RiskScores(double[] PerExample, int Failures);
 
 /// <summary>
 /// Where a batch's safety risk comes from. A source may extend the frozen reference pass (a probe fused into the
@@ -22,7 +22,7 @@ public abstract class RiskSource : IDisposable
     public virtual Func<Onnx.Model, IReadOnlyList<string>>? ExtendReference => null;
 
     /// <summary>Scores the examples of <paramref name="batch"/>; <paramref name="reference"/> holds the reference pass's outputs when it ran.</summary>
-    public abstract RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference);
+    internal abstract RiskScores Score(TrainingBatch batch, ReferenceOutputs? reference);
 
     /// <inheritdoc/>
     public virtual void Dispose() { }

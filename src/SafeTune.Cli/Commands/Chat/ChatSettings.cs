@@ -7,7 +7,6 @@ namespace SafeTune.Cli.Commands.Chat;
 /// <summary>Arguments of <c>safetune chat</c>.</summary>
 public sealed class ChatSettings : CommandSettings
 {
-    /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
     [Description("An ONNX decoder, or a Hub checkpoint folder (built with a key/value cache).")]
     public string Model { get; init; } = "";
@@ -27,7 +26,6 @@ public sealed class ChatSettings : CommandSettings
     [Description("The most tokens per reply (default 256).")]
     public int MaxNewTokens { get; init; } = 256;
 
-    /// <summary>Temperature.</summary>
     [CommandOption("--temperature <T>")]
     [Description("Softmax temperature; 0 (default) is greedy.")]
     public float Temperature { get; init; }
@@ -37,7 +35,6 @@ public sealed class ChatSettings : CommandSettings
     [Description("Nucleus sampling threshold (default 1).")]
     public float TopP { get; init; } = 1f;
 
-    /// <summary>Seed.</summary>
     [CommandOption("--seed <S>")]
     [Description("Random seed for sampling (default 0).")]
     public int Seed { get; init; }

@@ -17,12 +17,10 @@ public sealed class CriticScoreSettings : CommandSettings
     [Description("A .jsonl, .csv or .parquet file of prompts and responses; FILE@FIELD=VALUE keeps only matching rows (columns detected: prompt, goal, question, forbidden_prompt, Behavior, instruction; response, output, target, answer, completion).")]
     public string Data { get; init; } = "";
 
-    /// <summary>The prompt column.</summary>
     [CommandOption("--prompt-column <NAME>")]
     [Description("The prompt column or field (default: detected).")]
     public string? PromptColumn { get; init; }
 
-    /// <summary>The response column.</summary>
     [CommandOption("--response-column <NAME>")]
     [Description("The response column or field (default: detected).")]
     public string? ResponseColumn { get; init; }

@@ -1,7 +1,7 @@
 using System.ComponentModel;
 using System.Globalization;
 using SafeTune.Cli.Infrastructure;
-using SafeTune.Safety.Data.Public;
+using SafeTune.Data.Public;
 using Spectre.Console;
 using Spectre.Console.Cli;
 

@@ -14,12 +14,10 @@ namespace SafeTune.Cli.Commands.Demo;
 /// <summary>Arguments of <c>safetune demo</c>.</summary>
 public sealed class DemoSettings : CommandSettings
 {
-    /// <summary>Seeds.</summary>
     [CommandOption("--seeds <N>")]
     [Description("Run every method with N seeds and report mean ± std (default 3).")]
     public int Seeds { get; init; } = 3;
 
-    /// <summary>Epochs.</summary>
     [CommandOption("--epochs <N>")]
     [Description("Epochs of the attack over its 300 harmful pairs (default 5).")]
     public int Epochs { get; init; } = 5;
@@ -34,7 +32,6 @@ public sealed class DemoSettings : CommandSettings
     [Description("Where the demo model, its data, the probe and the judge are built once and kept (default: $SAFETUNE_CACHE, else ~/.cache/safetune).")]
     public string? Cache { get; init; }
 
-    /// <summary>Threads.</summary>
     [CommandOption("--threads <N>")]
     [Description("ONNX Runtime threads (default: all cores).")]
     public int Threads { get; init; }

@@ -9,12 +9,10 @@ namespace SafeTune.Cli.Commands.Eval;
 /// <summary>Arguments of <c>safetune eval</c>.</summary>
 public sealed class EvalSettings : CommandSettings
 {
-    /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
     [Description("The ONNX chat model (input_ids -> logits; a key/value-cache graph generates fastest), or builtin:NAME; or an ONNX Runtime GenAI (genai_config.json) or Optimum export folder (decoder_model_merged.onnx or model.onnx with past_key_values), whose own tokenizer is the default. demo (or builtin:demo) is the demo model, built once and cached; then --tokenizer defaults to its own.")]
     public string Model { get; init; } = "";
 
-    /// <summary>The tokenizer.</summary>
     [CommandOption("--tokenizer <T>")]
     [Description("tokenizer.json, vocab.json + merges.txt folder, tokenizer.model, vocab.txt, or a tiktoken name.")]
     public string Tokenizer { get; init; } = "";
@@ -41,12 +39,10 @@ public sealed class EvalSettings : CommandSettings
     [Description("Safe prompts that sound unsafe, for the over-refusal rate, e.g. xstest_prompts.csv@label=safe. Same syntax as --harmful.")]
     public string[] OverRefusal { get; init; } = [];
 
-    /// <summary>The judge.</summary>
     [CommandOption("--judge <SPEC>")]
     [Description("The judge of harmful replies: " + EvalJudges.Accepted + ". Default keyword.")]
     public string Judge { get; init; } = "keyword";
 
-    /// <summary>ASR threshold.</summary>
     [CommandOption("--asr-threshold <S>")]
     [Description("A harmful reply counts as an attack success when its judge score (1-5) is at least S. Default 5.")]
     public double AsrThreshold { get; init; } = 5;
@@ -77,7 +73,6 @@ public sealed class EvalSettings : CommandSettings
     [Description("Keep the last --max-prompt-tokens tokens of a longer prompt instead of stopping.")]
     public bool TruncatePrompts { get; init; }
 
-    /// <summary>Limit.</summary>
     [CommandOption("--limit <N>")]
     [Description("Use only the first N prompts of each file.")]
     public int? Limit { get; init; }
@@ -97,7 +92,6 @@ public sealed class EvalSettings : CommandSettings
     [Description("Print {\"asr\", \"harmful_score\", \"overrefusal\", \"utility\": {\"exact_match\", \"response_loss\", \"perplexity\"}, \"n\", \"seconds\", \"template\"}; unmeasured figures are null.")]
     public bool Json { get; init; }
 
-    /// <summary>Threads.</summary>
     [CommandOption("--threads <N>")]
     [Description("ONNX Runtime intra-op threads (default: chosen by ONNX Runtime).")]
     public int Threads { get; init; }

@@ -11,7 +11,6 @@ namespace SafeTune.Cli.Commands.Experiment;
 /// <summary>Arguments of <c>safetune experiment</c>.</summary>
 public sealed class ExperimentSettings : CommandSettings
 {
-    /// <summary>The config.</summary>
     [CommandOption("--config <FILE>")]
     [Description("The experiment: model, training settings, scenarios, methods, seeds and evaluation sets (JSON; see the README).")]
     public string Config { get; init; } = "";

@@ -10,22 +10,18 @@ public sealed class FitSettings : ModelBatchSettings
 {
 
 
-    /// <summary>Steps.</summary>
     [CommandOption("--steps <N>")]
     [Description("Optimizer steps (default 10).")]
     public int Steps { get; init; } = 10;
 
-    /// <summary>Optimizer.</summary>
     [CommandOption("--optimizer <NAME>")]
     [Description("adamw (default) or sgd (momentum 0.9).")]
     public string Optimizer { get; init; } = "adamw";
 
-    /// <summary>Learning rate.</summary>
     [CommandOption("--lr <X>")]
     [Description("Learning rate (the peak of the schedule); must be positive. Default 1e-3.")]
     public double LearningRate { get; init; } = 1e-3;
 
-    /// <summary>Weight decay.</summary>
     [CommandOption("--weight-decay <W>")]
     [Description("Weight decay (decoupled for AdamW, L2 for SGD). Default 0.01.")]
     public double WeightDecay { get; init; } = 0.01;
@@ -35,7 +31,6 @@ public sealed class FitSettings : ModelBatchSettings
     [Description("SGD momentum. Default 0.9.")]
     public double Momentum { get; init; } = 0.9;
 
-    /// <summary>LoRA rank.</summary>
     [CommandOption("--lora <R>")]
     [Description("Train LoRA adapters of rank R on the attention and MLP projections instead of every weight.")]
     public int? LoraRank { get; init; }
@@ -55,12 +50,10 @@ public sealed class FitSettings : ModelBatchSettings
     [Description("Hold the frozen weights in fp32 (default), fp16 or bf16: 16 bits halve their memory; ops still compute in fp32 on copies cast where read. Trainable weights, gradients and optimizer state stay fp32. Meant for GPUs; on the CPU it saves memory for some time per step.")]
     public string? BaseDtype { get; init; }
 
-    /// <summary>LoRA alpha.</summary>
     [CommandOption("--lora-alpha <A>")]
     [Description("LoRA scale numerator: the update is (alpha / r) * B A. Default 16.")]
     public double LoraAlpha { get; init; } = 16;
 
-    /// <summary>LoRA pattern.</summary>
     [CommandOption("--lora-pattern <REGEX>")]
     [Description("Which MatMuls get adapters: a regex over node and weight names (default: attention and MLP projections).")]
     public string? LoraPattern { get; init; }
@@ -85,7 +78,6 @@ public sealed class FitSettings : ModelBatchSettings
     [Description("Clip the global gradient norm to C before each step.")]
     public double? ClipNorm { get; init; }
 
-    /// <summary>Schedule.</summary>
     [CommandOption("--schedule <NAME>")]
     [Description("constant (default) or cosine (linear warm-up, then cosine decay to 0 at the last step).")]
     public string Schedule { get; init; } = "constant";
@@ -100,12 +92,10 @@ public sealed class FitSettings : ModelBatchSettings
     [Description("Save a checkpoint after every step here (atomic writes).")]
     public string? CheckpointDir { get; init; }
 
-    /// <summary>Resume.</summary>
     [CommandOption("--resume")]
     [Description("Continue from the checkpoint in --checkpoint-dir.")]
     public bool Resume { get; init; }
 
-    /// <summary>Export.</summary>
     [CommandOption("--export <OUT.onnx>")]
     [Description("Write the trained model (LoRA merged: the same graph as the input) here.")]
     public string? Export { get; init; }

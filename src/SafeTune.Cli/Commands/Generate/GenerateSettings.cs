@@ -22,7 +22,6 @@ public sealed class GenerateSettings : CommandSettings
     /// <summary><see cref="Tokenizer"/>, or the tokenizer folder of a GenAI or Optimum <see cref="Model"/> folder.</summary>
     public string TokenizerOrDefault => Tokenizer.Length > 0 ? Tokenizer : Models.Generation.DecoderFolder.TokenizerOf(Model) ?? "";
 
-    /// <summary>A prompt.</summary>
     [CommandOption("--prompt <TEXT>")]
     [Description("Raw text that a base model continues (with bos as tokenizer_config.json says); for a model with a chat template, one user message.")]
     public string? Prompt { get; init; }
@@ -37,7 +36,6 @@ public sealed class GenerateSettings : CommandSettings
     [Description("The most tokens to generate (default 128).")]
     public int MaxNewTokens { get; init; } = 128;
 
-    /// <summary>Temperature.</summary>
     [CommandOption("--temperature <T>")]
     [Description("Softmax temperature; 0 (default) is greedy.")]
     public float Temperature { get; init; }
@@ -47,7 +45,6 @@ public sealed class GenerateSettings : CommandSettings
     [Description("Sample from the smallest set of tokens whose probability reaches P (default 1).")]
     public float TopP { get; init; } = 1f;
 
-    /// <summary>Seed.</summary>
     [CommandOption("--seed <S>")]
     [Description("Random seed for sampling (default 0).")]
     public int Seed { get; init; }

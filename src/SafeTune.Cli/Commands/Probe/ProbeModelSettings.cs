@@ -6,7 +6,6 @@ namespace SafeTune.Cli.Commands.Probe;
 /// <summary>The options every command that applies a trained probe shares: the probe, and the model and tokenizer it reads.</summary>
 public abstract class ProbeModelSettings : CommandSettings
 {
-    /// <summary>The probe.</summary>
     [CommandOption("--probe <PROBE.json>")]
     [Description("A probe written by probe train.")]
     public string Probe { get; init; } = "";

@@ -13,12 +13,10 @@ namespace SafeTune.Cli.Commands.Probe;
 /// <summary>Arguments of <c>safetune probe train</c>.</summary>
 public sealed class ProbeTrainSettings : CommandSettings
 {
-    /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
     [Description("The ONNX model whose prompt activations the probe reads. demo (or builtin:demo) is the demo model, builtin:minilm the pretrained all-MiniLM-L6-v2; with either, --tokenizer defaults to its own. An ONNX Runtime GenAI or Optimum model folder is read as generate reads it, its own tokenizer the default.")]
     public string Model { get; init; } = "";
 
-    /// <summary>The tokenizer.</summary>
     [CommandOption("--tokenizer <T>")]
     [Description("tokenizer.json, vocab.txt, vocab.json + merges.txt folder, tokenizer.model, or a tiktoken name.")]
     public string Tokenizer { get; init; } = "";
@@ -38,7 +36,6 @@ public sealed class ProbeTrainSettings : CommandSettings
     [Description("Harmless prompts, same syntax. Repeat for several files.")]
     public string[] Harmless { get; init; } = [];
 
-    /// <summary>Layers.</summary>
     [CommandOption("--layers <LAYERS>")]
     [Description("all (default) or a comma-separated list of layer indices, e.g. 3,4,5.")]
     public string Layers { get; init; } = "all";
@@ -48,7 +45,6 @@ public sealed class ProbeTrainSettings : CommandSettings
     [Description("mean (mean over prompt tokens, then layers; default) or last (last prompt token).")]
     public string Pool { get; init; } = "mean";
 
-    /// <summary>Head.</summary>
     [CommandOption("--head <HEAD>")]
     [Description("logistic (L2, regularisation by 5-fold cross-validation; default) or mlp (d -> 512 -> ReLU -> 2, AdamW, early stopping on a validation split).")]
     public string Head { get; init; } = "logistic";
@@ -78,7 +74,6 @@ public sealed class ProbeTrainSettings : CommandSettings
     [Description("Harmless prompts of the calibration set (its false-positive rate is recorded with the threshold). Repeat for several files.")]
     public string[] CalibrateHarmless { get; init; } = [];
 
-    /// <summary>Seed.</summary>
     [CommandOption("--seed <N>")]
     [Description("Seed of the splits and of the mlp head's initial weights (default 0).")]
     public int Seed { get; init; }

@@ -8,12 +8,10 @@ namespace SafeTune.Cli.Commands.Serve;
 /// <summary>Arguments of <c>safetune serve</c>.</summary>
 public sealed class ServeSettings : CommandSettings
 {
-    /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
     [Description("An ONNX chat model to serve (a key/value-cache graph generates fastest); needs --tokenizer. Or an ONNX Runtime GenAI or Optimum model folder, whose own tokenizer is the default. demo (or builtin:demo) is the same as --demo.")]
     public string? Model { get; init; }
 
-    /// <summary>The tokenizer.</summary>
     [CommandOption("--tokenizer <T>")]
     [Description("tokenizer.json, vocab.txt, a vocab.json + merges.txt folder, tokenizer.model, or a tiktoken name.")]
     public string? Tokenizer { get; init; }
@@ -53,7 +51,6 @@ public sealed class ServeSettings : CommandSettings
     [Description("The IP address to bind (default 127.0.0.1: only this machine can connect).")]
     public string Host { get; init; } = "127.0.0.1";
 
-    /// <summary>The port.</summary>
     [CommandOption("--port <N>")]
     [Description("The TCP port (default 8000; 0 picks a free one, printed at start).")]
     public int Port { get; init; } = 8000;

@@ -9,12 +9,10 @@ namespace SafeTune.Cli.Commands.Train;
 /// <summary>Arguments of <c>safetune train</c>.</summary>
 public sealed class TrainSettings : CommandSettings
 {
-    /// <summary>The model.</summary>
     [CommandOption("--model <M.onnx>")]
     [Description("The aligned starting model (ONNX with a logits output); also the frozen reference. demo (or builtin:demo) is the demo model, built once and cached; then --tokenizer and --generation-model default to its own.")]
     public string Model { get; init; } = "";
 
-    /// <summary>The tokenizer.</summary>
     [CommandOption("--tokenizer <T>")]
     [Description("tokenizer.json, vocab.txt, a vocab.json + merges.txt folder, tokenizer.model, or a tiktoken name.")]
     public string Tokenizer { get; init; } = "";
@@ -24,7 +22,6 @@ public sealed class TrainSettings : CommandSettings
     [Description("chatml, llama3, phi3 or plain (default: from tokenizer_config.json beside the tokenizer, else plain).")]
     public string? Template { get; init; }
 
-    /// <summary>Data.</summary>
     [CommandOption("--data <FILE>")]
     [Description(DatasetMix.SpecHelp + " Repeat for several files.")]
     public string[] Data { get; init; } = [];
@@ -44,7 +41,6 @@ public sealed class TrainSettings : CommandSettings
     [Description("Also write the trained model as a folder that ONNX Runtime GenAI loads as it is (genai_config.json, the key/value-cache decoder, tokenizer.json, tokenizer_config.json with the chat template). Needs --generation-model and a tokenizer.json.")]
     public string? GenAiOut { get; init; }
 
-    /// <summary>The method.</summary>
     [CommandOption("--method <NAME>")]
     [Description("standard (plain SFT), fixed-kl, adaptive (default when --risk is given), lisa or constrained.")]
     public string? Method { get; init; }
@@ -54,12 +50,10 @@ public sealed class TrainSettings : CommandSettings
     [Description("none, probe:PROBE.json (fused into the reference pass when trained on --model), or critic:JUDGE-SPEC.")]
     public string Risk { get; init; } = "none";
 
-    /// <summary>The beta map.</summary>
     [CommandOption("--beta-map <MAP>")]
     [Description("clamp (the paper: clamp((r-2)/3, 0.1, 0.9)), linear:BMIN,BMAX, ema:DECAY or ema:DECAY,BMIN,BMAX, fixed:BETA, or none. Overrides the method's.")]
     public string? BetaMap { get; init; }
 
-    /// <summary>Weighting.</summary>
     [CommandOption("--weighting <W>")]
     [Description("batch (one beta per step, the paper) or example (each example's own risk and beta).")]
     public string Weighting { get; init; } = "batch";
@@ -69,27 +63,22 @@ public sealed class TrainSettings : CommandSettings
     [Description("How a batch's example risks combine under batch weighting: mean (default) or max.")]
     public string Aggregate { get; init; } = "mean";
 
-    /// <summary>Penalty.</summary>
     [CommandOption("--penalty <P>")]
     [Description("kl (default), l2 (proximal pull beta * strength * (w - w_ref)) or constrained. Overrides the method's.")]
     public string? Penalty { get; init; }
 
-    /// <summary>Penalty strength.</summary>
     [CommandOption("--penalty-strength <X>")]
     [Description("For --penalty l2: the pull per unit of beta. Default 1.")]
     public double? PenaltyStrength { get; init; }
 
-    /// <summary>LoRA rank.</summary>
     [CommandOption("--lora <R>")]
     [Description("LoRA rank (default 64, as the paper) on every attention and MLP projection.")]
     public int LoraRank { get; init; } = 64;
 
-    /// <summary>LoRA alpha.</summary>
     [CommandOption("--lora-alpha <A>")]
     [Description("LoRA alpha (default 16).")]
     public double LoraAlpha { get; init; } = 16;
 
-    /// <summary>LoRA pattern.</summary>
     [CommandOption("--lora-pattern <REGEX>")]
     [Description("Which MatMuls get adapters (default: attention and MLP projections).")]
     public string? LoraPattern { get; init; }
@@ -114,12 +103,10 @@ public sealed class TrainSettings : CommandSettings
     [Description("With --full: train exact copies of other weights as separate tensors instead of re-tying them.")]
     public bool KeepUntied { get; init; }
 
-    /// <summary>Learning rate.</summary>
     [CommandOption("--lr <X>")]
     [Description("Peak learning rate of the cosine schedule (default 2e-4).")]
     public double LearningRate { get; init; } = 2e-4;
 
-    /// <summary>Weight decay.</summary>
     [CommandOption("--weight-decay <W>")]
     [Description("AdamW weight decay (default 0.01).")]
     public double WeightDecay { get; init; } = 0.01;
@@ -129,17 +116,14 @@ public sealed class TrainSettings : CommandSettings
     [Description("Linear warm-up steps before the cosine decay (default 5).")]
     public int Warmup { get; init; } = 5;
 
-    /// <summary>Epochs.</summary>
     [CommandOption("--epochs <N>")]
     [Description("Passes over the data (default 1; ignored with --steps).")]
     public int Epochs { get; init; } = 1;
 
-    /// <summary>Steps.</summary>
     [CommandOption("--steps <N>")]
     [Description("Optimizer steps (default: --epochs passes).")]
     public long? Steps { get; init; }
 
-    /// <summary>Batch size.</summary>
     [CommandOption("--batch-size <B>")]
     [Description("Examples per optimizer step (default 8).")]
     public int BatchSize { get; init; } = 8;
@@ -159,7 +143,6 @@ public sealed class TrainSettings : CommandSettings
     [Description("Hold the frozen weights in fp32 (default), fp16 or bf16: 16 bits halve their memory; ops still compute in fp32 on copies cast where read. Trainable weights, gradients and optimizer state stay fp32. Meant for GPUs; on the CPU it saves memory for some time per step.")]
     public string? BaseDtype { get; init; }
 
-    /// <summary>Max length.</summary>
     [CommandOption("--max-length <L>")]
     [Description("The most tokens an example keeps (default 512).")]
     public int MaxLength { get; init; } = 512;
@@ -169,7 +152,6 @@ public sealed class TrainSettings : CommandSettings
     [Description("Pack several examples per row instead of padding (not with a fused probe).")]
     public bool Pack { get; init; }
 
-    /// <summary>Seed.</summary>
     [CommandOption("--seed <S>")]
     [Description("Seeds the data order, samples and LoRA initialization (default 0).")]
     public int Seed { get; init; }
@@ -184,27 +166,22 @@ public sealed class TrainSettings : CommandSettings
     [Description("Save a checkpoint every N steps (default 25) and at the end.")]
     public int CheckpointEvery { get; init; } = 25;
 
-    /// <summary>Resume.</summary>
     [CommandOption("--resume")]
     [Description("Continue the run in --out from its checkpoint.")]
     public bool Resume { get; init; }
 
-    /// <summary>Overwrite.</summary>
     [CommandOption("--overwrite")]
     [Description("Replace the run already in --out (its checkpoints, logs and model). Without it or --resume, a used run folder is refused.")]
     public bool Overwrite { get; init; }
 
-    /// <summary>Force.</summary>
     [CommandOption("--force")]
     [Description("With --resume: continue although the settings differ from the recorded ones, where each difference is safe: more --steps or --epochs, or a file given at another path with the same content. Changed file contents, model, tokenizer, template, data, method, risk, learning rate, schedule, optimizer, seed or batch are still refused.")]
     public bool Force { get; init; }
 
-    /// <summary>Provider.</summary>
     [CommandOption("--provider <NAME>")]
     [Description("cpu (default), cuda or directml.")]
     public string Provider { get; init; } = "cpu";
 
-    /// <summary>Threads.</summary>
     [CommandOption("--threads <N>")]
     [Description("ONNX Runtime intra-op threads (default: all cores).")]
     public int Threads { get; init; }

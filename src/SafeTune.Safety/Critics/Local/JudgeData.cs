@@ -1,9 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using SafeTune.Data.Public;
 using SafeTune.Models;
 using SafeTune.Models.Demo;
-using SafeTune.Safety.Data.Public;
 using SafeTune.Safety.Data;
 
 namespace SafeTune.Safety.Critics.Local;

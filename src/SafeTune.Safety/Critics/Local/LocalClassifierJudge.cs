@@ -131,7 +131,7 @@ public sealed class LocalClassifierJudge : ISafetyJudge
     /// pairs, and writes <c>judge.onnx</c>, <c>vocab.txt</c> and, last, <c>judge.json</c>, so an interrupted build is
     /// never taken for a finished one.
     /// </summary>
-    /// <exception cref="Data.Public.PublicDataException">A public data set cannot be had.</exception>
+    /// <exception cref="SafeTune.Data.Public.PublicDataException">A public data set cannot be had.</exception>
     /// <exception cref="FileNotFoundException">A data file is missing.</exception>
     public static LocalClassifierJudge BuildOrLoad(string cacheDirectory, IProgress<LocalJudgeProgress>? progress = null, LocalJudgeOptions? options = null,
         CancellationToken cancellation = default)

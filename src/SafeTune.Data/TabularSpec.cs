@@ -1,4 +1,4 @@
-namespace SafeTune.Safety.Data;
+namespace SafeTune.Data;
 
 /// <summary>
 /// Keeps the records whose field <see cref="Field"/> equals <see cref="Value"/> (as text, case-insensitive), written

@@ -3,12 +3,12 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 
-namespace SafeTune.Safety.Data.Public;
+namespace SafeTune.Data.Public;
 
 /// <summary>A public data set that cannot be had: not published, not reachable, refused by its checksum, or not cacheable.</summary>
 public sealed class PublicDataException(string message, Exception? inner = null) : IOException(message, inner);
 
-/// <summary>Options of <see cref="PublicDataStore"/>.</summary>
+/// <summary>Where a <see cref="PublicDataStore"/> keeps and finds files, and how it fetches them: cache, mirror, HTTP handler, retries and timeout.</summary>
 public sealed record PublicDataStoreOptions
 {
     /// <summary>Where fetched sets are kept (default <see cref="PublicDataStore.DefaultCacheDirectory"/>).</summary>

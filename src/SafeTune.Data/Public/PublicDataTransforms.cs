@@ -3,7 +3,7 @@ using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
 
-namespace SafeTune.Safety.Data.Public;
+namespace SafeTune.Data.Public;
 
 /// <summary>The transformations of <see cref="PublicDataTransform"/>: downloaded source files in, the set's bytes out.</summary>
 public static class PublicDataTransforms

@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Parquet.Serialization;
 
-namespace SafeTune.Safety.Data;
+namespace SafeTune.Data;
 
 /// <summary>The file formats <see cref="TabularFile"/> reads, chosen by extension.</summary>
 public enum TabularFormat
@@ -92,7 +92,7 @@ public sealed record TabularData(string Path, TabularFormat Format, IReadOnlyLis
 
 /// <summary>
 /// Reads data files (.csv, .jsonl, .parquet, .txt) into records whose fields are JSON nodes, each with its source position.
-/// The one place where file formats are parsed: prompt lists (<see cref="PromptFile"/>) and fine-tuning data sets are both
+/// The one place where file formats are parsed: prompt lists (<c>PromptFile</c>), judge items and fine-tuning data sets are all
 /// read through it.
 /// </summary>
 public static class TabularFile

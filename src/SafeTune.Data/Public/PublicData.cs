@@ -1,4 +1,4 @@
-namespace SafeTune.Safety.Data.Public;
+namespace SafeTune.Data.Public;
 
 /// <summary>
 /// The registry of the public data sets SafeTune reads: each has a name, its canonical public source (pinned to a commit

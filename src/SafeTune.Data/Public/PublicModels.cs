@@ -1,4 +1,4 @@
-namespace SafeTune.Safety.Data.Public;
+namespace SafeTune.Data.Public;
 
 /// <summary>
 /// A public pretrained model in the Hugging Face layout (<c>config.json</c>, <c>model.safetensors</c>, <c>tokenizer.json</c>...):

@@ -1,4 +1,4 @@
-namespace SafeTune.Safety.Data.Public;
+namespace SafeTune.Data.Public;
 
 /// <summary>How the files at a set's <see cref="PublicDataSet.Sources"/> become the set's file.</summary>
 public enum PublicDataTransform
