@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace SafeTune.Runtime.Training;
 
 /// <summary>Options of <see cref="TrainingLoop.Run"/>.</summary>
-public sealed record TrainingLoopOptions
+internal sealed record TrainingLoopOptions
 {
     /// <summary>Optimizer steps in total: the loop runs from the session's step up to this count.</summary>
     public required long Steps { get; init; }
@@ -24,14 +24,14 @@ public sealed record TrainingLoopOptions
 /// <param name="GradientNorm">The global gradient norm before clipping; null without clipping.</param>
 /// <param name="Milliseconds">The step's wall-clock time (schedule to optimizer).</param>
 /// <param name="Losses">The losses of this run's steps so far, this one included.</param>
-public readonly record struct LoopStep(long Step, double Loss, double LearningRate, double? GradientNorm, double Milliseconds, IReadOnlyList<double> Losses);
+internal readonly record struct LoopStep(long Step, double Loss, double LearningRate, double? GradientNorm, double Milliseconds, IReadOnlyList<double> Losses);
 
 /// <summary>What <see cref="TrainingLoop.Run"/> did.</summary>
 /// <param name="Losses">The loss of each step taken, computed before that step's update.</param>
 /// <param name="Milliseconds">The wall-clock time of each step taken.</param>
 /// <param name="FirstStep">The 0-based index of the first step (non-zero when the session was restored).</param>
 /// <param name="Cancelled">True when the loop stopped early because it was cancelled (after a complete step).</param>
-public sealed record TrainingLoopResult(IReadOnlyList<double> Losses, IReadOnlyList<double> Milliseconds, long FirstStep, bool Cancelled);
+internal sealed record TrainingLoopResult(IReadOnlyList<double> Losses, IReadOnlyList<double> Milliseconds, long FirstStep, bool Cancelled);
 
 /// <summary>
 /// The training loop of every trainer: for each step from the session's step up to <see cref="TrainingLoopOptions.Steps"/>:
@@ -39,7 +39,7 @@ public sealed record TrainingLoopResult(IReadOnlyList<double> Losses, IReadOnlyL
 /// micro-batches, reference passes, risk) -> divergence check -> clipping -> optimizer step -> the caller's per-step hook
 /// (log, progress, evaluation, checkpoint).
 /// </summary>
-public static class TrainingLoop
+internal static class TrainingLoop
 {
     /// <summary>
     /// Runs the loop. <paramref name="forwardBackward"/> gets the 0-based step and returns its loss, with the gradients
