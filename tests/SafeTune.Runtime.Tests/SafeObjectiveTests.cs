@@ -199,7 +199,7 @@ public sealed class SafeObjectiveTests
     {
         var (model, _, _) = Load("llama_tiny_unfolded");
         var copy = Model.FromBytes(model.ToBytes());
-        var head = GradientSession.FindLogits(copy).Producer!;
+        var head = LossGraphs.FindLogits(copy).Producer!;
         ResponseLosses.GatherResponseLogits(copy);
         Assert.Null(copy.Graph.FindValue("logits"));
         var matmul = copy.Graph.GetValue(ResponseNames.Logits).Producer!.Input(0)!.Producer!;

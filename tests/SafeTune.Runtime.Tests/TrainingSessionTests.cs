@@ -122,7 +122,7 @@ public sealed class TrainingSessionTests : IDisposable
         var (model, _, _) = Load("llama_tiny_folded");
         var (loraModel, trainable) = WithLora(model);
         var withLoss = loraModel.Clone("loss");
-        var logits = GradientSession.FindLogits(withLoss);
+        var logits = Autodiff.Losses.LossGraphs.FindLogits(withLoss);
         var (loss, _) = TrainingObjective.TokenCrossEntropy.Append(withLoss, logits.Name, null);
         var stored = Onnx.Passes.SixteenBitWeights.Apply(withLoss.Graph, TrainingSession.FrozenWeights(loraModel, trainable), ElementType.Float16);
         Assert.NotEmpty(stored);

@@ -180,7 +180,7 @@ public sealed class TrainingSession : IDisposable
             var selected = options.Selection.Resolve(model);
             (model, chosen, ties) = (selected.Model, selected.Trainable, selected.Ties);
         }
-        var logits = GradientSession.FindLogits(model);
+        var logits = LossGraphs.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
         var withLoss = model.Clone("training graph");
         bool large = options.ExpectedResponseRows is not { } rows || rows * vocab * sizeof(float) >= TrainingOptions.FusedHeadMinBytes;
@@ -222,7 +222,7 @@ public sealed class TrainingSession : IDisposable
     internal static IEnumerable<string> FrozenWeights(Model model, IEnumerable<string> trainable)
     {
         var train = trainable.ToHashSet(StringComparer.Ordinal);
-        if (ResponseLosses.FindHead(model, GradientSession.FindLogits(model).Name) is { Weight: { IsInitializer: true } head }) train.Add(head.Name);
+        if (ResponseLosses.FindHead(model, LossGraphs.FindLogits(model).Name) is { Weight: { IsInitializer: true } head }) train.Add(head.Name);
         return ParameterRoles.Of(model).Where(r => r.IsParameter && r.Elements >= SharedInitializers.MinElements && !train.Contains(r.Name)).Select(r => r.Name);
     }
 
