@@ -123,7 +123,7 @@ public sealed class TrainingSessionTests : IDisposable
         var (loraModel, trainable) = WithLora(model);
         var withLoss = loraModel.Clone("loss");
         var logits = Autodiff.Losses.LossGraphs.FindLogits(withLoss);
-        var (loss, _) = TrainingObjective.TokenCrossEntropy.Append(withLoss, logits.Name, null);
+        var (loss, _, _) = TrainingObjective.TokenCrossEntropy.Append(withLoss, logits.Name, null);
         var stored = Onnx.Passes.SixteenBitWeights.Apply(withLoss.Graph, TrainingSession.FrozenWeights(loraModel, trainable), ElementType.Float16);
         Assert.NotEmpty(stored);
         var backward = Autodiff.BackwardBuilder.Build(withLoss, loss.Name, trainable);
