@@ -74,9 +74,9 @@ public sealed class FusedResponseHeadTests
         var refRows = Random(12, n * D, 1.5);
 
         var separate = LanguageModel(tied);
-        var separateLoss = ResponseLosses.Append(separate, kind, fuseHead: false);
+        var separateLoss = ResponseLoss.Of(kind).Append(separate, fuseHead: false);
         var fused = LanguageModel(tied);
-        var fusedLoss = ResponseLosses.Append(fused, kind, fuseHead: true);
+        var fusedLoss = ResponseLoss.Of(kind).Append(fused, fuseHead: true);
         Assert.Contains(fused.Graph.Nodes, FusedResponseHead.Is);
         Assert.DoesNotContain(fused.Graph.Nodes, x => x.OpType == "LogSoftmax");
         Assert.Equal(separateLoss.Metrics, fusedLoss.Metrics);
@@ -114,7 +114,7 @@ public sealed class FusedResponseHeadTests
 
         // Without the gradient (an evaluation graph) the lowered loop skips the gradient rows and gives the same loss.
         var eval = LanguageModel(tied);
-        ResponseLosses.Append(eval, kind, fuseHead: true);
+        ResponseLoss.Of(kind).Append(eval, fuseHead: true);
         FusedResponseHead.Lower(eval, chunkRows);
         var evaluated = Run(eval, common.Where(kv => kv.Key != "H").ToDictionary(), [LossNames.Total, .. separateLoss.Metrics]);
         GradientCheck.AssertClose(expected[LossNames.Total], evaluated[LossNames.Total], 2e-6, "evaluation loss");
@@ -150,11 +150,37 @@ public sealed class FusedResponseHeadTests
         Assert.All(none[BackwardResult.GradientName("H")], x => Assert.Equal(0, x));
     }
 
+    [Theory]
+    [InlineData(ResponseLossKind.CrossEntropy, false)]
+    [InlineData(ResponseLossKind.CrossEntropy, true)]
+    [InlineData(ResponseLossKind.CrossEntropyAndKl, false)]
+    [InlineData(ResponseLossKind.CrossEntropyAndKl, true)]
+    [InlineData(ResponseLossKind.Constrained, false)]
+    [InlineData(ResponseLossKind.Constrained, true)]
+    public void Each_loss_adds_the_inputs_it_declares_and_feeds_all_but_the_references(ResponseLossKind kind, bool fuseHead)
+    {
+        var model = LanguageModel(tied: false);
+        var before = model.Graph.Inputs.Select(v => v.Name).ToHashSet();
+        var loss = ResponseLoss.Of(kind);
+        var graph = loss.Append(model, fuseHead: fuseHead);
+        Assert.Equal(kind, loss.Kind);
+        var added = model.Graph.Inputs.Where(v => !v.IsInitializer && !before.Contains(v.Name) && v.Name != LossNames.Labels).Select(v => v.Name);
+        Assert.Equal(graph.Inputs, added);
+        Assert.Equal(fuseHead && kind != ResponseLossKind.Constrained, model.Graph.Nodes.Any(FusedResponseHead.Is));
+
+        var feeds = loss.Feeds(new ResponseFeedSource([1, 4, 12], TokenWeights.PerToken(i => 0.25 * i, 6), i => 1.5));
+        string[] references = [ResponseNames.ReferenceLogProbs, ResponseNames.ReferenceHidden, ResponseNames.ReferenceTokenLogProbs];
+        Assert.Equal(graph.Inputs.Where(n => !references.Contains(n)).Order(), new[] { ResponseNames.Index }.Concat(feeds.Floats.Keys).Order());
+        Assert.All(feeds.Floats.Values, v => Assert.Equal(3, v.Length));
+        float inv = 1f / 6;
+        if (feeds.Floats.TryGetValue(ResponseNames.SftWeight, out var sft)) Assert.Equal([1f * inv, 0.75f * inv, 0.5f * inv], sft);
+    }
+
     [Fact]
     public void The_fused_head_refuses_to_differentiate_its_head_weight()
     {
         var model = LanguageModel(tied: false);
-        var loss = ResponseLosses.Append(model, ResponseLossKind.CrossEntropy, fuseHead: true);
+        var loss = ResponseLoss.CrossEntropy.Append(model, fuseHead: true);
         var e = Assert.Throws<GradientException>(() => BackwardBuilder.Build(model, loss.Loss.Name, ["H", "W"]));
         Assert.Contains("'W'", e.Message);
     }

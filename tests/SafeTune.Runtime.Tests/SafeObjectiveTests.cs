@@ -199,13 +199,29 @@ public sealed class SafeObjectiveTests
     {
         var (model, _, _) = Load("llama_tiny_unfolded");
         var copy = Model.FromBytes(model.ToBytes());
-        var head = GradientSession.FindLogits(copy).Producer!;
+        var head = LossGraphs.FindLogits(copy).Producer!;
         ResponseLosses.GatherResponseLogits(copy);
         Assert.Null(copy.Graph.FindValue("logits"));
         var matmul = copy.Graph.GetValue(ResponseNames.Logits).Producer!.Input(0)!.Producer!;
         Assert.Equal("MatMul", matmul.OpType);
         Assert.Equal("Gather", matmul.Input(0)!.Producer!.OpType);
         Assert.DoesNotContain(copy.Graph.Nodes, n => ReferenceEquals(n, head));
+    }
+
+    [Fact]
+    public void An_unexpected_step_input_is_named()
+    {
+        var (model, batch, _) = Load("llama_tiny_unfolded");
+        using var session = TrainingSession.Create(model, Options(ResponseLossKind.CrossEntropy));
+        Assert.Equal([ResponseNames.Index, ResponseNames.SftWeight], session.StepInputs);
+        var index = ResponseLosses.Index(batch.Labels);
+        int n = index.Length;
+        using var feeds = new StepFeeds(session, ResponseLoss.CrossEntropy.Feeds(new ResponseFeedSource(index, TokenWeights.Fixed(0, n))), null);
+        using var bag = new OrtValueBag();
+        var inputs = new Dictionary<string, OrtValue>(feeds.Values) { [ResponseNames.KlWeight] = bag.Add("k", OrtValues.Wrap(new float[n], n)) };
+        var e = Assert.Throws<ArgumentException>(() => session.TrainStep(batch, inputs));
+        Assert.Contains($"'{ResponseNames.KlWeight}'", e.Message);
+        Assert.True(float.IsFinite(session.TrainStep(batch, feeds.Values)));
     }
 
     [Fact]

@@ -122,8 +122,8 @@ public sealed class TrainingSessionTests : IDisposable
         var (model, _, _) = Load("llama_tiny_folded");
         var (loraModel, trainable) = WithLora(model);
         var withLoss = loraModel.Clone("loss");
-        var logits = GradientSession.FindLogits(withLoss);
-        var (loss, _) = TrainingObjective.TokenCrossEntropy.Append(withLoss, logits.Name, null);
+        var logits = Autodiff.Losses.LossGraphs.FindLogits(withLoss);
+        var (loss, _, _) = TrainingObjective.TokenCrossEntropy.Append(withLoss, logits.Name, null);
         var stored = Onnx.Passes.SixteenBitWeights.Apply(withLoss.Graph, TrainingSession.FrozenWeights(loraModel, trainable), ElementType.Float16);
         Assert.NotEmpty(stored);
         var backward = Autodiff.BackwardBuilder.Build(withLoss, loss.Name, trainable);

@@ -13,7 +13,7 @@ public sealed class BetaMapTests
     public void Clamp_is_the_papers_map_of_the_judge_score(double score, double beta)
     {
         var map = BetaMap.Parse("clamp");
-        Assert.Equal(beta, map.Next(BetaMap.RiskFromScore(score)), 12);
+        Assert.Equal(beta, map.Next(Math.Clamp((score - 1) / 4, 0, 1)), 12);
     }
 
     [Fact]

@@ -22,6 +22,12 @@ public static class LossNames
 /// <summary>Appends losses to a model as graph nodes, so that the backward builder differentiates them like any other op.</summary>
 public static class LossGraphs
 {
+    /// <summary>The logits output the losses are appended to: one named <c>logits</c>, else the first float output of rank 3.</summary>
+    public static Value FindLogits(Model model) =>
+        model.Graph.Outputs.FirstOrDefault(o => o.Name == "logits")
+        ?? model.Graph.Outputs.FirstOrDefault(o => o.ElementType == ElementType.Float && o.Shape?.Rank == 3)
+        ?? throw new InvalidDataException("the model has no 'logits' output (float [batch, sequence, vocab]).");
+
     /// <summary>
     /// Token cross-entropy: a stable log-softmax over the vocabulary, the logit at position t scored against labels[t],
     /// averaged over the positions whose label is not -100. With every position ignored the loss is 0 (and so are the gradients).

@@ -34,7 +34,7 @@ public static class ResponseNames
     public const string MeanConstrained = "mean_constrained";
 }
 
-/// <summary>Which terms a response-token loss graph holds.</summary>
+/// <summary>Which terms a response-token loss graph holds; <see cref="ResponseLoss.Of"/> gives each kind's loss.</summary>
 public enum ResponseLossKind
 {
     /// <summary><c>sum_n w_sft[n] * CE_n</c>: supervised fine-tuning, no reference needed.</summary>
@@ -49,10 +49,10 @@ public enum ResponseLossKind
     Constrained,
 }
 
-/// <summary>What <see cref="ResponseLosses.Append"/> added: the loss and the logging outputs.</summary>
+/// <summary>What <see cref="ResponseLoss.Append"/> added: the loss, the logging outputs and the inputs it declared.</summary>
 /// <param name="Loss">The scalar to differentiate.</param>
 /// <param name="Metrics">Scalar outputs for logging (means over the response tokens), not differentiated.</param>
-/// <param name="Inputs">The per-step inputs besides the model's own and <c>labels</c>, in the order named in <see cref="ResponseNames"/>.</param>
+/// <param name="Inputs">The per-step inputs besides the model's own and <c>labels</c> (<see cref="ResponseLoss.Inputs"/>): every step is fed exactly these.</param>
 public sealed record ResponseLossGraph(Value Loss, IReadOnlyList<string> Metrics, IReadOnlyList<string> Inputs);
 
 /// <summary>
@@ -94,87 +94,6 @@ public static class ResponseLosses
         return result;
     }
 
-    /// <summary>
-    /// Appends a response-token loss of <paramref name="kind"/> to a model whose response logits were gathered with
-    /// <see cref="GatherResponseLogits"/> (called here when the graph has no <see cref="ResponseNames.Logits"/> yet).
-    /// Adds the inputs <c>labels</c> [B, T], the weights, and the reference inputs the kind needs; the loss output is
-    /// <see cref="LossNames.Total"/>.
-    /// </summary>
-    /// <para>
-    /// With <paramref name="fuseHead"/>, when the logits are a MatMul of the final hidden states by a weight that the
-    /// caller knows is frozen, and the kind is <see cref="ResponseLossKind.CrossEntropy"/> or
-    /// <see cref="ResponseLossKind.CrossEntropyAndKl"/>, the head and the loss become one <see cref="FusedResponseHead"/>
-    /// node: no [N, V] tensor is built, and the KL term reads the reference's hidden rows
-    /// (<see cref="ResponseNames.ReferenceHidden"/>, from <see cref="AppendReferenceHidden"/>) instead of its log-probabilities.
-    /// </para>
-    public static ResponseLossGraph Append(Model model, ResponseLossKind kind, string logits = "logits", bool fuseHead = false)
-    {
-        var g = model.Graph;
-        if (fuseHead && kind is ResponseLossKind.CrossEntropy or ResponseLossKind.CrossEntropyAndKl
-            && g.FindValue(ResponseNames.Logits) is null && FindHead(model, logits) is { } head)
-            return AppendFused(model, kind, logits, head);
-        var z = g.FindValue(ResponseNames.Logits) ?? GatherResponseLogits(model, logits);
-        var b = new GraphBuilder(g, model.DefaultOpset);
-        using var _ = b.Scope("loss/response");
-        var type = z.ElementType == ElementType.Undefined ? ElementType.Float : z.ElementType;
-        if (type != ElementType.Float) z = b.Cast(z, ElementType.Float);
-        var labels = LossGraphs.LabelsInput(model);
-        var index = g.GetValue(ResponseNames.Index);
-        Value Weights(string name) => g.FindValue(name) ?? b.Input(name, ElementType.Float, Dim.Symbol("response_tokens"));
-
-        var logProbs = b.LogSoftmax(z, -1);                                                               // (N, V)
-        var targets = b.Gather(b.Reshape(labels, -1), index, 0);                                         // (N)
-        var picked = b.Squeeze(b.Op("GatherElements", [logProbs, b.Unsqueeze(targets, 1)], Onnx.Attribute.Of("axis", 1L)), 1); // (N)
-        var count = b.Op("Max", b.Cast(b.Reshape(b.ShapeOf(index), []), ElementType.Float), b.Scalar(1f)); // max(N, 1)
-        Value Mean(Value perToken) => b.Div(b.ReduceSum(perToken, [0], keepDims: false), count);
-        Value WeightedSum(Value perToken, string weight) => b.ReduceSum(b.Mul(perToken, Weights(weight)), [0], keepDims: false);
-
-        var metrics = new List<Value>();
-        var inputs = new List<string> { ResponseNames.Index };
-        Value loss;
-        var ce = b.Neg(picked);                                                                          // (N)
-        switch (kind)
-        {
-            case ResponseLossKind.CrossEntropy:
-                loss = WeightedSum(ce, ResponseNames.SftWeight);
-                metrics.Add(b.Output(Mean(ce), ResponseNames.MeanSft));
-                inputs.Add(ResponseNames.SftWeight);
-                break;
-            case ResponseLossKind.CrossEntropyAndKl:
-            {
-                var refLp = g.FindValue(ResponseNames.ReferenceLogProbs)
-                    ?? b.Input(ResponseNames.ReferenceLogProbs, ElementType.Float, Dim.Symbol("response_tokens"), z.Shape?[-1] ?? Dim.Unknown);
-                var kl = b.ReduceSum(b.Mul(b.Exp(refLp), b.Sub(refLp, logProbs)), [-1], keepDims: false);   // (N)
-                loss = b.Add(WeightedSum(ce, ResponseNames.SftWeight), WeightedSum(kl, ResponseNames.KlWeight));
-                metrics.Add(b.Output(Mean(ce), ResponseNames.MeanSft));
-                metrics.Add(b.Output(Mean(kl), ResponseNames.MeanKl));
-                inputs.AddRange([ResponseNames.SftWeight, ResponseNames.KlWeight, ResponseNames.ReferenceLogProbs]);
-                break;
-            }
-            case ResponseLossKind.Constrained:
-            {
-                var refToken = g.FindValue(ResponseNames.ReferenceTokenLogProbs)
-                    ?? b.Input(ResponseNames.ReferenceTokenLogProbs, ElementType.Float, Dim.Symbol("response_tokens"));
-                var beta = Weights(ResponseNames.TokenBeta);
-                // softplus(x) = (x + |x|) / 2 + log(1 + exp(-|x|)), stable for any x, from ops that all have gradient rules.
-                var x = b.Neg(b.Mul(beta, b.Sub(picked, refToken)));
-                var abs = b.Op("Abs", x);
-                var softplus = b.Add(b.Mul(b.Add(x, abs), b.Scalar(0.5f)), b.Log(b.Add(b.Scalar(1f), b.Exp(b.Neg(abs)))));
-                var term = b.Div(b.Mul(softplus, b.Scalar(2f)), beta);                                     // (N)
-                loss = WeightedSum(term, ResponseNames.ConstrainedWeight);
-                metrics.Add(b.Output(Mean(ce), ResponseNames.MeanSft));
-                metrics.Add(b.Output(Mean(term), ResponseNames.MeanConstrained));
-                inputs.AddRange([ResponseNames.ConstrainedWeight, ResponseNames.TokenBeta, ResponseNames.ReferenceTokenLogProbs]);
-                break;
-            }
-            default:
-                throw new ArgumentOutOfRangeException(nameof(kind));
-        }
-        if (g.FindValue(ResponseNames.Logits) is { IsGraphOutput: true } rl) g.RemoveOutput(rl);
-        var total = b.Output(b.Identity(loss), LossNames.Total);
-        return new ResponseLossGraph(total, [.. metrics.Select(m => m.Name)], inputs);
-    }
-
     /// <summary>The head of a language model: logits = <c>Hidden</c> x <c>Weight</c> (or x <c>Weight</c>^T when <c>Transposed</c>).</summary>
     /// <param name="Hidden">The final hidden states [..., d].</param>
     /// <param name="Weight">The head weight: [d, V], or the [V, d] embedding table of a tied head when <paramref name="Transposed"/>.</param>
@@ -196,38 +115,6 @@ public static class ResponseLosses
             && t.GetInts("perm") is null or [1, 0])
             return new Head(h, table, true);
         return new Head(h, w, false);
-    }
-
-    private static ResponseLossGraph AppendFused(Model model, ResponseLossKind kind, string logits, Head head)
-    {
-        var g = model.Graph;
-        var b = new GraphBuilder(g, model.DefaultOpset);
-        using var _ = b.Scope("loss/response");
-        var index = IndexInput(b);
-        var labels = LossGraphs.LabelsInput(model);
-        Value Weights(string name) => g.FindValue(name) ?? b.Input(name, ElementType.Float, Dim.Symbol("response_tokens"));
-        var rows = HiddenRows(b, head.Hidden, index);                                                    // (N, d)
-        var targets = b.Gather(b.Reshape(labels, -1), index, 0);                                        // (N)
-        var inputs = new List<string> { ResponseNames.Index, ResponseNames.SftWeight };
-        Node node;
-        if (kind == ResponseLossKind.CrossEntropyAndKl)
-        {
-            var width = head.Hidden.Shape is { Rank: > 0 } hs ? hs[-1] : Dim.Unknown;
-            var refHidden = g.FindValue(ResponseNames.ReferenceHidden)
-                ?? b.Input(ResponseNames.ReferenceHidden, ElementType.Float, Dim.Symbol("response_tokens"), width);
-            node = FusedResponseHead.Append(b, rows, head.Weight, head.Transposed, targets, Weights(ResponseNames.SftWeight),
-                Weights(ResponseNames.KlWeight), refHidden);
-            inputs.AddRange([ResponseNames.KlWeight, ResponseNames.ReferenceHidden]);
-        }
-        else node = FusedResponseHead.Append(b, rows, head.Weight, head.Transposed, targets, Weights(ResponseNames.SftWeight));
-        var count = b.Op("Max", b.Cast(b.Reshape(b.ShapeOf(index), []), ElementType.Float), b.Scalar(1f));
-        Value Mean(Value perToken) => b.Div(b.ReduceSum(perToken, [0], keepDims: false), count);
-        var metrics = new List<Value> { b.Output(Mean(node.Outputs[FusedResponseHead.CrossEntropyOutput]), ResponseNames.MeanSft) };
-        if (kind == ResponseLossKind.CrossEntropyAndKl) metrics.Add(b.Output(Mean(node.Outputs[FusedResponseHead.KlOutput]), ResponseNames.MeanKl));
-        if (g.FindValue(logits) is { IsGraphOutput: true } z) g.RemoveOutput(z);
-        var total = b.Output(b.Identity(node.Outputs[FusedResponseHead.LossOutput]), LossNames.Total);
-        g.RemoveUnusedNodes();
-        return new ResponseLossGraph(total, [.. metrics.Select(m => m.Name)], inputs);
     }
 
     /// <summary>
@@ -256,11 +143,11 @@ public static class ResponseLosses
     }
 
     /// <summary>The graph's <see cref="ResponseNames.Index"/> input, added (int64 [N]) when it lacks one.</summary>
-    private static Value IndexInput(GraphBuilder b) =>
+    internal static Value IndexInput(GraphBuilder b) =>
         b.Graph.FindValue(ResponseNames.Index) ?? b.Input(ResponseNames.Index, ElementType.Int64, Dim.Symbol("response_tokens"));
 
     /// <summary>The rows of the hidden states (B, T, d) at the flat positions <paramref name="index"/>: (N, d).</summary>
-    private static Value HiddenRows(GraphBuilder b, Value hidden, Value index)
+    internal static Value HiddenRows(GraphBuilder b, Value hidden, Value index)
     {
         var width = b.Slice(b.ShapeOf(hidden), [-1], [long.MaxValue], [0]);
         return b.Gather(b.Reshape(hidden, b.Concat(0, b.Ints(-1), width)), index, 0);

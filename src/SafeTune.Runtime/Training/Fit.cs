@@ -145,18 +145,9 @@ public static class Fit
             {
                 // reference pass, then the blended objective with a fixed beta, weights per response token
                 using var refOut = reference.Run(batch, responseIndex);
-                using var owned = new OrtValueBag();
-                int n = responseIndex.Length;
-                float beta = (float)options.KlBeta!.Value;
-                var inputs = new Dictionary<string, Microsoft.ML.OnnxRuntime.OrtValue>(StringComparer.Ordinal)
-                {
-                    [ResponseNames.Index] = owned.Add(ResponseNames.Index, OrtValues.Wrap(responseIndex, n)),
-                    [ResponseNames.SftWeight] = owned.Add(ResponseNames.SftWeight, OrtValues.Wrap(Enumerable.Repeat((1 - beta) / n, n).ToArray(), n)),
-                    [ResponseNames.KlWeight] = owned.Add(ResponseNames.KlWeight, OrtValues.Wrap(Enumerable.Repeat(beta / n, n).ToArray(), n)),
-                };
-                var referenceInput = session.ReadsReferenceHidden ? ResponseNames.ReferenceHidden : ResponseNames.ReferenceLogProbs;
-                inputs[referenceInput] = refOut[referenceInput];
-                loss = session.TrainStep(batch, inputs);
+                var weights = TokenWeights.Fixed((float)options.KlBeta!.Value, responseIndex.Length);
+                using var inputs = new StepFeeds(session, ResponseLoss.CrossEntropyAndKl.Feeds(new ResponseFeedSource(responseIndex, weights)), refOut);
+                loss = session.TrainStep(batch, inputs.Values);
             }
             return loss;
         }, done =>

@@ -39,7 +39,7 @@ internal sealed class GradientSession : IDisposable
     /// <summary>Builds the cross-entropy training graph of <paramref name="model"/> and opens a session for it.</summary>
     public static GradientSession Create(Model model, SessionConfig? config = null, BackwardOptions? options = null)
     {
-        var logits = FindLogits(model);
+        var logits = LossGraphs.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? VocabFromEmbedding(model)
             ?? throw new InvalidDataException($"cannot tell the vocabulary size: output '{logits.Name}' has no known last dim.");
         var training = model.Clone("training graph");
@@ -75,12 +75,6 @@ internal sealed class GradientSession : IDisposable
         }
         return new GradientResult(loss, grads, sw.Elapsed.TotalMilliseconds);
     }
-
-    /// <summary>The logits output: one named <c>logits</c>, else the first float output of rank 3.</summary>
-    public static Value FindLogits(Model model) =>
-        model.Graph.Outputs.FirstOrDefault(o => o.Name == "logits")
-        ?? model.Graph.Outputs.FirstOrDefault(o => o.ElementType == ElementType.Float && o.Shape?.Rank == 3)
-        ?? throw new InvalidDataException("the model has no 'logits' output (float [batch, sequence, vocab]).");
 
     /// <summary>
     /// The rows of the token embedding table: a Gather on a 2-D float initializer whose indices come from the

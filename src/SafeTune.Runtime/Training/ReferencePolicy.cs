@@ -98,7 +98,7 @@ internal sealed class ReferencePolicy : IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new ReferenceOptions();
-        var logits = GradientSession.FindLogits(model);
+        var logits = LossGraphs.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
         var graph = model.Clone("reference policy");
         var outputs = new List<string>();

@@ -39,7 +39,7 @@ internal sealed class TrainingSession : IDisposable
     private double? _proximalRho;
 
     private TrainingSession(Model given, Model forward, IReadOnlyList<TiedCopy> ties, BackwardResult backward, Model evalModel, TrainingOptions options,
-        long vocab, long inputVocab, IReadOnlyList<string> metrics)
+        long vocab, long inputVocab, IReadOnlyList<string> metrics, IReadOnlyList<string> stepInputs)
     {
         _given = given;
         _forward = forward;
@@ -65,6 +65,7 @@ internal sealed class TrainingSession : IDisposable
         }
 
         foreach (var m in metrics) _metrics[m] = [float.NaN];
+        _stepInputs = [.. stepInputs];
         // The graph the session runs: fused heads lowered to standard ops (the unlowered graph stays for the memory estimate).
         var trainGraph = backward.Model;
         if (trainGraph.Graph.Nodes.Any(FusedResponseHead.Is))
@@ -82,11 +83,6 @@ internal sealed class TrainingSession : IDisposable
         // Qwen2.5-0.5B, 8 x 512 adaptive: peak 4.27 GB instead of 4.90 GB for 3% more time; without checkpointing, at
         // 2 x 128, the same costs 2.5 times the step time (the memory is faulted in again every step), so it stays off.
         if (options.CheckpointActivations) _train.ReleaseArenaAfterRun();
-        var known = new HashSet<string>(backward.Parameters, StringComparer.Ordinal);
-        known.UnionWith(shared.Names);
-        known.UnionWith(backward.Parameters.Select(GradientAccumulation.AccumulatorName));
-        known.UnionWith([GradientAccumulation.Keep, GradientAccumulation.Weight]);
-        _stepInputs = [.. _train.Session.InputMetadata.Keys.Where(n => !known.Contains(n) && !TokenBatch.Provides(n))];
         var optimizerGraph = options.Optimizer.Kind == OptimizerKind.AdamW ? OptimizerGraphs.AdamW(proximal) : OptimizerGraphs.Sgd(proximal);
         _optimizer = new BoundSession(SessionFactory.Create(optimizerGraph, options.Runtime));
         _norm = new BoundSession(SessionFactory.Create(OptimizerGraphs.SquaredNorm(), options.Runtime));
@@ -120,7 +116,7 @@ internal sealed class TrainingSession : IDisposable
     /// <summary>The frozen weights the sessions read from shared buffers.</summary>
     public SharedInitializers SharedWeights { get; }
 
-    /// <summary>The inputs every step must be given besides the token batch (those the objective adds).</summary>
+    /// <summary>The inputs every step must be given besides the token batch: exactly those the objective declares.</summary>
     public IReadOnlyList<string> StepInputs => _stepInputs;
 
     /// <summary>
@@ -180,12 +176,12 @@ internal sealed class TrainingSession : IDisposable
             var selected = options.Selection.Resolve(model);
             (model, chosen, ties) = (selected.Model, selected.Trainable, selected.Ties);
         }
-        var logits = GradientSession.FindLogits(model);
+        var logits = LossGraphs.FindLogits(model);
         long vocab = logits.Shape?[-1].Value ?? throw new InvalidDataException($"output '{logits.Name}' has no known vocabulary size.");
         var withLoss = model.Clone("training graph");
         bool large = options.ExpectedResponseRows is not { } rows || rows * vocab * sizeof(float) >= TrainingOptions.FusedHeadMinBytes;
         var fuse = options.FusedHead && large ? chosen.ToHashSet(StringComparer.Ordinal) : null;
-        var (loss, metrics) = options.Objective.Append(withLoss, logits.Name, fuse);
+        var (loss, metrics, stepInputs) = options.Objective.Append(withLoss, logits.Name, fuse);
         foreach (var o in withLoss.Graph.Outputs.Where(o => o != loss && !metrics.Contains(o.Name)).ToList()) withLoss.Graph.RemoveOutput(o);
         var trainable = chosen.ToList();
         if (trainable.Count == 0) throw new ArgumentException("there are no trainable parameters.");
@@ -200,13 +196,17 @@ internal sealed class TrainingSession : IDisposable
         if (options.CheckpointActivations) backwardOptions = backwardOptions with { Checkpoints = ActivationCheckpoints(model) };
         var backward = BackwardBuilder.Build(withLoss, loss.Name, trainable, backwardOptions);
         GradientAccumulation.Append(backward);
+        var fed = new HashSet<string>([.. trainable, .. stepInputs, GradientAccumulation.Keep, GradientAccumulation.Weight], StringComparer.Ordinal);
+        fed.UnionWith(trainable.Select(GradientAccumulation.AccumulatorName));
+        if (backward.Model.Graph.Inputs.FirstOrDefault(v => !v.IsInitializer && !fed.Contains(v.Name) && !TokenBatch.Provides(v.Name)) is { } other)
+            throw new ArgumentException($"the model's input '{other.Name}' is neither a token-batch input nor one the {options.Objective} objective declares.");
 
         var evalModel = withLoss.Clone("evaluation graph");
         foreach (var name in trainable) evalModel.Graph.PromoteInitializerToInput(evalModel.Graph.FindInitializer(name)!);
         foreach (var o in evalModel.Graph.Outputs.Where(o => o.Name != loss.Name && !metrics.Contains(o.Name)).ToList()) evalModel.Graph.RemoveOutput(o);
         evalModel.Graph.RemoveUnusedNodes();
         FusedResponseHead.Lower(evalModel);
-        return new TrainingSession(given, model, ties, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics);
+        return new TrainingSession(given, model, ties, backward, evalModel, options, vocab, GradientSession.VocabFromEmbedding(model) ?? vocab, metrics, stepInputs);
     }
 
     /// <summary>
@@ -222,7 +222,7 @@ internal sealed class TrainingSession : IDisposable
     internal static IEnumerable<string> FrozenWeights(Model model, IEnumerable<string> trainable)
     {
         var train = trainable.ToHashSet(StringComparer.Ordinal);
-        if (ResponseLosses.FindHead(model, GradientSession.FindLogits(model).Name) is { Weight: { IsInitializer: true } head }) train.Add(head.Name);
+        if (ResponseLosses.FindHead(model, LossGraphs.FindLogits(model).Name) is { Weight: { IsInitializer: true } head }) train.Add(head.Name);
         return ParameterRoles.Of(model).Where(r => r.IsParameter && r.Elements >= SharedInitializers.MinElements && !train.Contains(r.Name)).Select(r => r.Name);
     }
 
@@ -292,10 +292,12 @@ internal sealed class TrainingSession : IDisposable
         foreach (var input in session.Session.InputMetadata.Keys)
             if (batch.InputFor(input) is { } v)
                 session.BindInput(input, _owned.Add(prefix + input, v));
-        if (_stepInputs.Length == 0) return;
         var missing = _stepInputs.Where(n => inputs is null || !inputs.ContainsKey(n)).ToList();
         if (missing.Count > 0)
             throw new ArgumentException($"the {Options.Objective} objective needs the step input(s) {string.Join(", ", missing)}.");
+        if (inputs?.Keys.FirstOrDefault(n => !_stepInputs.Contains(n)) is { } unexpected)
+            throw new ArgumentException($"the {Options.Objective} objective has no step input '{unexpected}'; it declares "
+                + (_stepInputs.Length == 0 ? "none." : string.Join(", ", _stepInputs) + "."));
         foreach (var name in _stepInputs) session.BindInput(name, inputs![name]);
     }
 

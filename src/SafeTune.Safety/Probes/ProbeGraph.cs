@@ -157,10 +157,6 @@ public static class ProbeGraph
     }
 
     /// <summary>A float initializer under <paramref name="name"/>, or <c>name_1</c>, <c>name_2</c>... when the name is taken.</summary>
-    private static Value Param(Graph g, string name, float[] values, params long[] dims)
-    {
-        var unique = name;
-        for (int k = 1; g.FindValue(unique) is not null; k++) unique = $"{name}_{k}";
-        return g.AddInitializer(TensorData.Create<float>(unique, dims, values));
-    }
+    private static Value Param(Graph g, string name, float[] values, params long[] dims) =>
+        g.AddInitializerUnique(name, TensorData.Create<float>(name, dims, values));
 }

@@ -31,7 +31,7 @@ internal sealed class ResponseLossSession : IDisposable
     public ResponseLossSession(Model model, SessionConfig? config = null)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var logits = GradientSession.FindLogits(model);
+        var logits = LossGraphs.FindLogits(model);
         var graph = model.Clone("response loss graph");
         _output = LossGraphs.AppendCrossEntropy(graph, logits.Name).Name;
         _session = SessionFactory.Create(graph, config);

@@ -265,43 +265,22 @@ internal sealed class FineTuneEngine : IDisposable
     }
 
     /// <summary>The objective's per-token inputs for one micro-batch (weights already divided by the step's response tokens).</summary>
-    private StepInputBag StepInputs(TrainingBatch b, ReferenceOutputs? reference, double beta, double[]? exampleBetas, long stepTokens)
+    private StepFeeds StepInputs(TrainingBatch b, ReferenceOutputs? reference, double beta, double[]? exampleBetas, long stepTokens)
     {
-        var bag = new StepInputBag();
         var positions = b.ResponseTokenPositions();
-        int n = positions.Length;
-        bag.Add(ResponseNames.Index, OrtValues.Wrap(b.ResponseIndex(), n));
-        float inv = 1f / stepTokens;
-        double BetaOf(int example) => exampleBetas?[example] ?? beta;
-        switch (_kind)
-        {
-            case ResponseLossKind.CrossEntropy:
-                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Example)) * inv)], n));
-                break;
-            case ResponseLossKind.CrossEntropyAndKl:
-                bag.Add(ResponseNames.SftWeight, OrtValues.Wrap([.. positions.Select(p => (float)(1 - BetaOf(p.Example)) * inv)], n));
-                bag.Add(ResponseNames.KlWeight, OrtValues.Wrap([.. positions.Select(p => (float)BetaOf(p.Example) * inv)], n));
-                var referenceInput = Session.ReadsReferenceHidden ? ResponseNames.ReferenceHidden : ResponseNames.ReferenceLogProbs;
-                bag.Borrow(referenceInput, reference![referenceInput]);
-                break;
-            case ResponseLossKind.Constrained:
-                bag.Add(ResponseNames.ConstrainedWeight, OrtValues.Wrap([.. positions.Select(_ => inv)], n));
-                bag.Add(ResponseNames.TokenBeta, OrtValues.Wrap([.. positions.Select(p => (float)_options.Safety.ConstrainedBeta(p.T))], n));
-                bag.Borrow(ResponseNames.ReferenceTokenLogProbs, reference![ResponseNames.ReferenceTokenLogProbs]);
-                break;
-        }
-        return bag;
+        var weights = TokenWeights.PerToken(i => exampleBetas?[positions[i].Example] ?? beta, stepTokens);
+        var source = new ResponseFeedSource(b.ResponseIndex(), weights, i => _options.Safety.ConstrainedBeta(positions[i].T));
+        return new StepFeeds(Session, ResponseLoss.Of(_kind).Feeds(source), reference);
     }
 
-    /// <summary>Step inputs by name: owns those it made, borrows the reference's outputs.</summary>
     private bool _memoryChecked;
 
+    /// <summary>The reference pass's inputs by name, owned.</summary>
     private sealed class StepInputBag : IDisposable
     {
         private readonly OrtValueBag _owned = new();
         public Dictionary<string, OrtValue> Values { get; } = new(StringComparer.Ordinal);
         public void Add(string name, OrtValue value) => Values[name] = _owned.Add(name, value);
-        public void Borrow(string name, OrtValue value) => Values[name] = value;
         public void Dispose() => _owned.Dispose();
     }
 

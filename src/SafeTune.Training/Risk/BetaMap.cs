@@ -32,9 +32,6 @@ internal abstract class BetaMap
     /// <summary>Restores state written by <see cref="SaveState"/>.</summary>
     public virtual void RestoreState(JsonNode? state) { }
 
-    /// <summary>A judge score r in [1, 5] as a risk in [0, 1].</summary>
-    public static double RiskFromScore(double score) => Math.Clamp((score - 1) / 4, 0, 1);
-
     /// <summary>
     /// Parses a map: <c>clamp</c> (the paper's <c>clamp((r - 2) / 3, 0.1, 0.9)</c>), <c>linear:BMIN,BMAX</c>,
     /// <c>ema:DECAY</c> or <c>ema:DECAY,BMIN,BMAX</c> (linear on an exponential moving average of the risk),
