@@ -7,7 +7,7 @@ namespace SafeTune.Runtime.Training;
 /// The inputs of one training step that the session's objective declares (<see cref="TrainingSession.StepInputs"/>):
 /// the loss's per-token feeds as tensors, which it owns, and the reference pass's outputs the loss reads, which it borrows.
 /// </summary>
-public sealed class StepFeeds : IDisposable
+internal sealed class StepFeeds : IDisposable
 {
     private readonly OrtValueBag _owned = new();
     private readonly Dictionary<string, OrtValue> _values = new(StringComparer.Ordinal);
