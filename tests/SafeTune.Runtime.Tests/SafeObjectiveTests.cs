@@ -213,7 +213,7 @@ public sealed class SafeObjectiveTests
     {
         var (model, batch, _) = Load("llama_tiny_unfolded");
         using var session = TrainingSession.Create(model, Options(ResponseLossKind.CrossEntropyAndKl));
-        var e = Assert.Throws<ArgumentException>(() => session.TrainStep(batch));
+        var e = Assert.Throws<UserInputException>(() => session.TrainStep(batch));
         Assert.Contains(ResponseNames.ReferenceLogProbs, e.Message);
         Assert.Contains(ResponseNames.KlWeight, e.Message);
     }

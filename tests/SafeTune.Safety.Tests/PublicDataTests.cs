@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using SafeTune.Onnx;
 using SafeTune.Safety.Data;
 using SafeTune.Safety.Data.Public;
 using SafeTune.TestSupport;
@@ -48,7 +49,7 @@ public sealed class PublicDataTests : IDisposable
     {
         Assert.Same(AdvBench, PublicData.Find("data:AdvBench"));
         Assert.Same(AdvBench, PublicData.Find("advbench/harmful_behaviors.csv"));
-        var e = Assert.Throws<ArgumentException>(() => PublicData.Find("data:advbenk"));
+        var e = Assert.Throws<UserInputException>(() => PublicData.Find("data:advbenk"));
         Assert.Contains("advbenk", e.Message);
         Assert.Contains("xstest", e.Message);
     }

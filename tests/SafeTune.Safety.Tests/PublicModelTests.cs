@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using SafeTune.Onnx;
 using SafeTune.Safety.Data.Public;
 using SafeTune.TestSupport;
 
@@ -42,7 +43,7 @@ public sealed class PublicModelTests : IDisposable
     public void Names_resolve_case_insensitively_and_unknown_names_list_the_models()
     {
         Assert.Same(Stories, PublicModels.Find("Stories260K"));
-        var e = Assert.Throws<ArgumentException>(() => PublicModels.Find("stories15m"));
+        var e = Assert.Throws<UserInputException>(() => PublicModels.Find("stories15m"));
         Assert.Contains("stories15m", e.Message);
         Assert.Contains("stories260k", e.Message);
     }
