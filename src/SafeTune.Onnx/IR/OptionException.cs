@@ -11,7 +11,7 @@ namespace SafeTune.Onnx;
 public sealed partial class OptionException : UserInputException
 {
     /// <summary>Creates the exception for <paramref name="option"/>; <paramref name="template"/> writes settings as <c>{name}</c>.</summary>
-    public OptionException(string option, string template, Exception? inner = null) : base(Spell(template, name => "--" + name), inner)
+    public OptionException(string option, string template, Exception? inner = null) : base(CommandLine(template), inner)
     {
         Option = option;
         Template = template;
@@ -28,6 +28,9 @@ public sealed partial class OptionException : UserInputException
 
     /// <summary>The message with each setting written by <paramref name="spell"/>.</summary>
     public string Render(Func<string, string> spell) => Spell(Template, spell);
+
+    /// <summary><paramref name="template"/> with each setting written <c>{name}</c> spelled as the command line does, <c>--name</c>.</summary>
+    public static string CommandLine(string template) => Spell(template, name => "--" + name);
 
     private static string Spell(string template, Func<string, string> spell) =>
         Reference().Replace(template, m => spell(m.Groups[1].Value));

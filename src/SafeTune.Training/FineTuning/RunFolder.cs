@@ -70,7 +70,7 @@ public sealed class RunFolder : IDisposable
     /// seed, batch and micro-batch size, maximum length, packing and LoRA. Settings that do not touch training (the
     /// execution provider, threads, checkpoint interval, progress output) are not recorded and may always change.
     /// </param>
-    /// <returns>The differences allowed by <paramref name="force"/> (empty when the settings are the same).</returns>
+    /// <returns>The differences allowed by <paramref name="force"/>, settings spelled as on the command line (empty when the settings are the same).</returns>
     public IReadOnlyList<string> RequireSameOptions(JsonObject asked, bool force = false)
     {
         ArgumentNullException.ThrowIfNull(asked);
@@ -110,7 +110,7 @@ public sealed class RunFolder : IDisposable
             throw new OptionException("resume", $"{{resume}} {{force}}: the settings differ from the run recorded in {OptionsPath} in ways {{force}} cannot allow: {string.Join("; ", unsafeOnes)}. " +
                 "{force} allows only more steps or epochs and a file moved with the same content" + (recordedInputs is null ? " (this run recorded no file contents, so no move can be checked)" : "") +
                 "; resume with the recorded settings, or start a new run (another {out}, or {overwrite}).");
-        return safe;
+        return [.. safe.Select(OptionException.CommandLine)];
     }
 
     /// <summary>Files whose content differs between the recorded and the asked inputs, named by option and path.</summary>
