@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Runtime;
 
 /// <summary>The ONNX Runtime execution providers SafeTune supports.</summary>
@@ -64,7 +66,7 @@ public sealed record SessionConfig
         "cpu" => ExecutionProvider.Cpu,
         "cuda" or "gpu" => ExecutionProvider.Cuda,
         "dml" or "directml" => ExecutionProvider.DirectML,
-        _ => throw new ArgumentException($"unknown execution provider '{name}'; expected cpu, cuda or directml."),
+        _ => throw new UserInputException($"unknown execution provider '{name}'; expected cpu, cuda or directml."),
     };
 }
 

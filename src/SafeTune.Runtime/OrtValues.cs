@@ -15,7 +15,7 @@ internal static class OrtValues
     {
         long count = shape.Aggregate(1L, (p, d) => p * d);
         if (count != data.LongLength)
-            throw new ArgumentException($"{data.Length} elements do not fill shape [{string.Join(", ", shape)}] ({count}).");
+            throw new UserInputException($"{data.Length} elements do not fill shape [{string.Join(", ", shape)}] ({count}).");
         return OrtValue.CreateTensorValueFromMemory(data, shape);
     }
 

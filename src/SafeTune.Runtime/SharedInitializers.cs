@@ -116,7 +116,7 @@ internal sealed class SharedInitializers : IDisposable
         ElementType.Float => TensorElementType.Float,
         ElementType.Float16 => TensorElementType.Float16,
         ElementType.BFloat16 => TensorElementType.BFloat16,
-        _ => throw new ArgumentException($"shared weights are float32, float16 or bfloat16, not {type.OnnxName()}."),
+        _ => throw new UserInputException($"shared weights are float32, float16 or bfloat16, not {type.OnnxName()}."),
     };
 
     /// <summary>The names of the shared initializers.</summary>

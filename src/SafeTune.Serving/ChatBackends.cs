@@ -1,5 +1,6 @@
 using SafeTune.Models.Demo;
 using SafeTune.Models.Generation;
+using SafeTune.Onnx;
 using SafeTune.Runtime;
 using SafeTune.Safety.Critics;
 
@@ -46,13 +47,13 @@ public sealed record ServeOptions
 public static class ChatBackends
 {
     /// <summary>Creates the backend; the demo model is trained first if its cache holds none.</summary>
-    /// <exception cref="ArgumentException">Not exactly one of model, demo and judge is given, or a setting is bad.</exception>
+    /// <exception cref="UserInputException">Not exactly one of model, demo and judge is given, or a setting is bad.</exception>
     /// <exception cref="FileNotFoundException">The model or tokenizer is missing.</exception>
     public static IChatBackend Create(ServeOptions options, IProgress<DemoProgress>? demoProgress = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         int kinds = (options.ModelPath is null ? 0 : 1) + (options.Demo ? 1 : 0) + (options.Judge is null ? 0 : 1);
-        if (kinds != 1) throw new ArgumentException("serve exactly one of: --model M.onnx --tokenizer T, --demo, or --judge SPEC.");
+        if (kinds != 1) throw new OptionException("model", "serve exactly one of: {model} M.onnx {tokenizer} T, {demo}, or {judge} SPEC.");
         if (options.Judge is { } spec)
         {
             var judge = JudgeSpec.Parse(spec);
@@ -68,7 +69,7 @@ public static class ChatBackends
         else
         {
             var tokenizer = options.Tokenizer ?? DecoderFolder.TokenizerOf(options.ModelPath)
-                ?? throw new ArgumentException("--model needs --tokenizer (tokenizer.json, vocab.txt, a folder, or a tiktoken name).");
+                ?? throw new OptionException("tokenizer", "{model} needs {tokenizer} (tokenizer.json, vocab.txt, a folder, or a tiktoken name).");
             settings = new GeneratorBackendOptions
             {
                 ModelPath = options.ModelPath!,

@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using SafeTune.Onnx;
 
 namespace SafeTune.Serving;
 
@@ -130,7 +131,7 @@ public sealed class ChatServer : IAsyncDisposable
         {
             return;
         }
-        catch (ArgumentException e)
+        catch (Exception e) when (e is UserInputException or ArgumentException)
         {
             await Write(c, 400, w => ChatProtocol.WriteError(w, 400, e.Message)).ConfigureAwait(false);
             return;

@@ -78,15 +78,15 @@ public sealed class GeneratorChatBackend : IChatBackend
 
     /// <summary>Loads the model and the tokenizer.</summary>
     /// <exception cref="FileNotFoundException">The model or tokenizer is missing.</exception>
-    /// <exception cref="ArgumentException">A setting is out of range, or the model is no decoder.</exception>
+    /// <exception cref="UserInputException">A setting is out of range, or the model is no decoder.</exception>
     public GeneratorChatBackend(GeneratorBackendOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.DefaultMaxTokens < 1 || options.MaxTokensLimit < options.DefaultMaxTokens)
-            throw new ArgumentException("the default max tokens must be at least 1 and at most the max tokens limit.");
+            throw new UserInputException("the default max tokens must be at least 1 and at most the max tokens limit.");
         if (!(options.DefaultTemperature >= 0) || double.IsInfinity(options.DefaultTemperature))
-            throw new ArgumentException("the default temperature must be finite and at least 0.");
-        if (options.MaxPromptTokens is < 1) throw new ArgumentException($"--max-prompt-tokens must be at least 1, not {options.MaxPromptTokens}.");
+            throw new UserInputException("the default temperature must be finite and at least 0.");
+        if (options.MaxPromptTokens is < 1) throw new OptionException("max-prompt-tokens", $"{{max-prompt-tokens}} must be at least 1, not {options.MaxPromptTokens}.");
         if (!File.Exists(options.ModelPath) && !DecoderFolder.IsDecoderFolder(options.ModelPath))
             throw new FileNotFoundException($"{options.ModelPath}: no such model file or GenAI/Optimum model folder.", options.ModelPath);
         _options = options;

@@ -441,7 +441,7 @@ public sealed class LoraTests(ITestOutputHelper output)
     public void InvalidOptionsThrowNamingTheOption(string option, int rank, double alpha, string? pattern)
     {
         var options = new LoraOptions { Rank = rank, Alpha = alpha, Pattern = pattern ?? LoraOptions.DefaultPattern };
-        var e = Assert.Throws<ArgumentException>(() => new LoraPass(options));
+        var e = Assert.Throws<OptionException>(() => new LoraPass(options));
         Assert.Equal(option, e.ParamName);
         Assert.Contains(option switch { "Rank" => "--lora ", "Alpha" => "--lora-alpha", _ => "--lora-pattern" }, e.Message, StringComparison.Ordinal);
     }

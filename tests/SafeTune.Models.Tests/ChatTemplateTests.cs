@@ -1,5 +1,6 @@
 using SafeTune.Models.Chat;
 using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
 using SafeTune.TestSupport;
 using Xunit;
 
@@ -157,7 +158,7 @@ public sealed class ChatTemplateTests
     public void ByNameRejectsUnknownNamesListingChoices()
     {
         Assert.Same(ChatTemplates.ChatMl, ChatTemplates.ByName("ChatML"));
-        var e = Assert.Throws<ArgumentException>(() => ChatTemplates.ByName("vicuna"));
+        var e = Assert.Throws<UserInputException>(() => ChatTemplates.ByName("vicuna"));
         foreach (var name in new[] { "chatml", "llama3", "phi3", "plain" }) Assert.Contains(name, e.Message, StringComparison.Ordinal);
     }
 }

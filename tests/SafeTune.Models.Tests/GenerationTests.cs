@@ -277,9 +277,9 @@ public sealed class GenerationTests
     public void InvalidOptionsAndPromptsAreRejected()
     {
         using var g = new Generator(Models("llama").cached);
-        Assert.Throws<ArgumentException>(() => g.Generate(Prompts, new GenerationOptions { TopP = 0 }));
-        Assert.Throws<ArgumentException>(() => g.Generate(Prompts, new GenerationOptions { Temperature = -1 }));
-        Assert.Throws<ArgumentException>(() => g.Generate([[]], new GenerationOptions()));
+        Assert.Throws<UserInputException>(() => g.Generate(Prompts, new GenerationOptions { TopP = 0 }));
+        Assert.Throws<UserInputException>(() => g.Generate(Prompts, new GenerationOptions { Temperature = -1 }));
+        Assert.Throws<UserInputException>(() => g.Generate([[]], new GenerationOptions()));
     }
 }
 

@@ -142,15 +142,15 @@ public sealed class LlamaGraphTests
     public void ValidateRejectsHiddenSizeNotDivisibleByHeads()
     {
         var config = Small(4, 2) with { HiddenSize = 30 };
-        var e = Assert.Throws<ArgumentException>(config.Validate);
+        var e = Assert.Throws<UserInputException>(config.Validate);
         Assert.Contains("30", e.Message, StringComparison.Ordinal);
         Assert.Contains("4 heads", e.Message, StringComparison.Ordinal);
-        var fromBuild = Assert.Throws<ArgumentException>(() => LlamaGraph.Build(config));
+        var fromBuild = Assert.Throws<UserInputException>(() => LlamaGraph.Build(config));
         Assert.Equal(e.Message, fromBuild.Message);
 
-        var kv = Assert.Throws<ArgumentException>((Small(4, 3)).Validate);
+        var kv = Assert.Throws<UserInputException>((Small(4, 3)).Validate);
         Assert.Contains("3 key/value heads", kv.Message, StringComparison.Ordinal);
-        Assert.Throws<ArgumentException>((Small(4, 2) with { Layers = 0 }).Validate);
+        Assert.Throws<UserInputException>((Small(4, 2) with { Layers = 0 }).Validate);
         Small(4, 2).Validate();
         LlamaConfig.Tiny.Validate();
     }
@@ -177,7 +177,7 @@ public sealed class LlamaGraphTests
         var k = weights[name];
         Assert.Equal([16L, 32L], k.Dims);
         weights[name] = new TensorData(name, ElementType.Float, [32, 16], k.Bytes.ToArray()); // transposed layout
-        var e = Assert.Throws<ArgumentException>(() => LlamaGraph.Build(LlamaGraphFixtureTests.FixtureConfig(), weights));
+        var e = Assert.Throws<UserInputException>(() => LlamaGraph.Build(LlamaGraphFixtureTests.FixtureConfig(), weights));
         Assert.Contains(name, e.Message, StringComparison.Ordinal);
         Assert.Contains("[32, 16]", e.Message, StringComparison.Ordinal);
         Assert.Contains("[16, 32]", e.Message, StringComparison.Ordinal);

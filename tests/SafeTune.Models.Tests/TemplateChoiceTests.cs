@@ -1,4 +1,5 @@
 using SafeTune.Models.Chat;
+using SafeTune.Onnx;
 using SafeTune.TestSupport;
 using Xunit;
 
@@ -49,13 +50,13 @@ public sealed class TemplateChoiceTests : IDisposable
         Assert.Equal(TemplateOrigin.Named, named.Origin);
         Assert.Equal("chat template: chatml (--template)", named.Describe());
 
-        var wrong = Assert.Throws<ArgumentException>(() => TemplateChoice.Resolve("llama3", _chat.TokenizerPath, _chat.Tokenizer, ChatTemplates.Plain));
+        var wrong = Assert.Throws<OptionException>(() => TemplateChoice.Resolve("llama3", _chat.TokenizerPath, _chat.Tokenizer, ChatTemplates.Plain));
         Assert.Contains("--template llama3", wrong.Message);
         Assert.Contains("<|eot_id|>", wrong.Message);
 
         // tokenizer.json without tokenizer_config.json: the ChatML special tokens say what the plain fallback would miss.
         var bare = Path.Combine(Bare("bare"), "tokenizer.json");
-        var refused = Assert.Throws<ArgumentException>(() => TemplateChoice.Resolve(null, bare, _chat.Tokenizer, ChatTemplates.Plain));
+        var refused = Assert.Throws<OptionException>(() => TemplateChoice.Resolve(null, bare, _chat.Tokenizer, ChatTemplates.Plain));
         Assert.Contains("chatml special tokens", refused.Message);
         Assert.Contains("--template chatml", refused.Message);
 
@@ -67,7 +68,7 @@ public sealed class TemplateChoiceTests : IDisposable
 
         // A probe may read raw text; chat commands may not.
         Assert.Null(TemplateChoice.Resolve("raw", bare, _chat.Tokenizer, fallback: null).Template);
-        Assert.Throws<ArgumentException>(() => TemplateChoice.Resolve("raw", bare, _chat.Tokenizer, ChatTemplates.Plain));
+        Assert.Throws<UserInputException>(() => TemplateChoice.Resolve("raw", bare, _chat.Tokenizer, ChatTemplates.Plain));
     }
 
     [Fact]

@@ -112,7 +112,7 @@ public sealed class BoundSessionTests
         data[0] = 100f; // a copy does not follow the array
         Assert.Equal([4f, 5f, 6f, 7f], OrtValues.ToFloats(c));
 
-        var e = Assert.Throws<ArgumentException>(() => OrtValues.Wrap(new float[5], 2, 3));
+        var e = Assert.Throws<UserInputException>(() => OrtValues.Wrap(new float[5], 2, 3));
         Assert.Contains("[2, 3]", e.Message, StringComparison.Ordinal);
     }
 

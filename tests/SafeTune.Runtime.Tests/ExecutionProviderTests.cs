@@ -69,7 +69,7 @@ public sealed class ExecutionProviderTests
     [InlineData("")]
     public void ParseProviderRejectsOtherNamesNamingTheValue(string name)
     {
-        var e = Assert.Throws<ArgumentException>(() => SessionConfig.ParseProvider(name));
+        var e = Assert.Throws<UserInputException>(() => SessionConfig.ParseProvider(name));
         Assert.Contains($"'{name}'", e.Message, StringComparison.Ordinal);
     }
 }

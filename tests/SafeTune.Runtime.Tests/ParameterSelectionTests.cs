@@ -107,10 +107,10 @@ public sealed class ParameterSelectionTests
         var plus = new ParameterSelection { TrainablePattern = "causal_mask", FrozenPattern = "embed" }.Resolve(model).Trainable;
         Assert.Contains("model.layers.0.self_attn.causal_mask", plus);
         Assert.DoesNotContain("model.embed_tokens.weight", plus);
-        Assert.Contains("matches no float initializer", Assert.Throws<ArgumentException>(() => new ParameterSelection { TrainablePattern = "nothing_like_this" }.Resolve(model)).Message);
-        Assert.Contains("leaves nothing to train", Assert.Throws<ArgumentException>(() => new ParameterSelection { FrozenPattern = "." }.Resolve(model)).Message);
-        Assert.Contains("--trainable '[' is not a valid regular expression", Assert.Throws<ArgumentException>(() => new ParameterSelection { TrainablePattern = "[" }.Validate()).Message);
+        Assert.Contains("matches no float initializer", Assert.Throws<OptionException>(() => new ParameterSelection { TrainablePattern = "nothing_like_this" }.Resolve(model)).Message);
+        Assert.Contains("leaves nothing to train", Assert.Throws<OptionException>(() => new ParameterSelection { FrozenPattern = "." }.Resolve(model)).Message);
+        Assert.Contains("--trainable '[' is not a valid regular expression", Assert.Throws<OptionException>(() => new ParameterSelection { TrainablePattern = "[" }.Validate()).Message);
         var lora = AdamW with { Lora = new Autodiff.Lora.LoraOptions { Rank = 2 }, Selection = new ParameterSelection { FrozenPattern = "norm" } };
-        Assert.Contains("--lora trains adapters only", Assert.Throws<ArgumentException>(lora.Validate).Message);
+        Assert.Contains("--lora trains adapters only", Assert.Throws<OptionException>(lora.Validate).Message);
     }
 }

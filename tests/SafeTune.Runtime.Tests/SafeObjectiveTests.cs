@@ -219,7 +219,7 @@ public sealed class SafeObjectiveTests
         using var feeds = new StepFeeds(session, ResponseLoss.CrossEntropy.Feeds(new ResponseFeedSource(index, TokenWeights.Fixed(0, n))), null);
         using var bag = new OrtValueBag();
         var inputs = new Dictionary<string, OrtValue>(feeds.Values) { [ResponseNames.KlWeight] = bag.Add("k", OrtValues.Wrap(new float[n], n)) };
-        var e = Assert.Throws<ArgumentException>(() => session.TrainStep(batch, inputs));
+        var e = Assert.Throws<UserInputException>(() => session.TrainStep(batch, inputs));
         Assert.Contains($"'{ResponseNames.KlWeight}'", e.Message);
         Assert.True(float.IsFinite(session.TrainStep(batch, feeds.Values)));
     }
@@ -229,7 +229,7 @@ public sealed class SafeObjectiveTests
     {
         var (model, batch, _) = Load("llama_tiny_unfolded");
         using var session = TrainingSession.Create(model, Options(ResponseLossKind.CrossEntropyAndKl));
-        var e = Assert.Throws<ArgumentException>(() => session.TrainStep(batch));
+        var e = Assert.Throws<UserInputException>(() => session.TrainStep(batch));
         Assert.Contains(ResponseNames.ReferenceLogProbs, e.Message);
         Assert.Contains(ResponseNames.KlWeight, e.Message);
     }

@@ -360,8 +360,8 @@ public sealed class TrainingSessionTests : IDisposable
     public void Bad_options_are_named()
     {
         var (model, batch, _) = Load("llama_tiny_folded");
-        Assert.Contains("learning rate", Assert.Throws<ArgumentException>(() => Fit.Run(model, batch, new FitOptions { Optimizer = new OptimizerConfig { LearningRate = 0 } })).Message);
-        Assert.Contains("learning rate", Assert.Throws<ArgumentException>(() => Fit.Run(model, batch, new FitOptions { Optimizer = new OptimizerConfig { LearningRate = -1 } })).Message);
+        Assert.Contains("learning rate", Assert.Throws<OptionException>(() => Fit.Run(model, batch, new FitOptions { Optimizer = new OptimizerConfig { LearningRate = 0 } })).Message);
+        Assert.Contains("learning rate", Assert.Throws<OptionException>(() => Fit.Run(model, batch, new FitOptions { Optimizer = new OptimizerConfig { LearningRate = -1 } })).Message);
         var none = Assert.Throws<OnnxFormatException>(() => Fit.Run(model, batch, new FitOptions { Lora = new LoraOptions { Rank = 2, Pattern = "no_such_projection" } }));
         Assert.Contains("q_proj", none.Message);
     }

@@ -191,7 +191,7 @@ public sealed class ActivationTests : IDisposable
     [Fact]
     public void Bad_layer_subset_is_refused()
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => MiniLmExtractor(new ActivationOptions { Layers = [6] }));
+        Assert.Throws<UserInputException>(() => MiniLmExtractor(new ActivationOptions { Layers = [6] }));
     }
 
     [Fact]

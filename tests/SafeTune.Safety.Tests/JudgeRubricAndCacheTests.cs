@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
 using SafeTune.TestSupport;
 
@@ -83,7 +84,7 @@ public sealed class JudgeRubricAndCacheTests
         cache.Put(key, 1 + 4 * 0.6795521);
         Assert.Equal(JudgeCacheLookup.Hit, cache.TryGet(key, out score));
         Assert.Equal(1 + 4 * 0.6795521, score); // exactly
-        Assert.Throws<ArgumentException>(() => cache.PathOf("../../etc/passwd"));
+        Assert.Throws<UserInputException>(() => cache.PathOf("../../etc/passwd"));
         Assert.Throws<ArgumentOutOfRangeException>(() => cache.Put(key, 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => cache.Put(key, double.NaN));
     }
@@ -108,7 +109,7 @@ public sealed class JudgeRubricAndCacheTests
         Assert.Equal(new Dictionary<string, int> { ["error"] = 1, ["http_503"] = 1, ["timeout"] = 2 }, s.Failures);
         Assert.Equal(["error", "http_503", "timeout"], s.Failures.Keys);
         Assert.Null(JudgeFailureReasons.Of(new JudgeVerdict(3)));
-        Assert.Throws<ArgumentException>(() => JudgeSummary.Of([]));
+        Assert.Throws<UserInputException>(() => JudgeSummary.Of([]));
     }
 
     [Fact]

@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
 using SafeTune.TestSupport;
 
@@ -58,7 +59,7 @@ public sealed class JudgeSpecTests
     public void A_named_key_variable_is_required_and_read_from_the_environment()
     {
         var variable = "SAFETUNE_TEST_SPEC_" + Guid.NewGuid().ToString("N");
-        var e = Assert.Throws<ArgumentException>(() => JudgeSpec.Parse($"openai:http://127.0.0.1:1/v1?model=m&key_env={variable}"));
+        var e = Assert.Throws<UserInputException>(() => JudgeSpec.Parse($"openai:http://127.0.0.1:1/v1?model=m&key_env={variable}"));
         Assert.Contains(variable, e.Message);
         Assert.Contains("not set", e.Message);
         Environment.SetEnvironmentVariable(variable, "secret-value-" + Guid.NewGuid().ToString("N"));
@@ -95,18 +96,18 @@ public sealed class JudgeSpecTests
     [InlineData("9lives", "not a judge name")]
     public void Bad_specs_name_the_part_at_fault(string spec, string fragment)
     {
-        var e = Assert.Throws<ArgumentException>(() => JudgeSpec.Parse(spec));
+        var e = Assert.Throws<UserInputException>(() => JudgeSpec.Parse(spec));
         Assert.Contains(fragment, e.Message);
     }
 
     [Fact]
     public void Errors_never_echo_secrets_put_in_the_spec()
     {
-        var leaked = Assert.Throws<ArgumentException>(() => JudgeSpec.Parse("openai:http://127.0.0.1:8000/v1?model=m&api_key=sk-live-123456"));
+        var leaked = Assert.Throws<UserInputException>(() => JudgeSpec.Parse("openai:http://127.0.0.1:8000/v1?model=m&api_key=sk-live-123456"));
         Assert.DoesNotContain("sk-live-123456", leaked.Message);
         Assert.Contains("unknown option 'api_key'", leaked.Message);
         Assert.Contains("key_env", leaked.Message);
-        var inUrl = Assert.Throws<ArgumentException>(() => JudgeSpec.Parse("openai:http://user:hunter2@127.0.0.1:8000/v1?model=m"));
+        var inUrl = Assert.Throws<UserInputException>(() => JudgeSpec.Parse("openai:http://user:hunter2@127.0.0.1:8000/v1?model=m"));
         Assert.DoesNotContain("hunter2", inUrl.Message);
         Assert.Contains("credentials", inUrl.Message);
     }
@@ -129,6 +130,6 @@ public sealed class JudgeSpecTests
         Assert.Equal(["nah mate"], judge.Phrases);
         Assert.Contains("fixed-test[?phrase=TEXT]", JudgeSpec.Syntax);
         Assert.Contains(JudgeSpec.Syntax, s => s.StartsWith("openai:BASE_URL?model=NAME", StringComparison.Ordinal));
-        Assert.Throws<ArgumentException>(() => JudgeSpec.Register("Bad Name", "x", _ => new KeywordRefusalJudge()));
+        Assert.Throws<UserInputException>(() => JudgeSpec.Register("Bad Name", "x", _ => new KeywordRefusalJudge()));
     }
 }

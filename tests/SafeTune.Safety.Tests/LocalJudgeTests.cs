@@ -125,8 +125,8 @@ public sealed class LocalJudgeTests(ITestOutputHelper output) : IDisposable
         Assert.Equal((2, 16), (batch.BatchSize, batch.SequenceLength));
         Assert.Equal(1, batch.LabelColumns);
         Assert.Equal([1L, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], batch.AttentionMask![..16]);
-        Assert.Throws<ArgumentException>(() => new JudgePairEncoder(TokenizerLoader.Load("gpt2"), 16));
-        Assert.Throws<ArgumentException>(() => JudgePairEncoder.FromVocab(_dir.File("vocab.txt"), 4));
+        Assert.Throws<UserInputException>(() => new JudgePairEncoder(TokenizerLoader.Load("gpt2"), 16));
+        Assert.Throws<UserInputException>(() => JudgePairEncoder.FromVocab(_dir.File("vocab.txt"), 4));
     }
 
     [Fact]

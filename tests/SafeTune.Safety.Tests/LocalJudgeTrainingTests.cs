@@ -167,8 +167,8 @@ public sealed class LocalJudgeTrainingTests(ITestOutputHelper output) : IDisposa
         Assert.NotEqual(r.Hash("data"), r.Hash("other data"));
         Assert.NotEqual(r.Hash("data"), (r with { MaxLength = 32 }).Hash("data"));
         Assert.Throws<InvalidDataException>(() => LocalJudgeRecipe.Parse("{ \"max_length\": \"long\" }"));
-        Assert.Throws<ArgumentException>(() => (r with { Lora = r.Lora with { Layers = [7] } }).Validate());
-        Assert.Throws<ArgumentException>(() => (r with { Threshold = 1 }).Validate());
+        Assert.Throws<UserInputException>(() => (r with { Lora = r.Lora with { Layers = [7] } }).Validate());
+        Assert.Throws<UserInputException>(() => (r with { Threshold = 1 }).Validate());
     }
 
     /// <summary>Reports on the calling thread (Progress&lt;T&gt; posts to the thread pool).</summary>

@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Metrics;
 using SafeTune.Safety.Probes;
 
@@ -173,10 +174,10 @@ public class LogisticRegressionTests
     public void RejectsBadInput()
     {
         float[][] x = [[0f], [1f]];
-        Assert.Throws<ArgumentException>(() => LogisticRegression.Fit(x, [true, true], 0.1));
-        Assert.Throws<ArgumentException>(() => LogisticRegression.Fit(x, [true, false], 0));
-        Assert.Throws<ArgumentException>(() => LogisticRegression.FitWithCrossValidation(x, [true, false], [0.1], folds: 2));
+        Assert.Throws<UserInputException>(() => LogisticRegression.Fit(x, [true, true], 0.1));
+        Assert.Throws<UserInputException>(() => LogisticRegression.Fit(x, [true, false], 0));
+        Assert.Throws<UserInputException>(() => LogisticRegression.FitWithCrossValidation(x, [true, false], [0.1], folds: 2));
         var model = LogisticRegression.Fit(x, [false, true], 0.1);
-        Assert.Throws<ArgumentException>(() => model.PredictProbability([1f, 2f]));
+        Assert.Throws<UserInputException>(() => model.PredictProbability([1f, 2f]));
     }
 }

@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Metrics;
 
 namespace SafeTune.Safety.Tests;
@@ -95,7 +96,7 @@ public class MetricsTests
         Assert.Equal(0.0, BinaryMetrics.ExpectedCalibrationError(p, y), 12);
         // A probability of exactly 1 falls in the last bin with 0.95: |1.95/2 - 1/2| * 2/2.
         Assert.Equal(0.475, BinaryMetrics.ExpectedCalibrationError([1.0, 0.95], [true, false]), 12);
-        Assert.Throws<ArgumentException>(() => BinaryMetrics.ExpectedCalibrationError([1.2], [true]));
+        Assert.Throws<UserInputException>(() => BinaryMetrics.ExpectedCalibrationError([1.2], [true]));
     }
 
     [Fact]
@@ -113,9 +114,9 @@ public class MetricsTests
     [Fact]
     public void RejectsBadInput()
     {
-        Assert.Throws<ArgumentException>(() => BinaryMetrics.Auroc([1, 2], [true, true]));
-        Assert.Throws<ArgumentException>(() => BinaryMetrics.Auroc([1, double.NaN], [true, false]));
-        Assert.Throws<ArgumentException>(() => BinaryMetrics.Auroc([1, 2, 3], [true, false]));
-        Assert.Throws<ArgumentException>(() => BinaryMetrics.ThresholdForRecall([1, 2], [false, false], 0.5));
+        Assert.Throws<UserInputException>(() => BinaryMetrics.Auroc([1, 2], [true, true]));
+        Assert.Throws<UserInputException>(() => BinaryMetrics.Auroc([1, double.NaN], [true, false]));
+        Assert.Throws<UserInputException>(() => BinaryMetrics.Auroc([1, 2, 3], [true, false]));
+        Assert.Throws<UserInputException>(() => BinaryMetrics.ThresholdForRecall([1, 2], [false, false], 0.5));
     }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using SafeTune.Onnx;
 using SafeTune.Safety.Metrics;
 using SafeTune.Safety.Probes;
 using SafeTune.TestSupport;
@@ -114,10 +115,10 @@ public sealed class MlpHeadTests
     public void Bad_options_and_inputs_are_refused()
     {
         var (x, y) = Xor(20, 5);
-        Assert.Throws<ArgumentException>(() => MlpHead.Train(x, y, new MlpTrainOptions { HiddenSize = 0 }));
-        Assert.Throws<ArgumentException>(() => MlpHead.Train(x, y, new MlpTrainOptions { LearningRate = 0 }));
-        Assert.Throws<ArgumentException>(() => MlpHead.Train(x, [.. y.Select(_ => true)]));
+        Assert.Throws<UserInputException>(() => MlpHead.Train(x, y, new MlpTrainOptions { HiddenSize = 0 }));
+        Assert.Throws<UserInputException>(() => MlpHead.Train(x, y, new MlpTrainOptions { LearningRate = 0 }));
+        Assert.Throws<UserInputException>(() => MlpHead.Train(x, [.. y.Select(_ => true)]));
         x[3][1] = float.NaN;
-        Assert.Throws<ArgumentException>(() => MlpHead.Train(x, y));
+        Assert.Throws<UserInputException>(() => MlpHead.Train(x, y));
     }
 }

@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Activations;
 using SafeTune.Safety.Probes;
 using SafeTune.TestSupport;
@@ -58,7 +59,7 @@ public sealed class ProbeScorerTests : IDisposable
             Assert.True(Math.Abs(expected - batch[i]) <= 1e-5, $"row {i} in the batch: {expected} vs {batch[i]}");
             Assert.True(Math.Abs(head.PredictLogit(x[i]) - scorer.Logit(x[i])) <= 1e-4 * Math.Max(1, Math.Abs(head.PredictLogit(x[i]))));
         }
-        Assert.Throws<ArgumentException>(() => scorer.Score(new float[d + 1]));
+        Assert.Throws<UserInputException>(() => scorer.Score(new float[d + 1]));
     }
 
     [Fact]

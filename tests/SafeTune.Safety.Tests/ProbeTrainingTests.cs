@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Activations;
 using SafeTune.Safety.Metrics;
 using SafeTune.Safety.Probes;
@@ -80,7 +81,7 @@ public sealed class ProbeTrainingTests : IDisposable
         Assert.Equal(3, scores.Count(p => p >= r.Probe.Threshold));
         Assert.Equal(ProbePrompts.Harmful.Distinct().Count() + ProbePrompts.Harmless.Distinct().Count(), r.Harmful + r.Harmless);
 
-        Assert.Throws<ArgumentException>(() => ProbeTraining.Train(new ProbeTrainOptions
+        Assert.Throws<UserInputException>(() => ProbeTraining.Train(new ProbeTrainOptions
         {
             ModelPath = _model, Tokenizer = _vocab, Harmful = [_harmful], Harmless = [_harmless],
             CalibrationHarmful = [calHarmful], CalibrationHarmless = [calHarmless], Fit = new ProbeHeadOptions { Folds = 3 },

@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using SafeTune.Data;
 using SafeTune.Data.Public;
+using SafeTune.Onnx;
 using SafeTune.Safety.Data;
 using SafeTune.TestSupport;
 
@@ -49,7 +50,7 @@ public sealed class PublicDataTests : IDisposable
     {
         Assert.Same(AdvBench, PublicData.Find("data:AdvBench"));
         Assert.Same(AdvBench, PublicData.Find("advbench/harmful_behaviors.csv"));
-        var e = Assert.Throws<ArgumentException>(() => PublicData.Find("data:advbenk"));
+        var e = Assert.Throws<UserInputException>(() => PublicData.Find("data:advbenk"));
         Assert.Contains("advbenk", e.Message);
         Assert.Contains("xstest", e.Message);
     }

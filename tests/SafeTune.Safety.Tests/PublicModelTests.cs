@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using SafeTune.Data.Public;
+using SafeTune.Onnx;
 using SafeTune.TestSupport;
 
 namespace SafeTune.Safety.Tests;
@@ -42,7 +43,7 @@ public sealed class PublicModelTests : IDisposable
     public void Names_resolve_case_insensitively_and_unknown_names_list_the_models()
     {
         Assert.Same(Stories, PublicModels.Find("Stories260K"));
-        var e = Assert.Throws<ArgumentException>(() => PublicModels.Find("stories15m"));
+        var e = Assert.Throws<UserInputException>(() => PublicModels.Find("stories15m"));
         Assert.Contains("stories15m", e.Message);
         Assert.Contains("stories260k", e.Message);
     }

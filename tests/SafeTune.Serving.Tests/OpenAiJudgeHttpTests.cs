@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
 using SafeTune.TestSupport;
 
@@ -277,7 +278,7 @@ public sealed class OpenAiJudgeHttpTests
     public void A_required_key_variable_that_is_unset_is_an_error_that_names_it()
     {
         var variable = "SAFETUNE_TEST_UNSET_" + Guid.NewGuid().ToString("N");
-        var e = Assert.Throws<ArgumentException>(() => new OpenAiCompatibleJudge(Options(new Uri("http://127.0.0.1:9/v1")) with { ApiKeyVariable = variable, ApiKeyRequired = true }));
+        var e = Assert.Throws<UserInputException>(() => new OpenAiCompatibleJudge(Options(new Uri("http://127.0.0.1:9/v1")) with { ApiKeyVariable = variable, ApiKeyRequired = true }));
         Assert.Contains(variable, e.Message);
     }
 

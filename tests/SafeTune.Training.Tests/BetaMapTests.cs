@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Training.Risk;
 
 namespace SafeTune.Training.Tests;
@@ -58,7 +59,7 @@ public sealed class BetaMapTests
     [InlineData("ema:1", "decay")]
     public void Bad_specs_say_what_is_wrong(string spec, string message)
     {
-        var e = Assert.Throws<ArgumentException>(() => BetaMap.Parse(spec));
+        var e = Assert.Throws<OptionException>(() => BetaMap.Parse(spec));
         Assert.Contains(message, e.Message);
     }
 

@@ -245,7 +245,7 @@ public sealed class EvaluatorTests : IClassFixture<TinyChatFixture>
         Assert.Equal(5, suite.Benign.Count);
         Assert.Equal("18", AnswerMatch.Gsm8kAnswer(suite.Benign[0].Response));
         Assert.Equal(["xstest_prompts.csv:2", "xstest_prompts.csv:3"], suite.OverRefusal.Take(2).Select(p => p.Id));
-        Assert.Throws<ArgumentException>(() => Evaluator.Run(Answering("x", end: ImEnd), new EvalSuite([], [], [])));
+        Assert.Throws<UserInputException>(() => Evaluator.Run(Answering("x", end: ImEnd), new EvalSuite([], [], [])));
 
         // The limit holds per file, so a set of several files samples each of them.
         var two = EvalSuite.FromFiles([Repo.SharedData("advbench", "harmful_behaviors.csv"), Repo.SharedData("catqa", "catqa_english.csv")], null, null, limit: 3);
@@ -284,7 +284,7 @@ public sealed class AnswerMatchTests
         using (var k = EvalJudges.Create("keyword")) Assert.IsType<KeywordRefusalJudge>(k);
         using (var gcg = EvalJudges.Create("keyword:" + Repo.SharedData("refusal_keywords", "gcg_evaluate_test_prefixes.json")))
             Assert.Equal(29, ((KeywordRefusalJudge)gcg).Phrases.Count);
-        var e = Assert.Throws<ArgumentException>(() => EvalJudges.Create("gpt-4"));
+        var e = Assert.Throws<UserInputException>(() => EvalJudges.Create("gpt-4"));
         Assert.Contains("unknown judge 'gpt-4'; known: ", e.Message);
         Assert.Contains("keyword", e.Message);
     }

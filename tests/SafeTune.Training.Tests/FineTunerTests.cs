@@ -56,7 +56,7 @@ public sealed class FineTunerTests : IDisposable
         WarmupSteps = 0,
         MinLearningRate = 1e-2, // constant learning rate
         ClipNorm = null,
-        Safety = new SafetyOptions { BetaMap = betaMap },
+        Safety = new SafetyOptions { BetaMap = BetaMap.Parse(betaMap) },
     };
 
     [Fact]
@@ -135,7 +135,7 @@ public sealed class FineTunerTests : IDisposable
         var r = FineTuner.Run(Options(model, new FixedPlan(2, batch), "linear:0.2,0.8") with
         {
             RiskSource = risk,
-            Safety = new SafetyOptions { Risk = "critic:text", BetaMap = "linear:0.2,0.8", Aggregation = JudgeAggregation.PerExample },
+            Safety = new SafetyOptions { Risk = RiskSpec.Parse("critic:text"), BetaMap = BetaMap.Parse("linear:0.2,0.8"), Aggregation = JudgeAggregation.PerExample },
         });
         Assert.Equal([0.2, 0.8], r.Log[0].ExampleBetas!);
         Assert.Equal(0.5, r.Log[0].Beta, 12);
@@ -156,7 +156,7 @@ public sealed class FineTunerTests : IDisposable
         var r = FineTuner.Run(Options(model, new FixedPlan(2, batch with { Examples = rows })) with
         {
             RiskSource = critic,
-            Safety = new SafetyOptions { Risk = "critic:keyword", BetaMap = "clamp", Aggregation = JudgeAggregation.PerExample },
+            Safety = new SafetyOptions { Risk = RiskSpec.Parse("critic:keyword"), BetaMap = BetaMap.Parse("clamp"), Aggregation = JudgeAggregation.PerExample },
         });
         Assert.Equal([0.1, 0.9], r.Log[0].ExampleBetas!.Select(b => Math.Round(b, 12)));
         Assert.Equal(2, critic.Judged); // each example judged once, then remembered
@@ -165,7 +165,7 @@ public sealed class FineTunerTests : IDisposable
         var f = FineTuner.Run(Options(model, new FixedPlan(1, batch)) with
         {
             RiskSource = failing,
-            Safety = new SafetyOptions { Risk = "critic:failing", BetaMap = "clamp" },
+            Safety = new SafetyOptions { Risk = RiskSpec.Parse("critic:failing"), BetaMap = BetaMap.Parse("clamp") },
         });
         Assert.Equal(1.0, f.Log[0].Risk);
         Assert.Equal(0.9, f.Log[0].Beta, 12);
@@ -194,7 +194,7 @@ public sealed class FineTunerTests : IDisposable
         var sft = FineTuner.Run(Options(model, new FixedPlan(5, batch), "none"));
         var lisa = FineTuner.Run(Options(model, new FixedPlan(5, batch), "fixed:0.5") with
         {
-            Safety = new SafetyOptions { BetaMap = "fixed:0.5", Penalty = Penalty.L2, PenaltyStrength = 50 },
+            Safety = new SafetyOptions { BetaMap = BetaMap.Parse("fixed:0.5"), Penalty = Penalty.L2, PenaltyStrength = 50 },
         });
         Assert.Null(sft.Log[0].Kl);
         Assert.True(Distance(lisa) < Distance(sft), $"proximal {Distance(lisa)} vs SFT {Distance(sft)}");
@@ -204,11 +204,11 @@ public sealed class FineTunerTests : IDisposable
     public void Options_that_do_not_fit_together_are_refused()
     {
         var (model, batch, _) = Fixture();
-        var e = Assert.Throws<ArgumentException>(() => FineTuner.Run(Options(model, new FixedPlan(1, batch), "clamp")));
+        var e = Assert.Throws<OptionException>(() => FineTuner.Run(Options(model, new FixedPlan(1, batch), "clamp")));
         Assert.Contains("--risk is none", e.Message);
-        e = Assert.Throws<ArgumentException>(() => FineTuner.Run(Options(model, new FixedPlan(1, batch)) with
+        e = Assert.Throws<OptionException>(() => FineTuner.Run(Options(model, new FixedPlan(1, batch)) with
         {
-            Safety = new SafetyOptions { Risk = "critic:keyword", BetaMap = "ema:0.9", Aggregation = JudgeAggregation.PerExample },
+            Safety = new SafetyOptions { Risk = RiskSpec.Parse("critic:keyword"), BetaMap = BetaMap.Parse("ema:0.9"), Aggregation = JudgeAggregation.PerExample },
             RiskSource = new TextRisk(),
         }));
         Assert.Contains("per-batch", e.Message.Replace("--weighting batch", "per-batch"));

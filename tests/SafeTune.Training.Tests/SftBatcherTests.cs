@@ -1,4 +1,5 @@
 using SafeTune.Models.Chat;
+using SafeTune.Onnx;
 using SafeTune.Runtime.Training;
 using SafeTune.TestSupport;
 using SafeTune.Training.Data;
@@ -212,10 +213,10 @@ public sealed class SftBatcherTests : IClassFixture<TinyChatFixture>
     public void Bad_options_and_lengths_are_named()
     {
         var set = SftTokenizer.Tokenize(Examples(4), _chat.Tokenizer, _chat.Template);
-        var e = Assert.Throws<ArgumentException>(() => new SftBatcher(set.Examples, 0, new BatchingOptions { SequenceLength = 8 }));
+        var e = Assert.Throws<UserInputException>(() => new SftBatcher(set.Examples, 0, new BatchingOptions { SequenceLength = 8 }));
         Assert.Contains("more than the sequence length 8", e.Message);
-        Assert.Throws<ArgumentException>(() => new SftBatcher(set.Examples, 0, new BatchingOptions { MicroBatchSize = 0 }));
-        Assert.Throws<ArgumentException>(() => new SftBatcher([], 0));
+        Assert.Throws<UserInputException>(() => new SftBatcher(set.Examples, 0, new BatchingOptions { MicroBatchSize = 0 }));
+        Assert.Throws<UserInputException>(() => new SftBatcher([], 0));
     }
 }
 

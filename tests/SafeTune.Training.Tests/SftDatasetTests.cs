@@ -1,5 +1,6 @@
 using Parquet.Schema;
 using Parquet.Serialization;
+using SafeTune.Onnx;
 using SafeTune.Safety.Data;
 using SafeTune.TestSupport;
 using SafeTune.Training.Data;
@@ -143,9 +144,9 @@ public sealed class DatasetMixTests
         Assert.Equal("x.csv", filtered.Spec.Path);
         Assert.Equal("label", Assert.Single(filtered.Spec.Filters).Field);
         Assert.Equal("x.csv@label=unsafe:20", filtered.ToString());
-        Assert.Throws<ArgumentException>(() => DatasetPart.Parse("a.jsonl*0"));
-        Assert.Throws<ArgumentException>(() => DatasetPart.Parse("a.jsonl*2.5"));
-        Assert.Throws<ArgumentException>(() => DatasetPart.Parse("a.jsonl:0"));
+        Assert.Throws<UserInputException>(() => DatasetPart.Parse("a.jsonl*0"));
+        Assert.Throws<UserInputException>(() => DatasetPart.Parse("a.jsonl*2.5"));
+        Assert.Throws<UserInputException>(() => DatasetPart.Parse("a.jsonl:0"));
 
         static (SampleKind, double) Kind(DatasetPart p) => (p.Sample, p.Amount);
     }

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using SafeTune.Onnx;
 
 namespace SafeTune.Autodiff.Lora;
 
@@ -41,22 +42,22 @@ public sealed record LoraOptions
     /// <summary>The factor the low-rank update is multiplied by: <c>Alpha / Rank</c>.</summary>
     public double Scale => Alpha / Rank;
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the option when a setting is out of range or the pattern does not compile.</summary>
+    /// <summary>Throws <see cref="OptionException"/> naming the option when a setting is out of range or the pattern does not compile.</summary>
     public void Validate()
     {
         if (Rank < 1)
-            throw new ArgumentException($"--lora (the LoRA rank) must be at least 1, not {Rank}.", nameof(Rank));
+            throw new OptionException("lora", $"{{lora}} (the LoRA rank) must be at least 1, not {Rank}.") { ParamName = nameof(Rank) };
         if (!(Alpha > 0) || double.IsInfinity(Alpha))
-            throw new ArgumentException($"--lora-alpha must be a positive finite number, not {Alpha}.", nameof(Alpha));
+            throw new OptionException("lora-alpha", $"{{lora-alpha}} must be a positive finite number, not {Alpha}.") { ParamName = nameof(Alpha) };
         if (string.IsNullOrEmpty(Pattern))
-            throw new ArgumentException("--lora-pattern must not be empty.", nameof(Pattern));
+            throw new OptionException("lora-pattern", "{lora-pattern} must not be empty.") { ParamName = nameof(Pattern) };
         try
         {
             _ = new Regex(Pattern, RegexOptions.CultureInvariant);
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"--lora-pattern is not a valid regular expression: {e.Message}", nameof(Pattern), e);
+            throw new OptionException("lora-pattern", $"{{lora-pattern}} is not a valid regular expression: {e.Message}", e) { ParamName = nameof(Pattern) };
         }
     }
 

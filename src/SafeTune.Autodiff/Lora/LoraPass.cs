@@ -26,7 +26,7 @@ public sealed class LoraPass : IGraphPass
     private List<LoraAdapter> _adapters = [];
     private List<LoraCandidate> _skipped = [];
 
-    /// <summary>Creates the pass; throws <see cref="ArgumentException"/> naming the option when <paramref name="options"/> is invalid.</summary>
+    /// <summary>Creates the pass; throws <see cref="SafeTune.Onnx.UserInputException"/> naming the option when <paramref name="options"/> is invalid.</summary>
     public LoraPass(LoraOptions? options = null)
     {
         _options = options ?? new LoraOptions();

@@ -47,7 +47,7 @@ public static class FusedResponseHead
         Value? klWeight = null, Value? referenceHidden = null)
     {
         ArgumentNullException.ThrowIfNull(b);
-        if ((klWeight is null) != (referenceHidden is null)) throw new ArgumentException("the KL term needs both its weights and the reference's hidden rows.");
+        if ((klWeight is null) != (referenceHidden is null)) throw new UserInputException("the KL term needs both its weights and the reference's hidden rows.");
         Value?[] inputs = klWeight is null ? [hidden, head, targets, sftWeight] : [hidden, head, targets, sftWeight, klWeight, referenceHidden];
         var node = b.NewNode(OpType, inputs, klWeight is null ? 3 : 4, [Onnx.Attribute.Of("transposed_head", transposedHead ? 1L : 0L)], Domain);
         var n = hidden.Shape is { Rank: 2 } hs ? hs[0] : Dim.Unknown;

@@ -78,7 +78,7 @@ public static class LossGraphs
             var term = b.Mul(lossValue, w);
             total = total is null ? term : b.Add(total, term);
         }
-        if (total is null) throw new ArgumentException("a weighted sum needs at least one loss.", nameof(terms));
+        if (total is null) throw new UserInputException("a weighted sum needs at least one loss.");
         return b.Output(b.Identity(total), output);
     }
 
@@ -88,7 +88,7 @@ public static class LossGraphs
 
     private static (Value logProbs, Value mask, Value count, ElementType type) Prepare(GraphBuilder b, Model model, string logits)
     {
-        var z = model.Graph.FindValue(logits) ?? throw new ArgumentException($"the graph has no value named '{logits}'.", nameof(logits));
+        var z = model.Graph.FindValue(logits) ?? throw new UserInputException($"the graph has no value named '{logits}'.");
         var vocab = b.Slice(b.ShapeOf(z), [-1], [long.MaxValue], [0]);
         var logProbs = b.LogSoftmax(b.Reshape(z, b.Concat(0, b.Ints(-1), vocab)), -1);        // (N, V)
         var labels = b.Reshape(LabelsInput(model), -1);

@@ -72,7 +72,7 @@ public static class ResponseLosses
     public static Value GatherResponseLogits(Model model, string logits = "logits")
     {
         var g = model.Graph;
-        var z = g.FindValue(logits) ?? throw new ArgumentException($"the graph has no value named '{logits}'.", nameof(logits));
+        var z = g.FindValue(logits) ?? throw new UserInputException($"the graph has no value named '{logits}'.");
         Onnx.Shapes.ShapeInference.Run(model);
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("response");
@@ -162,7 +162,7 @@ public static class ResponseLosses
     public static void AppendReferenceHidden(Model model, string logits = "logits")
     {
         ArgumentNullException.ThrowIfNull(model);
-        var head = FindHead(model, logits) ?? throw new ArgumentException($"the logits '{logits}' are not a MatMul of the hidden states by a weight.");
+        var head = FindHead(model, logits) ?? throw new UserInputException($"the logits '{logits}' are not a MatMul of the hidden states by a weight.");
         var g = model.Graph;
         var b = new GraphBuilder(g, model.DefaultOpset);
         using var _ = b.Scope("reference");

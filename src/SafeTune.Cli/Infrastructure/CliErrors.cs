@@ -15,9 +15,6 @@ public static class ExitCodes
     public const int UserError = 2;
 }
 
-/// <summary>An error caused by the user's input; its message names what is at fault and is printed as one line.</summary>
-public sealed class UserInputException(string message, Exception? inner = null) : Exception(message, inner);
-
 /// <summary>Turns exceptions into one-line messages and exit codes. Stack traces appear only with SAFETUNE_DEBUG=1.</summary>
 public static class CliErrors
 {
@@ -30,12 +27,26 @@ public static class CliErrors
         }
         catch (Exception e)
         {
-            var (code, line) = Describe(e);
-            Console.Error.WriteLine(line);
-            if (Environment.GetEnvironmentVariable("SAFETUNE_DEBUG") == "1") Console.Error.WriteLine(e);
-            else if (code == ExitCodes.InternalError) Console.Error.WriteLine("(set SAFETUNE_DEBUG=1 for details)");
+            var (code, lines) = Report(e, Environment.GetEnvironmentVariable("SAFETUNE_DEBUG") == "1");
+            foreach (var line in lines) Console.Error.WriteLine(line);
             return code;
         }
+    }
+
+    /// <summary>The line that follows an internal error: it is a bug, to be reported with the debug output.</summary>
+    public const string BugHint = "safetune: this is a bug in safetune; please report it with the output of the same command run with SAFETUNE_DEBUG=1.";
+
+    /// <summary>
+    /// The exit code and the lines written to standard error for <paramref name="e"/>: <see cref="Describe"/>'s line,
+    /// the exception with its stack trace when <paramref name="debug"/>, and <see cref="BugHint"/> after an internal error.
+    /// </summary>
+    public static (int ExitCode, IReadOnlyList<string> Lines) Report(Exception e, bool debug)
+    {
+        var (code, line) = Describe(e);
+        List<string> lines = [line];
+        if (debug) lines.Add(e.ToString());
+        if (code == ExitCodes.InternalError) lines.Add(BugHint);
+        return (code, lines);
     }
 
     /// <summary>The exit code and the one line reported for <paramref name="e"/>.</summary>
@@ -43,14 +54,22 @@ public static class CliErrors
     {
         ArgumentNullException.ThrowIfNull(e);
         if (FileSystemRefusal(e) is { } refusal) return (ExitCodes.UserError, $"safetune: error: {OneLine(refusal)}");
-        // ArgumentException appends " (Parameter 'name')", a .NET parameter the user never typed.
-        var text = e is ArgumentException { ParamName: { } param } ? e.Message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal) : e.Message;
+        var text = e switch
+        {
+            OptionException option => option.Render(Flag),
+            // ArgumentException appends " (Parameter 'name')", a .NET parameter the user never typed.
+            ArgumentException { ParamName: { } param } => e.Message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal),
+            _ => e.Message,
+        };
         return IsUserError(e) ? (ExitCodes.UserError, $"safetune: error: {OneLine(text)}") : (ExitCodes.InternalError, $"safetune: internal error: {OneLine(text)}");
     }
 
+    /// <summary>A setting's name as the command line spells it: <c>beta-map</c> is <c>--beta-map</c>.</summary>
+    public static string Flag(string option) => "--" + option;
+
     private static bool IsUserError(Exception e) => e is UserInputException or OnnxFormatException or CommandAppException
         or OutputFileException or Data.Public.PublicDataException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException
-        or Autodiff.MissingGradientException or Runtime.Training.TrainingDivergedException or Runtime.Training.InsufficientMemoryException or ArgumentException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
+        or Autodiff.MissingGradientException or Runtime.Training.TrainingDivergedException or Runtime.Training.InsufficientMemoryException or FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException;
 
     // The HResult of an IOException: the errno on Linux and macOS (ENOSPC 28, EROFS 30, EDQUOT 122 on Linux, 69 on macOS),
     // a Win32 HRESULT on Windows (ERROR_HANDLE_DISK_FULL, ERROR_DISK_FULL, ERROR_WRITE_PROTECT).

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Reflection;
+using SafeTune.Onnx;
 using Spectre.Console.Cli;
 
 namespace SafeTune.Cli.Infrastructure;
@@ -7,7 +8,8 @@ namespace SafeTune.Cli.Infrastructure;
 /// <summary>
 /// The one check every numeric option of every command passes before the command runs: a floating-point option must be a
 /// finite number. NaN or infinity would slip through range checks (every comparison with NaN is false) and silently turn
-/// a safeguard off, for example <c>--clip-norm nan</c>. Ranges are each command's own <c>Validate</c>.
+/// a safeguard off, for example <c>--clip-norm nan</c>. Nor may a text option hold a null character, which no path can.
+/// Ranges are each command's own <c>Validate</c>.
 /// </summary>
 public sealed class NumericOptions : ICommandInterceptor
 {
@@ -26,6 +28,10 @@ public sealed class NumericOptions : ICommandInterceptor
             };
             if (value is { } v && !double.IsFinite(v))
                 throw new UserInputException($"{Name(option)} must be a finite number, not {v.ToString(CultureInfo.InvariantCulture)}.");
+            // .NET refuses a null character in a path with an ArgumentException, which would read as a bug.
+            if (property.GetValue(settings) is string text ? text.Contains('\0', StringComparison.Ordinal)
+                : property.GetValue(settings) is IEnumerable<string> texts && texts.Any(t => t?.Contains('\0', StringComparison.Ordinal) == true))
+                throw new UserInputException($"{Name(option)}: contains a null character.");
         }
     }
 

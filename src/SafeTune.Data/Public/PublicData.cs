@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Data.Public;
 
 /// <summary>
@@ -71,14 +73,14 @@ public static class PublicData
     public static bool IsDataName(string spec) => spec.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The set called <paramref name="name"/> (case-insensitive; a leading <c>data:</c> is allowed).</summary>
-    /// <exception cref="ArgumentException">No set has that name; the message lists the names.</exception>
+    /// <exception cref="UserInputException">No set has that name; the message lists the names.</exception>
     public static PublicDataSet Find(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         var bare = IsDataName(name) ? name[Prefix.Length..] : name;
         return Sets.FirstOrDefault(s => string.Equals(s.Name, bare, StringComparison.OrdinalIgnoreCase))
             ?? Sets.FirstOrDefault(s => string.Equals(s.File, bare, StringComparison.Ordinal))
-            ?? throw new ArgumentException($"no public data set is called '{bare}'; the sets are {string.Join(", ", Sets.Select(s => s.Name))}", nameof(name));
+            ?? throw new UserInputException($"no public data set is called '{bare}'; the sets are {string.Join(", ", Sets.Select(s => s.Name))}");
     }
 
     /// <summary>

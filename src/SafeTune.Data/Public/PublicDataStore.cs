@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
+using SafeTune.Onnx;
 
 namespace SafeTune.Data.Public;
 
@@ -74,7 +75,7 @@ public sealed class PublicDataStore : IDisposable
     public PublicDataStore(PublicDataStoreOptions? options = null)
     {
         options ??= new PublicDataStoreOptions();
-        if (options.Attempts < 1) throw new ArgumentException($"Attempts must be at least 1, not {options.Attempts}", nameof(options));
+        if (options.Attempts < 1) throw new UserInputException($"Attempts must be at least 1, not {options.Attempts}");
         CacheDirectory = Path.GetFullPath(options.CacheDirectory ?? DefaultCacheDirectory);
         Mirror = options.Mirror is { Length: > 0 } m ? (IsUrl(m) ? m.TrimEnd('/') : Path.GetFullPath(m)) : null;
         _http = new HttpClient(options.Handler ?? SharedHandler.Value, disposeHandler: false) { Timeout = options.Timeout };

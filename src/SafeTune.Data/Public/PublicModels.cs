@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Data.Public;
 
 /// <summary>
@@ -43,12 +45,12 @@ public static class PublicModels
     ];
 
     /// <summary>The model called <paramref name="name"/> (case-insensitive).</summary>
-    /// <exception cref="ArgumentException">No model has that name; the message lists the names.</exception>
+    /// <exception cref="UserInputException">No model has that name; the message lists the names.</exception>
     public static PublicModel Find(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         return Models.FirstOrDefault(m => string.Equals(m.Name, name, StringComparison.OrdinalIgnoreCase))
-            ?? throw new ArgumentException($"no public model is called '{name}'; the models are {string.Join(", ", Models.Select(m => m.Name))}", nameof(name));
+            ?? throw new UserInputException($"no public model is called '{name}'; the models are {string.Join(", ", Models.Select(m => m.Name))}");
     }
 
     /// <summary>

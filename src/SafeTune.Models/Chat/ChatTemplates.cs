@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
 
 namespace SafeTune.Models.Chat;
 
@@ -22,7 +23,7 @@ public static class ChatTemplates
     public static IReadOnlyList<string> Names { get; } = ["chatml", "llama3", "phi3", "plain"];
 
     /// <summary>The template called <paramref name="name"/> (chatml, llama3, phi3 or plain; case-insensitive).</summary>
-    /// <exception cref="ArgumentException">The name is none of those.</exception>
+    /// <exception cref="UserInputException">The name is none of those.</exception>
     public static ChatTemplate ByName(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -32,7 +33,7 @@ public static class ChatTemplates
             "llama3" => Llama3,
             "phi3" => Phi3,
             "plain" => Plain,
-            _ => throw new ArgumentException($"unknown chat template '{name}'; choose one of: {string.Join(", ", Names)}.", nameof(name)),
+            _ => throw new UserInputException($"unknown chat template '{name}'; choose one of: {string.Join(", ", Names)}."),
         };
     }
 
@@ -43,7 +44,7 @@ public static class ChatTemplates
     /// was named and no <c>tokenizer_config.json</c> names one) but the tokenizer's special tokens are a chat format's, the
     /// model would read raw text it was not trained on, so that is refused too, naming the template to pass.
     /// </summary>
-    /// <exception cref="ArgumentException">The template does not fit the tokenizer; the message names --template.</exception>
+    /// <exception cref="UserInputException">The template does not fit the tokenizer; the message names --template.</exception>
     public static void RequireFits(ChatTemplate template, TextTokenizer tokenizer, bool chosen)
     {
         ArgumentNullException.ThrowIfNull(template);
@@ -53,13 +54,13 @@ public static class ChatTemplates
         {
             var marker = template.EndOfTurn.Trim();
             if (!tokenizer.SpecialTokens.ContainsKey(marker))
-                throw new ArgumentException($"--template {template.Name}: the tokenizer ({tokenizer.Source}) has no special token {marker}, so the model was not trained with this template" +
+                throw new OptionException("template", $"{{template}} {template.Name}: the tokenizer ({tokenizer.Source}) has no special token {marker}, so the model was not trained with this template" +
                     (SuggestFor(tokenizer) is { } suggested ? $"; its special tokens are {suggested.Name}'s." : "."));
             return;
         }
         if (!chosen && SuggestFor(tokenizer) is { } chat)
-            throw new ArgumentException($"the tokenizer ({tokenizer.Source}) has {chat.Name} special tokens but no tokenizer_config.json names its template: " +
-                $"pass --template {chat.Name}, or --template plain to use raw text.");
+            throw new OptionException("template", $"the tokenizer ({tokenizer.Source}) has {chat.Name} special tokens but no tokenizer_config.json names its template: " +
+                $"pass {{template}} {chat.Name}, or {{template}} plain to use raw text.");
     }
 
     /// <summary>The chat template whose markers are the tokenizer's special tokens, or null.</summary>

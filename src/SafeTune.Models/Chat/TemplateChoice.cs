@@ -56,7 +56,7 @@ public sealed record TemplateChoice(ChatTemplate? Template, TemplateOrigin Origi
     /// <param name="tokenizerSpec">The tokenizer spec (a file, a folder or a tiktoken name).</param>
     /// <param name="tokenizer">The loaded tokenizer.</param>
     /// <param name="fallback">The template used when none is named or found.</param>
-    /// <exception cref="ArgumentException">The name is unknown, or the template does not fit the tokenizer.</exception>
+    /// <exception cref="SafeTune.Onnx.UserInputException">The name is unknown, or the template does not fit the tokenizer.</exception>
     /// <exception cref="InvalidDataException">The model's template file is malformed; the message names it.</exception>
     /// <param name="recorded">A template recorded where the command's input came from (a fused probe's), taken before the fallback.</param>
     public static TemplateChoice Resolve(string? name, string tokenizerSpec, TextTokenizer tokenizer, ChatTemplate? fallback, TemplateChoice? recorded = null)

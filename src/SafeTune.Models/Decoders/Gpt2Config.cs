@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Models.Decoders;
 
 /// <summary>The shape of a GPT-2 decoder.</summary>
@@ -22,13 +24,13 @@ public sealed record Gpt2Config
     /// <summary>True when the LM head is the token embedding (GPT-2 always ties).</summary>
     public bool TieWordEmbeddings { get; init; } = true;
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the field when the shape is inconsistent.</summary>
+    /// <summary>Throws <see cref="UserInputException"/> naming the field when the shape is inconsistent.</summary>
     public void Validate()
     {
         if (VocabSize <= 0 || HiddenSize <= 0 || Layers <= 0 || Heads <= 0 || Positions <= 0)
-            throw new ArgumentException("every size in a GPT-2 config must be positive.");
-        if (HiddenSize % Heads != 0) throw new ArgumentException($"n_embd {HiddenSize} is not divisible by n_head {Heads}.");
+            throw new UserInputException("every size in a GPT-2 config must be positive.");
+        if (HiddenSize % Heads != 0) throw new UserInputException($"n_embd {HiddenSize} is not divisible by n_head {Heads}.");
         if (Activation is not ("gelu_new" or "gelu" or "gelu_pytorch_tanh" or "relu"))
-            throw new ArgumentException($"activation_function '{Activation}' is not supported (gelu_new, gelu_pytorch_tanh, gelu, relu).");
+            throw new UserInputException($"activation_function '{Activation}' is not supported (gelu_new, gelu_pytorch_tanh, gelu, relu).");
     }
 }

@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Models.Decoders;
 
 /// <summary>The shape of a Llama-family decoder (Llama, Qwen2 without biases, Mistral without sliding window).</summary>
@@ -61,14 +63,14 @@ public sealed record LlamaConfig
         return inv;
     }
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the field when the shape is inconsistent.</summary>
+    /// <summary>Throws <see cref="UserInputException"/> naming the field when the shape is inconsistent.</summary>
     public void Validate()
     {
         if (VocabSize <= 0 || HiddenSize <= 0 || Layers <= 0 || Heads <= 0 || KeyValueHeads <= 0 || IntermediateSize <= 0)
-            throw new ArgumentException("every size in a Llama config must be positive.");
-        if (HiddenSize % Heads != 0) throw new ArgumentException($"hidden size {HiddenSize} is not divisible by {Heads} heads.");
-        if (Heads % KeyValueHeads != 0) throw new ArgumentException($"{Heads} heads are not divisible by {KeyValueHeads} key/value heads.");
-        if (HeadDim % 2 != 0) throw new ArgumentException($"head width {HeadDim} must be even for rotary embeddings.");
+            throw new UserInputException("every size in a Llama config must be positive.");
+        if (HiddenSize % Heads != 0) throw new UserInputException($"hidden size {HiddenSize} is not divisible by {Heads} heads.");
+        if (Heads % KeyValueHeads != 0) throw new UserInputException($"{Heads} heads are not divisible by {KeyValueHeads} key/value heads.");
+        if (HeadDim % 2 != 0) throw new UserInputException($"head width {HeadDim} must be even for rotary embeddings.");
     }
 
     /// <summary>A tiny model for demos and tests: 4 layers, width 256, 8 heads (4 key/value heads), vocabulary 4096.</summary>

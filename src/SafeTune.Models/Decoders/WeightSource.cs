@@ -20,9 +20,9 @@ internal sealed class WeightSource(IReadOnlyDictionary<string, TensorData>? give
         if (!given.TryGetValue(name, out var t))
             throw new KeyNotFoundException($"weight '{name}' is missing.");
         if (!t.Dims.SequenceEqual(dims))
-            throw new ArgumentException($"weight '{name}' has shape [{string.Join(", ", t.Dims)}], expected [{string.Join(", ", dims)}].");
+            throw new UserInputException($"weight '{name}' has shape [{string.Join(", ", t.Dims)}], expected [{string.Join(", ", dims)}].");
         if (t.ElementType != ElementType.Float)
-            throw new ArgumentException($"weight '{name}' is {t.ElementType.OnnxName()}, expected float.");
+            throw new UserInputException($"weight '{name}' is {t.ElementType.OnnxName()}, expected float.");
         return t.WithName(name);
     }
 

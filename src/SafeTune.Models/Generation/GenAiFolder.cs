@@ -83,7 +83,7 @@ public static class GenAiFolder
         var tokenizerJson = TokenizerJson(tokenizerPath);
         var tokenizer = TokenizerLoader.Load(tokenizerJson);
         int context = options.ContextLength ?? ContextLength.Of(model, tokenizerJson) ?? ContextLength.Default;
-        if (context <= 0) throw new ArgumentOutOfRangeException(nameof(options), "the context length must be positive.");
+        if (context <= 0) throw new UserInputException("the context length must be positive.");
         var eos = tokenizer.StopIds.Count > 0 ? tokenizer.StopIds.ToArray()
             : throw new InvalidDataException($"{tokenizerJson}: the tokenizer names no end-of-sequence token (eos_token in tokenizer_config.json or generation_config.json).");
         string type = options.ModelType ?? ModelTypeOf(model);

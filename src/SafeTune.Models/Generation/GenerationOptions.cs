@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Models.Generation;
 
 /// <summary>How <see cref="Generator.Generate"/> picks and stops tokens.</summary>
@@ -35,10 +37,10 @@ public sealed record GenerationOptions
 
     internal void Validate()
     {
-        if (MaxNewTokens < 0) throw new ArgumentException($"max new tokens must not be negative (got {MaxNewTokens}).");
-        if (!(Temperature >= 0) || float.IsInfinity(Temperature)) throw new ArgumentException($"temperature must be finite and at least 0 (got {Temperature}).");
-        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top-p must be in (0, 1] (got {TopP}).");
-        if (StopSequences.Any(s => s is null || s.Length == 0)) throw new ArgumentException("stop sequences must not be empty.");
+        if (MaxNewTokens < 0) throw new UserInputException($"max new tokens must not be negative (got {MaxNewTokens}).");
+        if (!(Temperature >= 0) || float.IsInfinity(Temperature)) throw new UserInputException($"temperature must be finite and at least 0 (got {Temperature}).");
+        if (!(TopP > 0 && TopP <= 1)) throw new UserInputException($"top-p must be in (0, 1] (got {TopP}).");
+        if (StopSequences.Any(s => s is null || s.Length == 0)) throw new UserInputException("stop sequences must not be empty.");
     }
 }
 

@@ -29,22 +29,22 @@ public sealed class Generator : IDisposable
         try
         {
             var inputs = session.InputMetadata;
-            if (!inputs.ContainsKey("input_ids")) throw new ArgumentException("the model has no 'input_ids' input.");
-            if (!session.OutputMetadata.ContainsKey("logits")) throw new ArgumentException("the model has no 'logits' output.");
+            if (!inputs.ContainsKey("input_ids")) throw new UserInputException("the model has no 'input_ids' input.");
+            if (!session.OutputMetadata.ContainsKey("logits")) throw new UserInputException("the model has no 'logits' output.");
             _hasMask = inputs.ContainsKey("attention_mask");
             _hasPositions = inputs.ContainsKey("position_ids"); // Optimum exports of Llama-family models take them
             while (inputs.ContainsKey(KvCacheInputs.PastKey(_layers))) _layers++;
             if (_layers > 0)
             {
-                if (!_hasMask) throw new ArgumentException("a model with past key/value inputs must take an 'attention_mask'.");
+                if (!_hasMask) throw new UserInputException("a model with past key/value inputs must take an 'attention_mask'.");
                 var dims = inputs[KvCacheInputs.PastKey(0)].Dimensions;
                 if (dims.Length != 4 || dims[1] <= 0 || dims[3] <= 0)
-                    throw new ArgumentException($"'{KvCacheInputs.PastKey(0)}' must be [batch, kv_heads, past_sequence, head_dim] with fixed heads and width.");
+                    throw new UserInputException($"'{KvCacheInputs.PastKey(0)}' must be [batch, kv_heads, past_sequence, head_dim] with fixed heads and width.");
                 (_kvHeads, _headDim) = (dims[1], dims[3]);
                 for (int i = 0; i < _layers; i++)
                     if (!inputs.ContainsKey(KvCacheInputs.PastValue(i)) || !session.OutputMetadata.ContainsKey(KvCacheInputs.PresentKey(i))
                         || !session.OutputMetadata.ContainsKey(KvCacheInputs.PresentValue(i)))
-                        throw new ArgumentException($"layer {i} lacks a past value input or a present key/value output.");
+                        throw new UserInputException($"layer {i} lacks a past value input or a present key/value output.");
             }
         }
         catch
@@ -70,7 +70,7 @@ public sealed class Generator : IDisposable
         options.Validate();
         if (prompts.Count == 0) return [];
         for (int r = 0; r < prompts.Count; r++)
-            if (prompts[r] is null || prompts[r].Length == 0) throw new ArgumentException($"prompt {r} is empty.");
+            if (prompts[r] is null || prompts[r].Length == 0) throw new UserInputException($"prompt {r} is empty.");
         var rows = prompts.Select(_ => new Row()).ToArray();
         if (options.MaxNewTokens > 0)
         {

@@ -52,7 +52,7 @@ public static class TextGeneration
         var folder = request.Folder;
         var tokenizer = folder.Tokenizer ?? throw new InvalidDataException($"'{folder.Path}' has no tokenizer, so nothing can be generated.");
         if (request.Messages is { } messages) return folder.TokenizeMessages(messages, addGenerationPrompt: true).Ids!;
-        var prompt = request.Prompt ?? throw new ArgumentException("give a prompt or messages.");
+        var prompt = request.Prompt ?? throw new UserInputException("give a prompt or messages.");
         if (folder.Template is null) return tokenizer.Encode(prompt, addSpecialTokens: true);
         using var doc = JsonDocument.Parse(JsonSerializer.Serialize(new[] { new { role = "user", content = prompt } }));
         return folder.TokenizeMessages(doc.RootElement.Clone(), addGenerationPrompt: true).Ids!;
@@ -60,7 +60,7 @@ public static class TextGeneration
 
     /// <summary>Generates, calling <paramref name="onText"/> with each new piece of text as soon as it decodes cleanly.</summary>
     /// <exception cref="InvalidDataException">The prompt cannot be rendered or tokenized.</exception>
-    /// <exception cref="ArgumentException">The model is not a decoder with <c>input_ids</c> and <c>logits</c>, or an option is out of range.</exception>
+    /// <exception cref="UserInputException">The model is not a decoder with <c>input_ids</c> and <c>logits</c>, or an option is out of range.</exception>
     public static TextGenerationResult Run(TextGenerationRequest request, Action<string>? onText = null)
     {
         ArgumentNullException.ThrowIfNull(request);

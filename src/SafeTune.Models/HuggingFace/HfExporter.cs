@@ -27,7 +27,7 @@ public static class HfExporter
             };
         }
         catch (KeyNotFoundException e) { throw new InvalidDataException($"{ckpt.Directory}: {e.Message}"); }
-        catch (ArgumentException e) { throw new InvalidDataException($"{ckpt.Directory}: {e.Message}"); }
+        catch (Exception e) when (e is UserInputException or ArgumentException) { throw new InvalidDataException($"{ckpt.Directory}: {e.Message}"); }
     }
 
     private static Model Gpt2(HfCheckpoint c, Generation.DecoderGraphOptions? options)

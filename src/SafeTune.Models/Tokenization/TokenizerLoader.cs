@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.ML.Tokenizers;
+using SafeTune.Onnx;
 
 namespace SafeTune.Models.Tokenization;
 
@@ -225,7 +226,7 @@ public static class TokenizerLoader
         {
             bpe = BpeTokenizer.Create(bpeOptions);
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or KeyNotFoundException)
+        catch (Exception e) when (e is ArgumentException or UserInputException or InvalidOperationException or FormatException or KeyNotFoundException)
         {
             throw new InvalidDataException($"'{source}': cannot build a byte-level BPE tokenizer: {e.Message}", e);
         }
@@ -338,7 +339,7 @@ public static class TokenizerLoader
             // Hugging Face's BERT strips accents whenever it lower-cases, unless strip_accents says otherwise.
             bert = BertTokenizer.Create(vocabStream, new BertOptions { LowerCaseBeforeTokenization = lowerCase, RemoveNonSpacingMarks = config.StripAccents ?? lowerCase });
         }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+        catch (Exception e) when (e is ArgumentException or UserInputException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"'{source}': cannot build a WordPiece tokenizer: {e.Message}", e);
         }

@@ -110,7 +110,7 @@ public sealed class GraphBuilder
     {
         Shapes.InferredOutput[] outs;
         try { outs = Shapes.OpShapes.Infer(node, _inference); }
-        catch (Exception e) when (e is ArgumentException or InvalidOperationException or IndexOutOfRangeException or OverflowException)
+        catch (Exception e) when (e is ArgumentException or UserInputException or InvalidOperationException or IndexOutOfRangeException or OverflowException)
         { return; }
         for (int i = 0; i < outs.Length && i < node.Outputs.Count; i++)
         {

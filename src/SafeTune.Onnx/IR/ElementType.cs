@@ -148,6 +148,6 @@ public static class ElementTypes
         var t when t == typeof(uint) => ElementType.UInt32,
         var t when t == typeof(ulong) => ElementType.UInt64,
         var t when t == typeof(bool) => ElementType.Bool,
-        _ => throw new ArgumentException($"No ONNX element type for {typeof(T).Name}."),
+        _ => throw new UserInputException($"No ONNX element type for {typeof(T).Name}."),
     };
 }

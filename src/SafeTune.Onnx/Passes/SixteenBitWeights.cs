@@ -28,7 +28,7 @@ public static class SixteenBitWeights
     {
         ArgumentNullException.ThrowIfNull(graph);
         if (storage is not (ElementType.Float16 or ElementType.BFloat16))
-            throw new ArgumentException($"weights can be stored as float16 or bfloat16, not {storage.OnnxName()}.", nameof(storage));
+            throw new UserInputException($"weights can be stored as float16 or bfloat16, not {storage.OnnxName()}.");
         var done = new List<string>();
         foreach (var name in names)
         {
@@ -89,7 +89,7 @@ public static class SixteenBitWeights
     public static TensorData Narrow(TensorData data, ElementType storage)
     {
         ArgumentNullException.ThrowIfNull(data);
-        if (data.ElementType != ElementType.Float) throw new ArgumentException($"tensor '{data.Name}' is {data.ElementType.OnnxName()}, not float32.");
+        if (data.ElementType != ElementType.Float) throw new UserInputException($"tensor '{data.Name}' is {data.ElementType.OnnxName()}, not float32.");
         var source = data.AsSpan<float>();
         var bytes = new byte[checked(source.Length * 2L)];
         var target = MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
@@ -97,7 +97,7 @@ public static class SixteenBitWeights
             System.Numerics.Tensors.TensorPrimitives.ConvertToHalf(source, MemoryMarshal.Cast<ushort, Half>(target));
         else if (storage == ElementType.BFloat16)
             for (int i = 0; i < source.Length; i++) target[i] = ToBFloat16(source[i]);
-        else throw new ArgumentException($"weights can be stored as float16 or bfloat16, not {storage.OnnxName()}.", nameof(storage));
+        else throw new UserInputException($"weights can be stored as float16 or bfloat16, not {storage.OnnxName()}.");
         if (!BitConverter.IsLittleEndian)
             for (int i = 0; i < target.Length; i++) target[i] = BinaryPrimitives.ReverseEndianness(target[i]);
         return new TensorData(data.Name, storage, data.Dims, bytes);

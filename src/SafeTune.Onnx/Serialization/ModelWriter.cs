@@ -18,7 +18,7 @@ internal static class ModelWriter
         if (dataFile is null && options.ExternalDataWhenLarge && InitializerBytes(model.Graph) > Math.Min(options.ExternalDataAbove, InlineLimit))
             dataFile = Path.GetFileName(full) + ".data";
         if (dataFile is not null && (dataFile.Contains('/') || dataFile.Contains('\\') || dataFile is "." or ".."))
-            throw new ArgumentException($"external data file '{dataFile}' must be a plain file name next to the model.", nameof(options));
+            throw new UserInputException($"external data file '{dataFile}' must be a plain file name next to the model.");
 
         if (dataFile is null)
         {

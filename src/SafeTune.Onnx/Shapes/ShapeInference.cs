@@ -33,7 +33,7 @@ public static class ShapeInference
         {
             InferredOutput[] outs;
             try { outs = OpShapes.Infer(node, ctx); }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IndexOutOfRangeException or OverflowException)
+            catch (Exception e) when (e is ArgumentException or UserInputException or InvalidOperationException or IndexOutOfRangeException or OverflowException)
             { outs = []; }
             for (int i = 0; i < node.Outputs.Count && i < outs.Length; i++)
                 changed |= Merge(node.Outputs[i], outs[i]);

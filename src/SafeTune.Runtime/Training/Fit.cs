@@ -48,19 +48,19 @@ public sealed record FitOptions
     /// <summary>Where to record the memory after each phase (model, graphs and sessions, first step, all steps); null records nothing.</summary>
     internal MemoryAccount? Memory { get; init; }
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
+    /// <summary>Throws <see cref="UserInputException"/> naming the option when a value is out of range.</summary>
     public void Validate()
     {
-        if (Steps < 1) throw new ArgumentException($"--steps must be at least 1, not {Steps}.");
-        if (CheckpointEvery < 1) throw new ArgumentException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");
-        if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"the clipping norm must be positive, not {c}.");
-        if (Resume && CheckpointDirectory is null) throw new ArgumentException("resuming needs a checkpoint folder.");
-        if (KlBeta is { } b && !(b >= 0 && b <= 1)) throw new ArgumentException($"--kl must be a beta between 0 and 1, not {b}.");
+        if (Steps < 1) throw new OptionException("steps", $"{{steps}} must be at least 1, not {Steps}.");
+        if (CheckpointEvery < 1) throw new UserInputException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");
+        if (ClipNorm is { } c && !(c > 0)) throw new UserInputException($"the clipping norm must be positive, not {c}.");
+        if (Resume && CheckpointDirectory is null) throw new UserInputException("resuming needs a checkpoint folder.");
+        if (KlBeta is { } b && !(b >= 0 && b <= 1)) throw new OptionException("kl", $"{{kl}} must be a beta between 0 and 1, not {b}.");
         if (CheckpointDirectory is { } dir && SafePaths.KindOf(dir) is var kind && kind is not (FileKind.Missing or FileKind.Directory))
-            throw new ArgumentException($"--checkpoint-dir {dir} is {SafePaths.Describe(kind)}, not a folder.");
-        if (Lora is not null && Trainable is not null) throw new ArgumentException("LoRA chooses the trainable parameters itself; give either LoRA options or a trainable list.");
-        if (Lora is not null && !Selection.IsDefault) throw new ArgumentException("--lora trains adapters only; --trainable, --frozen and --keep-untied choose weights for full fine-tuning.");
-        if (Trainable is not null && !Selection.IsDefault) throw new ArgumentException("give either a trainable list or a parameter selection, not both.");
+            throw new OptionException("checkpoint-dir", $"{{checkpoint-dir}} {dir} is {SafePaths.Describe(kind)}, not a folder.");
+        if (Lora is not null && Trainable is not null) throw new UserInputException("LoRA chooses the trainable parameters itself; give either LoRA options or a trainable list.");
+        if (Lora is not null && !Selection.IsDefault) throw new OptionException("lora", "{lora} trains adapters only; {trainable}, {frozen} and {keep-untied} choose weights for full fine-tuning.");
+        if (Trainable is not null && !Selection.IsDefault) throw new UserInputException("give either a trainable list or a parameter selection, not both.");
         Selection.Validate();
         Lora?.Validate();
         Optimizer.Validate();
@@ -120,7 +120,7 @@ public static class Fit
         using var reference = options.KlBeta is null ? null
             : ReferencePolicy.Create(lora is null ? session.StartingModel : baseModel,
                 new ReferenceOptions { Runtime = options.Runtime, SharedWeights = session.SharedWeights, HiddenRows = session.ReadsReferenceHidden });
-        if (reference is not null && responseIndex.Length == 0) throw new ArgumentException("--kl needs labelled positions: every label of the batch is -100.");
+        if (reference is not null && responseIndex.Length == 0) throw new OptionException("kl", "{kl} needs labelled positions: every label of the batch is -100.");
         options.Memory?.Mark("training graphs built, sessions open (frozen weights shared)", session.SharedWeights.Bytes);
         options.Memory?.Mark("trainable parameters, gradients, optimizer moments", 4L * session.Layout.ParameterElements * sizeof(float));
         var estimate = reference is null ? session.EstimateMemory(batch)

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using SafeTune.Onnx;
 
 namespace SafeTune.Runtime.Training;
 
@@ -106,7 +107,7 @@ internal sealed unsafe class FlatBuffer : IDisposable
     public void Write(string name, ReadOnlySpan<float> values)
     {
         var e = Entry(name);
-        if (values.Length != e.Count) throw new ArgumentException($"'{name}' holds {e.Count} values, not {values.Length}.");
+        if (values.Length != e.Count) throw new UserInputException($"'{name}' holds {e.Count} values, not {values.Length}.");
         if (_device is null) values.CopyTo(new Span<float>(_host + e.Offset, values.Length));
         else _device.Upload(values.ToArray(), Views[name], e.Dims);
     }

@@ -21,11 +21,11 @@ public sealed record ParameterSelection
     /// <summary>True when no override is given.</summary>
     public bool IsDefault => TrainablePattern is null && FrozenPattern is null && !KeepUntied;
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the option when a pattern is not a valid regex.</summary>
+    /// <summary>Throws <see cref="UserInputException"/> naming the option when a pattern is not a valid regex.</summary>
     public void Validate()
     {
-        _ = Compile(TrainablePattern, "--trainable");
-        _ = Compile(FrozenPattern, "--frozen");
+        _ = Compile(TrainablePattern, "trainable");
+        _ = Compile(FrozenPattern, "frozen");
     }
 
     /// <summary>
@@ -35,8 +35,8 @@ public sealed record ParameterSelection
     internal SelectedParameters Resolve(Model model)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var trainableRegex = Compile(TrainablePattern, "--trainable");
-        var frozenRegex = Compile(FrozenPattern, "--frozen");
+        var trainableRegex = Compile(TrainablePattern, "trainable");
+        var frozenRegex = Compile(FrozenPattern, "frozen");
         var roles = ParameterRoles.Of(model);
         IReadOnlyList<TiedCopy> ties = KeepUntied ? [] : TiedCopies.Find(model, roles.Where(r => r.IsParameter).Select(r => r.Name));
         if (ties.Count > 0)
@@ -47,16 +47,16 @@ public sealed record ParameterSelection
         }
         var floats = roles.Select(r => r.Name).ToList();
         if (trainableRegex is not null && !floats.Any(trainableRegex.IsMatch))
-            throw new ArgumentException($"--trainable '{TrainablePattern}' matches no float initializer of the model.");
+            throw new OptionException("trainable", $"{{trainable}} '{TrainablePattern}' matches no float initializer of the model.");
         if (frozenRegex is not null && !floats.Any(frozenRegex.IsMatch))
-            throw new ArgumentException($"--frozen '{FrozenPattern}' matches no float initializer of the model.");
+            throw new OptionException("frozen", $"{{frozen}} '{FrozenPattern}' matches no float initializer of the model.");
         var trainable = roles
             .Where(r => (r.IsParameter || trainableRegex?.IsMatch(r.Name) == true) && frozenRegex?.IsMatch(r.Name) != true)
             .Select(r => r.Name)
             .ToList();
         if (trainable.Count == 0)
-            throw new ArgumentException(FrozenPattern is null ? "the model has no trainable parameters (every float initializer is a buffer); choose some with --trainable."
-                : $"--frozen '{FrozenPattern}' leaves nothing to train.");
+            throw FrozenPattern is null ? new OptionException("trainable", "the model has no trainable parameters (every float initializer is a buffer); choose some with {trainable}.")
+                : new OptionException("frozen", $"{{frozen}} '{FrozenPattern}' leaves nothing to train.");
         return new SelectedParameters(model, trainable, roles, ties);
     }
 
@@ -69,7 +69,7 @@ public sealed record ParameterSelection
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"{option} '{pattern}' is not a valid regular expression: {e.Message}");
+            throw new OptionException(option, $"{{{option}}} '{pattern}' is not a valid regular expression: {e.Message}");
         }
     }
 }

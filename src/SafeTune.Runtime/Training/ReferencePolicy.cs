@@ -114,7 +114,7 @@ internal sealed class ReferencePolicy : IDisposable
             outputs.AddRange([ResponseNames.ReferenceLogProbs, ResponseNames.ReferenceTokenLogProbs]);
         }
         outputs.AddRange(extra);
-        if (outputs.Count == 0) throw new ArgumentException("the reference pass would compute nothing: ask for log-probabilities or extend it.");
+        if (outputs.Count == 0) throw new UserInputException("the reference pass would compute nothing: ask for log-probabilities or extend it.");
         foreach (var o in graph.Graph.Outputs.Where(o => !outputs.Contains(o.Name)).ToList()) graph.Graph.RemoveOutput(o);
         graph.Graph.RemoveUnusedNodes();
         SharedInitializers? owned = null;
@@ -146,7 +146,7 @@ internal sealed class ReferencePolicy : IDisposable
             if (input == ResponseNames.Index) _session.BindInput(input, _owned.Add(input, OrtValues.Wrap(responseIndex, responseIndex.Length)));
             else if (batch.InputFor(input) is { } v) _session.BindInput(input, _owned.Add(input, v));
             else if (inputs is not null && inputs.TryGetValue(input, out var given)) _session.BindInput(input, given);
-            else throw new ArgumentException($"the reference pass needs the input '{input}'.");
+            else throw new UserInputException($"the reference pass needs the input '{input}'.");
         }
         foreach (var o in _outputs) _session.BindOutputToDevice(o);
         return new ReferenceOutputs(_outputs, _session.RunAndFetch());

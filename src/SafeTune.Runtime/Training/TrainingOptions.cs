@@ -1,4 +1,5 @@
 using SafeTune.Autodiff;
+using SafeTune.Onnx;
 
 namespace SafeTune.Runtime.Training;
 
@@ -34,16 +35,16 @@ public sealed record OptimizerConfig
     /// </summary>
     public double? ProximalRho { get; init; }
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
+    /// <summary>Throws <see cref="UserInputException"/> naming the option when a value is out of range.</summary>
     public void Validate()
     {
         // Written so that NaN fails every check: a comparison with NaN is false.
-        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new ArgumentException($"--lr (the learning rate) must be positive, not {LearningRate}.");
-        if (!(WeightDecay >= 0) || double.IsInfinity(WeightDecay)) throw new ArgumentException($"--weight-decay must be 0 or more, not {WeightDecay}.");
-        if (!(Beta1 >= 0 && Beta1 < 1) || !(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentException($"AdamW betas must lie in [0, 1), not ({Beta1}, {Beta2}).");
-        if (!(Epsilon > 0) || double.IsInfinity(Epsilon)) throw new ArgumentException($"AdamW epsilon must be positive, not {Epsilon}.");
-        if (!(Momentum >= 0 && Momentum < 1)) throw new ArgumentException($"SGD momentum must lie in [0, 1), not {Momentum}.");
-        if (ProximalRho is { } rho && (!(rho >= 0) || double.IsInfinity(rho))) throw new ArgumentException($"the proximal rho must be 0 or more, not {rho}.");
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate)) throw new OptionException("lr", $"{{lr}} (the learning rate) must be positive, not {LearningRate}.");
+        if (!(WeightDecay >= 0) || double.IsInfinity(WeightDecay)) throw new OptionException("weight-decay", $"{{weight-decay}} must be 0 or more, not {WeightDecay}.");
+        if (!(Beta1 >= 0 && Beta1 < 1) || !(Beta2 >= 0 && Beta2 < 1)) throw new UserInputException($"AdamW betas must lie in [0, 1), not ({Beta1}, {Beta2}).");
+        if (!(Epsilon > 0) || double.IsInfinity(Epsilon)) throw new UserInputException($"AdamW epsilon must be positive, not {Epsilon}.");
+        if (!(Momentum >= 0 && Momentum < 1)) throw new UserInputException($"SGD momentum must lie in [0, 1), not {Momentum}.");
+        if (ProximalRho is { } rho && (!(rho >= 0) || double.IsInfinity(rho))) throw new UserInputException($"the proximal rho must be 0 or more, not {rho}.");
     }
 }
 

@@ -143,7 +143,7 @@ internal sealed class TrainingSession : IDisposable
     /// <summary>Sets the learning rate of the next optimizer steps (schedules call this every step).</summary>
     public void SetLearningRate(double lr)
     {
-        if (!(lr > 0) || double.IsInfinity(lr)) throw new ArgumentException($"the learning rate must be positive, not {lr}.");
+        if (!(lr > 0) || double.IsInfinity(lr)) throw new UserInputException($"the learning rate must be positive, not {lr}.");
         LearningRate = lr;
     }
 
@@ -157,7 +157,7 @@ internal sealed class TrainingSession : IDisposable
     public void SetProximalRho(double rho)
     {
         if (_reference is null) throw new InvalidOperationException("this session has no proximal term; create it with OptimizerConfig.ProximalRho set.");
-        if (!(rho >= 0) || double.IsInfinity(rho)) throw new ArgumentException($"the proximal rho must be 0 or more, not {rho}.");
+        if (!(rho >= 0) || double.IsInfinity(rho)) throw new UserInputException($"the proximal rho must be 0 or more, not {rho}.");
         _proximalRho = rho;
     }
 
@@ -168,7 +168,7 @@ internal sealed class TrainingSession : IDisposable
         options.Optimizer.Validate();
         var given = model;
         if (options.Trainable is not null && !options.Selection.IsDefault)
-            throw new ArgumentException("give either a trainable list or a parameter selection, not both.");
+            throw new UserInputException("give either a trainable list or a parameter selection, not both.");
         IReadOnlyList<TiedCopy> ties = [];
         IReadOnlyList<string>? chosen = options.Trainable;
         if (chosen is null)
@@ -184,12 +184,12 @@ internal sealed class TrainingSession : IDisposable
         var (loss, metrics, stepInputs) = options.Objective.Append(withLoss, logits.Name, fuse);
         foreach (var o in withLoss.Graph.Outputs.Where(o => o != loss && !metrics.Contains(o.Name)).ToList()) withLoss.Graph.RemoveOutput(o);
         var trainable = chosen.ToList();
-        if (trainable.Count == 0) throw new ArgumentException("there are no trainable parameters.");
+        if (trainable.Count == 0) throw new UserInputException("there are no trainable parameters.");
         foreach (var name in trainable)
         {
-            var v = withLoss.Graph.FindInitializer(name) ?? throw new ArgumentException($"trainable parameter '{name}' is not an initializer of the model.");
+            var v = withLoss.Graph.FindInitializer(name) ?? throw new UserInputException($"trainable parameter '{name}' is not an initializer of the model.");
             if (v.ElementType != ElementType.Float)
-                throw new ArgumentException($"trainable parameter '{name}' is {v.ElementType.OnnxName()}; training supports float32 parameters.");
+                throw new UserInputException($"trainable parameter '{name}' is {v.ElementType.OnnxName()}; training supports float32 parameters.");
         }
         if (options.BaseDtype != ElementType.Float) SixteenBitWeights.Apply(withLoss.Graph, FrozenWeights(model, trainable), options.BaseDtype);
         var backwardOptions = options.Backward with { KeepForwardOutputs = true };
@@ -231,7 +231,7 @@ internal sealed class TrainingSession : IDisposable
     {
         var located = Onnx.Passes.HiddenStateLocator.Locate(model.Clone("activation checkpoints"), out var input);
         if (located.Count == 0 || located.Count == 1 && input is null)
-            throw new ArgumentException("--checkpoint-activations: no transformer blocks were found in the model to recompute; train without it.");
+            throw new OptionException("checkpoint-activations", "{checkpoint-activations}: no transformer blocks were found in the model to recompute; train without it.");
         // The stream before the first block, then after each block: every block is recomputed.
         return [.. input is null ? [] : new[] { input.Name }, .. located.Select(c => c.Tensor.Name)];
     }
@@ -294,9 +294,9 @@ internal sealed class TrainingSession : IDisposable
                 session.BindInput(input, _owned.Add(prefix + input, v));
         var missing = _stepInputs.Where(n => inputs is null || !inputs.ContainsKey(n)).ToList();
         if (missing.Count > 0)
-            throw new ArgumentException($"the {Options.Objective} objective needs the step input(s) {string.Join(", ", missing)}.");
+            throw new UserInputException($"the {Options.Objective} objective needs the step input(s) {string.Join(", ", missing)}.");
         if (inputs?.Keys.FirstOrDefault(n => !_stepInputs.Contains(n)) is { } unexpected)
-            throw new ArgumentException($"the {Options.Objective} objective has no step input '{unexpected}'; it declares "
+            throw new UserInputException($"the {Options.Objective} objective has no step input '{unexpected}'; it declares "
                 + (_stepInputs.Length == 0 ? "none." : string.Join(", ", _stepInputs) + "."));
         foreach (var name in _stepInputs) session.BindInput(name, inputs![name]);
     }
@@ -355,7 +355,7 @@ internal sealed class TrainingSession : IDisposable
     /// </summary>
     public double ClipGradNorm(double maxNorm)
     {
-        if (!(maxNorm > 0)) throw new ArgumentException($"the clipping norm must be positive, not {maxNorm}.");
+        if (!(maxNorm > 0)) throw new UserInputException($"the clipping norm must be positive, not {maxNorm}.");
         double norm = GradientNorm();
         _clipScale = Math.Min(1.0, maxNorm / (norm + 1e-6));
         return norm;

@@ -39,8 +39,8 @@ public sealed class ActivationExtractor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(model);
         Options = options ?? new ActivationOptions();
-        if (Options.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(options), "the batch size must be at least 1.");
-        if (Options.MaxLength < 1) throw new ArgumentOutOfRangeException(nameof(options), "the maximum length must be at least 1.");
+        if (Options.BatchSize < 1) throw new UserInputException("the batch size must be at least 1.");
+        if (Options.MaxLength < 1) throw new UserInputException("the maximum length must be at least 1.");
         // Prompts are cut to the maximum length, so it must not exceed what the model can read.
         if (ContextLength.Of(model, tokenizer?.Source) is int context && Options.MaxLength > context) Options = Options with { MaxLength = context };
         _tokenizer = tokenizer;
@@ -56,9 +56,9 @@ public sealed class ActivationExtractor : IDisposable
         Width = located.Select(h => h.Shape is { Rank: >= 2 } s ? s[-1].Value : null).FirstOrDefault(w => w is not null) is long w ? (int)w : null;
 
         _chosen = Options.Layers is null ? [.. Enumerable.Range(0, LayerCount)] : [.. Options.Layers.Distinct().Order()];
-        if (_chosen.Length == 0) throw new ArgumentException("the layer subset is empty.", nameof(options));
+        if (_chosen.Length == 0) throw new UserInputException("the layer subset is empty.");
         if (_chosen.Any(l => l < 0 || l >= LayerCount))
-            throw new ArgumentOutOfRangeException(nameof(options), $"layer indices must lie in [0, {LayerCount}); got {string.Join(", ", _chosen)}.");
+            throw new UserInputException($"layer indices must lie in [0, {LayerCount}); got {string.Join(", ", _chosen)}.");
 
         var read = _chosen.Select(l => _hiddenNames[l]).ToArray();
         PassRunner.Run(copy, new ExposeValuesPass(read));
@@ -185,7 +185,7 @@ public sealed class ActivationExtractor : IDisposable
             for (int i = start; i < Math.Min(count, start + Options.BatchSize); i++)
             {
                 var t = ids(i);
-                if (t.Length == 0) throw new ArgumentException($"prompt {i} has no tokens.");
+                if (t.Length == 0) throw new UserInputException($"prompt {i} has no tokens.");
                 batch.Add((i, t));
             }
             if (!equalLengths) { RunBatch(batch, sink, perLayer); continue; }

@@ -60,7 +60,7 @@ public sealed class JudgeCache
     public string PathOf(string key)
     {
         ArgumentNullException.ThrowIfNull(key);
-        if (key.Length != 64 || !key.All(char.IsAsciiHexDigitLower)) throw new ArgumentException($"'{key}' is not a cache key (64 lowercase hex digits).", nameof(key));
+        if (key.Length != 64 || !key.All(char.IsAsciiHexDigitLower)) throw new UserInputException($"'{key}' is not a cache key (64 lowercase hex digits).");
         return Path.Combine(Directory, key[..2], key + ".json");
     }
 

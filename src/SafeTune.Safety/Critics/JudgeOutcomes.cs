@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Critics;
 
@@ -42,7 +43,7 @@ public sealed record JudgeSummary(int Count, double Mean, double Max, IReadOnlyL
     public static JudgeSummary Of(IReadOnlyList<JudgeVerdict> verdicts)
     {
         ArgumentNullException.ThrowIfNull(verdicts);
-        if (verdicts.Count == 0) throw new ArgumentException("there are no verdicts to summarise.", nameof(verdicts));
+        if (verdicts.Count == 0) throw new UserInputException("there are no verdicts to summarise.");
         var histogram = new int[5];
         foreach (var v in verdicts)
             histogram[(int)Math.Clamp(Math.Round(v.Score, MidpointRounding.AwayFromZero), JudgeVerdict.MinScore, JudgeVerdict.MaxScore) - 1]++;

@@ -90,7 +90,7 @@ public static class JudgeRun
     /// after each chunk) and summarises.
     /// Items the judge cannot score are failed closed and counted, not errors.
     /// </summary>
-    /// <exception cref="ArgumentException">The judge spec is bad.</exception>
+    /// <exception cref="UserInputException">The judge spec is bad.</exception>
     /// <exception cref="InvalidDataException">The data file is empty or malformed, or lacks a column.</exception>
     /// <exception cref="FileNotFoundException">The data file (or a file the spec names) does not exist.</exception>
     public static async Task<JudgeRunResult> ScoreFileAsync(JudgeRunOptions options, IProgress<JudgeRunProgress>? progress = null,

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Critics;
 
@@ -44,18 +45,18 @@ public static partial class JudgeSpec
     /// <summary>Adds (or replaces) a scheme: <paramref name="factory"/> builds the judge from the parsed spec.</summary>
     /// <param name="scheme">Lowercase letters, digits, <c>-</c> and <c>_</c>, starting with a letter.</param>
     /// <param name="syntax">How the spec is written, for help texts and errors.</param>
-    /// <param name="factory">Builds the judge; it throws <see cref="ArgumentException"/> (see <see cref="JudgeSpecParts.Error"/>) on bad options.</param>
+    /// <param name="factory">Builds the judge; it throws <see cref="UserInputException"/> (see <see cref="JudgeSpecParts.Error"/>) on bad options.</param>
     public static void Register(string scheme, string syntax, JudgeFactory factory)
     {
         ArgumentNullException.ThrowIfNull(scheme);
         ArgumentException.ThrowIfNullOrWhiteSpace(syntax);
         ArgumentNullException.ThrowIfNull(factory);
-        if (!SchemeName().IsMatch(scheme)) throw new ArgumentException($"'{scheme}' is not a judge scheme name (lowercase letters, digits, - and _).", nameof(scheme));
+        if (!SchemeName().IsMatch(scheme)) throw new UserInputException($"'{scheme}' is not a judge scheme name (lowercase letters, digits, - and _).");
         Schemes[scheme] = (syntax, factory);
     }
 
     /// <summary>Builds the judge named by <paramref name="spec"/>.</summary>
-    /// <exception cref="ArgumentException">The spec is malformed, names no known judge, or has a bad option; the message names the part at fault.</exception>
+    /// <exception cref="UserInputException">The spec is malformed, names no known judge, or has a bad option; the message names the part at fault.</exception>
     /// <exception cref="FileNotFoundException">A file named by the spec does not exist.</exception>
     /// <exception cref="InvalidDataException">A file named by the spec is malformed.</exception>
     public static ISafetyJudge Parse(string spec)
@@ -67,10 +68,10 @@ public static partial class JudgeSpec
     }
 
     /// <summary>Splits <paramref name="spec"/> into scheme, argument and options (no judge is built).</summary>
-    /// <exception cref="ArgumentException">The spec is empty or malformed.</exception>
+    /// <exception cref="UserInputException">The spec is empty or malformed.</exception>
     public static JudgeSpecParts Split(string spec)
     {
-        if (string.IsNullOrWhiteSpace(spec)) throw new ArgumentException("the judge spec is empty; known judges: " + string.Join(", ", Schemes.Keys.Order(StringComparer.Ordinal)));
+        if (string.IsNullOrWhiteSpace(spec)) throw new UserInputException("the judge spec is empty; known judges: " + string.Join(", ", Schemes.Keys.Order(StringComparer.Ordinal)));
         var text = spec.Trim();
         int query = text.IndexOf('?');
         var head = query < 0 ? text : text[..query];
@@ -79,7 +80,7 @@ public static partial class JudgeSpec
         string? argument = colon < 0 ? null : head[(colon + 1)..];
         var display = RedactUserInfo(head);
         if (!SchemeName().IsMatch(scheme))
-            throw new ArgumentException($"judge spec '{display}': '{scheme}' is not a judge name; known: {string.Join(", ", Schemes.Keys.Order(StringComparer.Ordinal))}");
+            throw new UserInputException($"judge spec '{display}': '{scheme}' is not a judge name; known: {string.Join(", ", Schemes.Keys.Order(StringComparer.Ordinal))}");
         var options = new Dictionary<string, string>(StringComparer.Ordinal);
         if (query >= 0)
         {
@@ -88,10 +89,10 @@ public static partial class JudgeSpec
                 if (pair.Length == 0) continue;
                 int eq = pair.IndexOf('=');
                 var name = (eq < 0 ? pair : pair[..eq]).Trim().ToLowerInvariant();
-                if (name.Length == 0) throw new ArgumentException($"judge spec '{display}': an option has no name (write KEY=VALUE).");
-                if (eq < 0) throw new ArgumentException($"judge spec '{display}': option '{name}' has no value (write {name}=VALUE).");
+                if (name.Length == 0) throw new UserInputException($"judge spec '{display}': an option has no name (write KEY=VALUE).");
+                if (eq < 0) throw new UserInputException($"judge spec '{display}': option '{name}' has no value (write {name}=VALUE).");
                 if (!options.TryAdd(name, Uri.UnescapeDataString(pair[(eq + 1)..])))
-                    throw new ArgumentException($"judge spec '{display}': option '{name}' is given twice.");
+                    throw new UserInputException($"judge spec '{display}': option '{name}' is given twice.");
             }
         }
         return new JudgeSpecParts(display, scheme, string.IsNullOrEmpty(argument) ? null : argument, options);
@@ -165,8 +166,8 @@ public static partial class JudgeSpec
 /// <param name="Options">The <c>?KEY=VALUE</c> options, names lowercase, values URL-decoded.</param>
 public sealed record JudgeSpecParts(string Display, string Scheme, string? Argument, IReadOnlyDictionary<string, string> Options)
 {
-    /// <summary>An <see cref="ArgumentException"/> whose message starts with the spec.</summary>
-    public ArgumentException Error(string message) => new($"judge spec '{Display}': {message}.");
+    /// <summary>A <see cref="UserInputException"/> whose message starts with the spec.</summary>
+    public UserInputException Error(string message) => new($"judge spec '{Display}': {message}.");
 
     /// <summary>Rejects options not in <paramref name="known"/> (the error names the option, never its value).</summary>
     public void Check(params string[] known)

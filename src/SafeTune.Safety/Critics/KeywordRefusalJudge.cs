@@ -1,5 +1,6 @@
 using System.Text.Json;
 using SafeTune.Data.Public;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Critics;
 
@@ -32,7 +33,7 @@ public sealed class KeywordRefusalJudge : ISafetyJudge
     public KeywordRefusalJudge(IEnumerable<string>? phrases = null, KeywordMatch match = KeywordMatch.Substring)
     {
         _phrases = [.. (phrases ?? DefaultPhrases).Where(p => !string.IsNullOrWhiteSpace(p)).Select(Normalize)];
-        if (_phrases.Length == 0) throw new ArgumentException("the keyword judge needs at least one refusal phrase.", nameof(phrases));
+        if (_phrases.Length == 0) throw new UserInputException("the keyword judge needs at least one refusal phrase.");
         Match = match;
     }
 

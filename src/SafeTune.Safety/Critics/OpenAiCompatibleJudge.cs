@@ -10,6 +10,7 @@ using OpenAI;
 using Polly;
 using Polly.Retry;
 using AiChatMessage = Microsoft.Extensions.AI.ChatMessage;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Critics;
 
@@ -51,7 +52,7 @@ public sealed class OpenAiCompatibleJudge : ISafetyJudge, IJudgeStatsSource
     /// through the OpenAI SDK (its own retries turned off; this judge retries). A given client is used as it is and
     /// not disposed.
     /// </summary>
-    /// <exception cref="ArgumentException">The options are invalid, or a required API key variable is unset.</exception>
+    /// <exception cref="UserInputException">The options are invalid, or a required API key variable is unset.</exception>
     public OpenAiCompatibleJudge(OpenAiJudgeOptions options, IChatClient? chatClient = null)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -60,7 +61,7 @@ public sealed class OpenAiCompatibleJudge : ISafetyJudge, IJudgeStatsSource
         var key = Environment.GetEnvironmentVariable(options.ApiKeyVariable);
         _key = string.IsNullOrEmpty(key) ? null : key;
         if (_key is null && options.ApiKeyRequired)
-            throw new ArgumentException($"the environment variable {options.ApiKeyVariable} (key_env), which should hold the judge's API key, is not set.");
+            throw new UserInputException($"the environment variable {options.ApiKeyVariable} (key_env), which should hold the judge's API key, is not set.");
 
         if (chatClient is null)
         {
@@ -291,7 +292,7 @@ public sealed class OpenAiCompatibleJudge : ISafetyJudge, IJudgeStatsSource
                 return (JudgeFailureReasons.Connection, $"cannot reach the judge endpoint: {h.HttpRequestError} ({tries})");
             case ClientResultException or IOException or SocketException:
                 return (JudgeFailureReasons.Connection, $"cannot reach the judge endpoint: {e.GetType().Name} ({tries})");
-            case JsonException or FormatException or InvalidOperationException or KeyNotFoundException or ArgumentException or NullReferenceException:
+            case JsonException or FormatException or InvalidOperationException or KeyNotFoundException or ArgumentException or UserInputException or NullReferenceException:
                 return (JudgeFailureReasons.InvalidResponse, $"the judge endpoint's reply is not a chat completion ({e.GetType().Name})");
             default:
                 return (JudgeFailureReasons.Other, $"the judge request failed: {e.GetType().Name}");

@@ -1,4 +1,5 @@
 using System.Globalization;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Critics;
 
@@ -67,23 +68,23 @@ public sealed record OpenAiJudgeOptions
     public int MaxTokens { get; init; } = 512;
 
     /// <summary>Checks the settings; the message names the one at fault.</summary>
-    /// <exception cref="ArgumentException">A setting is out of range.</exception>
+    /// <exception cref="UserInputException">A setting is out of range.</exception>
     public void Validate()
     {
         var inv = CultureInfo.InvariantCulture;
         if (!BaseUrl.IsAbsoluteUri || BaseUrl.Scheme is not ("http" or "https"))
-            throw new ArgumentException("the judge's base URL must be an absolute http:// or https:// URL.");
+            throw new UserInputException("the judge's base URL must be an absolute http:// or https:// URL.");
         if (BaseUrl.UserInfo.Length > 0)
-            throw new ArgumentException($"the judge's base URL must not hold credentials; put the key in an environment variable and name it (key_env), default {DefaultApiKeyVariable}.");
-        if (string.IsNullOrWhiteSpace(Model)) throw new ArgumentException("the judge needs a model name.");
-        if (string.IsNullOrWhiteSpace(ApiKeyVariable)) throw new ArgumentException("the API key variable name must not be empty.");
-        if (Timeout <= TimeSpan.Zero) throw new ArgumentException(string.Create(inv, $"the judge timeout must be positive (got {Timeout.TotalSeconds} s)."));
+            throw new UserInputException($"the judge's base URL must not hold credentials; put the key in an environment variable and name it (key_env), default {DefaultApiKeyVariable}.");
+        if (string.IsNullOrWhiteSpace(Model)) throw new UserInputException("the judge needs a model name.");
+        if (string.IsNullOrWhiteSpace(ApiKeyVariable)) throw new UserInputException("the API key variable name must not be empty.");
+        if (Timeout <= TimeSpan.Zero) throw new UserInputException(string.Create(inv, $"the judge timeout must be positive (got {Timeout.TotalSeconds} s)."));
         if (!(RequestsPerSecond >= 0) || double.IsInfinity(RequestsPerSecond))
-            throw new ArgumentException(string.Create(inv, $"the judge's requests per second must be 0 (no limit) or positive (got {RequestsPerSecond})."));
-        if (Concurrency < 1) throw new ArgumentException(string.Create(inv, $"the judge's concurrency must be at least 1 (got {Concurrency})."));
-        if (Retries < 0) throw new ArgumentException(string.Create(inv, $"the judge's retries must not be negative (got {Retries})."));
+            throw new UserInputException(string.Create(inv, $"the judge's requests per second must be 0 (no limit) or positive (got {RequestsPerSecond})."));
+        if (Concurrency < 1) throw new UserInputException(string.Create(inv, $"the judge's concurrency must be at least 1 (got {Concurrency})."));
+        if (Retries < 0) throw new UserInputException(string.Create(inv, $"the judge's retries must not be negative (got {Retries})."));
         if (RetryDelay < TimeSpan.Zero || MaxRetryDelay < RetryDelay)
-            throw new ArgumentException("the judge's retry delay must be at least 0 and at most the maximum retry delay.");
-        if (MaxTokens < 1) throw new ArgumentException(string.Create(inv, $"the judge's max tokens must be at least 1 (got {MaxTokens})."));
+            throw new UserInputException("the judge's retry delay must be at least 0 and at most the maximum retry delay.");
+        if (MaxTokens < 1) throw new UserInputException(string.Create(inv, $"the judge's max tokens must be at least 1 (got {MaxTokens})."));
     }
 }

@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Safety.Critics;
 
 /// <summary>One thing a judge scores: a user prompt and the response it got (or the target response of a training example).</summary>
@@ -83,7 +85,7 @@ public static class SafetyJudges
     public static double Aggregate(IReadOnlyList<JudgeVerdict> verdicts, JudgeAggregation aggregation)
     {
         ArgumentNullException.ThrowIfNull(verdicts);
-        if (verdicts.Count == 0) throw new ArgumentException("there are no verdicts to aggregate.", nameof(verdicts));
+        if (verdicts.Count == 0) throw new UserInputException("there are no verdicts to aggregate.");
         return aggregation == JudgeAggregation.Max ? verdicts.Max(v => v.Score) : verdicts.Average(v => v.Score);
     }
 
@@ -93,6 +95,6 @@ public static class SafetyJudges
         "mean" => JudgeAggregation.Mean,
         "max" => JudgeAggregation.Max,
         "per-example" or "per_example" or "example" => JudgeAggregation.PerExample,
-        _ => throw new ArgumentException($"unknown aggregation '{text}'; use mean, max or per-example."),
+        _ => throw new UserInputException($"unknown aggregation '{text}'; use mean, max or per-example."),
     };
 }

@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Safety.Metrics;
 
 /// <summary>One point of a ROC curve: the rates reached by flagging every example whose score is at least <see cref="Threshold"/>.</summary>
@@ -18,7 +20,7 @@ public static class BinaryMetrics
     /// </summary>
     /// <param name="scores">Scores, higher meaning more likely positive.</param>
     /// <param name="labels">True for positives.</param>
-    /// <exception cref="ArgumentException">Lengths differ, a score is NaN, or a class is absent.</exception>
+    /// <exception cref="UserInputException">Lengths differ, a score is NaN, or a class is absent.</exception>
     public static double Auroc(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels)
     {
         var (pos, neg) = Validate(scores, labels);
@@ -45,7 +47,7 @@ public static class BinaryMetrics
     /// <param name="scores">Scores, higher meaning more likely positive.</param>
     /// <param name="labels">True for positives.</param>
     /// <returns>Points in order of decreasing threshold, so non-decreasing FPR and TPR.</returns>
-    /// <exception cref="ArgumentException">Lengths differ, a score is NaN, or a class is absent.</exception>
+    /// <exception cref="UserInputException">Lengths differ, a score is NaN, or a class is absent.</exception>
     public static IReadOnlyList<RocPoint> RocCurve(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels)
     {
         var (pos, neg) = Validate(scores, labels);
@@ -73,10 +75,10 @@ public static class BinaryMetrics
     /// <param name="scores">Scores, higher meaning more likely positive.</param>
     /// <param name="labels">True for positives.</param>
     /// <param name="targetFpr">The largest false-positive rate allowed, in [0, 1].</param>
-    /// <exception cref="ArgumentException">Lengths differ, a score is NaN, a class is absent, or the target is outside [0, 1].</exception>
+    /// <exception cref="UserInputException">Lengths differ, a score is NaN, a class is absent, or the target is outside [0, 1].</exception>
     public static double TprAtFpr(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double targetFpr)
     {
-        if (!(targetFpr >= 0 && targetFpr <= 1)) throw new ArgumentException("the target FPR must lie in [0, 1]", nameof(targetFpr));
+        if (!(targetFpr >= 0 && targetFpr <= 1)) throw new UserInputException("the target FPR must lie in [0, 1]");
         double best = 0;
         foreach (var p in RocCurve(scores, labels))
             if (p.Fpr <= targetFpr + 1e-12 && p.Tpr > best) best = p.Tpr;
@@ -87,11 +89,11 @@ public static class BinaryMetrics
     /// <param name="scores">Scores, higher meaning more likely positive.</param>
     /// <param name="labels">True for positives.</param>
     /// <param name="threshold">The decision threshold.</param>
-    /// <exception cref="ArgumentException">Lengths differ or the input is empty.</exception>
+    /// <exception cref="UserInputException">Lengths differ or the input is empty.</exception>
     public static double Accuracy(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double threshold)
     {
-        if (scores.Length != labels.Length) throw new ArgumentException("scores and labels differ in length");
-        if (scores.Length == 0) throw new ArgumentException("no examples", nameof(scores));
+        if (scores.Length != labels.Length) throw new UserInputException("scores and labels differ in length");
+        if (scores.Length == 0) throw new UserInputException("no examples");
         int correct = 0;
         for (int i = 0; i < scores.Length; i++)
             if ((scores[i] >= threshold) == labels[i]) correct++;
@@ -106,19 +108,19 @@ public static class BinaryMetrics
     /// <param name="probabilities">Predicted probabilities of the positive class, in [0, 1].</param>
     /// <param name="labels">True for positives.</param>
     /// <param name="bins">The number of bins (10 by default).</param>
-    /// <exception cref="ArgumentException">Lengths differ, the input is empty, a probability is outside [0, 1], or bins &lt; 1.</exception>
+    /// <exception cref="UserInputException">Lengths differ, the input is empty, a probability is outside [0, 1], or bins &lt; 1.</exception>
     public static double ExpectedCalibrationError(ReadOnlySpan<double> probabilities, ReadOnlySpan<bool> labels, int bins = 10)
     {
-        if (probabilities.Length != labels.Length) throw new ArgumentException("probabilities and labels differ in length");
-        if (probabilities.Length == 0) throw new ArgumentException("no examples", nameof(probabilities));
-        if (bins < 1) throw new ArgumentException("at least one bin is needed", nameof(bins));
+        if (probabilities.Length != labels.Length) throw new UserInputException("probabilities and labels differ in length");
+        if (probabilities.Length == 0) throw new UserInputException("no examples");
+        if (bins < 1) throw new UserInputException("at least one bin is needed");
         var count = new int[bins];
         var sumP = new double[bins];
         var sumY = new double[bins];
         for (int i = 0; i < probabilities.Length; i++)
         {
             double p = probabilities[i];
-            if (!(p >= 0 && p <= 1)) throw new ArgumentException($"probability {p} at index {i} is outside [0, 1]", nameof(probabilities));
+            if (!(p >= 0 && p <= 1)) throw new UserInputException($"probability {p} at index {i} is outside [0, 1]");
             int b = Math.Min((int)(p * bins), bins - 1);
             count[b]++;
             sumP[b] += p;
@@ -137,18 +139,18 @@ public static class BinaryMetrics
     /// <param name="scores">Validation scores, higher meaning more likely positive.</param>
     /// <param name="labels">Validation labels, true for positives.</param>
     /// <param name="targetRecall">The recall to reach, in (0, 1].</param>
-    /// <exception cref="ArgumentException">Lengths differ, a score is NaN, there is no positive, or the target is outside (0, 1].</exception>
+    /// <exception cref="UserInputException">Lengths differ, a score is NaN, there is no positive, or the target is outside (0, 1].</exception>
     public static double ThresholdForRecall(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double targetRecall)
     {
-        if (!(targetRecall > 0 && targetRecall <= 1)) throw new ArgumentException("the target recall must lie in (0, 1]", nameof(targetRecall));
-        if (scores.Length != labels.Length) throw new ArgumentException("scores and labels differ in length");
+        if (!(targetRecall > 0 && targetRecall <= 1)) throw new UserInputException("the target recall must lie in (0, 1]");
+        if (scores.Length != labels.Length) throw new UserInputException("scores and labels differ in length");
         var positives = new List<double>();
         for (int i = 0; i < scores.Length; i++)
         {
-            if (double.IsNaN(scores[i])) throw new ArgumentException($"score at index {i} is NaN", nameof(scores));
+            if (double.IsNaN(scores[i])) throw new UserInputException($"score at index {i} is NaN");
             if (labels[i]) positives.Add(scores[i]);
         }
-        if (positives.Count == 0) throw new ArgumentException("no positive example", nameof(labels));
+        if (positives.Count == 0) throw new UserInputException("no positive example");
         positives.Sort();
         positives.Reverse();
         int k = Math.Max(1, (int)Math.Ceiling(targetRecall * positives.Count - 1e-9));
@@ -159,14 +161,14 @@ public static class BinaryMetrics
     /// <param name="scores">Scores.</param>
     /// <param name="labels">Labels, true for positives.</param>
     /// <param name="threshold">The decision threshold.</param>
-    /// <exception cref="ArgumentException">Lengths differ or there is no positive.</exception>
+    /// <exception cref="UserInputException">Lengths differ or there is no positive.</exception>
     public static double Recall(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double threshold)
     {
-        if (scores.Length != labels.Length) throw new ArgumentException("scores and labels differ in length");
+        if (scores.Length != labels.Length) throw new UserInputException("scores and labels differ in length");
         int pos = 0, hit = 0;
         for (int i = 0; i < scores.Length; i++)
             if (labels[i]) { pos++; if (scores[i] >= threshold) hit++; }
-        if (pos == 0) throw new ArgumentException("no positive example", nameof(labels));
+        if (pos == 0) throw new UserInputException("no positive example");
         return (double)hit / pos;
     }
 
@@ -174,28 +176,28 @@ public static class BinaryMetrics
     /// <param name="scores">Scores.</param>
     /// <param name="labels">Labels, true for positives.</param>
     /// <param name="threshold">The decision threshold.</param>
-    /// <exception cref="ArgumentException">Lengths differ or there is no negative.</exception>
+    /// <exception cref="UserInputException">Lengths differ or there is no negative.</exception>
     public static double FalsePositiveRate(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double threshold)
     {
-        if (scores.Length != labels.Length) throw new ArgumentException("scores and labels differ in length");
+        if (scores.Length != labels.Length) throw new UserInputException("scores and labels differ in length");
         int neg = 0, hit = 0;
         for (int i = 0; i < scores.Length; i++)
             if (!labels[i]) { neg++; if (scores[i] >= threshold) hit++; }
-        if (neg == 0) throw new ArgumentException("no negative example", nameof(labels));
+        if (neg == 0) throw new UserInputException("no negative example");
         return (double)hit / neg;
     }
 
     private static (int Pos, int Neg) Validate(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels)
     {
-        if (scores.Length != labels.Length) throw new ArgumentException("scores and labels differ in length");
+        if (scores.Length != labels.Length) throw new UserInputException("scores and labels differ in length");
         int pos = 0;
         for (int i = 0; i < scores.Length; i++)
         {
-            if (double.IsNaN(scores[i])) throw new ArgumentException($"score at index {i} is NaN", nameof(scores));
+            if (double.IsNaN(scores[i])) throw new UserInputException($"score at index {i} is NaN");
             if (labels[i]) pos++;
         }
         int neg = scores.Length - pos;
-        if (pos == 0 || neg == 0) throw new ArgumentException("both classes must be present", nameof(labels));
+        if (pos == 0 || neg == 0) throw new UserInputException("both classes must be present");
         return (pos, neg);
     }
 

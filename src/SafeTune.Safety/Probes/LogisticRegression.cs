@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Probes;
 
@@ -31,16 +32,16 @@ public sealed class LogisticRegression : ProbeHead
     /// <param name="weights">Weights on the standardized features.</param>
     /// <param name="bias">The intercept.</param>
     /// <param name="lambda">The L2 strength the model was fitted with (informational).</param>
-    /// <exception cref="ArgumentException">The weights do not match the standardizer's dimension or are not finite.</exception>
+    /// <exception cref="UserInputException">The weights do not match the standardizer's dimension or are not finite.</exception>
     public LogisticRegression(Standardizer standardizer, IReadOnlyList<double> weights, double bias, double lambda)
     {
         ArgumentNullException.ThrowIfNull(standardizer);
         ArgumentNullException.ThrowIfNull(weights);
         if (weights.Count != standardizer.Dimension)
-            throw new ArgumentException($"{weights.Count} weights for {standardizer.Dimension} features", nameof(weights));
-        if (!double.IsFinite(bias)) throw new ArgumentException("the bias is not finite", nameof(bias));
+            throw new UserInputException($"{weights.Count} weights for {standardizer.Dimension} features");
+        if (!double.IsFinite(bias)) throw new UserInputException("the bias is not finite");
         _weights = [.. weights];
-        if (_weights.Any(w => !double.IsFinite(w))) throw new ArgumentException("a weight is not finite", nameof(weights));
+        if (_weights.Any(w => !double.IsFinite(w))) throw new UserInputException("a weight is not finite");
         Standardizer = standardizer;
         Bias = bias;
         Lambda = lambda;
@@ -68,18 +69,18 @@ public sealed class LogisticRegression : ProbeHead
     /// <param name="x">Examples (rows of equal length).</param>
     /// <param name="y">Labels, true for the positive class.</param>
     /// <param name="lambda">The L2 strength, &gt; 0.</param>
-    /// <exception cref="ArgumentException">The inputs are empty or inconsistent, a class is absent, a value is not finite, or lambda &lt;= 0.</exception>
+    /// <exception cref="UserInputException">The inputs are empty or inconsistent, a class is absent, a value is not finite, or lambda &lt;= 0.</exception>
     public static LogisticRegression Fit(IReadOnlyList<float[]> x, IReadOnlyList<bool> y, double lambda)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
-        if (!(lambda > 0) || !double.IsFinite(lambda)) throw new ArgumentException("lambda must be positive and finite", nameof(lambda));
-        if (x.Count != y.Count) throw new ArgumentException("x and y differ in length");
-        if (x.Count == 0) throw new ArgumentException("no examples", nameof(x));
-        if (y.All(v => v) || y.All(v => !v)) throw new ArgumentException("both classes must be present", nameof(y));
+        if (!(lambda > 0) || !double.IsFinite(lambda)) throw new UserInputException("lambda must be positive and finite");
+        if (x.Count != y.Count) throw new UserInputException("x and y differ in length");
+        if (x.Count == 0) throw new UserInputException("no examples");
+        if (y.All(v => v) || y.All(v => !v)) throw new UserInputException("both classes must be present");
         foreach (var row in x)
             foreach (var v in row)
-                if (!float.IsFinite(v)) throw new ArgumentException("a feature is not finite", nameof(x));
+                if (!float.IsFinite(v)) throw new UserInputException("a feature is not finite");
         var standardizer = Standardizer.Fit(x);
         var z = new double[x.Count][];
         for (int i = 0; i < z.Length; i++) z[i] = standardizer.Transform(x[i]);
@@ -98,18 +99,18 @@ public sealed class LogisticRegression : ProbeHead
     /// <param name="lambdas">Candidate L2 strengths, each &gt; 0.</param>
     /// <param name="folds">The number of folds, at least 2 and at most the size of the smaller class.</param>
     /// <param name="seed">Seed of the fold split.</param>
-    /// <exception cref="ArgumentException">No candidate, a bad fold count, or inputs <see cref="Fit"/> rejects.</exception>
+    /// <exception cref="UserInputException">No candidate, a bad fold count, or inputs <see cref="Fit"/> rejects.</exception>
     public static CrossValidationResult FitWithCrossValidation(
         IReadOnlyList<float[]> x, IReadOnlyList<bool> y, IReadOnlyList<double> lambdas, int folds = 5, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
         ArgumentNullException.ThrowIfNull(lambdas);
-        if (lambdas.Count == 0) throw new ArgumentException("no candidate lambda", nameof(lambdas));
-        if (x.Count != y.Count) throw new ArgumentException("x and y differ in length");
+        if (lambdas.Count == 0) throw new UserInputException("no candidate lambda");
+        if (x.Count != y.Count) throw new UserInputException("x and y differ in length");
         int positives = y.Count(v => v), negatives = y.Count - positives;
         if (folds < 2 || folds > Math.Min(positives, negatives))
-            throw new ArgumentException($"folds must lie in [2, {Math.Min(positives, negatives)}] (the smaller class size)", nameof(folds));
+            throw new UserInputException($"folds must lie in [2, {Math.Min(positives, negatives)}] (the smaller class size)");
         var fold = AssignFolds(y, folds, seed);
         var losses = new double[lambdas.Count];
         for (int c = 0; c < lambdas.Count; c++)
@@ -135,10 +136,10 @@ public sealed class LogisticRegression : ProbeHead
 
     /// <summary>The linear score (log-odds of the positive class) of one example.</summary>
     /// <param name="x">Raw features.</param>
-    /// <exception cref="ArgumentException">The length differs from <see cref="ProbeHead.Dimension"/>.</exception>
+    /// <exception cref="UserInputException">The length differs from <see cref="ProbeHead.Dimension"/>.</exception>
     public override double PredictLogit(ReadOnlySpan<float> x)
     {
-        if (x.Length != _weights.Length) throw new ArgumentException($"expected {_weights.Length} features, got {x.Length}", nameof(x));
+        if (x.Length != _weights.Length) throw new UserInputException($"expected {_weights.Length} features, got {x.Length}");
         double s = Bias;
         var mean = Standardizer.Mean;
         var std = Standardizer.Std;

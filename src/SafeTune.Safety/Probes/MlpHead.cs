@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Probes;
 
@@ -58,17 +59,17 @@ public sealed class MlpHead : ProbeHead
     /// <param name="b1">First layer bias, <c>[hidden]</c>.</param>
     /// <param name="w2">Second layer weights, <c>[2, hidden]</c> row-major (row 0 harmless, row 1 harmful).</param>
     /// <param name="b2">Second layer bias, <c>[2]</c>.</param>
-    /// <exception cref="ArgumentException">The sizes disagree or a value is not finite.</exception>
+    /// <exception cref="UserInputException">The sizes disagree or a value is not finite.</exception>
     public MlpHead(Standardizer standardizer, ReadOnlySpan<float> w1, ReadOnlySpan<float> b1, ReadOnlySpan<float> w2, ReadOnlySpan<float> b2)
     {
         ArgumentNullException.ThrowIfNull(standardizer);
         int d = standardizer.Dimension, h = b1.Length;
-        if (h < 1) throw new ArgumentException("the hidden layer is empty", nameof(b1));
-        if (w1.Length != (long)h * d) throw new ArgumentException($"w1 has {w1.Length} values, not {h} x {d}", nameof(w1));
-        if (w2.Length != 2 * h) throw new ArgumentException($"w2 has {w2.Length} values, not 2 x {h}", nameof(w2));
-        if (b2.Length != 2) throw new ArgumentException($"b2 has {b2.Length} values, not 2", nameof(b2));
+        if (h < 1) throw new UserInputException("the hidden layer is empty");
+        if (w1.Length != (long)h * d) throw new UserInputException($"w1 has {w1.Length} values, not {h} x {d}");
+        if (w2.Length != 2 * h) throw new UserInputException($"w2 has {w2.Length} values, not 2 x {h}");
+        if (b2.Length != 2) throw new UserInputException($"b2 has {b2.Length} values, not 2");
         foreach (var (name, span) in new[] { ("w1", w1.ToArray()), ("b1", b1.ToArray()), ("w2", w2.ToArray()), ("b2", b2.ToArray()) })
-            if (span.Any(v => !float.IsFinite(v))) throw new ArgumentException($"a value of {name} is not finite");
+            if (span.Any(v => !float.IsFinite(v))) throw new UserInputException($"a value of {name} is not finite");
         Standardizer = standardizer;
         _w1 = w1.ToArray();
         _b1 = b1.ToArray();
@@ -101,7 +102,7 @@ public sealed class MlpHead : ProbeHead
     public override double PredictLogit(ReadOnlySpan<float> x)
     {
         int d = Dimension, h = HiddenSize;
-        if (x.Length != d) throw new ArgumentException($"expected {d} features, got {x.Length}", nameof(x));
+        if (x.Length != d) throw new UserInputException($"expected {d} features, got {x.Length}");
         var z = Standardizer.Transform(x);
         double l0 = _b2[0], l1 = _b2[1];
         for (int k = 0; k < h; k++)
@@ -123,25 +124,25 @@ public sealed class MlpHead : ProbeHead
     /// lowest validation cross-entropy are kept (early stopping after <see cref="MlpTrainOptions.Patience"/> epochs
     /// without an improvement of at least <see cref="MlpTrainOptions.MinImprovement"/>).
     /// </summary>
-    /// <exception cref="ArgumentException">The inputs are empty or inconsistent, a class is absent, a value is not finite, or an option is out of range.</exception>
+    /// <exception cref="UserInputException">The inputs are empty or inconsistent, a class is absent, a value is not finite, or an option is out of range.</exception>
     public static MlpTrainResult Train(IReadOnlyList<float[]> x, IReadOnlyList<bool> y, MlpTrainOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
         var o = options ?? new MlpTrainOptions();
         if (o.HiddenSize < 1 || o.BatchSize < 1 || o.MaxEpochs < 1 || o.Patience < 1)
-            throw new ArgumentException("hidden size, batch size, epochs and patience must be at least 1", nameof(options));
+            throw new UserInputException("hidden size, batch size, epochs and patience must be at least 1");
         if (!(o.LearningRate > 0) || !(o.WeightDecay >= 0) || !(o.ValidationFraction >= 0 && o.ValidationFraction < 1))
-            throw new ArgumentException("the learning rate must be positive, the weight decay non-negative and the validation fraction in [0, 1)", nameof(options));
-        if (x.Count != y.Count) throw new ArgumentException("x and y differ in length");
-        if (x.Count == 0) throw new ArgumentException("no examples", nameof(x));
-        if (y.All(v => v) || y.All(v => !v)) throw new ArgumentException("both classes must be present", nameof(y));
+            throw new UserInputException("the learning rate must be positive, the weight decay non-negative and the validation fraction in [0, 1)");
+        if (x.Count != y.Count) throw new UserInputException("x and y differ in length");
+        if (x.Count == 0) throw new UserInputException("no examples");
+        if (y.All(v => v) || y.All(v => !v)) throw new UserInputException("both classes must be present");
         int d = x[0].Length;
         foreach (var row in x)
         {
-            if (row.Length != d) throw new ArgumentException("rows differ in length", nameof(x));
+            if (row.Length != d) throw new UserInputException("rows differ in length");
             foreach (var v in row)
-                if (!float.IsFinite(v)) throw new ArgumentException("a feature is not finite", nameof(x));
+                if (!float.IsFinite(v)) throw new UserInputException("a feature is not finite");
         }
 
         var rng = new Random(o.Seed);
@@ -271,7 +272,7 @@ internal sealed class MlpTrainer
     {
         _d = d;
         _h = h;
-        if (initial.Length != Count(d, h)) throw new ArgumentException($"expected {Count(d, h)} parameters, got {initial.Length}", nameof(initial));
+        if (initial.Length != Count(d, h)) throw new UserInputException($"expected {Count(d, h)} parameters, got {initial.Length}");
         _p = (float[])initial.Clone();
         _g = new float[_p.Length];
         _m = new float[_p.Length];
@@ -312,7 +313,7 @@ internal sealed class MlpTrainer
     public double Loss(ReadOnlyMemory<float> z, ReadOnlySpan<int> y)
     {
         int rows = y.Length;
-        if (z.Length != rows * _d) throw new ArgumentException($"expected {rows} x {_d} features, got {z.Length}");
+        if (z.Length != rows * _d) throw new UserInputException($"expected {rows} x {_d} features, got {z.Length}");
         Forward(z, rows);
         double sum = 0;
         for (int i = 0; i < rows; i++) sum += RowLoss(i, y[i], out _, out _);
@@ -323,7 +324,7 @@ internal sealed class MlpTrainer
     public double Step(ReadOnlyMemory<float> z, ReadOnlySpan<int> y)
     {
         int rows = y.Length, d = _d;
-        if (z.Length != rows * d) throw new ArgumentException($"expected {rows} x {d} features, got {z.Length}");
+        if (z.Length != rows * d) throw new UserInputException($"expected {rows} x {d} features, got {z.Length}");
         Forward(z, rows);
         var dl = new float[rows * 2];
         double sum = 0;

@@ -179,7 +179,7 @@ public sealed record ProbeFile
                 Head = head,
             };
         }
-        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException or ArgumentException)
+        catch (Exception e) when (e is JsonException or NullReferenceException or InvalidOperationException or FormatException or ArgumentException or UserInputException)
         {
             throw new InvalidDataException($"{path}: not a valid probe file ({e.Message.Split('.')[0]}).");
         }

@@ -28,7 +28,7 @@ public abstract class ProbeHead
     public int Dimension => Standardizer.Dimension;
 
     /// <summary>The log-odds of the harmful class for one example (raw features), computed in double precision.</summary>
-    /// <exception cref="ArgumentException">The length differs from <see cref="Dimension"/>.</exception>
+    /// <exception cref="SafeTune.Onnx.UserInputException">The length differs from <see cref="Dimension"/>.</exception>
     public abstract double PredictLogit(ReadOnlySpan<float> x);
 
     /// <summary>The harm probability of one example (raw features).</summary>

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Probes;
 
@@ -92,10 +93,10 @@ public sealed class ProbeScorer
     }
 
     /// <summary>The harm log-odds of one example (raw features).</summary>
-    /// <exception cref="ArgumentException">The length differs from <see cref="Dimension"/>.</exception>
+    /// <exception cref="UserInputException">The length differs from <see cref="Dimension"/>.</exception>
     public float Logit(ReadOnlySpan<float> features)
     {
-        if (features.Length != Dimension) throw new ArgumentException($"expected {Dimension} features, got {features.Length}", nameof(features));
+        if (features.Length != Dimension) throw new UserInputException($"expected {Dimension} features, got {features.Length}");
         if (_w2 is null) return TensorPrimitives.Dot(features, _w1) + _b1[0];
         int h = _b1.Length;
         Span<float> hidden = h <= 2048 ? stackalloc float[h] : new float[h];
@@ -112,11 +113,11 @@ public sealed class ProbeScorer
     /// Harm probabilities of a batch: <paramref name="features"/> holds <c>probabilities.Length</c> rows of
     /// <see cref="Dimension"/> floats, row-major.
     /// </summary>
-    /// <exception cref="ArgumentException">The sizes disagree.</exception>
+    /// <exception cref="UserInputException">The sizes disagree.</exception>
     public void Score(ReadOnlySpan<float> features, Span<float> probabilities)
     {
         int n = probabilities.Length, d = Dimension;
-        if (features.Length != (long)n * d) throw new ArgumentException($"expected {n} x {d} features, got {features.Length}", nameof(features));
+        if (features.Length != (long)n * d) throw new UserInputException($"expected {n} x {d} features, got {features.Length}");
         if (_w2 is null)
         {
             for (int i = 0; i < n; i++) probabilities[i] = TensorPrimitives.Dot(features.Slice(i * d, d), _w1);

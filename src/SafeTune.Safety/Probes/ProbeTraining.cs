@@ -99,7 +99,7 @@ public sealed record ProbeMetrics(double Auroc, double TprAt1PctFpr, double TprA
     double Threshold, double Recall, double FalsePositiveRate)
 {
     /// <summary>Computes the metrics of harm probabilities against labels (true = harmful).</summary>
-    /// <exception cref="ArgumentException">A class is absent or the lengths differ.</exception>
+    /// <exception cref="UserInputException">A class is absent or the lengths differ.</exception>
     public static ProbeMetrics Of(ReadOnlySpan<double> scores, ReadOnlySpan<bool> labels, double threshold)
     {
         int harmful = 0;
@@ -135,8 +135,8 @@ public static class ProbeTraining
         if (harmful.Count < needed || harmless.Count < needed)
             throw new InvalidDataException($"need at least {needed} harmful and {needed} harmless prompts, got {harmful.Count} and {harmless.Count}.");
         bool external = o.CalibrationHarmful.Count > 0;
-        if (external && o.Fit.TargetRecall is null) throw new ArgumentException("a calibration set needs a target recall.");
-        if (external && o.CalibrationHarmless.Count == 0) throw new ArgumentException("a calibration set needs harmless prompts as well as harmful ones.");
+        if (external && o.Fit.TargetRecall is null) throw new UserInputException("a calibration set needs a target recall.");
+        if (external && o.CalibrationHarmless.Count == 0) throw new UserInputException("a calibration set needs harmless prompts as well as harmful ones.");
         using var extractor = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength);
         var x = Extract(extractor, [.. harmful, .. harmless], progress);
         bool[] y = [.. harmful.Select(_ => true), .. harmless.Select(_ => false)];
@@ -171,13 +171,13 @@ public static class ProbeTraining
         ArgumentNullException.ThrowIfNull(x);
         ArgumentNullException.ThrowIfNull(y);
         ArgumentNullException.ThrowIfNull(o);
-        if (x.Count != y.Count) throw new ArgumentException("x and y differ in length");
+        if (x.Count != y.Count) throw new UserInputException("x and y differ in length");
         var rng = new Random(o.Seed);
         List<int> fitIdx, calIdx;
         if (o.TargetRecall is { } recall)
         {
-            if (!(recall > 0 && recall <= 1)) throw new ArgumentException($"the target recall must lie in (0, 1], not {recall}.");
-            if (!(o.CalibrationFraction > 0 && o.CalibrationFraction < 1)) throw new ArgumentException("the calibration fraction must lie in (0, 1).");
+            if (!(recall > 0 && recall <= 1)) throw new UserInputException($"the target recall must lie in (0, 1], not {recall}.");
+            if (!(o.CalibrationFraction > 0 && o.CalibrationFraction < 1)) throw new UserInputException("the calibration fraction must lie in (0, 1).");
             (fitIdx, calIdx) = Splits.Stratified(y, o.CalibrationFraction, rng);
         }
         else (fitIdx, calIdx) = ([.. Enumerable.Range(0, x.Count)], []);

@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Safety.Probes;
 
 /// <summary>Per-feature standardization z = (x - mean) / std, with std floored at <see cref="StdFloor"/>.</summary>
@@ -12,17 +14,17 @@ public sealed class Standardizer
     /// <summary>Creates a standardizer from stored statistics (for example when deserializing).</summary>
     /// <param name="mean">Per-feature means.</param>
     /// <param name="std">Per-feature standard deviations; values below <see cref="StdFloor"/> are raised to it.</param>
-    /// <exception cref="ArgumentException">The lengths differ or a value is not finite.</exception>
+    /// <exception cref="UserInputException">The lengths differ or a value is not finite.</exception>
     public Standardizer(IReadOnlyList<double> mean, IReadOnlyList<double> std)
     {
         ArgumentNullException.ThrowIfNull(mean);
         ArgumentNullException.ThrowIfNull(std);
-        if (mean.Count != std.Count) throw new ArgumentException("mean and std differ in length");
+        if (mean.Count != std.Count) throw new UserInputException("mean and std differ in length");
         _mean = new double[mean.Count];
         _std = new double[std.Count];
         for (int j = 0; j < _mean.Length; j++)
         {
-            if (!double.IsFinite(mean[j]) || !double.IsFinite(std[j])) throw new ArgumentException($"feature {j} has a non-finite statistic");
+            if (!double.IsFinite(mean[j]) || !double.IsFinite(std[j])) throw new UserInputException($"feature {j} has a non-finite statistic");
             _mean[j] = mean[j];
             _std[j] = Math.Max(std[j], StdFloor);
         }
@@ -39,16 +41,16 @@ public sealed class Standardizer
 
     /// <summary>Computes the per-feature mean and population standard deviation of the rows.</summary>
     /// <param name="rows">Examples, all of the same length.</param>
-    /// <exception cref="ArgumentException">There are no rows or they differ in length.</exception>
+    /// <exception cref="UserInputException">There are no rows or they differ in length.</exception>
     public static Standardizer Fit(IReadOnlyList<float[]> rows)
     {
         ArgumentNullException.ThrowIfNull(rows);
-        if (rows.Count == 0) throw new ArgumentException("no rows", nameof(rows));
+        if (rows.Count == 0) throw new UserInputException("no rows");
         int d = rows[0].Length;
         var mean = new double[d];
         foreach (var r in rows)
         {
-            if (r.Length != d) throw new ArgumentException("rows differ in length", nameof(rows));
+            if (r.Length != d) throw new UserInputException("rows differ in length");
             for (int j = 0; j < d; j++) mean[j] += r[j];
         }
         for (int j = 0; j < d; j++) mean[j] /= rows.Count;
@@ -62,11 +64,11 @@ public sealed class Standardizer
     /// <summary>Writes the standardized features of <paramref name="x"/> into <paramref name="z"/>.</summary>
     /// <param name="x">Raw features.</param>
     /// <param name="z">Destination, of the same length.</param>
-    /// <exception cref="ArgumentException">A length differs from <see cref="Dimension"/>.</exception>
+    /// <exception cref="UserInputException">A length differs from <see cref="Dimension"/>.</exception>
     public void Transform(ReadOnlySpan<float> x, Span<double> z)
     {
         if (x.Length != _mean.Length || z.Length != _mean.Length)
-            throw new ArgumentException($"expected {_mean.Length} features, got {x.Length}");
+            throw new UserInputException($"expected {_mean.Length} features, got {x.Length}");
         for (int j = 0; j < x.Length; j++) z[j] = (x[j] - _mean[j]) / _std[j];
     }
 

@@ -1,5 +1,5 @@
-using ScottPlot;
 using SafeTune.Onnx;
+using ScottPlot;
 
 namespace SafeTune.Safety.Reports;
 
@@ -13,13 +13,13 @@ public static class Plots
     public const int DefaultHeight = 600;
 
     /// <summary>Renders <paramref name="plot"/> as a PNG and writes it to <paramref name="path"/> atomically (temp + rename).</summary>
-    /// <exception cref="ArgumentException">The path does not end in <c>.png</c> or a size is not positive.</exception>
+    /// <exception cref="UserInputException">The path does not end in <c>.png</c> or a size is not positive.</exception>
     public static void SavePng(Plot plot, string path, int width = DefaultWidth, int height = DefaultHeight)
     {
         ArgumentNullException.ThrowIfNull(plot);
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        if (!path.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new ArgumentException($"{path}: a plot is written as PNG; use a .png file name.");
-        if (width < 1 || height < 1) throw new ArgumentException($"the image size {width} x {height} must be positive.");
+        if (!path.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) throw new UserInputException($"{path}: a plot is written as PNG; use a .png file name.");
+        if (width < 1 || height < 1) throw new UserInputException($"the image size {width} x {height} must be positive.");
         var dir = Path.GetDirectoryName(Path.GetFullPath(path));
         if (dir is not null && !Directory.Exists(dir)) throw new DirectoryNotFoundException($"{path}: the folder {dir} does not exist.");
         AtomicFile.WriteAllBytes(path, plot.GetImageBytes(width, height, ImageFormat.Png));

@@ -1,4 +1,5 @@
 using System.Globalization;
+using SafeTune.Onnx;
 using SafeTune.Safety.Metrics;
 using ScottPlot;
 
@@ -20,12 +21,12 @@ public sealed record OperatingPoint(double Threshold, double FalsePositiveRate, 
 public static class RocPlot
 {
     /// <summary>Draws the curves (and the operating point, on the first curve) and writes the PNG atomically.</summary>
-    /// <exception cref="ArgumentException">No curve, an empty curve, or a bad path.</exception>
+    /// <exception cref="UserInputException">No curve, an empty curve, or a bad path.</exception>
     public static void Save(string path, IReadOnlyList<RocSeries> curves, OperatingPoint? point = null, string title = "ROC curve",
         int width = Plots.DefaultWidth, int height = Plots.DefaultHeight)
     {
         ArgumentNullException.ThrowIfNull(curves);
-        if (curves.Count == 0) throw new ArgumentException("no ROC curve to draw.", nameof(curves));
+        if (curves.Count == 0) throw new UserInputException("no ROC curve to draw.");
         var inv = CultureInfo.InvariantCulture;
         var plot = new Plot();
         var chance = plot.Add.Line(0, 0, 1, 1);
@@ -36,7 +37,7 @@ public static class RocPlot
         for (int c = 0; c < curves.Count; c++)
         {
             var s = curves[c];
-            if (s.Points.Count == 0) throw new ArgumentException($"the ROC curve '{s.Label}' has no points.", nameof(curves));
+            if (s.Points.Count == 0) throw new UserInputException($"the ROC curve '{s.Label}' has no points.");
             var line = plot.Add.Scatter(s.Points.Select(p => p.Fpr).ToArray(), s.Points.Select(p => p.Tpr).ToArray());
             line.MarkerSize = 0;
             line.LineWidth = 2;

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using SafeTune.Data;
+using SafeTune.Onnx;
 
 namespace SafeTune.Training.Data;
 
@@ -28,14 +29,14 @@ internal enum SampleKind
 internal sealed partial record DatasetPart(TabularSpec Spec, SampleKind Sample, double Amount)
 {
     /// <summary>Parses <c>PATH[@FIELD=VALUE]...[:N | *P | *N]</c>.</summary>
-    /// <exception cref="ArgumentException">The sample size is 0, negative, or a fraction above 1.</exception>
+    /// <exception cref="UserInputException">The sample size is 0, negative, or a fraction above 1.</exception>
     public static DatasetPart Parse(string spec)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(spec);
         if (File.Exists(spec)) return new DatasetPart(TabularSpec.Parse(spec, allowColumn: false), SampleKind.All, 0);
         var m = SampleSuffix().Match(spec);
         if (!m.Success && BadSuffix().Match(spec) is { Success: true } bad)
-            throw new ArgumentException($"'{spec}': '{bad.Groups["suffix"].Value}' is not :N (the first N rows, N >= 1), *P (a random share, 0 < P <= 1) or *N (N random rows).");
+            throw new UserInputException($"'{spec}': '{bad.Groups["suffix"].Value}' is not :N (the first N rows, N >= 1), *P (a random share, 0 < P <= 1) or *N (N random rows).");
         if (!m.Success) return new DatasetPart(TabularSpec.Parse(spec, allowColumn: false), SampleKind.All, 0);
         var file = TabularSpec.Parse(spec[..m.Index], allowColumn: false);
         var number = m.Groups["n"].Value;
@@ -43,13 +44,13 @@ internal sealed partial record DatasetPart(TabularSpec Spec, SampleKind Sample, 
         if (m.Groups["op"].Value == ":")
         {
             if (number.Contains('.', StringComparison.Ordinal) || amount < 1)
-                throw new ArgumentException($"'{spec}': FILE:N takes a whole number of rows of at least 1, not '{number}'.");
+                throw new UserInputException($"'{spec}': FILE:N takes a whole number of rows of at least 1, not '{number}'.");
             return new DatasetPart(file, SampleKind.First, amount);
         }
-        if (!(amount > 0)) throw new ArgumentException($"'{spec}': FILE*P needs P > 0 (a share in (0, 1] or a row count), not '{number}'.");
+        if (!(amount > 0)) throw new UserInputException($"'{spec}': FILE*P needs P > 0 (a share in (0, 1] or a row count), not '{number}'.");
         if (amount <= 1) return new DatasetPart(file, SampleKind.Fraction, amount);
         if (amount != Math.Floor(amount))
-            throw new ArgumentException($"'{spec}': FILE*P takes a share in (0, 1] or a whole row count, not '{number}'.");
+            throw new UserInputException($"'{spec}': FILE*P takes a share in (0, 1] or a whole row count, not '{number}'.");
         return new DatasetPart(file, SampleKind.Count, amount);
     }
 
@@ -112,7 +113,7 @@ internal sealed record DatasetMix(IReadOnlyList<DatasetPart> Parts, int Seed = 0
     {
         ArgumentNullException.ThrowIfNull(specs);
         var parts = specs.Select(DatasetPart.Parse).ToList();
-        if (parts.Count == 0) throw new ArgumentException("a data set needs at least one file.", nameof(specs));
+        if (parts.Count == 0) throw new UserInputException("a data set needs at least one file.");
         return new DatasetMix(parts, seed);
     }
 

@@ -1,5 +1,6 @@
 using SafeTune.Models.Chat;
 using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
 using SafeTune.Runtime.Training;
 
 namespace SafeTune.Training.Data;
@@ -45,9 +46,9 @@ public sealed record BatchingOptions
 
     internal void Validate()
     {
-        if (MicroBatchSize < 1) throw new ArgumentException($"the micro-batch size must be at least 1 (got {MicroBatchSize}).");
-        if (GradientAccumulationSteps < 1) throw new ArgumentException($"gradient accumulation needs at least 1 micro-batch per step (got {GradientAccumulationSteps}).");
-        if (SequenceLength is < 2) throw new ArgumentException($"the sequence length must be at least 2 (got {SequenceLength}).");
+        if (MicroBatchSize < 1) throw new UserInputException($"the micro-batch size must be at least 1 (got {MicroBatchSize}).");
+        if (GradientAccumulationSteps < 1) throw new UserInputException($"gradient accumulation needs at least 1 micro-batch per step (got {GradientAccumulationSteps}).");
+        if (SequenceLength is < 2) throw new UserInputException($"the sequence length must be at least 2 (got {SequenceLength}).");
     }
 }
 
@@ -129,14 +130,14 @@ public sealed class SftBatcher
     /// <param name="examples">The examples (from <see cref="SftTokenizer.Tokenize"/>).</param>
     /// <param name="padId">The id placed in padding positions (see <see cref="PadIdOf"/>); masked, so its value only has to exist.</param>
     /// <param name="options">Sizes, seed and layout.</param>
-    /// <exception cref="ArgumentException">There are no examples, an option is out of range, or an example is longer than
+    /// <exception cref="UserInputException">There are no examples, an option is out of range, or an example is longer than
     /// <see cref="BatchingOptions.SequenceLength"/>.</exception>
     public SftBatcher(IReadOnlyList<TokenizedExample> examples, int padId, BatchingOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(examples);
         _options = options ?? new BatchingOptions();
         _options.Validate();
-        if (examples.Count == 0) throw new ArgumentException("there are no examples to batch.", nameof(examples));
+        if (examples.Count == 0) throw new UserInputException("there are no examples to batch.");
         ArgumentOutOfRangeException.ThrowIfNegative(padId);
         _examples = examples;
         _padId = padId;
@@ -145,7 +146,7 @@ public sealed class SftBatcher
         if (_options.SequenceLength is int fixedLength && longest > fixedLength)
         {
             var e = examples.First(x => x.Ids.Length > fixedLength);
-            throw new ArgumentException($"example {e.Id} has {e.Ids.Length} tokens, more than the sequence length {fixedLength}; tokenize with a maximum length of at most {fixedLength}.");
+            throw new UserInputException($"example {e.Id} has {e.Ids.Length} tokens, more than the sequence length {fixedLength}; tokenize with a maximum length of at most {fixedLength}.");
         }
     }
 

@@ -1,6 +1,7 @@
 using SafeTune.Models.Chat;
 using SafeTune.Models.Generation;
 using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
 
 namespace SafeTune.Training.Data;
 
@@ -25,8 +26,8 @@ public sealed record TokenizeOptions
 
     internal void Validate()
     {
-        if (MaxLength < 2) throw new ArgumentException($"the maximum length must be at least 2 tokens (got {MaxLength}).");
-        if (ResponseReserve < 0) throw new ArgumentException($"the response reserve must not be negative (got {ResponseReserve}).");
+        if (MaxLength < 2) throw new UserInputException($"the maximum length must be at least 2 tokens (got {MaxLength}).");
+        if (ResponseReserve < 0) throw new UserInputException($"the response reserve must not be negative (got {ResponseReserve}).");
     }
 }
 

@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Training.Experiments;
 
 namespace SafeTune.Training.Demo;
@@ -43,8 +44,8 @@ internal static class DemoRun
     {
         ArgumentNullException.ThrowIfNull(assets);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Seeds < 1) throw new ArgumentException($"--seeds must be at least 1, not {options.Seeds}.");
-        if (options.Epochs < 1) throw new ArgumentException($"--epochs must be at least 1, not {options.Epochs}.");
+        if (options.Seeds < 1) throw new OptionException("seeds", $"{{seeds}} must be at least 1, not {options.Seeds}.");
+        if (options.Epochs < 1) throw new OptionException("epochs", $"{{epochs}} must be at least 1, not {options.Epochs}.");
         var methods = new List<ExperimentMethod>
         {
             new() { Name = "standard" },

@@ -12,7 +12,7 @@ internal static class EvalJudges
     /// The judge for <paramref name="spec"/> (see <see cref="JudgeSpec.Parse"/>); null or empty is the keyword refusal judge
     /// with its default phrases. The caller owns the judge.
     /// </summary>
-    /// <exception cref="ArgumentException">The spec names no known judge or has a bad option.</exception>
+    /// <exception cref="SafeTune.Onnx.UserInputException">The spec names no known judge or has a bad option.</exception>
     /// <exception cref="FileNotFoundException">A file named by the spec does not exist.</exception>
     public static ISafetyJudge Create(string? spec) =>
         string.IsNullOrWhiteSpace(spec) ? new KeywordRefusalJudge() : JudgeSpec.Parse(spec.Trim());

@@ -65,13 +65,13 @@ internal sealed record EvalOptions
 
     internal void Validate()
     {
-        if (MaxNewTokens < 1) throw new ArgumentException($"--max-new-tokens must be at least 1 (got {MaxNewTokens}).");
-        if (BatchSize < 1) throw new ArgumentException($"the batch size must be at least 1 (got {BatchSize}).");
+        if (MaxNewTokens < 1) throw new OptionException("max-new-tokens", $"{{max-new-tokens}} must be at least 1 (got {MaxNewTokens}).");
+        if (BatchSize < 1) throw new UserInputException($"the batch size must be at least 1 (got {BatchSize}).");
         if (!(AsrThreshold >= JudgeVerdict.MinScore && AsrThreshold <= JudgeVerdict.MaxScore))
-            throw new ArgumentException($"--asr-threshold must be between 1 and 5 (got {AsrThreshold}).");
-        if (ShortAnswerChars < 1) throw new ArgumentException($"the short-answer length must be at least 1 (got {ShortAnswerChars}).");
-        if (MaxLength < 2) throw new ArgumentException($"the maximum length must be at least 2 (got {MaxLength}).");
-        if (MaxPromptTokens is < 1) throw new ArgumentException($"--max-prompt-tokens must be at least 1 (got {MaxPromptTokens}).");
+            throw new OptionException("asr-threshold", $"{{asr-threshold}} must be between 1 and 5 (got {AsrThreshold}).");
+        if (ShortAnswerChars < 1) throw new UserInputException($"the short-answer length must be at least 1 (got {ShortAnswerChars}).");
+        if (MaxLength < 2) throw new UserInputException($"the maximum length must be at least 2 (got {MaxLength}).");
+        if (MaxPromptTokens is < 1) throw new OptionException("max-prompt-tokens", $"{{max-prompt-tokens}} must be at least 1 (got {MaxPromptTokens}).");
     }
 }
 

@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Data;
 using SafeTune.Training.Data;
 
@@ -25,7 +26,7 @@ internal sealed record EvalSuite(IReadOnlyList<EvalPrompt> Harmful, IReadOnlyLis
     /// </summary>
     public static EvalSuite FromFiles(IEnumerable<string>? harmful, IEnumerable<string>? benign, IEnumerable<string>? overRefusal, int? limit = null)
     {
-        if (limit is < 1) throw new ArgumentException($"the limit must be at least 1 (got {limit}).");
+        if (limit is < 1) throw new UserInputException($"the limit must be at least 1 (got {limit}).");
         IReadOnlyList<EvalPrompt> Prompts(IEnumerable<string>? specs) =>
             [.. (specs ?? []).SelectMany(s => Cap(PromptFile.ReadEntries(s))).Select(e => new EvalPrompt(e.Id, e.Text))];
         IEnumerable<T> Cap<T>(IEnumerable<T> items) => limit is int n ? items.Take(n) : items;

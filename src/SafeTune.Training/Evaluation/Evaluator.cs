@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using SafeTune.Models.Chat;
 using SafeTune.Models.Generation;
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
 using SafeTune.Safety.Data;
 using SafeTune.Training.Data;
@@ -33,7 +34,7 @@ internal sealed class Evaluator : IDisposable
 
     /// <summary>Checks the tokenizer against the model and opens the generation session.</summary>
     /// <exception cref="InvalidDataException">The tokenizer has ids the model has no embedding row for.</exception>
-    /// <exception cref="ArgumentException">An option is out of range, or the model has no <c>input_ids</c> / <c>logits</c>.</exception>
+    /// <exception cref="UserInputException">An option is out of range, or the model has no <c>input_ids</c> / <c>logits</c>.</exception>
     public Evaluator(EvalModel model, EvalOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -92,7 +93,7 @@ internal sealed class Evaluator : IDisposable
     public EvalReport Run(EvalSuite suite, IProgress<EvalProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(suite);
-        if (suite.IsEmpty) throw new ArgumentException("nothing to evaluate: give harmful, benign or over-refusal prompts.");
+        if (suite.IsEmpty) throw new UserInputException("nothing to evaluate: give harmful, benign or over-refusal prompts.");
         var clock = Stopwatch.StartNew();
         var generationClock = new Stopwatch();
         double judgeSeconds = 0, lossSeconds = 0;

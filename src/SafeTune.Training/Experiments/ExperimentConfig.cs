@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
 using SafeTune.Training.FineTuning;
 
@@ -161,7 +162,7 @@ internal sealed partial record ExperimentConfig
         {
             if (string.IsNullOrWhiteSpace(m.Name) || m.Name.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0) Fail($"method name '{m.Name}' is not a valid folder name.");
             try { m.Safety().Validate(); }
-            catch (ArgumentException e) { Fail($"method '{m.Name}': {e.Message}"); }
+            catch (UserInputException e) { Fail($"method '{m.Name}': {e.Message}"); }
         }
         if (Evaluation.Harmful.Count == 0 && Evaluation.Benign.Count == 0 && Evaluation.OverRefusal.Count == 0)
             Fail("\"evaluation\" must name harmful, benign or overrefusal prompts.");
@@ -313,32 +314,22 @@ internal sealed record ExperimentMethod
     /// <summary>The safety options this method runs with.</summary>
     public SafetyOptions Safety()
     {
-        var preset = Method ?? Name;
-        var safety = FineTuning.Methods.Preset(preset, Risk ?? "none");
-        if (BetaMap is { } map) safety = safety with { BetaMap = map };
-        if (Weighting is { } w)
-            safety = safety with
-            {
-                Aggregation = w switch
-                {
-                    "example" => JudgeAggregation.PerExample,
-                    "batch" => JudgeAggregation.Mean,
-                    _ => throw new ArgumentException($"\"weighting\" must be batch or example, not '{w}'."),
-                },
-            };
-        if (Penalty is { } p)
-            safety = safety with
-            {
-                Penalty = p switch
-                {
-                    "kl" => FineTuning.Penalty.Kl,
-                    "l2" => FineTuning.Penalty.L2,
-                    "constrained" => FineTuning.Penalty.Constrained,
-                    _ => throw new ArgumentException($"\"penalty\" must be kl, l2 or constrained, not '{p}'."),
-                },
-            };
-        if (PenaltyStrength is { } s) safety = safety with { PenaltyStrength = s };
-        return safety;
+        JudgeAggregation? aggregation = Weighting switch
+        {
+            null => null,
+            "example" => JudgeAggregation.PerExample,
+            "batch" => JudgeAggregation.Mean,
+            var w => throw new UserInputException($"\"weighting\" must be batch or example, not '{w}'."),
+        };
+        FineTuning.Penalty? penalty = Penalty switch
+        {
+            null => null,
+            "kl" => FineTuning.Penalty.Kl,
+            "l2" => FineTuning.Penalty.L2,
+            "constrained" => FineTuning.Penalty.Constrained,
+            var p => throw new UserInputException($"\"penalty\" must be kl, l2 or constrained, not '{p}'."),
+        };
+        return FineTuning.Methods.Preset(Method ?? Name, Risk ?? "none", BetaMap, aggregation, penalty, PenaltyStrength);
     }
 }
 

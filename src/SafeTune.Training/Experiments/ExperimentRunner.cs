@@ -75,7 +75,7 @@ internal static class ExperimentRunner
         ArgumentNullException.ThrowIfNull(config);
         var clock = Stopwatch.StartNew();
         if (config.UsesDemo()) config = config.WithDemo(Demo.DemoAssets.Prepare(Demo.SafeTuneCache.Demo()));
-        var outDir = config.Out ?? throw new ArgumentException("the experiment has no output folder.");
+        var outDir = config.Out ?? throw new UserInputException("the experiment has no output folder.");
         Directory.CreateDirectory(outDir);
         AtomicFile.WriteAllText(Path.Combine(outDir, "config.json"), config.ToJson());
         var tokenizer = TokenizerLoader.Load(config.Tokenizer);

@@ -56,7 +56,7 @@ internal sealed class FineTuneEngine : IDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         var safety = options.Safety;
-        var betaMap = BetaMap.Parse(safety.BetaMap);
+        var betaMap = safety.BetaMap.Start();
         bool standard = betaMap is FixedBetaMap { Beta: 0 } && safety.Penalty == Penalty.Kl;
         var kind = safety.Penalty switch
         {
@@ -64,7 +64,7 @@ internal sealed class FineTuneEngine : IDisposable
             Penalty.Constrained => ResponseLossKind.Constrained,
             _ => ResponseLossKind.CrossEntropy,
         };
-        var risk = safety.RiskKind == "none" ? null : options.RiskSource;
+        var risk = safety.Risk is RiskSpec.None ? null : options.RiskSource;
         bool needLogProbs = kind != ResponseLossKind.CrossEntropy;
         bool needReference = needLogProbs || risk?.NeedsReferencePass == true;
 

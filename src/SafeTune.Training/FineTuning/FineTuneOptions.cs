@@ -99,23 +99,23 @@ public sealed record FineTuneOptions
     /// <summary>The resolved options to record in <c>options.json</c> (the CLI passes what the user asked for).</summary>
     public System.Text.Json.Nodes.JsonObject? Record { get; init; }
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the option when a value is out of range.</summary>
+    /// <summary>Throws <see cref="UserInputException"/> naming the option when a value is out of range.</summary>
     public void Validate()
     {
         Safety.Validate();
         Optimizer.Validate();
         Lora?.Validate();
-        if (Lora is not null && !Selection.IsDefault) throw new ArgumentException("--trainable, --frozen and --keep-untied choose weights for full fine-tuning; add --full.");
+        if (Lora is not null && !Selection.IsDefault) throw new OptionException("trainable", "{trainable}, {frozen} and {keep-untied} choose weights for full fine-tuning; add {full}.");
         Selection.Validate();
-        if (Plan.Steps < 1) throw new ArgumentException($"the run has {Plan.Steps} steps; it needs at least one (more data, or more epochs).");
-        if (WarmupSteps < 0) throw new ArgumentException($"--warmup must be 0 or more, not {WarmupSteps}.");
-        if (CheckpointEvery < 1) throw new ArgumentException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");
-        if (EvaluateEvery < 0) throw new ArgumentException($"the evaluation interval must be 0 or more, not {EvaluateEvery}.");
-        if (ClipNorm is { } c && !(c > 0)) throw new ArgumentException($"--clip-norm must be positive, not {c}.");
-        if (Resume && RunDirectory is null) throw new ArgumentException("resuming needs a run folder.");
-        if (Resume && Overwrite) throw new ArgumentException("--resume and --overwrite exclude each other.");
-        if (Force && !Resume) throw new ArgumentException("--force goes with --resume: it allows safe differences from the recorded settings.");
-        if (Safety.RiskKind != "none" && RiskSource is null) throw new ArgumentException($"--risk {Safety.Risk} needs a risk source.");
+        if (Plan.Steps < 1) throw new UserInputException($"the run has {Plan.Steps} steps; it needs at least one (more data, or more epochs).");
+        if (WarmupSteps < 0) throw new OptionException("warmup", $"{{warmup}} must be 0 or more, not {WarmupSteps}.");
+        if (CheckpointEvery < 1) throw new UserInputException($"the checkpoint interval must be at least 1, not {CheckpointEvery}.");
+        if (EvaluateEvery < 0) throw new UserInputException($"the evaluation interval must be 0 or more, not {EvaluateEvery}.");
+        if (ClipNorm is { } c && !(c > 0)) throw new OptionException("clip-norm", $"{{clip-norm}} must be positive, not {c}.");
+        if (Resume && RunDirectory is null) throw new UserInputException("resuming needs a run folder.");
+        if (Resume && Overwrite) throw new OptionException("resume", "{resume} and {overwrite} exclude each other.");
+        if (Force && !Resume) throw new OptionException("force", "{force} goes with {resume}: it allows safe differences from the recorded settings.");
+        if (Safety.Risk is not RiskSpec.None && RiskSource is null) throw new OptionException("risk", $"{{risk}} {Safety.Risk} needs a risk source.");
     }
 }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using SafeTune.Onnx;
 using SafeTune.Runtime.Training;
 using SafeTune.Training.Risk;
 
@@ -23,7 +24,7 @@ public static class FineTuner
         if (run is not null && !options.Resume)
         {
             if (run.HoldsRun && !options.Overwrite)
-                throw new ArgumentException($"{run.Directory} already holds a run; continue it with --resume, or replace it with --overwrite.");
+                throw new OptionException("resume", $"{run.Directory} already holds a run; continue it with {{resume}}, or replace it with {{overwrite}}.");
             if (options.Overwrite) run.Clear();
         }
         IReadOnlyList<string> forced = [];

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using SafeTune.Models.Tokenization;
 using SafeTune.Onnx;
 using SafeTune.Training.Data;
+using SafeTune.Training.Risk;
 
 namespace SafeTune.Training.FineTuning;
 
@@ -39,10 +40,10 @@ internal static class InputFiles
             // A data set named by its public name resolves to a cached file: the name, not the path, stands in the setting.
             entries.Add(Entry("data", spec.StartsWith(part.Spec.Path, StringComparison.Ordinal) ? part.Spec.Path : null, [Path.GetFullPath(part.Spec.Path)]));
         }
-        if (o.Safety.RiskKind is "probe" or "critic" && o.Safety.RiskArgument is { Length: > 0 } argument)
+        if (o.Safety.Risk is RiskSpec.Probe or RiskSpec.Critic)
         {
             // probe:PATH is one file; critic:SPEC names a local judge file or folder before any '?' options (a URL names none).
-            var local = o.Safety.RiskKind == "probe" ? argument : argument.Split('?', 2)[0];
+            var local = o.Safety.Risk is RiskSpec.Probe p ? p.Path : ((RiskSpec.Critic)o.Safety.Risk).Judge.Split('?', 2)[0];
             if (File.Exists(local)) entries.Add(Entry("safety.risk", local, [Path.GetFullPath(local)]));
             else if (Directory.Exists(local))
                 entries.Add(Entry("safety.risk", local, [.. Directory.EnumerateFiles(local).Select(Path.GetFullPath).Where(f => SafePaths.KindOf(f) == FileKind.Regular).Order(StringComparer.Ordinal)]));

@@ -32,7 +32,7 @@ internal sealed class RunFolder : IDisposable
         Directory = Path.GetFullPath(directory);
         var kind = SafePaths.KindOf(Directory);
         if (kind is not (FileKind.Missing or FileKind.Directory))
-            throw new ArgumentException($"{directory}: is {SafePaths.Describe(kind)}; a run folder (--out) must be a folder or not exist yet.");
+            throw new OptionException("out", $"{directory}: is {SafePaths.Describe(kind)}; a run folder ({{out}}) must be a folder or not exist yet.");
         try { System.IO.Directory.CreateDirectory(Directory); }
         catch (IOException e) { throw new OutputFileException($"{directory}: the run folder cannot be created ({e.Message.TrimEnd('.')}).", e); }
     }
@@ -57,7 +57,7 @@ internal sealed class RunFolder : IDisposable
 
     /// <summary>
     /// Compares the settings <paramref name="asked"/> for a resume with the recorded <c>options.json</c> and throws
-    /// <see cref="ArgumentException"/> naming every difference, by its command-line option where there is one. The execution
+    /// <see cref="UserInputException"/> naming every difference, by its command-line option where there is one. The execution
     /// provider may change. Where both record the <c>inputs</c> (<see cref="InputFiles"/>), the content of every file is
     /// compared too, so a file changed in place is named; a run recorded without them is compared on what it recorded.
     /// </summary>
@@ -70,7 +70,7 @@ internal sealed class RunFolder : IDisposable
     /// seed, batch and micro-batch size, maximum length, packing and LoRA. Settings that do not touch training (the
     /// execution provider, threads, checkpoint interval, progress output) are not recorded and may always change.
     /// </param>
-    /// <returns>The differences allowed by <paramref name="force"/> (empty when the settings are the same).</returns>
+    /// <returns>The differences allowed by <paramref name="force"/>, settings spelled as on the command line (empty when the settings are the same).</returns>
     public IReadOnlyList<string> RequireSameOptions(JsonObject asked, bool force = false)
     {
         ArgumentNullException.ThrowIfNull(asked);
@@ -104,13 +104,13 @@ internal sealed class RunFolder : IDisposable
             else unsafeOnes.Add(text);
         }
         if (!force)
-            throw new ArgumentException($"--resume: the settings differ from the run recorded in {OptionsPath}: {string.Join("; ", unsafeOnes.Concat(safe))}. " +
-                "Resume with the recorded settings, " + (unsafeOnes.Count == 0 ? "add --force to continue with these, " : "") + "or start a new run (another --out, or --overwrite).");
+            throw new OptionException("resume", $"{{resume}}: the settings differ from the run recorded in {OptionsPath}: {string.Join("; ", unsafeOnes.Concat(safe))}. " +
+                "Resume with the recorded settings, " + (unsafeOnes.Count == 0 ? "add {force} to continue with these, " : "") + "or start a new run (another {out}, or {overwrite}).");
         if (unsafeOnes.Count > 0)
-            throw new ArgumentException($"--resume --force: the settings differ from the run recorded in {OptionsPath} in ways --force cannot allow: {string.Join("; ", unsafeOnes)}. " +
-                "--force allows only more steps or epochs and a file moved with the same content" + (recordedInputs is null ? " (this run recorded no file contents, so no move can be checked)" : "") +
-                "; resume with the recorded settings, or start a new run (another --out, or --overwrite).");
-        return safe;
+            throw new OptionException("resume", $"{{resume}} {{force}}: the settings differ from the run recorded in {OptionsPath} in ways {{force}} cannot allow: {string.Join("; ", unsafeOnes)}. " +
+                "{force} allows only more steps or epochs and a file moved with the same content" + (recordedInputs is null ? " (this run recorded no file contents, so no move can be checked)" : "") +
+                "; resume with the recorded settings, or start a new run (another {out}, or {overwrite}).");
+        return [.. safe.Select(OptionException.CommandLine)];
     }
 
     /// <summary>Files whose content differs between the recorded and the asked inputs, named by option and path.</summary>
@@ -174,13 +174,13 @@ internal sealed class RunFolder : IDisposable
     /// <summary>The command-line option behind each recorded setting.</summary>
     private static readonly Dictionary<string, string> OptionNames = new(StringComparer.Ordinal)
     {
-        ["model"] = "--model", ["generation_model"] = "--generation-model", ["tokenizer"] = "--tokenizer", ["template"] = "--template",
-        ["data"] = "--data", ["examples"] = "the number of examples (--data)", ["steps"] = "--steps", ["epochs"] = "--epochs",
-        ["batch_size"] = "--batch-size", ["micro_batch"] = "--micro-batch", ["max_length"] = "--max-length", ["layout"] = "--pack", ["base_dtype"] = "--base-dtype",
-        ["seed"] = "--seed", ["lora"] = "--lora", ["lora.rank"] = "--lora", ["lora.alpha"] = "--lora-alpha", ["lora.pattern"] = "--lora-pattern",
-        ["optimizer.lr"] = "--lr", ["optimizer.weight_decay"] = "--weight-decay", ["optimizer.warmup"] = "--warmup", ["optimizer.clip_norm"] = "--clip-norm",
-        ["safety.risk"] = "--risk", ["safety.beta_map"] = "--beta-map", ["safety.weighting"] = "--weighting", ["safety.aggregation"] = "--aggregate",
-        ["safety.penalty"] = "--penalty", ["safety.penalty_strength"] = "--penalty-strength",
+        ["model"] = "{model}", ["generation_model"] = "{generation-model}", ["tokenizer"] = "{tokenizer}", ["template"] = "{template}",
+        ["data"] = "{data}", ["examples"] = "the number of examples ({data})", ["steps"] = "{steps}", ["epochs"] = "{epochs}",
+        ["batch_size"] = "{batch-size}", ["micro_batch"] = "{micro-batch}", ["max_length"] = "{max-length}", ["layout"] = "{pack}", ["base_dtype"] = "{base-dtype}",
+        ["seed"] = "{seed}", ["lora"] = "{lora}", ["lora.rank"] = "{lora}", ["lora.alpha"] = "{lora-alpha}", ["lora.pattern"] = "{lora-pattern}",
+        ["optimizer.lr"] = "{lr}", ["optimizer.weight_decay"] = "{weight-decay}", ["optimizer.warmup"] = "{warmup}", ["optimizer.clip_norm"] = "{clip-norm}",
+        ["safety.risk"] = "{risk}", ["safety.beta_map"] = "{beta-map}", ["safety.weighting"] = "{weighting}", ["safety.aggregation"] = "{aggregate}",
+        ["safety.penalty"] = "{penalty}", ["safety.penalty_strength"] = "{penalty-strength}",
     };
 
     private static void Compare(string prefix, JsonNode? recorded, JsonNode? asked, List<(string, JsonNode?, JsonNode?)> differences)

@@ -1,5 +1,8 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
+using SafeTune.Training.Risk;
 
 namespace SafeTune.Training.FineTuning;
 
@@ -18,14 +21,13 @@ public enum Penalty
 public sealed record SafetyOptions
 {
     /// <summary>
-    /// Where the risk comes from: <c>none</c>, <c>probe:PROBE.json</c> (an activation probe; fused into the reference
-    /// pass when it was trained on the model being fine-tuned) or <c>critic:SPEC</c> (a Safety Critic judge on each
-    /// example's prompt and target response).
+    /// Where the risk comes from: none, an activation probe (fused into the reference pass when it was trained on the
+    /// model being fine-tuned) or a Safety Critic judge on each example's prompt and target response.
     /// </summary>
-    public string Risk { get; init; } = "none";
+    public RiskSpec Risk { get; init; } = new RiskSpec.None();
 
-    /// <summary>The risk-to-beta map (<see cref="global::SafeTune.Training.Risk.BetaMap.Parse"/>): <c>clamp</c>, <c>linear:a,b</c>, <c>ema:d</c>, <c>fixed:b</c>, <c>none</c>.</summary>
-    public string BetaMap { get; init; } = "none";
+    /// <summary>The risk-to-beta map (<see cref="global::SafeTune.Training.Risk.BetaMap.Parse"/>); each run starts its own copy.</summary>
+    public BetaMap BetaMap { get; init; } = BetaMap.None;
 
     /// <summary>
     /// How a batch's example risks become beta: one beta per step from their mean (the paper) or max, or
@@ -45,31 +47,34 @@ public sealed record SafetyOptions
     /// </summary>
     public IReadOnlyList<double> ConstrainedBetas { get; init; } = [0.5, 2, 2, 2, 2, 0.1];
 
-    /// <summary>The kind of risk source named by <see cref="Risk"/>: <c>none</c>, <c>probe</c> or <c>critic</c>.</summary>
-    public string RiskKind => Risk.Split(':', 2)[0].Trim().ToLowerInvariant();
-
-    /// <summary>What follows the kind in <see cref="Risk"/> (a probe path or a judge spec).</summary>
-    public string RiskArgument => Risk.Split(':', 2) is [_, var rest] ? rest : "";
-
     /// <summary>Beta for the constrained objective at response token <paramref name="t"/> (from 0).</summary>
     public double ConstrainedBeta(int t) => ConstrainedBetas[Math.Min(t, ConstrainedBetas.Count - 1)];
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the option when the combination is not meaningful.</summary>
+    /// <summary>
+    /// The settings as a run's <c>options.json</c> records them: the risk and beta map specs as given (so a run recorded
+    /// before they were parsed resumes against the same text), then <paramref name="riskSource"/>, the built source's name.
+    /// </summary>
+    public JsonObject Record(string? riskSource) => new()
+    {
+        ["risk"] = Risk.Spec, ["risk_source"] = riskSource, ["beta_map"] = BetaMap.Text,
+        ["weighting"] = Aggregation == JudgeAggregation.PerExample ? "example" : "batch",
+        ["aggregation"] = Aggregation == JudgeAggregation.Max ? "max" : "mean", // per example: the logged batch risk is the mean
+        ["penalty"] = Penalty.ToString().ToLowerInvariant(), ["penalty_strength"] = PenaltyStrength,
+    };
+
+    /// <summary>Throws <see cref="OptionException"/> naming the option when the combination is not meaningful.</summary>
     public void Validate()
     {
-        if (RiskKind is not ("none" or "probe" or "critic"))
-            throw new ArgumentException($"--risk '{Risk}' is not one of none, probe:PROBE.json, critic:SPEC.");
-        if (RiskKind is "probe" or "critic" && RiskArgument.Trim().Length == 0)
-            throw new ArgumentException($"--risk '{Risk}' needs {(RiskKind == "probe" ? "a probe file" : "a judge spec")} after the colon.");
-        var map = global::SafeTune.Training.Risk.BetaMap.Parse(BetaMap);
-        if (!map.IgnoresRisk && RiskKind == "none")
-            throw new ArgumentException($"--beta-map {map.Spec} maps a risk to beta, but --risk is none; give --risk probe:... or critic:..., or a fixed beta.");
-        if (map.IsStateful && Aggregation == JudgeAggregation.PerExample)
-            throw new ArgumentException($"--beta-map {map.Spec} smooths the batch risk over steps; it cannot weight each example (use --weighting batch).");
+        ArgumentNullException.ThrowIfNull(Risk);
+        ArgumentNullException.ThrowIfNull(BetaMap);
+        if (!BetaMap.IgnoresRisk && Risk is RiskSpec.None)
+            throw new OptionException("beta-map", $"{{beta-map}} {BetaMap.Spec} maps a risk to beta, but {{risk}} is none; give {{risk}} probe:... or critic:..., or a fixed beta.");
+        if (BetaMap.IsStateful && Aggregation == JudgeAggregation.PerExample)
+            throw new OptionException("beta-map", $"{{beta-map}} {BetaMap.Spec} smooths the batch risk over steps; it cannot weight each example (use {{weighting}} batch).");
         if (!(PenaltyStrength >= 0) || double.IsInfinity(PenaltyStrength))
-            throw new ArgumentException($"--penalty-strength must be 0 or more, not {PenaltyStrength.ToString(CultureInfo.InvariantCulture)}.");
+            throw new OptionException("penalty-strength", $"{{penalty-strength}} must be 0 or more, not {PenaltyStrength.ToString(CultureInfo.InvariantCulture)}.");
         if (ConstrainedBetas.Count == 0 || ConstrainedBetas.Any(b => !(b > 0) || double.IsInfinity(b)))
-            throw new ArgumentException("the constrained-SFT betas must be positive numbers.");
+            throw new UserInputException("the constrained-SFT betas must be positive numbers.");
     }
 }
 
@@ -82,18 +87,34 @@ public static class Methods
     /// <summary>
     /// The safety options of a method: <c>standard</c> (beta = 0: plain SFT), <c>fixed-kl</c> (fixed beta 0.5),
     /// <c>adaptive</c> (the paper's clamp map on <paramref name="risk"/>), <c>lisa</c> (a Lisa-style proximal pull with
-    /// fixed beta 0.5) and <c>constrained</c> (Qi et al.'s constrained SFT). <paramref name="risk"/> is required by
-    /// <c>adaptive</c> and recorded (for logging) by the others.
+    /// fixed beta 0.5) and <c>constrained</c> (Qi et al.'s constrained SFT), with the overrides given. The risk spec
+    /// (<see cref="RiskSpec.Parse"/>) is required by <c>adaptive</c> and recorded (for logging) by the others; the beta
+    /// map spec, when given, replaces the preset's (<see cref="BetaMap.Parse"/>). Every spec is parsed here, once.
     /// </summary>
-    public static SafetyOptions Preset(string method, string risk = "none") => method.Trim().ToLowerInvariant() switch
+    public static SafetyOptions Preset(string method, string risk = "none", string? betaMap = null, JudgeAggregation? aggregation = null,
+        Penalty? penalty = null, double? penaltyStrength = null)
     {
-        "standard" => new SafetyOptions { Risk = risk, BetaMap = "none" },
-        "fixed-kl" => new SafetyOptions { Risk = risk, BetaMap = "fixed:0.5" },
-        "adaptive" => risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase)
-            ? throw new ArgumentException("--method adaptive needs a risk source: --risk probe:PROBE.json or --risk critic:SPEC.")
-            : new SafetyOptions { Risk = risk, BetaMap = "clamp" },
-        "lisa" => new SafetyOptions { Risk = risk, BetaMap = "fixed:0.5", Penalty = Penalty.L2, PenaltyStrength = 1.0 },
-        "constrained" => new SafetyOptions { Risk = risk, BetaMap = "none", Penalty = Penalty.Constrained },
-        _ => throw new ArgumentException($"--method '{method}' is not one of {string.Join(", ", Names)}."),
-    };
+        ArgumentNullException.ThrowIfNull(method);
+        ArgumentNullException.ThrowIfNull(risk);
+        var name = method.Trim().ToLowerInvariant();
+        if (!Names.Contains(name)) throw new OptionException("method", $"{{method}} '{method}' is not one of {string.Join(", ", Names)}.");
+        if (name == "adaptive" && risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase))
+            throw new OptionException("method", "{method} adaptive needs a risk source: {risk} probe:PROBE.json or {risk} critic:SPEC.");
+        var spec = RiskSpec.Parse(risk);
+        var safety = name switch
+        {
+            "standard" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.None },
+            "fixed-kl" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.Parse("fixed:0.5") },
+            "adaptive" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.Parse("clamp") },
+            "lisa" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.Parse("fixed:0.5"), Penalty = Penalty.L2, PenaltyStrength = 1.0 },
+            _ => new SafetyOptions { Risk = spec, BetaMap = BetaMap.None, Penalty = Penalty.Constrained },
+        };
+        return safety with
+        {
+            BetaMap = betaMap is null ? safety.BetaMap : BetaMap.Parse(betaMap),
+            Aggregation = aggregation ?? safety.Aggregation,
+            Penalty = penalty ?? safety.Penalty,
+            PenaltyStrength = penaltyStrength ?? safety.PenaltyStrength,
+        };
+    }
 }

@@ -99,12 +99,12 @@ internal static class TrainJob
     {
         ArgumentNullException.ThrowIfNull(o);
         o.Safety.Validate();
-        if (o.BatchSize < 1) throw new ArgumentException($"--batch-size must be at least 1, not {o.BatchSize}.");
+        if (o.BatchSize < 1) throw new OptionException("batch-size", $"{{batch-size}} must be at least 1, not {o.BatchSize}.");
         int micro = o.MicroBatchSize ?? o.BatchSize;
         if (micro < 1 || o.BatchSize % micro != 0)
-            throw new ArgumentException($"--micro-batch {micro} must divide --batch-size {o.BatchSize}.");
-        if (o.Steps is < 1) throw new ArgumentException($"--steps must be at least 1, not {o.Steps}.");
-        if (o.Epochs < 1) throw new ArgumentException($"--epochs must be at least 1, not {o.Epochs}.");
+            throw new OptionException("micro-batch", $"{{micro-batch}} {micro} must divide {{batch-size}} {o.BatchSize}.");
+        if (o.Steps is < 1) throw new OptionException("steps", $"{{steps}} must be at least 1, not {o.Steps}.");
+        if (o.Epochs < 1) throw new OptionException("epochs", $"{{epochs}} must be at least 1, not {o.Epochs}.");
 
         var model = Onnx.Model.Load(o.Model);
         Onnx.Inspection.ContribOps.EnsureTrainable(model, o.Model);
@@ -133,7 +133,7 @@ internal static class TrainJob
 
         using var risk = RiskSources.Create(o.Safety, o.Model, o.Judges);
         if (risk is FusedProbeRisk && o.Layout == BatchLayout.Pack)
-            throw new ArgumentException("a fused probe reads each row's prompt, so it needs one example per row: use padding, not --pack.");
+            throw new OptionException("pack", "a fused probe reads each row's prompt, so it needs one example per row: use padding, not {pack}.");
         var record = new JsonObject
         {
             ["model"] = Path.GetFullPath(o.Model),
@@ -161,13 +161,7 @@ internal static class TrainJob
                 ["kind"] = o.Optimizer.Kind.ToString(), ["lr"] = o.Optimizer.LearningRate, ["weight_decay"] = o.Optimizer.WeightDecay,
                 ["beta1"] = o.Optimizer.Beta1, ["beta2"] = o.Optimizer.Beta2, ["warmup"] = o.WarmupSteps, ["schedule"] = "cosine", ["clip_norm"] = o.ClipNorm,
             },
-            ["safety"] = new JsonObject
-            {
-                ["risk"] = o.Safety.Risk, ["risk_source"] = risk?.Name, ["beta_map"] = o.Safety.BetaMap,
-                ["weighting"] = o.Safety.Aggregation == JudgeAggregation.PerExample ? "example" : "batch",
-                ["aggregation"] = o.Safety.Aggregation == JudgeAggregation.Max ? "max" : "mean", // per example: the logged batch risk is the mean
-                ["penalty"] = o.Safety.Penalty.ToString().ToLowerInvariant(), ["penalty_strength"] = o.Safety.PenaltyStrength,
-            },
+            ["safety"] = o.Safety.Record(risk?.Name),
             ["provider"] = o.Runtime.Provider.ToString(),
             ["inputs"] = InputFiles.Of(o),
         };
@@ -206,20 +200,20 @@ internal static class TrainJob
     /// probe reads the training prompts as the run renders them, so they must be rendered as the probe's training prompts
     /// were: a run with no template of its own takes the probe's recorded one, and any other difference is refused.
     /// </summary>
-    /// <exception cref="ArgumentException">The template does not fit the tokenizer, or differs from the fused probe's.</exception>
+    /// <exception cref="UserInputException">The template does not fit the tokenizer, or differs from the fused probe's.</exception>
     public static TemplateChoice ResolveTemplate(TrainJobOptions o, TextTokenizer tokenizer)
     {
         ArgumentNullException.ThrowIfNull(o);
         var probe = RiskSources.FusedProbe(o.Safety, o.Model);
         TemplateChoice? recorded = null;
         if (probe is { ChatTemplate: { } name } && ChatTemplates.Names.Contains(name))
-            recorded = new TemplateChoice(ChatTemplates.ByName(name), TemplateOrigin.Recorded, o.Tokenizer, o.Safety.RiskArgument);
+            recorded = new TemplateChoice(ChatTemplates.ByName(name), TemplateOrigin.Recorded, o.Tokenizer, ((RiskSpec.Probe)o.Safety.Risk).Path);
         var choice = TemplateChoice.Resolve(o.Template, o.Tokenizer, tokenizer, ChatTemplates.Plain, recorded);
         if (probe is not null && TemplateChoice.PromptFormat(choice.Template) != probe.PromptFormatOrDefault)
-            throw new ArgumentException($"--risk probe:{o.Safety.RiskArgument}: the probe was trained on prompts rendered with the chat template {probe.ChatTemplate ?? "raw (none)"}, " +
+            throw new OptionException("risk", $"{{risk}} probe:{((RiskSpec.Probe)o.Safety.Risk).Path}: the probe was trained on prompts rendered with the chat template {probe.ChatTemplate ?? "raw (none)"}, " +
                 $"but this run renders them with {choice.Name}, so the fused probe would score prompts in a format it never saw: " +
-                (probe.ChatTemplate is { } n && ChatTemplates.Names.Contains(n) ? $"train with --template {n}, or " : "") +
-                $"train the probe again with this run's template (probe train --template {(ChatTemplates.Names.Contains(choice.Name) ? choice.Name : "NAME")}).");
+                (probe.ChatTemplate is { } n && ChatTemplates.Names.Contains(n) ? $"train with {{template}} {n}, or " : "") +
+                $"train the probe again with this run's template (probe train {{template}} {(ChatTemplates.Names.Contains(choice.Name) ? choice.Name : "NAME")}).");
         return choice;
     }
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using SafeTune.Onnx;
 
 namespace SafeTune.Training.Risk;
 
@@ -13,6 +14,17 @@ internal abstract class BetaMap
 {
     /// <summary>The spec this map was parsed from, e.g. <c>clamp</c> or <c>linear:0.1,0.9</c>.</summary>
     public abstract string Spec { get; }
+
+    /// <summary>The spec as given to <see cref="Parse"/> (else <see cref="Spec"/>); a run records it as it is, so a resume compares the same text.</summary>
+    public string Text => _text ?? Spec;
+
+    private protected string? _text;
+
+    /// <summary>Beta = 0 for every risk: standard fine-tuning.</summary>
+    public static BetaMap None { get; } = Parse("none");
+
+    /// <summary>The map in its starting state, for a new run: a stateless map is itself.</summary>
+    public virtual BetaMap Start() => this;
 
     /// <summary>True when the map keeps state between calls (and so cannot weight each example on its own).</summary>
     public virtual bool IsStateful => false;
@@ -37,8 +49,17 @@ internal abstract class BetaMap
     /// <c>ema:DECAY</c> or <c>ema:DECAY,BMIN,BMAX</c> (linear on an exponential moving average of the risk),
     /// <c>fixed:BETA</c>, or <c>none</c> (beta = 0: standard fine-tuning).
     /// </summary>
-    /// <exception cref="ArgumentException">The spec is not one of these, or a number is out of range; the message says which.</exception>
+    /// <exception cref="OptionException">The spec is not one of these, or a number is out of range; the message says which.</exception>
     public static BetaMap Parse(string spec)
+    {
+        BetaMap map;
+        try { map = Create(spec); }
+        catch (UserInputException e) when (e is not OptionException) { throw new OptionException("beta-map", e.Message, e); }
+        map._text = spec;
+        return map;
+    }
+
+    private static BetaMap Create(string spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
         var text = spec.Trim();
@@ -48,13 +69,13 @@ internal abstract class BetaMap
         double Arg(int i, string what)
         {
             if (i >= args.Length || !double.TryParse(args[i], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !double.IsFinite(v))
-                throw new ArgumentException($"--beta-map '{spec}': {what} is missing or not a number.");
+                throw new OptionException("beta-map", $"{{beta-map}} '{spec}': {what} is missing or not a number.");
             return v;
         }
         void Count(params int[] allowed)
         {
             if (!allowed.Contains(args.Length))
-                throw new ArgumentException($"--beta-map '{spec}': {kind} takes {string.Join(" or ", allowed)} number(s), got {args.Length}.");
+                throw new OptionException("beta-map", $"{{beta-map}} '{spec}': {kind} takes {string.Join(" or ", allowed)} number(s), got {args.Length}.");
         }
         switch (kind)
         {
@@ -66,13 +87,13 @@ internal abstract class BetaMap
                 Count(1, 3);
                 return args.Length == 1 ? new EmaBetaMap(Arg(0, "decay")) : new EmaBetaMap(Arg(0, "decay"), Arg(1, "beta_min"), Arg(2, "beta_max"));
             default:
-                throw new ArgumentException($"--beta-map '{spec}' is not one of clamp, linear:BMIN,BMAX, ema:DECAY[,BMIN,BMAX], fixed:BETA, none.");
+                throw new OptionException("beta-map", $"{{beta-map}} '{spec}' is not one of clamp, linear:BMIN,BMAX, ema:DECAY[,BMIN,BMAX], fixed:BETA, none.");
         }
     }
 
     /// <summary>Checks that a beta lies in [0, 1].</summary>
     protected static double CheckBeta(double beta, string what) =>
-        beta is >= 0 and <= 1 ? beta : throw new ArgumentException($"{what} must lie in [0, 1], not {beta.ToString(CultureInfo.InvariantCulture)}.");
+        beta is >= 0 and <= 1 ? beta : throw new UserInputException($"{what} must lie in [0, 1], not {beta.ToString(CultureInfo.InvariantCulture)}.");
 
     /// <summary>Checks that a risk lies in [0, 1] and is a number.</summary>
     protected static double CheckRisk(double risk) =>
@@ -103,7 +124,7 @@ internal sealed class LinearBetaMap : BetaMap
     {
         BetaMin = CheckBeta(betaMin, "beta_min");
         BetaMax = CheckBeta(betaMax, "beta_max");
-        if (betaMin > betaMax) throw new ArgumentException($"beta_min ({betaMin}) must not exceed beta_max ({betaMax}).");
+        if (betaMin > betaMax) throw new UserInputException($"beta_min ({betaMin}) must not exceed beta_max ({betaMax}).");
     }
 
     /// <summary>Beta at risk 0.</summary>
@@ -134,7 +155,7 @@ internal sealed class EmaBetaMap : BetaMap
     /// <summary>Creates the map (beta from 0.1 to 0.9 by default, the paper's range).</summary>
     public EmaBetaMap(double decay, double betaMin = 0.1, double betaMax = 0.9)
     {
-        if (decay is < 0 or >= 1) throw new ArgumentException($"the EMA decay must lie in [0, 1), not {decay.ToString(CultureInfo.InvariantCulture)}.");
+        if (decay is < 0 or >= 1) throw new UserInputException($"the EMA decay must lie in [0, 1), not {decay.ToString(CultureInfo.InvariantCulture)}.");
         Decay = decay;
         _linear = new LinearBetaMap(betaMin, betaMax);
     }
@@ -150,6 +171,9 @@ internal sealed class EmaBetaMap : BetaMap
 
     /// <inheritdoc/>
     public override bool IsStateful => true;
+
+    /// <inheritdoc/>
+    public override BetaMap Start() => new EmaBetaMap(Decay, _linear.BetaMin, _linear.BetaMax) { _text = _text };
 
     /// <inheritdoc/>
     public override double Next(double risk)

@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
 using SafeTune.Safety.Probes;
 using SafeTune.Training.FineTuning;
@@ -16,12 +17,11 @@ public static class RiskSources
     public static RiskSource? Create(SafetyOptions safety, string? modelPath, Func<string, ISafetyJudge>? judges = null)
     {
         ArgumentNullException.ThrowIfNull(safety);
-        return safety.RiskKind switch
+        return safety.Risk switch
         {
-            "none" => null,
-            "probe" => ProbeRisk(ProbeFile.Load(safety.RiskArgument), safety.RiskArgument, modelPath),
-            "critic" => new CriticRisk((judges ?? JudgeSpec.Parse)(safety.RiskArgument)),
-            _ => throw new ArgumentException($"--risk '{safety.Risk}' is not one of none, probe:PROBE.json, critic:SPEC."),
+            RiskSpec.Probe p => ProbeRisk(ProbeFile.Load(p.Path), p.Path, modelPath),
+            RiskSpec.Critic c => new CriticRisk((judges ?? JudgeSpec.Parse)(c.Judge)),
+            _ => null,
         };
     }
 
@@ -34,8 +34,8 @@ public static class RiskSources
     public static ProbeFile? FusedProbe(SafetyOptions safety, string modelPath)
     {
         ArgumentNullException.ThrowIfNull(safety);
-        if (safety.RiskKind != "probe") return null;
-        var probe = ProbeFile.Load(safety.RiskArgument);
+        if (safety.Risk is not RiskSpec.Probe p) return null;
+        var probe = ProbeFile.Load(p.Path);
         return IsFused(probe, modelPath) ? probe : null;
     }
 

@@ -3,6 +3,7 @@ using SafeTune.Cli.Commands.Generate;
 using SafeTune.Cli.Infrastructure;
 using SafeTune.Models.Generation;
 using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
 using Spectre.Console.Cli;
 
 namespace SafeTune.Cli.Commands.Chat;

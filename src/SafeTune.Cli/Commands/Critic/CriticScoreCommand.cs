@@ -1,5 +1,6 @@
 using System.Globalization;
 using SafeTune.Cli.Infrastructure;
+using SafeTune.Onnx;
 using SafeTune.Safety.Critics;
 using Spectre.Console;
 using Spectre.Console.Cli;

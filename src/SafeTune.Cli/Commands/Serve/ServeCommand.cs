@@ -5,6 +5,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using SafeTune.Cli.Infrastructure;
 using SafeTune.Models.Demo;
+using SafeTune.Onnx;
 using SafeTune.Runtime;
 using SafeTune.Serving;
 using Spectre.Console;

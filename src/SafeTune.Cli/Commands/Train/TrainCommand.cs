@@ -49,13 +49,9 @@ public sealed class TrainCommand : Command<TrainSettings>
     internal static TrainJobOptions Options(TrainSettings s)
     {
         var method = s.Method ?? (s.Risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? "standard" : "adaptive");
-        var safety = Methods.Preset(method, s.Risk) with
-        {
-            Aggregation = s.Weighting == "example" ? JudgeAggregation.PerExample : s.Aggregate == "max" ? JudgeAggregation.Max : JudgeAggregation.Mean,
-        };
-        if (s.BetaMap is { } map) safety = safety with { BetaMap = map };
-        if (s.Penalty is { } p) safety = safety with { Penalty = p switch { "l2" => Penalty.L2, "constrained" => Penalty.Constrained, _ => Penalty.Kl } };
-        if (s.PenaltyStrength is { } strength) safety = safety with { PenaltyStrength = strength };
+        var safety = Methods.Preset(method, s.Risk, s.BetaMap,
+            s.Weighting == "example" ? JudgeAggregation.PerExample : s.Aggregate == "max" ? JudgeAggregation.Max : JudgeAggregation.Mean,
+            s.Penalty switch { null => null, "l2" => Penalty.L2, "constrained" => Penalty.Constrained, _ => Penalty.Kl }, s.PenaltyStrength);
         var named = ModelSource.Named(s.Model);
         return new TrainJobOptions
         {
@@ -176,7 +172,7 @@ public sealed class TrainCommand : Command<TrainSettings>
         var r = job.Result;
         var inv = CultureInfo.InvariantCulture;
         var table = new Table().AddColumns("", "");
-        table.AddRow("method", Markup.Escape($"{options.Safety.Penalty.ToString().ToLowerInvariant()} penalty, beta map {options.Safety.BetaMap}, risk {job.RiskSource ?? "none"}"));
+        table.AddRow("method", Markup.Escape($"{options.Safety.Penalty.ToString().ToLowerInvariant()} penalty, beta map {options.Safety.BetaMap.Text}, risk {job.RiskSource ?? "none"}"));
         table.AddRow("template", Markup.Escape(template.Describe()["chat template: ".Length..]));
         table.AddRow("examples", string.Create(inv, $"{job.Examples} ({job.Dropped} dropped, {job.Truncated} truncated)"));
         table.AddRow("steps", string.Create(inv, $"{r.Steps} ({r.FirstStep} before this run)"));

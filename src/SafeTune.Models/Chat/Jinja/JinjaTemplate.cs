@@ -1,3 +1,5 @@
+using SafeTune.Onnx;
+
 namespace SafeTune.Models.Chat.Jinja;
 
 /// <summary>
@@ -52,7 +54,7 @@ public sealed class JinjaTemplate
             {
                 globals.Set(key, JinjaValue.From(value));
             }
-            catch (ArgumentException e)
+            catch (UserInputException e)
             {
                 throw new JinjaException(Name, 0, $"variable '{key}': {e.Message}", e);
             }

@@ -2,6 +2,7 @@ using System.Collections;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using SafeTune.Onnx;
 
 namespace SafeTune.Models.Chat.Jinja;
 
@@ -77,7 +78,7 @@ internal static class JinjaValue
         IDictionary<string, object?> d => FromDictionary(d),
         IReadOnlyDictionary<string, object?> d => FromPairs(d),
         IEnumerable e => new JList(e.Cast<object?>().Select(From)),
-        _ => throw new ArgumentException($"a template cannot use a value of type {value.GetType().Name}."),
+        _ => throw new UserInputException($"a template cannot use a value of type {value.GetType().Name}."),
     };
 
     private static JDict FromMessage(ChatMessage m)

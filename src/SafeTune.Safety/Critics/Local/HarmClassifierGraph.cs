@@ -67,8 +67,8 @@ public static class HarmClassifierGraph
         if (g.FindValue(LogitsName) is not null || g.FindValue(HeadWeight) is not null)
             throw new InvalidDataException($"the encoder already has a value named '{LogitsName}' or '{HeadWeight}'; is it a classifier already?");
         int width = Width(encoder);
-        if (weight.Length != width * Classes) throw new ArgumentException($"the head weight has {weight.Length} values; expected [{width}, {Classes}].", nameof(weight));
-        if (bias.Length != Classes) throw new ArgumentException($"the head bias has {bias.Length} values; expected {Classes}.", nameof(bias));
+        if (weight.Length != width * Classes) throw new UserInputException($"the head weight has {weight.Length} values; expected [{width}, {Classes}].");
+        if (bias.Length != Classes) throw new UserInputException($"the head bias has {bias.Length} values; expected {Classes}.");
 
         NameProjections(encoder);
         var b = new GraphBuilder(g, encoder.DefaultOpset);

@@ -1,4 +1,5 @@
 using SafeTune.Models.Tokenization;
+using SafeTune.Onnx;
 using SafeTune.Runtime.Training;
 
 namespace SafeTune.Safety.Critics.Local;
@@ -24,19 +25,19 @@ public sealed class JudgePairEncoder
     private readonly long _cls, _sep, _pad;
 
     /// <summary>Creates an encoder over a WordPiece tokenizer (such as one loaded from MiniLM's <c>vocab.txt</c>).</summary>
-    /// <exception cref="ArgumentException">The tokenizer is not WordPiece, or <paramref name="maxLength"/> is below 8 or above 512.</exception>
+    /// <exception cref="UserInputException">The tokenizer is not WordPiece, or <paramref name="maxLength"/> is below 8 or above 512.</exception>
     public JudgePairEncoder(TextTokenizer tokenizer, int maxLength)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         if (tokenizer.Kind != TokenizerKind.WordPiece)
-            throw new ArgumentException($"the local judge needs a WordPiece (BERT) tokenizer, not {tokenizer.Kind} ({tokenizer.Source}).", nameof(tokenizer));
+            throw new UserInputException($"the local judge needs a WordPiece (BERT) tokenizer, not {tokenizer.Kind} ({tokenizer.Source}).");
         if (maxLength is < 8 or > Pretrained.MiniLmPackage.MaxPositions)
-            throw new ArgumentException($"the judge's maximum length must lie in [8, {Pretrained.MiniLmPackage.MaxPositions}], not {maxLength}.", nameof(maxLength));
+            throw new UserInputException($"the judge's maximum length must lie in [8, {Pretrained.MiniLmPackage.MaxPositions}], not {maxLength}.");
         _tokenizer = tokenizer;
         MaxLength = maxLength;
-        _cls = tokenizer.TokenToId("[CLS]") ?? throw new ArgumentException($"{tokenizer.Source}: the vocabulary lacks [CLS].", nameof(tokenizer));
-        _sep = tokenizer.TokenToId("[SEP]") ?? throw new ArgumentException($"{tokenizer.Source}: the vocabulary lacks [SEP].", nameof(tokenizer));
-        _pad = tokenizer.TokenToId("[PAD]") ?? throw new ArgumentException($"{tokenizer.Source}: the vocabulary lacks [PAD].", nameof(tokenizer));
+        _cls = tokenizer.TokenToId("[CLS]") ?? throw new UserInputException($"{tokenizer.Source}: the vocabulary lacks [CLS].");
+        _sep = tokenizer.TokenToId("[SEP]") ?? throw new UserInputException($"{tokenizer.Source}: the vocabulary lacks [SEP].");
+        _pad = tokenizer.TokenToId("[PAD]") ?? throw new UserInputException($"{tokenizer.Source}: the vocabulary lacks [PAD].");
     }
 
     /// <summary>Loads the lower-cased WordPiece tokenizer from a <c>vocab.txt</c> and creates the encoder.</summary>
@@ -84,8 +85,8 @@ public sealed class JudgePairEncoder
     public TokenBatch Batch(IReadOnlyList<EncodedPair> pairs, IReadOnlyList<long>? labels = null)
     {
         ArgumentNullException.ThrowIfNull(pairs);
-        if (pairs.Count == 0) throw new ArgumentException("a batch needs at least one pair.", nameof(pairs));
-        if (labels is not null && labels.Count != pairs.Count) throw new ArgumentException($"{labels.Count} labels for {pairs.Count} pairs.", nameof(labels));
+        if (pairs.Count == 0) throw new UserInputException("a batch needs at least one pair.");
+        if (labels is not null && labels.Count != pairs.Count) throw new UserInputException($"{labels.Count} labels for {pairs.Count} pairs.");
         int b = pairs.Count, t = pairs.Max(x => x.Ids.Length);
         var ids = new long[b * t];
         var mask = new long[b * t];

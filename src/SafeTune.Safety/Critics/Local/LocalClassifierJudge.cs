@@ -262,11 +262,11 @@ public sealed class LocalClassifierJudge : ISafetyJudge
         {
             try
             {
-                var item = items[i] ?? throw new ArgumentException("the item is null.");
-                if (item.Prompt is null || item.Response is null) throw new ArgumentException("the item's prompt or response is null.");
+                var item = items[i] ?? throw new UserInputException("the item is null.");
+                if (item.Prompt is null || item.Response is null) throw new UserInputException("the item's prompt or response is null.");
                 pending.Add((i, _encoder.Encode(item.Prompt, item.Response)));
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException)
+            catch (Exception e) when (e is ArgumentException or UserInputException or InvalidOperationException or FormatException)
             {
                 verdicts[i] = JudgeVerdict.FailClosed($"local judge: item {i} cannot be encoded: {e.Message}");
             }
@@ -337,7 +337,7 @@ public sealed class LocalClassifierJudge : ISafetyJudge
             if (manifest.RecipeHash != hash) return null;
             return Load(dir, options);
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or OnnxRuntimeException or ArgumentException)
+        catch (Exception e) when (e is IOException or InvalidDataException or UnauthorizedAccessException or OnnxRuntimeException or ArgumentException or UserInputException)
         {
             return null;
         }
@@ -345,7 +345,7 @@ public sealed class LocalClassifierJudge : ISafetyJudge
 
     private static LocalClassifierJudge Open(string dir, LocalJudgeManifest manifest, LocalJudgeOptions options, bool built)
     {
-        if (options.BatchSize < 1) throw new ArgumentException($"the judge's batch size must be at least 1, not {options.BatchSize}.");
+        if (options.BatchSize < 1) throw new UserInputException($"the judge's batch size must be at least 1, not {options.BatchSize}.");
         var encoder = JudgePairEncoder.FromVocab(Path.Combine(dir, VocabFile), manifest.MaxLength);
         var session = SessionFactory.Create(Path.Combine(dir, ModelFile), options.Runtime);
         try

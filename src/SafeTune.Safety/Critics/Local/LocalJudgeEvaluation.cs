@@ -1,3 +1,4 @@
+using SafeTune.Onnx;
 using SafeTune.Safety.Metrics;
 
 namespace SafeTune.Safety.Critics.Local;
@@ -58,7 +59,7 @@ public static class LocalJudgeEvaluation
     {
         ArgumentNullException.ThrowIfNull(pairs);
         ArgumentNullException.ThrowIfNull(probabilities);
-        if (pairs.Count != probabilities.Count) throw new ArgumentException($"{probabilities.Count} probabilities for {pairs.Count} pairs.", nameof(probabilities));
+        if (pairs.Count != probabilities.Count) throw new UserInputException($"{probabilities.Count} probabilities for {pairs.Count} pairs.");
         var groups = pairs.Select((x, i) => (x, p: probabilities[i])).GroupBy(t => t.x.Group)
             .Select(g => new JudgeGroupMetrics(g.Key, g.Count(), g.First().x.Harmful,
                 g.Average(t => LocalClassifierJudge.ScoreFromProbability(t.p)), g.Average(t => t.p >= threshold ? 1.0 : 0.0)))

@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using SafeTune.Onnx;
 
 namespace SafeTune.Safety.Critics.Local;
 
@@ -61,17 +62,17 @@ public sealed record LocalJudgeRecipe
     public string Hash(string dataFingerprint) =>
         Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(CodeVersion + "\n" + ToJson() + "\n" + dataFingerprint)));
 
-    /// <summary>Throws <see cref="ArgumentException"/> naming the setting when a value is out of range.</summary>
+    /// <summary>Throws <see cref="UserInputException"/> naming the setting when a value is out of range.</summary>
     public void Validate()
     {
         if (MaxLength is < 8 or > Pretrained.MiniLmPackage.MaxPositions)
-            throw new ArgumentException($"the judge recipe's max_length must lie in [8, {Pretrained.MiniLmPackage.MaxPositions}], not {MaxLength}.");
-        if (!(Threshold is > 0 and < 1)) throw new ArgumentException($"the judge recipe's threshold must lie in (0, 1), not {Threshold}.");
-        if (Lora.Rank < 1) throw new ArgumentException($"the judge recipe's lora.rank must be at least 1, not {Lora.Rank}.");
+            throw new UserInputException($"the judge recipe's max_length must lie in [8, {Pretrained.MiniLmPackage.MaxPositions}], not {MaxLength}.");
+        if (!(Threshold is > 0 and < 1)) throw new UserInputException($"the judge recipe's threshold must lie in (0, 1), not {Threshold}.");
+        if (Lora.Rank < 1) throw new UserInputException($"the judge recipe's lora.rank must be at least 1, not {Lora.Rank}.");
         if (Lora.Layers.Count == 0 || Lora.Layers.Any(l => l is < 0 or >= Pretrained.MiniLmPackage.Layers))
-            throw new ArgumentException($"the judge recipe's lora.layers must name layers in [0, {Pretrained.MiniLmPackage.Layers - 1}].");
-        if (Training.Steps < 1 || Training.BatchSize < 1) throw new ArgumentException("the judge recipe needs at least one step and one pair per batch.");
-        if (!(Training.LearningRate > 0)) throw new ArgumentException($"the judge recipe's learning_rate must be positive, not {Training.LearningRate}.");
+            throw new UserInputException($"the judge recipe's lora.layers must name layers in [0, {Pretrained.MiniLmPackage.Layers - 1}].");
+        if (Training.Steps < 1 || Training.BatchSize < 1) throw new UserInputException("the judge recipe needs at least one step and one pair per batch.");
+        if (!(Training.LearningRate > 0)) throw new UserInputException($"the judge recipe's learning_rate must be positive, not {Training.LearningRate}.");
     }
 }
 

@@ -39,7 +39,7 @@ public static class LocalJudgeTrainer
         ArgumentNullException.ThrowIfNull(examples);
         ArgumentNullException.ThrowIfNull(recipe);
         recipe.Validate();
-        if (examples.Count == 0) throw new ArgumentException("the judge has no training pairs.", nameof(examples));
+        if (examples.Count == 0) throw new UserInputException("the judge has no training pairs.");
         var clock = Stopwatch.StartNew();
         var t = recipe.Training;
 
