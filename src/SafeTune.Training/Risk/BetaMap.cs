@@ -10,7 +10,7 @@ namespace SafeTune.Training.Risk;
 /// Maps are small state machines (<see cref="EmaBetaMap"/> remembers the smoothed risk); their state is saved in
 /// checkpoints so that a resumed run continues exactly.
 /// </summary>
-internal abstract class BetaMap
+public abstract class BetaMap
 {
     /// <summary>The spec this map was parsed from, e.g. <c>clamp</c> or <c>linear:0.1,0.9</c>.</summary>
     public abstract string Spec { get; }
