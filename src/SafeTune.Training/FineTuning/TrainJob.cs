@@ -120,7 +120,7 @@ internal static class TrainJob
         int maxLength = Models.Generation.ContextLength.Of(model, o.Tokenizer) is int context ? Math.Min(o.MaxLength, context) : o.MaxLength;
         var tokenized = SftTokenizer.Tokenize(examples, tokenizer, template, new TokenizeOptions { MaxLength = maxLength });
         if (tokenized.Examples.Count == 0)
-            throw new InvalidDataException($"no example keeps a response token within --max-length {maxLength}.");
+            throw new OptionException("max-length", $"no example keeps a response token within {{max-length}} {maxLength}.");
         var batcher = new SftBatcher(tokenized.Examples, SftBatcher.PadIdOf(tokenizer), new BatchingOptions
         {
             MicroBatchSize = micro,
