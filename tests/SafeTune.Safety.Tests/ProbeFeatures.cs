@@ -18,32 +18,49 @@ internal static class ProbeFeatures
         return [.. prompts.Where(p => seen.Add(PromptText.Normalize(p)))];
     }
 
-    /// <summary>Per-layer pooled MiniLM features of every prompt, cached under artifacts/ by a hash of the prompts.</summary>
+    /// <summary>
+    /// Per-layer pooled MiniLM features of every prompt, cached under artifacts/ per prompt (a store of SHA-256 of the
+    /// prompt text and its row, one file per pooling): a prompt already in the store is read, the others go through MiniLM
+    /// and are appended, so editing the project's prompt lists recomputes only the new prompts.
+    /// </summary>
     public static Dictionary<string, float[]> PerLayer(List<string> prompts, ActivationPooling pooling, Action<string> log)
     {
-        var key = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(pooling + "\n" + string.Join("\n", prompts) + "\n" + MiniLm.ModelBytes.Length)))[..16];
-        var cache = Path.Combine(Repo.Root, "artifacts", "probe-study-cache", $"{pooling}-{key}.bin");
-        int width = MiniLm.Layers * MiniLm.Width;
-        float[][] rows;
-        if (File.Exists(cache) && new FileInfo(cache).Length == (long)prompts.Count * width * 4)
+        var store = Path.Combine(Repo.Root, "artifacts", "probe-study-cache", $"{pooling}-{MiniLm.ModelBytes.Length}.rows");
+        int width = MiniLm.Layers * MiniLm.Width, record = 32 + width * 4;
+        var known = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        if (File.Exists(store))
         {
-            var bytes = File.ReadAllBytes(cache);
-            rows = [.. Enumerable.Range(0, prompts.Count).Select(i => { var r = new float[width]; Buffer.BlockCopy(bytes, i * width * 4, r, 0, width * 4); return r; })];
-            log($"{pooling}: {prompts.Count} feature rows from the cache");
+            var bytes = File.ReadAllBytes(store);
+            for (long at = 0; at + record <= bytes.LongLength; at += record)
+            {
+                var row = new float[width];
+                Buffer.BlockCopy(bytes, (int)at + 32, row, 0, width * 4);
+                known[Convert.ToHexString(bytes, (int)at, 32)] = row;
+            }
         }
-        else
+        static string Key(string prompt) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(prompt)));
+        var missing = prompts.Where(q => !known.ContainsKey(Key(q))).Distinct(StringComparer.Ordinal).ToList();
+        log($"{pooling}: {prompts.Count - missing.Count} feature rows from the cache, {missing.Count} to compute");
+        if (missing.Count > 0)
         {
             using var dir = new TempDir();
             var tokenizer = TokenizerLoader.Load(MiniLm.WriteVocab(dir.File("vocab.txt")));
             using var extractor = new ActivationExtractor(MiniLm.Load(), tokenizer, null, new ActivationOptions { Pooling = pooling, BatchSize = 32 });
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            rows = extractor.ExtractPerLayer(prompts);
-            log($"{pooling}: {prompts.Count} prompts through MiniLM in {clock.Elapsed.TotalSeconds:F1} s");
-            var bytes = new byte[(long)prompts.Count * width * 4];
-            for (int i = 0; i < rows.Length; i++) Buffer.BlockCopy(rows[i], 0, bytes, i * width * 4, width * 4);
-            Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
-            File.WriteAllBytes(cache, bytes);
+            var rows = extractor.ExtractPerLayer(missing);
+            log($"{pooling}: {missing.Count} prompts through MiniLM in {clock.Elapsed.TotalSeconds:F1} s");
+            var bytes = new byte[(long)missing.Count * record];
+            for (int i = 0; i < rows.Length; i++)
+            {
+                var key = Convert.FromHexString(Key(missing[i]));
+                Buffer.BlockCopy(key, 0, bytes, i * record, 32);
+                Buffer.BlockCopy(rows[i], 0, bytes, i * record + 32, width * 4);
+                known[Key(missing[i])] = rows[i];
+            }
+            Directory.CreateDirectory(Path.GetDirectoryName(store)!);
+            using var file = new FileStream(store, FileMode.Append, FileAccess.Write);
+            file.Write(bytes);
         }
-        return prompts.Select((q, i) => (q, i)).ToDictionary(x => x.q, x => rows[x.i]);
+        return prompts.Distinct(StringComparer.Ordinal).ToDictionary(q => q, q => known[Key(q)]);
     }
 }
