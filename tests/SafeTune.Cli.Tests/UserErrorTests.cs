@@ -86,6 +86,19 @@ public sealed class UserErrorTests : IDisposable
         Assert.Equal("keep", File.ReadAllText(file));
     }
     [Fact]
+    public void An_option_given_an_empty_value_is_named_before_anything_runs()
+    {
+        var export = CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "1", "--export", "");
+        export.AssertUserError("--export is given an empty value.");
+        Assert.DoesNotContain("internal error", export.Stderr);
+        CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "1", "--checkpoint-dir", "").AssertUserError("--checkpoint-dir is given an empty value");
+        CliRunner.Run("fit", Model, "--batch", "  ", "--steps", "1").AssertUserError("--batch is given an empty value");
+        // Free text may be empty: the empty prompt tokenizes to no ids.
+        var text = CliRunner.Run("tokenize", "--tokenizer", Repo.Fixture("tokenizers", "hub", "tinyllama"), "--text", "");
+        Assert.DoesNotContain("empty value", text.Stderr);
+    }
+
+    [Fact]
     public void Messages_name_the_option_or_field_not_internal_types()
     {
         var lora = CliRunner.Run("fit", Model, "--batch", Batch, "--steps", "1", "--lora", "0");

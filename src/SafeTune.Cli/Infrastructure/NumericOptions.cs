@@ -33,6 +33,31 @@ public sealed class NumericOptions : ICommandInterceptor
                 : property.GetValue(settings) is IEnumerable<string> texts && texts.Any(t => t?.Contains('\0', StringComparison.Ordinal) == true))
                 throw new UserInputException($"{Name(option)}: contains a null character.");
         }
+        RefuseEmptyValues(context, settings);
+    }
+
+    /// <summary>
+    /// An option given an empty value (<c>--out ""</c>) names nothing: .NET would refuse the empty path with
+    /// an ArgumentException, which reads as a bug. Free text (<c>&lt;TEXT&gt;</c> options, such as a prompt) may be empty.
+    /// </summary>
+    private static void RefuseEmptyValues(CommandContext context, CommandSettings settings)
+    {
+        var options = new Dictionary<string, CommandOptionAttribute>(StringComparer.Ordinal);
+        foreach (var property in settings.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            if (property.GetCustomAttribute<CommandOptionAttribute>() is { } option && option.ValueName is { } valueName
+                && valueName != "TEXT" && (property.PropertyType == typeof(string) || property.PropertyType == typeof(string[])))
+                foreach (var name in option.LongNames) options["--" + name] = option;
+        var args = context.Arguments;
+        for (int i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            int eq = arg.IndexOf('=', StringComparison.Ordinal);
+            var name = eq > 0 ? arg[..eq] : arg;
+            if (!options.TryGetValue(name, out var option)) continue;
+            var value = eq > 0 ? arg[(eq + 1)..] : i + 1 < args.Count ? args[i + 1] : null;
+            if (value is not null && string.IsNullOrWhiteSpace(value))
+                throw new UserInputException($"{Name(option)} is given an empty value.");
+        }
     }
 
     /// <summary>The option's long name as the user types it, e.g. <c>--clip-norm</c>.</summary>
