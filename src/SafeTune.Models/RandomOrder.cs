@@ -19,4 +19,16 @@ public static class RandomOrder
         }
         return a;
     }
+
+    /// <summary>
+    /// Indices 0..n-1 without end, epoch after epoch, each epoch a fresh <see cref="Permutation"/> drawn from
+    /// <paramref name="seed"/>'s generator when the last one is used up: the rows of training batches.
+    /// </summary>
+    public static IEnumerator<int> Epochs(int seed, int n)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(n);
+        var rng = new Random(seed);
+        while (true)
+            foreach (var i in Permutation(rng, n)) yield return i;
+    }
 }

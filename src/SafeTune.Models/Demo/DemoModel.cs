@@ -169,8 +169,7 @@ public static class DemoModel
             },
         };
         var schedule = new CosineSchedule(t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
-        var rng = new Random(t.Seed);
-        var order = new Queue<int>();
+        using var order = RandomOrder.Epochs(t.Seed, examples.Length);
         var recent = new Queue<float>();
         using var session = TrainingSession.Create(model, options);
         TrainingLoop.Run(session, new TrainingLoopOptions
@@ -184,9 +183,8 @@ public static class DemoModel
             var rows = new int[t.BatchSize];
             for (int r = 0; r < rows.Length; r++)
             {
-                if (order.Count == 0)
-                    foreach (var i in RandomOrder.Permutation(rng, examples.Length)) order.Enqueue(i);
-                rows[r] = order.Dequeue();
+                order.MoveNext();
+                rows[r] = order.Current;
             }
             int length = rows.Max(r => examples[r].Ids.Length);
             var ids = new long[rows.Length * length];

@@ -55,8 +55,7 @@ public static class LocalJudgeTrainer
             Optimizer = new OptimizerConfig { Kind = OptimizerKind.AdamW, LearningRate = t.LearningRate, WeightDecay = t.WeightDecay },
         };
         var schedule = new CosineSchedule(t.LearningRate, t.WarmupSteps, t.Steps, t.MinLearningRate);
-        var rng = new Random(t.Seed);
-        var order = new Queue<int>();
+        using var order = RandomOrder.Epochs(t.Seed, examples.Count);
         using var session = TrainingSession.Create(model, options);
         var loop = TrainingLoop.Run(session, new TrainingLoopOptions
         {
@@ -70,9 +69,8 @@ public static class LocalJudgeTrainer
             var labels = new List<long>(t.BatchSize);
             for (int r = 0; r < t.BatchSize; r++)
             {
-                if (order.Count == 0)
-                    foreach (var i in RandomOrder.Permutation(rng, examples.Count)) order.Enqueue(i);
-                var (pair, label) = examples[order.Dequeue()];
+                order.MoveNext();
+                var (pair, label) = examples[order.Current];
                 rows.Add(pair);
                 labels.Add(label);
             }
