@@ -98,9 +98,9 @@ public static class Methods
         ArgumentNullException.ThrowIfNull(risk);
         var name = method.Trim().ToLowerInvariant();
         if (!Names.Contains(name)) throw new OptionException("method", $"{{method}} '{method}' is not one of {string.Join(", ", Names)}.");
-        if (name == "adaptive" && risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase))
-            throw new OptionException("method", "{method} adaptive needs a risk source: {risk} probe:PROBE.json or {risk} critic:SPEC.");
         var spec = RiskSpec.Parse(risk);
+        if (name == "adaptive" && spec is RiskSpec.None)
+            throw new OptionException("method", "{method} adaptive needs a risk source: {risk} probe:PROBE.json or {risk} critic:SPEC.");
         var safety = name switch
         {
             "standard" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.None },
