@@ -64,8 +64,8 @@ public static class CliErrors
         return IsUserError(e) ? (ExitCodes.UserError, $"safetune: error: {OneLine(text)}") : (ExitCodes.InternalError, $"safetune: internal error: {OneLine(text)}");
     }
 
-    /// <summary>A setting's name as the command line spells it: <c>beta-map</c> is <c>--beta-map</c>.</summary>
-    public static string Flag(string option) => "--" + option;
+    /// <summary>A setting's name as the command line spells it (<see cref="OptionException.Flag"/>): <c>beta-map</c> is <c>--beta-map</c>.</summary>
+    public static string Flag(string option) => OptionException.Flag(option);
 
     private static bool IsUserError(Exception e) => e is UserInputException or OnnxFormatException or CommandAppException
         or OutputFileException or Data.Public.PublicDataException or Models.Generation.PromptTooLongException or ExecutionProviderUnavailableException or InvalidDataException or Autodiff.GradientException

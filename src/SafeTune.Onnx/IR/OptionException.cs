@@ -29,8 +29,11 @@ public sealed partial class OptionException : UserInputException
     /// <summary>The message with each setting written by <paramref name="spell"/>.</summary>
     public string Render(Func<string, string> spell) => Spell(Template, spell);
 
-    /// <summary><paramref name="template"/> with each setting written <c>{name}</c> spelled as the command line does, <c>--name</c>.</summary>
-    public static string CommandLine(string template) => Spell(template, name => "--" + name);
+    /// <summary>A setting's name as the command line spells it: <c>beta-map</c> is <c>--beta-map</c>.</summary>
+    public static string Flag(string option) => "--" + option;
+
+    /// <summary><paramref name="template"/> with each setting written <c>{name}</c> spelled as the command line does, <see cref="Flag"/>.</summary>
+    public static string CommandLine(string template) => Spell(template, Flag);
 
     private static string Spell(string template, Func<string, string> spell) =>
         Reference().Replace(template, m => spell(m.Groups[1].Value));
