@@ -8,7 +8,8 @@ namespace SafeTune.Cli.Infrastructure;
 /// <summary>
 /// The one check every numeric option of every command passes before the command runs: a floating-point option must be a
 /// finite number. NaN or infinity would slip through range checks (every comparison with NaN is false) and silently turn
-/// a safeguard off, for example <c>--clip-norm nan</c>. Nor may a text option hold a null character, which no path can.
+/// a safeguard off, for example <c>--clip-norm nan</c>. Nor may a text option hold a null character, which no path can,
+/// or a path option be given empty.
 /// Ranges are each command's own <c>Validate</c>.
 /// </summary>
 public sealed class NumericOptions : ICommandInterceptor
@@ -17,9 +18,12 @@ public sealed class NumericOptions : ICommandInterceptor
     public void Intercept(CommandContext context, CommandSettings settings)
     {
         ArgumentNullException.ThrowIfNull(settings);
+        var paths = new Dictionary<string, CommandOptionAttribute>(StringComparer.Ordinal);
         foreach (var property in settings.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
         {
             if (property.GetCustomAttribute<CommandOptionAttribute>() is not { } option) continue;
+            if (option.ValueName is { } valueName && valueName != "TEXT" && (property.PropertyType == typeof(string) || property.PropertyType == typeof(string[])))
+                foreach (var name in option.LongNames) paths["--" + name] = option;
             double? value = property.GetValue(settings) switch
             {
                 double d => d,
@@ -33,20 +37,15 @@ public sealed class NumericOptions : ICommandInterceptor
                 : property.GetValue(settings) is IEnumerable<string> texts && texts.Any(t => t?.Contains('\0', StringComparison.Ordinal) == true))
                 throw new UserInputException($"{Name(option)}: contains a null character.");
         }
-        RefuseEmptyValues(context, settings);
+        RefuseEmptyValues(context, paths);
     }
 
     /// <summary>
     /// An option given an empty value (<c>--out ""</c>) names nothing: .NET would refuse the empty path with
     /// an ArgumentException, which reads as a bug. Free text (<c>&lt;TEXT&gt;</c> options, such as a prompt) may be empty.
     /// </summary>
-    private static void RefuseEmptyValues(CommandContext context, CommandSettings settings)
+    private static void RefuseEmptyValues(CommandContext context, Dictionary<string, CommandOptionAttribute> options)
     {
-        var options = new Dictionary<string, CommandOptionAttribute>(StringComparer.Ordinal);
-        foreach (var property in settings.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
-            if (property.GetCustomAttribute<CommandOptionAttribute>() is { } option && option.ValueName is { } valueName
-                && valueName != "TEXT" && (property.PropertyType == typeof(string) || property.PropertyType == typeof(string[])))
-                foreach (var name in option.LongNames) options["--" + name] = option;
         var args = context.Arguments;
         for (int i = 0; i < args.Count; i++)
         {
