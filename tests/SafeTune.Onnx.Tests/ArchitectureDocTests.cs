@@ -21,10 +21,7 @@ public sealed partial class ArchitectureDocTests
     private static IEnumerable<string> Spans() => Code().Matches(Doc).Select(m => m.Groups[1].Value.Trim());
 
     private static readonly Lazy<Dictionary<string, string>> Sources = new(() =>
-        new[] { "src", "tests" }
-            .SelectMany(d => Directory.EnumerateFiles(Path.Combine(Repo.Root, d), "*.cs", SearchOption.AllDirectories))
-            .Where(f => !f.Split(Path.DirectorySeparatorChar).Any(p => p is "bin" or "obj"))
-            .ToDictionary(f => f, File.ReadAllText));
+        Repo.SourceFiles("src", "tests").ToDictionary(f => f, File.ReadAllText));
 
     private static IEnumerable<string> FilesDeclaring(string type)
     {

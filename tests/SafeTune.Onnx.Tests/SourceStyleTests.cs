@@ -93,9 +93,7 @@ public sealed partial class SourceStyleTests
     public void No_summary_under_src_echoes_the_name_it_documents()
     {
         var echoes = new List<string>();
-        var src = Path.Combine(Repo.Root, "src");
-        foreach (var file in Directory.EnumerateFiles(src, "*.cs", SearchOption.AllDirectories)
-                     .Where(f => !f.Split(Path.DirectorySeparatorChar).Any(p => p is "bin" or "obj")).Order(StringComparer.Ordinal))
+        foreach (var file in Repo.SourceFiles("src"))
         {
             var lines = File.ReadAllLines(file);
             for (int i = 0; i < lines.Length; i++)

@@ -12,16 +12,8 @@ public sealed partial class TrainingLoopTests
 {
     private const string LoopFile = "src/SafeTune.Runtime/Training/TrainingLoop.cs";
 
-    private static IEnumerable<(string Path, string Text)> Sources()
-    {
-        var src = Path.Combine(Repo.Root, "src");
-        foreach (var file in Directory.EnumerateFiles(src, "*.cs", SearchOption.AllDirectories))
-        {
-            var relative = Path.GetRelativePath(Repo.Root, file).Replace('\\', '/');
-            if (relative.Contains("/bin/") || relative.Contains("/obj/")) continue;
-            yield return (relative, File.ReadAllText(file));
-        }
-    }
+    private static IEnumerable<(string Path, string Text)> Sources() =>
+        Repo.SourceFiles("src").Select(f => (Path.GetRelativePath(Repo.Root, f).Replace('\\', '/'), File.ReadAllText(f)));
 
     [Fact]
     public void Only_the_training_loop_steps_the_optimizer()

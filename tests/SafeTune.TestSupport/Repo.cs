@@ -14,6 +14,15 @@ public static class Repo
     public static string Fixture(params string[] parts) => Path.Combine([Root, "tests", "fixtures", .. parts]);
 
     /// <summary>
+    /// The C# sources under the repository's <paramref name="folders"/> (such as <c>src</c>), build output (<c>bin</c>,
+    /// <c>obj</c>) left out, as full paths in ordinal order.
+    /// </summary>
+    public static IEnumerable<string> SourceFiles(params string[] folders) => folders
+        .SelectMany(d => Directory.EnumerateFiles(Path.Combine(Root, d), "*.cs", SearchOption.AllDirectories))
+        .Where(f => !f.Split(Path.DirectorySeparatorChar).Any(p => p is "bin" or "obj"))
+        .Order(StringComparer.Ordinal);
+
+    /// <summary>
     /// The third-party data sets: the folder <c>SAFETUNE_DATA_MIRROR</c> names when this process started (a clone
     /// without <c>../shared</c>), else <c>../shared/data</c> from the repository root.
     /// </summary>
