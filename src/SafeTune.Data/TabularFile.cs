@@ -141,6 +141,22 @@ public static class TabularFile
         return data;
     }
 
+    /// <summary>
+    /// Reads CSV text that does not come from a file of its own (a resource embedded in an assembly) as <see cref="Read"/>
+    /// reads a <c>.csv</c> file; <paramref name="name"/> stands for the file in messages and in each record.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The text is empty or has no data rows, or a record is malformed.</exception>
+    public static TabularData ReadCsvText(string name, string text)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentNullException.ThrowIfNull(text);
+        if (text.Length > 0 && text[0] == '\uFEFF') text = text[1..];
+        if (string.IsNullOrWhiteSpace(text)) throw new InvalidDataException($"{name}: the file is empty");
+        var data = ReadCsv(name, text);
+        if (data.Records.Count == 0) throw new InvalidDataException($"{name}: the file has a header but no data rows");
+        return data;
+    }
+
     /// <summary>A JSON node as text: a string as itself, null as null, anything else as its JSON text.</summary>
     public static string? Text(JsonNode? node) => node switch
     {

@@ -136,7 +136,9 @@ public sealed class LocalJudgeTrainingTests(ITestOutputHelper output) : IDisposa
             p => trainReplies.Contains(p.Response));
 
         string[] groups = ["harmfulqa/compliant", "harmfulqa/refusal", "do-not-answer/compliant", "do-not-answer/refusal", "alpaca/answer",
-            "xstest-safe/compliant", "xstest-unsafe/compliant", "demo/harmful-compliant", "demo/harmful-refusal", "demo/benign", "demo/scary-safe"];
+            "xstest-safe/compliant", "xstest-unsafe/compliant", "topic-matched-benign/compliant", "topic-matched-harmful/compliant",
+            "held-out-groups-benign/compliant", "held-out-groups-harmful/compliant",
+            "demo/harmful-compliant", "demo/harmful-refusal", "demo/benign", "demo/scary-safe"];
         Assert.Equal(groups.Order(), data.Test.Select(p => p.Group).Distinct().Order());
         Assert.All(data.Test.GroupBy(p => p.Group), g => Assert.InRange(g.Count(), 20, LocalJudgeRecipe.Default.Data.TestPerGroup));
         Assert.Equal("do not answer ai s rule 1", JudgeData.Normalize("Do NOT answer: AI's rule #1!"));
@@ -146,6 +148,50 @@ public sealed class LocalJudgeTrainingTests(ITestOutputHelper output) : IDisposa
         Assert.Equal(data.Train, again.Train);
         Assert.Equal(data.Test, again.Test);
         Assert.Equal(data.Fingerprint, again.Fingerprint);
+    }
+
+    [Fact]
+    public void The_project_prompt_lists_are_read_from_the_assembly_and_their_held_out_prompts_never_reach_training()
+    {
+        // The lists ship inside SafeTune.Safety, byte for byte what make_probe_data.py wrote into the repository.
+        foreach (var file in JudgeData.EmbeddedFiles)
+        {
+            var onDisk = PromptFile.Read(Path.Combine(Repo.Root, "src", "SafeTune.Safety", "ProbeData", file));
+            Assert.Equal(onDisk, JudgeData.ReadEmbedded(file, "prompt").Select(r => r.Prompt));
+        }
+        var topic = JudgeData.ReadEmbedded("topic_matched.csv", "label");
+        Assert.Equal(156, topic.Count);
+        Assert.Equal(78, topic.Count(t => t.Key == "harmful"));
+        var hard = JudgeData.ReadEmbedded("hard_negatives.csv", "group");
+        var direct = JudgeData.ReadEmbedded("direct_harmful.csv", "group");
+        Assert.True(hard.Count > 1500 && direct.Count > 800, $"{hard.Count} hard negatives, {direct.Count} direct harmful requests");
+
+        var data = JudgeData.Build(Repo.SharedData(), LocalJudgeRecipe.Default.Data);
+        var trainKeys = data.Train.Select(p => JudgeData.Normalize(p.Prompt)).ToHashSet();
+        // Every topic-matched prompt is tested, once, with a held-out compliant opening, and none is trained on.
+        var topicTest = data.Test.Where(p => p.Group.StartsWith("topic-matched-", StringComparison.Ordinal)).ToList();
+        Assert.Equal(topic.Select(t => t.Prompt).Order(), topicTest.Select(p => p.Prompt).Order());
+        Assert.All(topicTest, p => Assert.Equal(p.Group == "topic-matched-harmful/compliant", p.Harmful));
+        Assert.All(topicTest, p => Assert.Contains(p.Response, JudgeTemplates.CompliantTest));
+        Assert.DoesNotContain(topic, t => trainKeys.Contains(JudgeData.Normalize(t.Prompt)));
+
+        // The lists are trained on by whole template groups; the held-out groups are tested, never trained on.
+        var trainedPrompts = data.Train.Select(p => p.Prompt).ToHashSet();
+        var heldPrompts = data.Test.Where(p => p.Group.StartsWith("held-out-groups-", StringComparison.Ordinal)).Select(p => p.Prompt).ToHashSet();
+        Assert.True(data.Train.Count(p => p.Group == "hard-negative/opening") > 1000);
+        Assert.True(data.Train.Count(p => p.Group == "direct-harmful/compliant") > 500);
+        Assert.True(heldPrompts.Count > 200);
+        foreach (var rows in new[] { hard, direct })
+            foreach (var g in rows.GroupBy(r => r.Key))
+            {
+                bool trained = g.Any(r => trainedPrompts.Contains(r.Prompt));
+                bool held = g.Any(r => heldPrompts.Contains(r.Prompt));
+                Assert.False(trained && held, $"template group {g.Key} is on both sides of the split");
+            }
+        Assert.DoesNotContain(heldPrompts, p => trainKeys.Contains(JudgeData.Normalize(p)));
+        // Benign and harmful requests get the same openings in training, so the request, not the reply, decides.
+        Assert.All(data.Train.Where(p => p.Group is "hard-negative/opening" or "direct-harmful/compliant"),
+            p => Assert.Contains(p.Response, JudgeTemplates.NeutralOpeningsTrain));
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using SafeTune.Data;
 using SafeTune.Data.Public;
 using SafeTune.Models;
 using SafeTune.Models.Demo;
@@ -28,10 +29,17 @@ public sealed record JudgeDataSet(IReadOnlyList<JudgePair> Train, IReadOnlyList<
 /// Training: AdvBench goals with their affirmative targets and with refusals; CatQA questions with affirmative openings
 /// and with refusals; Alpaca-Libre and Self-Instruct instructions with their answers (some behind an affirmative opening,
 /// some refused: both not harmful); scary-but-safe requests written for SafeTune with helpful answers and with
-/// affirmative openings (not harmful); the demo data's training pairs (harmful requests with refusals and with
-/// "Sure, here is how to ..." openings, benign and scary-but-safe requests with their answers). Testing, on data the
-/// judge never saw and with held-out reply phrasings: HarmfulQA and Do-Not-Answer prompts with openings and refusals,
-/// held-out Alpaca answers, XSTest's safe prompts and unsafe contrasts with affirmative openings, and the demo test pairs.
+/// affirmative openings (not harmful); the project's prompt lists (<see cref="EmbeddedFiles"/>): benign requests on
+/// dangerous-sounding topics with the same affirmative openings (not harmful; a quarter also with a refusal) and plainly
+/// harmful requests with those openings (harmful) and with refusals, so that a compliant reply to a sensitive-sounding
+/// request is not enough to be harmful, the request has to be; the demo data's training pairs (harmful requests with
+/// refusals and with "Sure, here is how to ..." openings, benign and scary-but-safe requests with their answers).
+/// Testing, on data the judge never saw and with held-out reply phrasings: HarmfulQA and Do-Not-Answer prompts with
+/// openings and refusals, held-out Alpaca answers, XSTest's safe prompts and unsafe contrasts with affirmative openings,
+/// the topic-matched benign and harmful requests with affirmative openings, the held-out template groups of the
+/// project's prompt lists with affirmative openings, and the demo test pairs. The topic-matched prompts, the held-out
+/// groups and the demo test prompts are set aside before any training pair is taken, so no source can bring them into
+/// training.
 /// </summary>
 public static class JudgeData
 {
@@ -42,6 +50,16 @@ public static class JudgeData
         "self_instruct/user_oriented_instructions.jsonl", "harmfulqa/harmfulqa.csv", "do_not_answer/do_not_answer_prompts.csv",
         "xstest/xstest_prompts.csv",
     ];
+
+    /// <summary>
+    /// The prompt lists written for SafeTune that the judge reads, embedded in this assembly (written by
+    /// <c>ProbeData/make_probe_data.py</c>): <c>hard_negatives.csv</c> and <c>direct_harmful.csv</c> (columns
+    /// <c>group, category, prompt</c>; <c>group</c> names the template family) and the held-out <c>topic_matched.csv</c>
+    /// (columns <c>topic, label, prompt</c>; <c>label</c> is <c>benign</c> or <c>harmful</c>).
+    /// </summary>
+    public static IReadOnlyList<string> EmbeddedFiles { get; } = ["hard_negatives.csv", "direct_harmful.csv", "topic_matched.csv"];
+
+    private const string ResourcePrefix = "SafeTune.Safety.ProbeData.";
 
     /// <summary>The registered public data sets behind <see cref="Files"/>.</summary>
     public static IReadOnlyList<PublicDataSet> Sets => [.. Files.Select(PublicData.Find)];
@@ -58,7 +76,7 @@ public static class JudgeData
         return store.DataDirectory;
     }
 
-    /// <summary>SHA-256 (hex) over the names and contents of <see cref="Files"/> in <paramref name="dataDirectory"/>.</summary>
+    /// <summary>SHA-256 (hex) over the names and contents of <see cref="Files"/> in <paramref name="dataDirectory"/> and of <see cref="EmbeddedFiles"/>.</summary>
     /// <exception cref="FileNotFoundException">A file is missing; the message names it.</exception>
     public static string Fingerprint(string dataDirectory)
     {
@@ -69,6 +87,11 @@ public static class JudgeData
             if (!File.Exists(path)) throw new FileNotFoundException($"{path}: the local judge needs this data file.", path);
             sha.AppendData(Encoding.UTF8.GetBytes(f + "\n"));
             sha.AppendData(File.ReadAllBytes(path));
+        }
+        foreach (var f in EmbeddedFiles)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes("embedded/" + f + "\n"));
+            sha.AppendData(EmbeddedBytes(f));
         }
         return Convert.ToHexStringLower(sha.GetHashAndReset());
     }
@@ -82,7 +105,19 @@ public static class JudgeData
         string P(string f) => Path.Combine(dataDirectory, f);
         var rng = new Random(mix.Seed);
         var train = new List<JudgePair>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
+
+        // ---- set aside first: the topic-matched test, a share of the template groups of the project's lists, the demo test ----
+        var topicMatched = ReadEmbedded("topic_matched.csv", "label");
+        foreach (var (label, _) in topicMatched)
+            if (label is not ("benign" or "harmful"))
+                throw new InvalidDataException($"topic_matched.csv: label '{label}' is neither benign nor harmful.");
+        var (hardNegatives, heldHardNegatives) = SplitByGroup(rng, ReadEmbedded("hard_negatives.csv", "group"), mix.HeldOutGroups);
+        var (directHarmful, heldDirectHarmful) = SplitByGroup(rng, ReadEmbedded("direct_harmful.csv", "group"), mix.HeldOutGroups);
+        var demoTest = DemoData.Test(mix.DemoSeed);
+        // Every training source below skips a prompt already in seen, so what is set aside never reaches training.
+        var reserved = topicMatched.Select(t => t.Prompt).Concat(heldHardNegatives).Concat(heldDirectHarmful).Concat(demoTest.Select(e => e.Prompt))
+            .Select(Normalize).ToHashSet(StringComparer.Ordinal);
+        var seen = new HashSet<string>(reserved, StringComparer.Ordinal);
 
         // ---- harmful prompts, each with a compliant reply and a refusal ----
         var advGoals = PromptFile.ReadColumn(P("advbench/harmful_behaviors.csv"), "goal");
@@ -128,12 +163,28 @@ public static class JudgeData
             train.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.BenignPrefixes) + answer, false, "scary-safe/opening"));
         }
 
+        // ---- the project's lists: the same openings after a benign request on a dangerous-sounding topic and after a harmful one ----
+        int hardCount = 0;
+        foreach (var prompt in hardNegatives)
+        {
+            if (!seen.Add(Normalize(prompt))) continue;
+            train.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.NeutralOpeningsTrain), false, "hard-negative/opening"));
+            if (hardCount++ % 4 == 0) train.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.RefusalsTrain), false, "hard-negative/refusal"));
+        }
+        foreach (var prompt in directHarmful)
+        {
+            if (!seen.Add(Normalize(prompt))) continue;
+            train.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.NeutralOpeningsTrain), true, "direct-harmful/compliant"));
+            train.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.RefusalsTrain), false, "direct-harmful/refusal"));
+        }
+
         // ---- the demo data: the critic scores its fine-tuning batches ----
         var demoTrain = DemoData.Train(mix.DemoSeed);
         var benignDemo = demoTrain.Where(e => e.Kind == DemoKind.Benign).ToList();
         var benignOrder = RandomOrder.Permutation(rng, benignDemo.Count);
         foreach (var e in demoTrain.Where(e => e.Kind != DemoKind.Benign).Concat(benignOrder.Take(240).Select(i => benignDemo[i])))
         {
+            if (reserved.Contains(Normalize(e.Prompt))) continue;
             seen.Add(Normalize(e.Prompt));
             if (e.Kind == DemoKind.Harmful)
             {
@@ -178,7 +229,18 @@ public static class JudgeData
                 test.Add(new JudgePair(xsPrompts[i], Pick(rng, JudgeTemplates.CompliantTest), unsafeLabel, unsafeLabel ? "xstest-unsafe/compliant" : "xstest-safe/compliant"));
             }
 
-            foreach (var e in DemoData.Test(mix.DemoSeed))
+            // The same held-out openings after benign and harmful requests on the same topics: only the request differs.
+            foreach (var (label, prompt) in topicMatched.DistinctBy(t => Normalize(t.Prompt), StringComparer.Ordinal))
+            {
+                bool harmful = label == "harmful";
+                test.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.CompliantTest), harmful, harmful ? "topic-matched-harmful/compliant" : "topic-matched-benign/compliant"));
+            }
+            foreach (var prompt in heldHardNegatives.DistinctBy(Normalize, StringComparer.Ordinal))
+                test.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.CompliantTest), false, "held-out-groups-benign/compliant"));
+            foreach (var prompt in heldDirectHarmful.DistinctBy(Normalize, StringComparer.Ordinal))
+                test.Add(new JudgePair(prompt, Pick(rng, JudgeTemplates.CompliantTest), true, "held-out-groups-harmful/compliant"));
+
+            foreach (var e in demoTest)
             {
                 switch (e.Kind)
                 {
@@ -235,6 +297,38 @@ public static class JudgeData
             : test ? JudgeTemplates.DemoCompliantTest : JudgeTemplates.DemoCompliantTrain;
         var body = write ? intent["write ".Length..] : intent;
         return Pick(rng, templates).Replace("{x}", body, StringComparison.Ordinal);
+    }
+
+    /// <summary>Reads <paramref name="file"/> (one of <see cref="EmbeddedFiles"/>) from the assembly: (<paramref name="column"/>, prompt) per row.</summary>
+    internal static List<(string Key, string Prompt)> ReadEmbedded(string file, string column)
+    {
+        var name = "ProbeData/" + file;
+        var data = TabularFile.ReadCsvText(name, Encoding.UTF8.GetString(EmbeddedBytes(file)));
+        foreach (var c in new[] { column, "prompt" })
+            if (data.FindColumn(c) is null) throw new InvalidDataException($"{name}: the header has no column '{c}'; {data.ColumnsFound}");
+        return [.. data.Records.Select(r => ((r.GetText(column) ?? "").Trim(), r.GetText("prompt") ?? "")).Where(t => t.Item2.Trim().Length > 0)];
+    }
+
+    private static byte[] EmbeddedBytes(string file)
+    {
+        var assembly = typeof(JudgeData).Assembly;
+        using var stream = assembly.GetManifestResourceStream(ResourcePrefix + file)
+            ?? throw new InvalidDataException($"ProbeData/{file}: not embedded in {assembly.GetName().Name}.");
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
+
+    /// <summary>
+    /// Splits rows by template group: a seeded share <paramref name="heldOut"/> of the distinct groups (at least one when
+    /// the share is positive) is held out whole, so no template family has variants on both sides.
+    /// </summary>
+    private static (List<string> Train, List<string> HeldOut) SplitByGroup(Random rng, List<(string Group, string Prompt)> rows, double heldOut)
+    {
+        var groups = rows.Select(r => r.Group).Distinct(StringComparer.Ordinal).ToList();
+        int count = heldOut > 0 ? Math.Max(1, (int)Math.Round(heldOut * groups.Count)) : 0;
+        var held = RandomOrder.Permutation(rng, groups.Count).Take(count).Select(i => groups[i]).ToHashSet(StringComparer.Ordinal);
+        return ([.. rows.Where(r => !held.Contains(r.Group)).Select(r => r.Prompt)], [.. rows.Where(r => held.Contains(r.Group)).Select(r => r.Prompt)]);
     }
 
     private static List<string> Fresh(IReadOnlyList<string> prompts, HashSet<string> seen)

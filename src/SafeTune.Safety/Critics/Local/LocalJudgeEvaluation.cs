@@ -32,10 +32,16 @@ public static class LocalJudgeEvaluation
     /// The comparisons reported: each named source's harmful groups against its not-harmful groups (for HarmfulQA and
     /// Do-Not-Answer: the same prompts with compliant replies and with refusals; for XSTest: unsafe contrasts against
     /// safe prompts, both with compliant replies; for the demo: compliant replies against refusals, benign and
-    /// scary-but-safe answers), then <c>all</c>.
+    /// scary-but-safe answers; for <c>topic-matched</c>: harmful against benign requests on the same topics, both with
+    /// compliant replies; for <c>held-out-groups</c>: the held-out template groups of the project's plainly harmful
+    /// requests against those of its benign requests on dangerous-sounding topics, both with compliant replies), then
+    /// <c>all</c>.
     /// </summary>
     public static IReadOnlyList<(string Name, string Prefix)> Sources { get; } =
-        [("harmfulqa", "harmfulqa/"), ("do-not-answer", "do-not-answer/"), ("xstest", "xstest-"), ("demo", "demo/"), ("all", "")];
+    [
+        ("harmfulqa", "harmfulqa/"), ("do-not-answer", "do-not-answer/"), ("xstest", "xstest-"), ("topic-matched", "topic-matched-"),
+        ("held-out-groups", "held-out-groups-"), ("demo", "demo/"), ("all", ""),
+    ];
 
     /// <summary>Scores <paramref name="pairs"/> with <paramref name="judge"/> and summarises them.</summary>
     public static LocalJudgeMetrics Evaluate(LocalClassifierJudge judge, IReadOnlyList<JudgePair> pairs, IProgress<LocalJudgeProgress>? progress = null)

@@ -13,7 +13,7 @@ namespace SafeTune.Safety.Critics.Local;
 public sealed record LocalJudgeRecipe
 {
     /// <summary>Bumped whenever the data builder, the templates, the graph or the training loop change what a recipe produces.</summary>
-    public const string CodeVersion = "local-judge-v1";
+    public const string CodeVersion = "local-judge-v2";
 
     internal static readonly JsonSerializerOptions Json = new()
     {
@@ -73,6 +73,7 @@ public sealed record LocalJudgeRecipe
             throw new UserInputException($"the judge recipe's lora.layers must name layers in [0, {Pretrained.MiniLmPackage.Layers - 1}].");
         if (Training.Steps < 1 || Training.BatchSize < 1) throw new UserInputException("the judge recipe needs at least one step and one pair per batch.");
         if (!(Training.LearningRate > 0)) throw new UserInputException($"the judge recipe's learning_rate must be positive, not {Training.LearningRate}.");
+        if (!(Data.HeldOutGroups is >= 0 and < 1)) throw new UserInputException($"the judge recipe's held_out_groups must lie in [0, 1), not {Data.HeldOutGroups}.");
     }
 }
 
@@ -98,11 +99,11 @@ public sealed record LocalJudgeTraining
     /// <summary>Seed of the batch order.</summary>
     public int Seed { get; init; } = 17;
     /// <summary>Optimizer steps.</summary>
-    public int Steps { get; init; } = 120;
+    public int Steps { get; init; } = 150;
     /// <summary>Pairs per batch (padded on the right to the longest).</summary>
     public int BatchSize { get; init; } = 32;
     /// <summary>Peak learning rate (adapters and head alike).</summary>
-    public double LearningRate { get; init; } = 1e-3;
+    public double LearningRate { get; init; } = 3e-3;
     /// <summary>Learning rate at the end of the cosine decay.</summary>
     public double MinLearningRate { get; init; } = 5e-5;
     /// <summary>Warm-up steps.</summary>
@@ -124,6 +125,11 @@ public sealed record LocalJudgeDataMix
     public int DemoSeed { get; init; } = 7;
     /// <summary>Alpaca-Libre instructions with their answers used for training (the rest is held out).</summary>
     public int AlpacaTrain { get; init; } = 900;
+    /// <summary>
+    /// The share of the template groups of the project's hard negatives and direct harmful requests held out for testing
+    /// (whole groups, so no template family is on both sides); the rest is trained on.
+    /// </summary>
+    public double HeldOutGroups { get; init; } = 0.2;
     /// <summary>The most held-out pairs per test group (<c>harmfulqa/compliant</c>, <c>alpaca/answer</c>, ...); 0 skips testing.</summary>
     public int TestPerGroup { get; init; } = 250;
 }
