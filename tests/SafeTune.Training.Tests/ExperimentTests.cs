@@ -176,7 +176,7 @@ public sealed class ExperimentTests : IDisposable
         {
             Model = _chat.File("model.onnx"), Tokenizer = _chat.TokenizerPath, Template = "chatml", Data = [_chat.File("attack.jsonl")],
             Steps = 2, BatchSize = 4, MaxLength = 64, Lora = new Autodiff.Lora.LoraOptions { Rank = 4, Alpha = 8 }, WarmupSteps = 0,
-            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json")) with { Aggregation = JudgeAggregation.PerExample },
+            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json"), Methods.PaperBetaMap, JudgeAggregation.PerExample),
             Runtime = new Runtime.SessionConfig { IntraOpThreads = 1 },
         });
         Assert.Contains("fused", job.RiskSource);
@@ -196,7 +196,7 @@ public sealed class ExperimentTests : IDisposable
         {
             Model = _chat.File("other.onnx"), Tokenizer = _chat.TokenizerPath, Template = "chatml", Data = [_chat.File("attack.jsonl")],
             Steps = 1, BatchSize = 4, MaxLength = 64, Lora = new Autodiff.Lora.LoraOptions { Rank = 4, Alpha = 8 }, WarmupSteps = 0,
-            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json")) with { Aggregation = JudgeAggregation.PerExample },
+            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json"), Methods.PaperBetaMap, JudgeAggregation.PerExample),
             Runtime = new Runtime.SessionConfig { IntraOpThreads = 1 },
         });
         Assert.Contains("separate pass", other.RiskSource);
