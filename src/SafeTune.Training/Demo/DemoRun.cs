@@ -4,7 +4,7 @@ using SafeTune.Training.Experiments;
 
 namespace SafeTune.Training.Demo;
 
-/// <summary>Options of <see cref="DemoRun.Run"/>.</summary>
+/// <summary>Options of <see cref="DemoRun.Config"/>.</summary>
 internal sealed record DemoOptions
 {
     /// <summary>Where the demo model, its data, the probe and the judge are cached (built on first use).</summary>
@@ -162,14 +162,5 @@ internal static class DemoRun
             ["stage_seconds"] = new JsonObject([.. stages.Select(st => KeyValuePair.Create(st.Stage, (JsonNode?)JsonValue.Create(Math.Round(st.Seconds, 1))))]),
             ["seconds"] = Math.Round(seconds, 1),
         };
-    }
-
-    /// <summary>Prepares the assets (cached) and runs the demo experiment.</summary>
-    public static ExperimentResults Run(DemoOptions options, IProgress<DemoAssetProgress>? assetProgress = null, IProgress<ExperimentProgress>? progress = null,
-        CancellationToken cancellation = default)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        var assets = DemoAssets.Prepare(options.CacheDirectory, assetProgress);
-        return ExperimentRunner.Run(Config(assets, options), progress, cancellation);
     }
 }
