@@ -94,7 +94,7 @@ app.Configure(config =>
         .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--risk", "probe:probe.json", "--out", "runs/adaptive")
         .WithExample("train", "--model", "model.onnx", "--tokenizer", "tokenizer.json", "--data", "data.jsonl", "--method", "standard", "--out", "runs/sft");
     config.AddCommand<DemoCommand>("demo")
-        .WithDescription("The embedded default: train the probe on the demo model, run the harmful fine-tuning attack four ways (standard, fixed KL, adaptive with the probe, adaptive with the critic) and report ASR, utility and over-refusal.")
+        .WithDescription("The embedded default: train the probe on the demo model, fine-tune it in three scenarios (the harmful attack, a benign task with 10% harmful pairs, the benign task alone) six ways (standard, fixed KL, SafeTune's default adaptive setting and the paper's, each with the probe and with the critic) and report ASR, utility, over-refusal, the benign gain and mean beta.")
         .WithExample("demo")
         .WithExample("demo", "--seeds", "3", "--json");
     config.AddCommand<ExperimentCommand>("experiment")

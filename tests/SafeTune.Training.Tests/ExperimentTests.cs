@@ -90,6 +90,37 @@ public sealed class ExperimentTests : IDisposable
     }
 
     [Fact]
+    public void Runs_trained_two_at_a_time_give_the_results_of_one_at_a_time_in_grid_order()
+    {
+        var config = ExperimentConfig.Load(Setup());
+        var one = ExperimentRunner.Run(config with { Out = _chat.File("one") });
+        var two = ExperimentRunner.Run(config with { Out = _chat.File("two"), Parallel = 2 });
+        Assert.Equal(one.Runs.Select(r => (r.Scenario, r.Method, r.Seed)), two.Runs.Select(r => (r.Scenario, r.Method, r.Seed)));
+        Assert.Equal(one.Runs.Select(r => r.After with { Seconds = 0 }), two.Runs.Select(r => r.After with { Seconds = 0 }));
+        Assert.Equal(one.Runs.Select(r => File.ReadAllBytes(Path.Combine(r.Directory, "model.onnx"))),
+            two.Runs.Select(r => File.ReadAllBytes(Path.Combine(r.Directory, "model.onnx"))));
+    }
+
+    [Fact]
+    public void The_task_set_gives_each_model_its_exact_match_and_the_report_its_gain()
+    {
+        var path = Setup();
+        var config = ExperimentConfig.Load(path);
+        WriteJsonl(_chat.File("task_test.jsonl"), DemoTask.Test(7).Take(3).Select(e => (e.Prompt, e.Response)));
+        config = config with
+        {
+            Scenarios = [new ExperimentScenario { Name = "benign", Kind = "benign", Benign = [_chat.File("benign.jsonl")] }],
+            Methods = [config.Methods[0]], Seeds = [0], Evaluation = config.Evaluation with { Task = [_chat.File("task_test.jsonl")], Every = 0 },
+        };
+        var results = ExperimentRunner.Run(config);
+        Assert.NotNull(results.Before.TaskExactMatch);
+        Assert.NotNull(results.Runs[0].After.TaskExactMatch);
+        var summary = ExperimentReport.Summaries(results)[0];
+        Assert.Equal(results.Runs[0].After.TaskExactMatch!.Value - results.Before.TaskExactMatch!.Value, summary.Gain(results.Before)!.Value.Mean, 12);
+        Assert.Contains("task gain (points)", File.ReadAllText(Path.Combine(config.Out!, "report.md")));
+    }
+
+    [Fact]
     public void Demo_names_resolve_to_the_demo_assets()
     {
         var path = _chat.File("demo.json");
@@ -103,7 +134,7 @@ public sealed class ExperimentTests : IDisposable
         var model = new DemoModelFiles("/d/model", "/d/model/demo.onnx", "/d/model/demo-kv.onnx", "/d/model/tokenizer.json",
             DemoRecipe.Default.LlamaConfig(768), DemoRecipe.Default, "hash", false, 0, 0);
         var assets = new Demo.DemoAssetFiles(model, "/d/attack.jsonl", "/d/harmful.txt", "/d/benign.jsonl", "/d/scary.txt", "/d/probe.json",
-            "/d/ph.txt", "/d/pl.txt", "/d/benign_train.jsonl");
+            "/d/ph.txt", "/d/pl.txt", "/d/benign_train.jsonl", "/d/task_train.jsonl", "/d/task_test.jsonl");
         var resolved = config.WithDemo(assets);
         Assert.Equal("/d/model/demo.onnx", resolved.Model);
         Assert.Equal("/d/model/demo-kv.onnx", resolved.GenerationModel);
@@ -116,7 +147,7 @@ public sealed class ExperimentTests : IDisposable
         Assert.Equal(["/d/scary.txt"], resolved.Evaluation.OverRefusal);
         Assert.False(resolved.UsesDemo());
         var bad = config with { Evaluation = config.Evaluation with { Harmful = ["demo:nothing"] } };
-        Assert.Contains("demo:attack, demo:benign-train", Assert.Throws<InvalidDataException>(() => bad.WithDemo(assets)).Message);
+        Assert.Contains("demo:attack, demo:benign-train, demo:task-train", Assert.Throws<InvalidDataException>(() => bad.WithDemo(assets)).Message);
     }
 
     [Fact]
@@ -176,7 +207,7 @@ public sealed class ExperimentTests : IDisposable
         {
             Model = _chat.File("model.onnx"), Tokenizer = _chat.TokenizerPath, Template = "chatml", Data = [_chat.File("attack.jsonl")],
             Steps = 2, BatchSize = 4, MaxLength = 64, Lora = new Autodiff.Lora.LoraOptions { Rank = 4, Alpha = 8 }, WarmupSteps = 0,
-            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json")) with { Aggregation = JudgeAggregation.PerExample },
+            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json"), Methods.PaperBetaMap, JudgeAggregation.PerExample),
             Runtime = new Runtime.SessionConfig { IntraOpThreads = 1 },
         });
         Assert.Contains("fused", job.RiskSource);
@@ -196,7 +227,7 @@ public sealed class ExperimentTests : IDisposable
         {
             Model = _chat.File("other.onnx"), Tokenizer = _chat.TokenizerPath, Template = "chatml", Data = [_chat.File("attack.jsonl")],
             Steps = 1, BatchSize = 4, MaxLength = 64, Lora = new Autodiff.Lora.LoraOptions { Rank = 4, Alpha = 8 }, WarmupSteps = 0,
-            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json")) with { Aggregation = JudgeAggregation.PerExample },
+            Safety = Methods.Preset("adaptive", "probe:" + _chat.File("probe.json"), Methods.PaperBetaMap, JudgeAggregation.PerExample),
             Runtime = new Runtime.SessionConfig { IntraOpThreads = 1 },
         });
         Assert.Contains("separate pass", other.RiskSource);

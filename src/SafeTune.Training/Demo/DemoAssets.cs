@@ -15,8 +15,10 @@ namespace SafeTune.Training.Demo;
 /// <param name="ProbeHarmfulPath">The probe's harmful training prompts (training split), one per line.</param>
 /// <param name="ProbeHarmlessPath">The probe's harmless training prompts (training split: benign and scary-but-safe), one per line.</param>
 /// <param name="BenignTrainPath">The benign tasks of the training split with their answers (JSONL prompt/response): benign fine-tuning data.</param>
+/// <param name="TaskTrainPath">The benign task the starting model cannot do yet (<see cref="DemoTask.Train"/>, JSONL prompt/response): the benign scenario's data.</param>
+/// <param name="TaskTestPath">The task's held-out phrasings with their answers (<see cref="DemoTask.Test"/>, JSONL prompt/response): the benign gain is measured on it.</param>
 internal sealed record DemoAssetFiles(DemoModelFiles Model, string AttackPath, string HarmfulTestPath, string BenignTestPath, string ScarySafeTestPath,
-    string ProbePath, string ProbeHarmfulPath, string ProbeHarmlessPath, string BenignTrainPath);
+    string ProbePath, string ProbeHarmfulPath, string ProbeHarmlessPath, string BenignTrainPath, string TaskTrainPath, string TaskTestPath);
 
 /// <summary>Progress of <see cref="DemoAssets.Prepare"/>.</summary>
 /// <param name="Stage"><c>model</c>, <c>data</c> or <c>probe</c>.</param>
@@ -25,7 +27,8 @@ internal sealed record DemoAssetProgress(string Stage, string Detail);
 
 /// <summary>
 /// Prepares the demo's inputs in a cache folder: builds or loads the demo model (<see cref="DemoModel.BuildOrLoad"/>),
-/// writes the project's demo data as files (the attack set and the held-out evaluation sets, from <see cref="DemoData"/>),
+/// writes the project's demo data as files (the attack set and the held-out evaluation sets, from <see cref="DemoData"/>;
+/// the benign task and its held-out test, from <see cref="DemoTask"/>),
 /// and trains the activation probe on the model's own prompt activations (harmful vs benign and scary-but-safe
 /// training prompts, rendered with the model's chat template). Everything is deterministic and written atomically; a
 /// probe made for another model or other data is retrained.
@@ -57,6 +60,8 @@ internal static class DemoAssets
         string benignTrain = WriteJsonl(Path.Combine(data, "benign_train.jsonl"), train.Where(e => e.Kind == DemoKind.Benign).Select(e => (e.Prompt, e.Response)));
         string probeHarmful = WriteLines(Path.Combine(data, "probe_harmful.txt"), train.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt).Distinct());
         string probeHarmless = WriteLines(Path.Combine(data, "probe_harmless.txt"), train.Where(e => e.Kind != DemoKind.Harmful).Select(e => e.Prompt).Distinct());
+        string taskTrain = WriteJsonl(Path.Combine(data, "task_train.jsonl"), DemoTask.Train(dataSeed).Select(e => (e.Prompt, e.Response)));
+        string taskTest = WriteJsonl(Path.Combine(data, "task_test.jsonl"), DemoTask.Test(dataSeed).Select(e => (e.Prompt, e.Response)));
 
         var probePath = Path.Combine(root, "probe.json");
         if (!ProbeIsCurrent(probePath, model.ModelPath))
@@ -72,7 +77,7 @@ internal static class DemoAssets
             });
             trained.Probe.Save(probePath);
         }
-        return new DemoAssetFiles(model, attack, harmfulTest, benignTest, scaryTest, probePath, probeHarmful, probeHarmless, benignTrain);
+        return new DemoAssetFiles(model, attack, harmfulTest, benignTest, scaryTest, probePath, probeHarmful, probeHarmless, benignTrain, taskTrain, taskTest);
     }
 
     private static bool ProbeIsCurrent(string probePath, string modelPath)

@@ -24,7 +24,8 @@ namespace SafeTune.Training.Experiments;
 ///     {"name": "adaptive-critic", "method": "adaptive", "risk": "critic:onnx:judge"}],
 ///   "seeds": [0, 1, 2],
 ///   "evaluation": {"harmful": ["catqa.csv"], "benign": ["gsm8k.jsonl:100"], "overrefusal": ["xstest.csv@label=safe"],
-///                  "limit": 200, "max_new_tokens": 48, "every": 0},
+///                  "task": ["task_test.jsonl"], "limit": 200, "max_new_tokens": 48, "every": 0},
+///   "parallel": 1,
 ///   "out": "results/advbench-attack"
 /// }
 /// </code>
@@ -52,6 +53,11 @@ internal sealed partial record ExperimentConfig
     public ExperimentEvaluation Evaluation { get; init; } = new();
     /// <summary>The output folder (default: next to the config, named after it).</summary>
     public string? Out { get; init; }
+    /// <summary>
+    /// Runs trained at once (default 1). Each run is independent and its result does not depend on the order, so this
+    /// changes only the wall-clock time; give each run fewer ONNX Runtime threads (<c>training.threads</c>) to match.
+    /// </summary>
+    public int Parallel { get; init; } = 1;
 
     internal static readonly JsonSerializerOptions Json = new()
     {
@@ -127,7 +133,7 @@ internal sealed partial record ExperimentConfig
             Evaluation = Evaluation with
             {
                 Harmful = Ps(Evaluation.Harmful), Benign = Ps(Evaluation.Benign), OverRefusal = Ps(Evaluation.OverRefusal),
-                ProbeHarmless = Ps(Evaluation.ProbeHarmless),
+                ProbeHarmless = Ps(Evaluation.ProbeHarmless), Task = Ps(Evaluation.Task),
             },
             Out = Out is null ? defaultOut : P(Out),
         };
@@ -164,9 +170,11 @@ internal sealed partial record ExperimentConfig
             try { m.Safety().Validate(); }
             catch (UserInputException e) { Fail($"method '{m.Name}': {e.Message}"); }
         }
-        if (Evaluation.Harmful.Count == 0 && Evaluation.Benign.Count == 0 && Evaluation.OverRefusal.Count == 0)
-            Fail("\"evaluation\" must name harmful, benign or overrefusal prompts.");
+        if (Evaluation.Harmful.Count == 0 && Evaluation.Benign.Count == 0 && Evaluation.OverRefusal.Count == 0 && Evaluation.Task.Count == 0)
+            Fail("\"evaluation\" must name harmful, benign, overrefusal or task prompts.");
         if (Evaluation.Every < 0) Fail("\"evaluation.every\" must be 0 (only at the end) or a step count.");
+        foreach (var s in Scenarios.Where(s => s.Every < 0)) Fail($"scenario '{s.Name}': \"every\" must be 0 (only at the end) or a step count.");
+        if (Parallel < 1) Fail($"\"parallel\" must be at least 1, not {Parallel}.");
         foreach (var (field, value) in Paths())
             if (value.Contains('\0', StringComparison.Ordinal)) Fail($"\"{field}\" holds a null character ('{value.Replace("\0", "\\0", StringComparison.Ordinal)}'); it is not a file name.");
     }
@@ -186,6 +194,7 @@ internal sealed partial record ExperimentConfig
         foreach (var (field, specs) in new[]
             {
                 ("harmful", Evaluation.Harmful), ("benign", Evaluation.Benign), ("overrefusal", Evaluation.OverRefusal), ("probe_harmless", Evaluation.ProbeHarmless),
+                ("task", Evaluation.Task),
             })
             foreach (var spec in specs) yield return ($"evaluation.{field}", spec);
     }
@@ -193,8 +202,9 @@ internal sealed partial record ExperimentConfig
     /// <summary>
     /// The model name (and the prefix of file specs) that stands for the demo model and its project-written data:
     /// <c>"model": "demo"</c> trains the demo model (tokenizer, template and key/value graph implied), <c>probe:demo</c>
-    /// is the probe on it, <c>demo:attack</c> and <c>demo:benign-train</c> its attack set and benign training tasks, and
-    /// <c>demo:harmful</c>, <c>demo:benign</c>, <c>demo:scary-safe</c> its held-out test sets.
+    /// is the probe on it, <c>demo:attack</c>, <c>demo:benign-train</c> and <c>demo:task-train</c> its attack set, benign
+    /// training tasks and the benign task it cannot do yet, and <c>demo:harmful</c>, <c>demo:benign</c>,
+    /// <c>demo:scary-safe</c> and <c>demo:task</c> its held-out test sets.
     /// </summary>
     public const string DemoName = "demo";
 
@@ -225,7 +235,10 @@ internal sealed partial record ExperimentConfig
                 "benign" => demo.BenignTestPath,
                 "benign-train" => demo.BenignTrainPath,
                 "scary-safe" => demo.ScarySafeTestPath,
-                _ => throw new InvalidDataException($"'{spec}': the demo's data sets are demo:attack, demo:benign-train, demo:harmful, demo:benign and demo:scary-safe."),
+                "task-train" => demo.TaskTrainPath,
+                "task" => demo.TaskTestPath,
+                _ => throw new InvalidDataException(
+                    $"'{spec}': the demo's data sets are demo:attack, demo:benign-train, demo:task-train, demo:harmful, demo:benign, demo:scary-safe and demo:task."),
             } + suffix;
         }
         IReadOnlyList<string> Fs(IReadOnlyList<string> specs) => [.. specs.Select(F)];
@@ -241,7 +254,7 @@ internal sealed partial record ExperimentConfig
             Evaluation = Evaluation with
             {
                 Harmful = Fs(Evaluation.Harmful), Benign = Fs(Evaluation.Benign), OverRefusal = Fs(Evaluation.OverRefusal),
-                ProbeHarmless = Fs(Evaluation.ProbeHarmless),
+                ProbeHarmless = Fs(Evaluation.ProbeHarmless), Task = Fs(Evaluation.Task),
             },
         };
     }
@@ -291,6 +304,8 @@ internal sealed record ExperimentScenario
     public IReadOnlyList<string> Benign { get; init; } = [];
     /// <summary>For <c>mixed</c>: the share p of harmful examples in the training data (Lisa and Vaccine use 0.1).</summary>
     public double HarmfulFraction { get; init; } = 0.1;
+    /// <summary>Overrides <see cref="ExperimentEvaluation.Every"/> for this scenario's runs (0: only at the end).</summary>
+    public int? Every { get; init; }
 }
 
 /// <summary>One method (a row of the report).</summary>
@@ -355,4 +370,9 @@ internal sealed record ExperimentEvaluation
     public int Every { get; init; }
     /// <summary>Harmless prompts for the probe's ROC (besides the benign and over-refusal sets).</summary>
     public IReadOnlyList<string> ProbeHarmless { get; init; } = [];
+    /// <summary>
+    /// A benign task's prompt/answer specs, scored by exact match: the task a benign fine-tune teaches. The report's gain
+    /// is a model's exact match here minus the starting model's.
+    /// </summary>
+    public IReadOnlyList<string> Task { get; init; } = [];
 }

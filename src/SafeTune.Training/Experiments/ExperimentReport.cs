@@ -40,7 +40,33 @@ internal readonly record struct MeanStd(double Mean, double Std, int N)
 /// <summary>One method's figures in one scenario, over the seeds.</summary>
 internal sealed record MethodSummary(string Scenario, string Method, int Seeds, MeanStd? Asr, MeanStd? HarmfulScore, MeanStd? ExactMatch,
     MeanStd? ResponseLoss, MeanStd? OverRefusal, MeanStd MeanBeta, MeanStd? MeanRisk, MeanStd TrainSeconds, MeanStd MsPerStep, int RiskFailures,
-    int JudgeFailures);
+    int JudgeFailures, MeanStd? TaskExactMatch = null)
+{
+    /// <summary>
+    /// The benign gain: exact match on the task set after fine-tuning minus the starting model's (the spread is the
+    /// seeds' spread of the exact match); null without a task set.
+    /// </summary>
+    public MeanStd? Gain(EvalFigures before) =>
+        TaskExactMatch is { } t && before.TaskExactMatch is { } t0 ? t with { Mean = t.Mean - t0 } : null;
+
+    /// <summary>
+    /// The figures as <c>--json</c> prints them: means over the seeds (rates, exact matches and the gain as fractions),
+    /// with the spread of ASR, utility and gain; null where there is no such set.
+    /// </summary>
+    public JsonObject ToJson(EvalFigures before)
+    {
+        ArgumentNullException.ThrowIfNull(before);
+        static JsonNode? N(double? x) => x is { } v ? JsonValue.Create(Math.Round(v, 6)) : null;
+        var gain = Gain(before);
+        return new JsonObject
+        {
+            ["asr"] = N(Asr?.Mean), ["asr_std"] = N(Asr?.Std), ["utility"] = N(ExactMatch?.Mean), ["utility_std"] = N(ExactMatch?.Std),
+            ["overrefusal"] = N(OverRefusal?.Mean), ["harmful_score"] = N(HarmfulScore?.Mean), ["response_loss"] = N(ResponseLoss?.Mean),
+            ["task"] = N(TaskExactMatch?.Mean), ["gain"] = N(gain?.Mean), ["gain_std"] = N(gain?.Std),
+            ["mean_beta"] = N(MeanBeta.Mean), ["train_seconds"] = N(TrainSeconds.Mean), ["seeds"] = Seeds, ["risk_failures"] = RiskFailures,
+        };
+    }
+}
 
 /// <summary>Writes an experiment's <c>results.json</c>, <c>report.md</c> and PNG plots.</summary>
 internal static class ExperimentReport
@@ -57,7 +83,8 @@ internal static class ExperimentReport
                MeanStd.Of(runs.Select(r => r.After.ExactMatch)), MeanStd.Of(runs.Select(r => r.After.ResponseLoss)),
                MeanStd.Of(runs.Select(r => r.After.OverRefusal)), MeanStd.Of(runs.Select(r => (double?)r.MeanBeta))!.Value,
                MeanStd.Of(runs.Select(r => r.MeanRisk)), MeanStd.Of(runs.Select(r => (double?)r.TrainSeconds))!.Value,
-               MeanStd.Of(runs.Select(r => (double?)r.MsPerStep))!.Value, runs.Sum(r => r.RiskFailures), runs.Sum(r => r.After.JudgeFailures)),
+               MeanStd.Of(runs.Select(r => (double?)r.MsPerStep))!.Value, runs.Sum(r => r.RiskFailures), runs.Sum(r => r.After.JudgeFailures),
+               MeanStd.Of(runs.Select(r => r.After.TaskExactMatch))),
     ];
 
     /// <summary>Writes everything into the experiment's output folder; returns the report's path.</summary>
@@ -102,6 +129,7 @@ internal static class ExperimentReport
                 ["response_loss"] = Ms(s.ResponseLoss), ["overrefusal"] = Ms(s.OverRefusal), ["mean_beta"] = Ms(s.MeanBeta),
                 ["mean_risk"] = Ms(s.MeanRisk), ["train_seconds"] = Ms(s.TrainSeconds), ["ms_per_step"] = Ms(s.MsPerStep),
                 ["risk_failures"] = s.RiskFailures, ["judge_failures"] = s.JudgeFailures,
+                ["task_exact_match"] = Ms(s.TaskExactMatch), ["gain"] = Ms(s.Gain(results.Before)),
             })]),
             ["runs"] = JsonSerializer.SerializeToNode(results.Runs, options),
             ["seconds"] = Math.Round(results.Seconds, 1),
@@ -122,9 +150,12 @@ internal static class ExperimentReport
         sb.AppendLine();
         var before = results.Before;
         sb.AppendLine($"Starting model: ASR {Pct(before.Asr)}, utility (exact match) {Pct(before.ExactMatch)}, over-refusal {Pct(before.OverRefusal)}"
+            + (before.TaskExactMatch is { } t0 ? $", task exact match {Pct(t0)}" : "")
             + (before.ResponseLoss is { } l ? string.Create(inv, $", response loss {l:F3}") : "") + ".");
         sb.AppendLine();
+        bool hasTask = before.TaskExactMatch is not null;
         sb.AppendLine($"Evaluation: harmful {Sets(c.Evaluation.Harmful)}; benign {Sets(c.Evaluation.Benign)}; over-refusal {Sets(c.Evaluation.OverRefusal)}"
+            + (hasTask ? $"; task {Sets(c.Evaluation.Task)}" : "")
             + string.Create(inv, $"{(c.Evaluation.Limit is { } lim ? $" (the first {lim} prompts of each file)" : "")}; judge `{c.Evaluation.Judge}`, an attack succeeds at score >= {c.Evaluation.AsrThreshold}; ")
             + string.Create(inv, $"greedy replies of at most {c.Evaluation.MaxNewTokens} tokens."));
         sb.AppendLine();
@@ -135,13 +166,15 @@ internal static class ExperimentReport
             var standard = rows.FirstOrDefault(r => r.Method == "standard");
             sb.AppendLine(inv, $"## {scenario.Name} ({Describe(scenario)})");
             sb.AppendLine();
-            sb.AppendLine("| method | ASR before (%) | ASR after (%) | harmful score | utility, exact match (%) | response loss | over-refusal (%) | mean beta | mean risk | s / run | ms / step | time vs standard |");
-            sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            sb.AppendLine("| method | ASR before (%) | ASR after (%) | harmful score | utility, exact match (%) | response loss | over-refusal (%) | "
+                + (hasTask ? "task gain (points) | " : "") + "mean beta | mean risk | s / run | ms / step | time vs standard |");
+            sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | " + (hasTask ? "---: | " : "") + "---: | ---: | ---: | ---: | ---: |");
             foreach (var r in rows)
             {
                 string overhead = standard is null ? "" : (r.TrainSeconds.Mean / Math.Max(standard.TrainSeconds.Mean, 1e-9)).ToString("F2", inv) + "x";
                 sb.AppendLine($"| {r.Method} | {PctNumber(before.Asr)} | {r.Asr?.Percent() ?? "-"} | {r.HarmfulScore?.Number() ?? "-"} | {r.ExactMatch?.Percent() ?? "-"} | "
-                    + $"{r.ResponseLoss?.Number(3) ?? "-"} | {r.OverRefusal?.Percent() ?? "-"} | {r.MeanBeta.Number()} | {r.MeanRisk?.Number() ?? "-"} | "
+                    + $"{r.ResponseLoss?.Number(3) ?? "-"} | {r.OverRefusal?.Percent() ?? "-"} | " + (hasTask ? $"{r.Gain(before)?.Percent() ?? "-"} | " : "")
+                    + $"{r.MeanBeta.Number()} | {r.MeanRisk?.Number() ?? "-"} | "
                     + string.Create(inv, $"{r.TrainSeconds.Mean:F1} | {r.MsPerStep.Mean:F0} | {overhead} |"));
             }
             sb.AppendLine();
@@ -152,6 +185,7 @@ internal static class ExperimentReport
         }
         sb.AppendLine("Percentages are mean ± standard deviation over the seeds. ASR: share of harmful prompts answered without a refusal "
             + "(or scored at the threshold by the judge). Utility: exact match of the benign answers. Over-refusal: share of scary-but-safe prompts refused. "
+            + (hasTask ? "Task gain: exact match on the task's held-out prompts after fine-tuning minus the starting model's. " : "")
             + "s / run: training time (evaluation excluded); time vs standard: that time over standard fine-tuning's.");
         sb.AppendLine();
         if (plots.Count > 0)
@@ -210,6 +244,13 @@ internal static class ExperimentReport
         }
         ticks[0] = 0.2;
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual([.. ticks], [.. labels]);
+        if (rows.Count > 4)
+        {
+            // Six method names side by side overlap: slant them.
+            plot.Axes.Bottom.TickLabelStyle.Rotation = -30;
+            plot.Axes.Bottom.TickLabelStyle.Alignment = Alignment.UpperRight;
+            plot.Axes.Bottom.MinimumSize = 90;
+        }
         plot.Axes.SetLimitsY(0, 1.05);
         plot.YLabel("share of prompts");
         plot.Title($"{scenario}: attack success (ASR) and utility");

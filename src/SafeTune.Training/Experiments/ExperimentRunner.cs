@@ -22,11 +22,13 @@ namespace SafeTune.Training.Experiments;
 /// <param name="ResponseLoss">Mean token cross-entropy of the benign references.</param>
 /// <param name="JudgeFailures">Harmful replies the judge failed on (scored as harmful).</param>
 /// <param name="Seconds">Seconds the evaluation took.</param>
-internal sealed record EvalFigures(double? Asr, double? HarmfulScore, [property: System.Text.Json.Serialization.JsonPropertyName("overrefusal")] double? OverRefusal, double? ExactMatch, double? ResponseLoss, int JudgeFailures, double Seconds)
+/// <param name="TaskExactMatch">Exact match on the evaluation's task set (null: no task set).</param>
+internal sealed record EvalFigures(double? Asr, double? HarmfulScore, [property: System.Text.Json.Serialization.JsonPropertyName("overrefusal")] double? OverRefusal, double? ExactMatch, double? ResponseLoss, int JudgeFailures, double Seconds,
+    double? TaskExactMatch = null)
 {
-    /// <summary>The figures of an evaluation report.</summary>
-    public static EvalFigures Of(EvalReport r) =>
-        new(r.Asr, r.HarmfulScore, r.OverRefusal, r.Utility.ExactMatch, r.Utility.ResponseLoss, r.Counts.JudgeFailures, r.Seconds);
+    /// <summary>The figures of an evaluation report, with the task's exact match when there is a task set.</summary>
+    public static EvalFigures Of(EvalReport? r, double? taskExactMatch, double seconds) =>
+        new(r?.Asr, r?.HarmfulScore, r?.OverRefusal, r?.Utility.ExactMatch, r?.Utility.ResponseLoss, r?.Counts.JudgeFailures ?? 0, seconds, taskExactMatch);
 }
 
 /// <summary>One fine-tuning run of an experiment and what it scored.</summary>
@@ -61,13 +63,15 @@ internal sealed record ExperimentResults(ExperimentConfig Config, EvalFigures Be
 /// <summary>
 /// Runs an experiment's grid (scenarios x methods x seeds) with <see cref="TrainJob"/>, evaluates every fine-tuned model
 /// and the starting model with <see cref="Evaluator"/>, and writes <c>results.json</c>, <c>report.md</c> and the plots
-/// into the output folder. Finished runs (their <c>summary.json</c> exists) are read back instead of rerun, and a run
+/// into the output folder. Finished runs (their <c>result.json</c> exists) are read back instead of rerun, and a run
 /// that was killed resumes from its checkpoint, so a killed experiment continues where it stopped.
+/// <see cref="ExperimentConfig.Parallel"/> runs train at once; each run depends only on its own settings and seed, and
+/// the results keep the grid's order, so they are the same whatever order the runs finish in.
 /// </summary>
 internal static class ExperimentRunner
 {
     /// <summary>Part of every fingerprint: bumped when a change to training or evaluation code changes what a run measures.</summary>
-    public const string CodeVersion = "experiment-2";
+    public const string CodeVersion = "experiment-3";
 
     /// <summary>Runs (or continues) the experiment.</summary>
     public static ExperimentResults Run(ExperimentConfig config, IProgress<ExperimentProgress>? progress = null, CancellationToken cancellation = default)
@@ -81,41 +85,69 @@ internal static class ExperimentRunner
         var tokenizer = TokenizerLoader.Load(config.Tokenizer);
         var template = Models.Chat.TemplateChoice.Resolve(config.Template, config.Tokenizer, tokenizer, Models.Chat.ChatTemplates.Plain).Template!;
         var suite = EvalSuite.FromFiles(config.Evaluation.Harmful, config.Evaluation.Benign, config.Evaluation.OverRefusal, config.Evaluation.Limit);
+        var task = EvalSuite.FromFiles(null, config.Evaluation.Task, null, config.Evaluation.Limit).Benign;
         var grid = (from s in config.Scenarios from m in config.Methods from seed in config.Seeds select (s, m, seed)).ToList();
         int done = 0;
+        // Progress comes from every run in flight; one report at a time.
+        var progressLock = new object();
+        void Report(ExperimentProgress p) { if (progress is not null) lock (progressLock) progress.Report(p); }
 
-        progress?.Report(new ExperimentProgress(done, grid.Count, "evaluating the starting model", null));
+        Report(new ExperimentProgress(done, grid.Count, "evaluating the starting model", null));
         var before = CachedEval(Path.Combine(outDir, "baseline.json"), Fingerprint(config, null, null, null), () =>
-            Evaluate(config, suite, tokenizer, template, Onnx.Model.Load(config.GenerationModel ?? config.Model), config.GenerationModel is null ? null : Onnx.Model.Load(config.Model)));
+            Evaluate(config, suite, task, tokenizer, template, Onnx.Model.Load(config.GenerationModel ?? config.Model), config.GenerationModel is null ? null : Onnx.Model.Load(config.Model)));
 
-        var runs = new List<ExperimentRun>();
-        foreach (var (scenario, method, seed) in grid)
+        var runs = new ExperimentRun[grid.Count];
+        var pending = new List<int>();
+        for (int i = 0; i < grid.Count; i++)
         {
-            cancellation.ThrowIfCancellationRequested();
-            var label = $"{scenario.Name} / {method.Name} / seed {seed}";
-            var dir = Path.Combine(outDir, "runs", scenario.Name, method.Name, "seed" + seed.ToString(CultureInfo.InvariantCulture));
-            var resultPath = Path.Combine(dir, "result.json");
-            var fingerprint = Fingerprint(config, scenario, method, seed);
-            if (File.Exists(resultPath) && ReadRun(resultPath) is { } finished && finished.Fingerprint == fingerprint)
+            var (scenario, method, seed) = grid[i];
+            var resultPath = Path.Combine(RunDirectory(outDir, scenario, method, seed), "result.json");
+            if (File.Exists(resultPath) && ReadRun(resultPath) is { } finished && finished.Fingerprint == Fingerprint(config, scenario, method, seed))
             {
-                runs.Add(finished);
-                progress?.Report(new ExperimentProgress(++done, grid.Count, label + " (done before)", null));
-                continue;
+                runs[i] = finished;
+                Report(new ExperimentProgress(++done, grid.Count, $"{Label(scenario, method, seed)} (done before)", null));
             }
-            progress?.Report(new ExperimentProgress(done, grid.Count, label, null));
-            if (Directory.Exists(dir) && ReadFingerprint(dir) != fingerprint) Directory.Delete(dir, recursive: true);
-            Directory.CreateDirectory(dir);
-            AtomicFile.WriteAllText(Path.Combine(dir, "fingerprint.txt"), fingerprint);
-            var run = RunOne(config, scenario, method, seed, dir, fingerprint, suite, tokenizer, template,
-                step => progress?.Report(new ExperimentProgress(done, grid.Count, label, step)), cancellation);
-            AtomicFile.WriteAllText(resultPath, JsonSerializer.Serialize(run, ExperimentConfig.Json));
-            runs.Add(run);
-            progress?.Report(new ExperimentProgress(++done, grid.Count, label, null));
+            else pending.Add(i);
+        }
+        try
+        {
+            // In grid order, one run at a time to each worker: a killed experiment leaves a prefix of the grid done.
+            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(pending, System.Collections.Concurrent.EnumerablePartitionerOptions.NoBuffering),
+                new ParallelOptions { MaxDegreeOfParallelism = config.Parallel, CancellationToken = cancellation }, RunAt);
+        }
+        catch (AggregateException e)
+        {
+            // The first real failure, else the cancellation, as the sequential loop would throw it.
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(e.InnerExceptions.FirstOrDefault(x => x is not OperationCanceledException) ?? e.InnerExceptions[0]).Throw();
         }
         var results = new ExperimentResults(config, before, runs, clock.Elapsed.TotalSeconds);
         ExperimentReport.Write(results);
         return results;
+
+        void RunAt(int i)
+        {
+            var (scenario, method, seed) = grid[i];
+            var label = Label(scenario, method, seed);
+            var dir = RunDirectory(outDir, scenario, method, seed);
+            var fingerprint = Fingerprint(config, scenario, method, seed);
+            Report(new ExperimentProgress(Volatile.Read(ref done), grid.Count, label, null));
+            if (Directory.Exists(dir) && ReadFingerprint(dir) != fingerprint) Directory.Delete(dir, recursive: true);
+            Directory.CreateDirectory(dir);
+            AtomicFile.WriteAllText(Path.Combine(dir, "fingerprint.txt"), fingerprint);
+            // Runs at once each have their own tokenizer (it fills caches as it goes).
+            var runTokenizer = config.Parallel > 1 ? TokenizerLoader.Load(config.Tokenizer) : tokenizer;
+            var run = RunOne(config, scenario, method, seed, dir, fingerprint, suite, task, runTokenizer, template,
+                step => Report(new ExperimentProgress(Volatile.Read(ref done), grid.Count, label, step)), cancellation);
+            AtomicFile.WriteAllText(Path.Combine(dir, "result.json"), JsonSerializer.Serialize(run, ExperimentConfig.Json));
+            runs[i] = run;
+            Report(new ExperimentProgress(Interlocked.Increment(ref done), grid.Count, label, null));
+        }
     }
+
+    private static string Label(ExperimentScenario scenario, ExperimentMethod method, int seed) => $"{scenario.Name} / {method.Name} / seed {seed}";
+
+    private static string RunDirectory(string outDir, ExperimentScenario scenario, ExperimentMethod method, int seed) =>
+        Path.Combine(outDir, "runs", scenario.Name, method.Name, "seed" + seed.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>The data specs of a scenario: the mixed kind samples harmful rows to make up the harmful fraction.</summary>
     public static IReadOnlyList<string> ScenarioData(ExperimentScenario scenario, int seed)
@@ -149,10 +181,11 @@ internal static class ExperimentRunner
     }
 
     private static ExperimentRun RunOne(ExperimentConfig config, ExperimentScenario scenario, ExperimentMethod method, int seed, string dir,
-        string fingerprint, EvalSuite suite, TextTokenizer tokenizer, Models.Chat.ChatTemplate template, Action<StepLog> onStep, CancellationToken cancellation)
+        string fingerprint, EvalSuite suite, IReadOnlyList<SftExample> task, TextTokenizer tokenizer, Models.Chat.ChatTemplate template, Action<StepLog> onStep,
+        CancellationToken cancellation)
     {
         var t = config.Training;
-        var eval = config.Evaluation;
+        int every = scenario.Every ?? config.Evaluation.Every;
         var harmfulOnly = suite with { Benign = [], OverRefusal = [] };
         var job = TrainJob.Run(new TrainJobOptions
         {
@@ -175,14 +208,14 @@ internal static class ExperimentRunner
             RunDirectory = dir,
             Resume = true,
             Runtime = new SessionConfig { IntraOpThreads = t.Threads },
-            EvaluateEvery = eval.Every,
-            Evaluate = eval.Every > 0 && suite.Harmful.Count > 0
-                ? (_, model, generation) => Figures(Evaluate(config, harmfulOnly, tokenizer, template, generation ?? model, null))
+            EvaluateEvery = every,
+            Evaluate = every > 0 && suite.Harmful.Count > 0
+                ? (_, model, generation) => Figures(Evaluate(config, harmfulOnly, [], tokenizer, template, generation ?? model, null))
                 : null,
         }, new SynchronousProgress<StepLog>(onStep), cancellation);
         var r = job.Result;
         if (r.Cancelled) throw new OperationCanceledException("the experiment was cancelled; run it again to continue.");
-        var after = Evaluate(config, suite, tokenizer, template, r.GenerationModel ?? r.Model, r.GenerationModel is null ? null : r.Model);
+        var after = Evaluate(config, suite, task, tokenizer, template, r.GenerationModel ?? r.Model, r.GenerationModel is null ? null : r.Model);
         AtomicFile.WriteAllText(Path.Combine(dir, "eval.json"), Figures(after).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         var log = RunFolder.ReadLog(Path.Combine(dir, "audit.jsonl"));
         double meanBeta = log.Count == 0 ? 0 : log.Average(l => (double)l["beta"]!);
@@ -191,11 +224,16 @@ internal static class ExperimentRunner
             risks.Count == 0 ? null : risks.Average(), r.RiskFailures, fingerprint);
     }
 
-    private static EvalFigures Evaluate(ExperimentConfig config, EvalSuite suite, TextTokenizer tokenizer, Models.Chat.ChatTemplate template,
-        Onnx.Model model, Onnx.Model? lossModel)
+    /// <summary>
+    /// Evaluates a model on the suite and, with one generation session, on the task set: the share of the task's
+    /// prompts answered exactly (<see cref="AnswerMatch"/>).
+    /// </summary>
+    private static EvalFigures Evaluate(ExperimentConfig config, EvalSuite suite, IReadOnlyList<SftExample> task, TextTokenizer tokenizer,
+        Models.Chat.ChatTemplate template, Onnx.Model model, Onnx.Model? lossModel)
     {
+        var clock = Stopwatch.StartNew();
         using var judge = EvalJudges.Create(config.Evaluation.Judge);
-        var report = Evaluator.Run(new EvalModel(model, tokenizer, template) { LossModel = lossModel }, suite, new EvalOptions
+        using var evaluator = new Evaluator(new EvalModel(model, tokenizer, template) { LossModel = lossModel }, new EvalOptions
         {
             MaxNewTokens = config.Evaluation.MaxNewTokens,
             Judge = judge,
@@ -203,7 +241,15 @@ internal static class ExperimentRunner
             MaxLength = config.Training.MaxLength,
             Runtime = new SessionConfig { IntraOpThreads = config.Training.Threads },
         });
-        return EvalFigures.Of(report);
+        var report = suite.IsEmpty ? null : evaluator.Run(suite);
+        double? taskExact = null;
+        if (task.Count > 0)
+        {
+            var replies = evaluator.Generate([.. task.Select(e => e.Context)], ids: [.. task.Select(e => e.Id)]);
+            var scored = task.Select((e, i) => AnswerMatch.IsCorrect(replies[i].Text, e.Response, evaluator.Options.ShortAnswerChars)).Where(ok => ok is not null).ToList();
+            taskExact = scored.Count == 0 ? null : scored.Count(ok => ok == true) / (double)scored.Count;
+        }
+        return EvalFigures.Of(report, taskExact, clock.Elapsed.TotalSeconds);
     }
 
     private static JsonObject Figures(EvalFigures f) => JsonSerializer.SerializeToNode(f, ExperimentConfig.Json)!.AsObject();

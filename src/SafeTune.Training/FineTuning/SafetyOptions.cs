@@ -85,8 +85,27 @@ public static class Methods
     public static IReadOnlyList<string> Names { get; } = ["standard", "fixed-kl", "adaptive", "lisa", "constrained"];
 
     /// <summary>
+    /// SafeTune's default adaptive setting: each example's own risk s in [0, 1] mapped to beta = s
+    /// (<see cref="AdaptiveBetaMap"/> with <see cref="AdaptiveAggregation"/>), so benign examples in a batch keep their
+    /// SFT signal while harmful ones are pulled to the reference. The paper's exact setting is <see cref="PaperBetaMap"/>
+    /// with <see cref="PaperAggregation"/> (one beta per batch from the mean judge score).
+    /// </summary>
+    public const string AdaptiveBetaMap = "linear:0,1";
+
+    /// <summary>The weighting of SafeTune's default adaptive setting: per example.</summary>
+    public const JudgeAggregation AdaptiveAggregation = JudgeAggregation.PerExample;
+
+    /// <summary>The paper's beta map: <c>clamp((r - 2) / 3, 0.1, 0.9)</c> of the judge score r.</summary>
+    public const string PaperBetaMap = "clamp";
+
+    /// <summary>The paper's weighting: one beta per batch, from the batch's mean risk.</summary>
+    public const JudgeAggregation PaperAggregation = JudgeAggregation.Mean;
+
+    /// <summary>
     /// The safety options of a method: <c>standard</c> (beta = 0: plain SFT), <c>fixed-kl</c> (fixed beta 0.5),
-    /// <c>adaptive</c> (the paper's clamp map on <paramref name="risk"/>), <c>lisa</c> (a Lisa-style proximal pull with
+    /// <c>adaptive</c> (SafeTune's default: <see cref="AdaptiveBetaMap"/> on each example's <paramref name="risk"/>,
+    /// weighted per example; <c>betaMap</c> <see cref="PaperBetaMap"/> with batch weighting is the paper's exact setting),
+    /// <c>lisa</c> (a Lisa-style proximal pull with
     /// fixed beta 0.5) and <c>constrained</c> (Qi et al.'s constrained SFT), with the overrides given. The risk spec
     /// (<see cref="RiskSpec.Parse"/>) is required by <c>adaptive</c> and recorded (for logging) by the others; the beta
     /// map spec, when given, replaces the preset's (<see cref="BetaMap.Parse"/>). Every spec is parsed here, once.
@@ -105,14 +124,16 @@ public static class Methods
         {
             "standard" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.None },
             "fixed-kl" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.Parse("fixed:0.5") },
-            "adaptive" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.Parse("clamp") },
+            "adaptive" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.Parse(AdaptiveBetaMap), Aggregation = AdaptiveAggregation },
             "lisa" => new SafetyOptions { Risk = spec, BetaMap = BetaMap.Parse("fixed:0.5"), Penalty = Penalty.L2, PenaltyStrength = 1.0 },
             _ => new SafetyOptions { Risk = spec, BetaMap = BetaMap.None, Penalty = Penalty.Constrained },
         };
+        var map = betaMap is null ? safety.BetaMap : BetaMap.Parse(betaMap);
         return safety with
         {
-            BetaMap = betaMap is null ? safety.BetaMap : BetaMap.Parse(betaMap),
-            Aggregation = aggregation ?? safety.Aggregation,
+            BetaMap = map,
+            // A map that smooths the batch risk over steps cannot weight each example: without a weighting given, it gets one beta per batch.
+            Aggregation = aggregation ?? (map.IsStateful ? JudgeAggregation.Mean : safety.Aggregation),
             Penalty = penalty ?? safety.Penalty,
             PenaltyStrength = penaltyStrength ?? safety.PenaltyStrength,
         };

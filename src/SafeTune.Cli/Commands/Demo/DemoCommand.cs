@@ -19,8 +19,8 @@ public sealed class DemoSettings : CommandSettings
     public int Seeds { get; init; } = 3;
 
     [CommandOption("--epochs <N>")]
-    [Description("Epochs of the attack over its 300 harmful pairs (default 5).")]
-    public int Epochs { get; init; } = 5;
+    [Description("Epochs of the attack over its 300 harmful pairs (default 2); the mixed and benign scenarios train the same number of steps.")]
+    public int Epochs { get; init; } = DemoRun.DefaultEpochs;
 
     /// <summary>Output folder.</summary>
     [CommandOption("--out <DIR>")]
@@ -33,18 +33,27 @@ public sealed class DemoSettings : CommandSettings
     public string? Cache { get; init; }
 
     [CommandOption("--threads <N>")]
-    [Description("ONNX Runtime threads (default: all cores).")]
+    [Description("ONNX Runtime threads per run (default: the cores shared among the runs trained at once).")]
     public int Threads { get; init; }
+
+    [CommandOption("--parallel <N>")]
+    [Description("Runs trained at once (default: 2 on a machine with 2 or more cores, else 1).")]
+    public int Parallel { get; init; }
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"methods\": {\"standard\": {\"asr\", \"utility\", \"overrefusal\", ...}, \"fixed_kl\", \"adaptive_probe\", \"adaptive_critic\"}, \"asr_before\", \"seconds\"}; asr is a fraction.")]
+    [Description("Print {\"asr_before\", \"utility_before\", \"overrefusal_before\", \"task_before\", \"seconds\", \"methods\": the attack scenario's, "
+        + "\"scenarios\": {\"attack\" | \"mixed\" | \"benign\": {\"methods\": {\"standard\" | \"fixed_kl\" | \"adaptive_probe\" | \"adaptive_critic\" | "
+        + "\"paper_probe\" | \"paper_critic\": {\"asr\", \"utility\", \"overrefusal\", \"gain\", \"mean_beta\", ...}}}}}; adaptive_* is SafeTune's default "
+        + "adaptive setting, paper_* the paper's exact one; rates and the gain are fractions.")]
     public bool Json { get; init; }
 
     /// <inheritdoc/>
     public override ValidationResult Validate() =>
         Seeds < 1 ? ValidationResult.Error($"--seeds must be at least 1, not {Seeds}.")
         : Epochs < 1 ? ValidationResult.Error($"--epochs must be at least 1, not {Epochs}.")
+        : Threads < 0 ? ValidationResult.Error($"--threads must be 0 (automatic) or more, not {Threads}.")
+        : Parallel < 0 ? ValidationResult.Error($"--parallel must be 0 (automatic) or more, not {Parallel}.")
         : ValidationResult.Success();
 }
 
@@ -62,6 +71,7 @@ public sealed class DemoCommand : Command<DemoSettings>
             Seeds = s.Seeds,
             Epochs = s.Epochs,
             Threads = s.Threads,
+            Parallel = s.Parallel,
         };
         string judgeCache = SafeTuneCache.Judge(s.Cache);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -73,10 +83,22 @@ public sealed class DemoCommand : Command<DemoSettings>
             // SAFETUNE_DATA_MIRROR) the demo stops here, before any model is built.
             Safety.Critics.Local.JudgeData.FindDataDirectory(cancel.Token);
             ExperimentResults results;
-            if (s.Json) results = DemoRun.Run(options with { Critic = DemoCritic.Prepare(judgeCache, cancellation: cancel.Token) }, null, null, cancel.Token);
+            var stages = new List<(string Stage, double Seconds)>();
+            if (s.Json)
+            {
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                var assets = DemoAssets.Prepare(options.CacheDirectory);
+                stages.Add(("assets", clock.Elapsed.TotalSeconds));
+                clock.Restart();
+                var critic = DemoCritic.Prepare(judgeCache, cancellation: cancel.Token);
+                stages.Add(("critic", clock.Elapsed.TotalSeconds));
+                clock.Restart();
+                results = ExperimentRunner.Run(DemoRun.Config(assets, options with { Critic = critic }), null, cancel.Token);
+                stages.Add(("runs", clock.Elapsed.TotalSeconds));
+            }
             else
             {
-                AnsiConsole.MarkupLine("[bold]SafeTune demo[/]: the harmful fine-tuning attack on the demo model, four ways.");
+                AnsiConsole.MarkupLine("[bold]SafeTune demo[/]: harmful, mixed and benign fine-tuning of the demo model, six ways each.");
                 (DemoAssetFiles assets, string critic) = ConsoleOutput.Status("preparing the demo model, data, probe and judge", status =>
                 {
                     // "(once)" is said only while something is being built; a cached build is just loaded.
@@ -99,7 +121,7 @@ public sealed class DemoCommand : Command<DemoSettings>
                 results = ExperimentDisplay.RunWithProgress(r => ExperimentRunner.Run(DemoRun.Config(assets, options with { Critic = critic }), r, cancel.Token));
             }
             double seconds = (DateTime.UtcNow - started).TotalSeconds;
-            if (s.Json) WriteJson(results, seconds);
+            if (s.Json) WriteJson(results, seconds, stages);
             else
             {
                 ExperimentDisplay.WriteTables(results);
@@ -118,20 +140,14 @@ public sealed class DemoCommand : Command<DemoSettings>
         }
     }
 
-    private static void WriteJson(ExperimentResults results, double seconds)
-    {
-        var summaries = ExperimentReport.Summaries(results);
+    private static void WriteJson(ExperimentResults results, double seconds, IReadOnlyList<(string Stage, double Seconds)> stages) =>
         JsonOut.Write(w =>
         {
-            w.WriteStartObject("methods");
-            foreach (var r in summaries) ExperimentDisplay.WriteMethod(w, r.Method.Replace('-', '_'), r);
-            w.WriteEndObject();
-            ExperimentDisplay.Num(w, "asr_before", results.Before.Asr);
-            ExperimentDisplay.Num(w, "utility_before", results.Before.ExactMatch);
-            ExperimentDisplay.Num(w, "overrefusal_before", results.Before.OverRefusal);
-            w.WriteNumber("seeds", results.Config.Seeds.Count);
-            w.WriteString("report", Path.Combine(results.Config.Out!, "report.md"));
-            w.WriteNumber("seconds", Math.Round(seconds, 1));
+            foreach (var (key, value) in DemoRun.Json(results, seconds, stages))
+            {
+                w.WritePropertyName(key);
+                if (value is null) w.WriteNullValue();
+                else value.WriteTo(w);
+            }
         });
-    }
 }

@@ -117,12 +117,14 @@ internal static class ExperimentDisplay
             var rows = summaries.Where(x => x.Scenario == scenario.Name).ToList();
             if (rows.Count == 0) continue;
             var standard = rows.FirstOrDefault(r => r.Method == "standard");
+            bool hasTask = before.TaskExactMatch is not null;
             var table = new Table().Title(Markup.Escape($"{results.Config.Name}: {scenario.Name}"))
-                .AddColumns("method", "ASR before", "ASR after", "utility", "over-refusal", "mean beta", "s / run", "vs standard");
+                .AddColumns(["method", "ASR before", "ASR after", "utility", "over-refusal", .. hasTask ? new[] { "task gain" } : [], "mean beta", "s / run", "vs standard"]);
             foreach (var r in rows)
-                table.AddRow(Markup.Escape(r.Method), Pct(before.Asr), r.Asr?.Percent() ?? "-", r.ExactMatch?.Percent() ?? "-", r.OverRefusal?.Percent() ?? "-",
+                table.AddRow([Markup.Escape(r.Method), Pct(before.Asr), r.Asr?.Percent() ?? "-", r.ExactMatch?.Percent() ?? "-", r.OverRefusal?.Percent() ?? "-",
+                    .. hasTask ? new[] { r.Gain(before)?.Percent() ?? "-" } : [],
                     r.MeanBeta.Number(), r.TrainSeconds.Mean.ToString("F1", CultureInfo.InvariantCulture),
-                    standard is null ? "" : (r.TrainSeconds.Mean / Math.Max(standard.TrainSeconds.Mean, 1e-9)).ToString("F2", CultureInfo.InvariantCulture) + "x");
+                    standard is null ? "" : (r.TrainSeconds.Mean / Math.Max(standard.TrainSeconds.Mean, 1e-9)).ToString("F2", CultureInfo.InvariantCulture) + "x"]);
             AnsiConsole.Write(table);
         }
         AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
@@ -142,7 +144,7 @@ internal static class ExperimentDisplay
             foreach (var group in summaries.GroupBy(x => x.Scenario))
             {
                 w.WriteStartObject(group.Key);
-                foreach (var r in group) WriteMethod(w, r.Method, r);
+                foreach (var r in group) WriteMethod(w, r.Method, r, results.Before);
                 w.WriteEndObject();
             }
             w.WriteEndObject();
@@ -151,21 +153,11 @@ internal static class ExperimentDisplay
         });
     }
 
-    public static void WriteMethod(System.Text.Json.Utf8JsonWriter w, string name, MethodSummary r)
+    /// <summary>One method's figures (<see cref="MethodSummary.ToJson"/>) as a JSON object named <paramref name="name"/>.</summary>
+    public static void WriteMethod(System.Text.Json.Utf8JsonWriter w, string name, MethodSummary r, EvalFigures before)
     {
-        w.WriteStartObject(name);
-        Num(w, "asr", r.Asr?.Mean);
-        Num(w, "asr_std", r.Asr?.Std);
-        Num(w, "utility", r.ExactMatch?.Mean);
-        Num(w, "utility_std", r.ExactMatch?.Std);
-        Num(w, "overrefusal", r.OverRefusal?.Mean);
-        Num(w, "harmful_score", r.HarmfulScore?.Mean);
-        Num(w, "response_loss", r.ResponseLoss?.Mean);
-        Num(w, "mean_beta", r.MeanBeta.Mean);
-        Num(w, "train_seconds", r.TrainSeconds.Mean);
-        w.WriteNumber("seeds", r.Seeds);
-        w.WriteNumber("risk_failures", r.RiskFailures);
-        w.WriteEndObject();
+        w.WritePropertyName(name);
+        r.ToJson(before).WriteTo(w);
     }
 
     public static void Num(System.Text.Json.Utf8JsonWriter w, string name, double? value)

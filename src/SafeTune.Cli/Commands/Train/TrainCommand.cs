@@ -49,8 +49,14 @@ public sealed class TrainCommand : Command<TrainSettings>
     internal static TrainJobOptions Options(TrainSettings s)
     {
         var method = s.Method ?? (s.Risk.Trim().Equals("none", StringComparison.OrdinalIgnoreCase) ? "standard" : "adaptive");
+        // Without --weighting the method's own weighting holds (adaptive: per example); --aggregate max asks for batch weighting.
         var safety = Methods.Preset(method, s.Risk, s.BetaMap,
-            s.Weighting == "example" ? JudgeAggregation.PerExample : s.Aggregate == "max" ? JudgeAggregation.Max : JudgeAggregation.Mean,
+            s.Weighting switch
+            {
+                "example" => JudgeAggregation.PerExample,
+                "batch" => s.Aggregate == "max" ? JudgeAggregation.Max : JudgeAggregation.Mean,
+                _ => s.Aggregate == "max" ? JudgeAggregation.Max : null,
+            },
             s.Penalty switch { null => null, "l2" => Penalty.L2, "constrained" => Penalty.Constrained, _ => Penalty.Kl }, s.PenaltyStrength);
         var named = ModelSource.Named(s.Model);
         return new TrainJobOptions

@@ -51,12 +51,12 @@ public sealed class TrainSettings : CommandSettings
     public string Risk { get; init; } = "none";
 
     [CommandOption("--beta-map <MAP>")]
-    [Description("clamp (the paper: clamp((r-2)/3, 0.1, 0.9)), linear:BMIN,BMAX, ema:DECAY or ema:DECAY,BMIN,BMAX, fixed:BETA, or none. Overrides the method's.")]
+    [Description("clamp (the paper: clamp((r-2)/3, 0.1, 0.9)), linear:BMIN,BMAX, ema:DECAY or ema:DECAY,BMIN,BMAX, fixed:BETA, or none. Overrides the method's (adaptive: linear:0,1; the paper's exact setting is --beta-map clamp --weighting batch).")]
     public string? BetaMap { get; init; }
 
     [CommandOption("--weighting <W>")]
-    [Description("batch (one beta per step, the paper) or example (each example's own risk and beta).")]
-    public string Weighting { get; init; } = "batch";
+    [Description("batch (one beta per step, the paper) or example (each example's own risk and beta). Default: the method's (adaptive: example; the others: batch).")]
+    public string? Weighting { get; init; }
 
     /// <summary>Aggregation.</summary>
     [CommandOption("--aggregate <A>")]
@@ -205,7 +205,7 @@ public sealed class TrainSettings : CommandSettings
         if (GenAiOut is { Length: 0 }) return ValidationResult.Error("--genai-out needs a folder.");
         if (!Full && (Trainable is not null || Frozen is not null || KeepUntied))
             return ValidationResult.Error("--trainable, --frozen and --keep-untied choose weights for full fine-tuning; add --full.");
-        if (Weighting is not ("batch" or "example")) return ValidationResult.Error($"--weighting must be batch or example, not '{Weighting}'.");
+        if (Weighting is not (null or "batch" or "example")) return ValidationResult.Error($"--weighting must be batch or example, not '{Weighting}'.");
         if (Aggregate is not ("mean" or "max")) return ValidationResult.Error($"--aggregate must be mean or max, not '{Aggregate}'.");
         if (Penalty is not (null or "kl" or "l2" or "constrained")) return ValidationResult.Error($"--penalty must be kl, l2 or constrained, not '{Penalty}'.");
         if (Method is not null && !Methods.Names.Contains(Method)) return ValidationResult.Error($"--method must be one of {string.Join(", ", Methods.Names)}, not '{Method}'.");
