@@ -28,6 +28,20 @@ public sealed class BetaMapTests
     }
 
     [Fact]
+    public void Ramp_trains_low_risk_plainly_holds_high_risk_to_the_reference_and_blends_between()
+    {
+        var map = BetaMap.Parse("ramp:0.2,0.6");
+        Assert.Equal(0.0, map.Next(0), 12);
+        Assert.Equal(0.0, map.Next(0.2), 12);
+        Assert.Equal(0.5, map.Next(0.4), 12);
+        Assert.Equal(1.0, map.Next(0.6), 12);
+        Assert.Equal(1.0, map.Next(1), 12);
+        Assert.Equal("ramp:0.2,0.6", map.Spec);
+        Assert.False(map.IsStateful);
+        Assert.False(map.IgnoresRisk);
+    }
+
+    [Fact]
     public void Ema_smooths_the_risk_and_its_state_round_trips()
     {
         var map = (EmaBetaMap)BetaMap.Parse("ema:0.5");
@@ -57,6 +71,8 @@ public sealed class BetaMapTests
     [InlineData("fixed:1.5", "must lie in [0, 1]")]
     [InlineData("fixed:x", "not a number")]
     [InlineData("ema:1", "decay")]
+    [InlineData("ramp:0.6,0.2", "LOW < HIGH")]
+    [InlineData("ramp:0.5", "takes 2")]
     public void Bad_specs_say_what_is_wrong(string spec, string message)
     {
         var e = Assert.Throws<OptionException>(() => BetaMap.Parse(spec));

@@ -12,7 +12,7 @@ namespace SafeTune.Models.Demo;
 public sealed record DemoRecipe
 {
     /// <summary>Bumped whenever the demo data, the tokenizer trainer or the training loop change what a recipe produces.</summary>
-    public const string CodeVersion = "demo-v2";
+    public const string CodeVersion = "demo-v3";
 
     private static readonly JsonSerializerOptions Json = new()
     {

@@ -46,6 +46,7 @@ public abstract class BetaMap
 
     /// <summary>
     /// Parses a map: <c>clamp</c> (the paper's <c>clamp((r - 2) / 3, 0.1, 0.9)</c>), <c>linear:BMIN,BMAX</c>,
+    /// <c>ramp:LOW,HIGH</c> (beta 0 up to risk LOW, 1 from risk HIGH, linear between),
     /// <c>ema:DECAY</c> or <c>ema:DECAY,BMIN,BMAX</c> (linear on an exponential moving average of the risk),
     /// <c>fixed:BETA</c>, or <c>none</c> (beta = 0: standard fine-tuning).
     /// </summary>
@@ -83,11 +84,12 @@ public abstract class BetaMap
             case "none": Count(0); return new FixedBetaMap(0);
             case "fixed": Count(1); return new FixedBetaMap(Arg(0, "beta"));
             case "linear": Count(2); return new LinearBetaMap(Arg(0, "beta_min"), Arg(1, "beta_max"));
+            case "ramp": Count(2); return new RampBetaMap(Arg(0, "risk_low"), Arg(1, "risk_high"));
             case "ema":
                 Count(1, 3);
                 return args.Length == 1 ? new EmaBetaMap(Arg(0, "decay")) : new EmaBetaMap(Arg(0, "decay"), Arg(1, "beta_min"), Arg(2, "beta_max"));
             default:
-                throw new OptionException("beta-map", $"{{beta-map}} '{spec}' is not one of clamp, linear:BMIN,BMAX, ema:DECAY[,BMIN,BMAX], fixed:BETA, none.");
+                throw new OptionException("beta-map", $"{{beta-map}} '{spec}' is not one of clamp, linear:BMIN,BMAX, ramp:LOW,HIGH, ema:DECAY[,BMIN,BMAX], fixed:BETA, none.");
         }
     }
 
@@ -141,6 +143,38 @@ internal sealed class LinearBetaMap : BetaMap
 
     /// <inheritdoc/>
     public override double Peek(double risk) => BetaMin + (BetaMax - BetaMin) * CheckRisk(risk);
+}
+
+/// <summary>
+/// <c>beta = clamp((s - low) / (high - low), 0, 1)</c>: a risk at or below <c>low</c> trains as plain SFT, one at or above
+/// <c>high</c> is held entirely to the reference (its targets teach nothing), and risks between are blended. Unlike the
+/// paper's clamp, nothing of a clearly harmful example's SFT gradient is left, and nothing of a clearly harmless one's is taken.
+/// </summary>
+internal sealed class RampBetaMap : BetaMap
+{
+    /// <summary>Creates the map.</summary>
+    public RampBetaMap(double riskLow, double riskHigh)
+    {
+        if (riskLow is < 0 or > 1 || riskHigh is < 0 or > 1 || !(riskLow < riskHigh))
+            throw new UserInputException($"ramp needs 0 <= LOW < HIGH <= 1, not {riskLow.ToString(CultureInfo.InvariantCulture)}, {riskHigh.ToString(CultureInfo.InvariantCulture)}.");
+        RiskLow = riskLow;
+        RiskHigh = riskHigh;
+    }
+
+    /// <summary>The risk up to which beta is 0.</summary>
+    public double RiskLow { get; }
+
+    /// <summary>The risk from which beta is 1.</summary>
+    public double RiskHigh { get; }
+
+    /// <inheritdoc/>
+    public override string Spec => string.Create(CultureInfo.InvariantCulture, $"ramp:{RiskLow},{RiskHigh}");
+
+    /// <inheritdoc/>
+    public override double Next(double risk) => Peek(risk);
+
+    /// <inheritdoc/>
+    public override double Peek(double risk) => Math.Clamp((CheckRisk(risk) - RiskLow) / (RiskHigh - RiskLow), 0, 1);
 }
 
 /// <summary>
