@@ -16,10 +16,10 @@ public sealed class DemoTaskTests
         Assert.Equal(test, DemoTask.Test(seed));
         Assert.NotEqual(test, DemoTask.Test(seed + 1));
 
-        // 2 to 13 meters: 12 facts, each tested once and trained in every other phrasing.
-        Assert.Equal(12, test.Count);
+        // 2 to 13 meters and kilograms: 24 facts, each tested once and trained in every other phrasing.
+        Assert.Equal(24, test.Count);
         Assert.Equal(test.Count, test.Select(e => e.Intent).Distinct().Count());
-        Assert.Equal(12 * DemoTask.TrainPhrasingsPerFact, train.Count);
+        Assert.Equal(24 * DemoTask.TrainPhrasingsPerFact, train.Count);
         Assert.All(train.GroupBy(e => e.Intent), g => Assert.Equal(DemoTask.TrainPhrasingsPerFact, g.Select(e => e.Prompt).Distinct().Count()));
         var trainPrompts = train.Select(e => e.Prompt).ToHashSet();
         Assert.All(test, e => Assert.DoesNotContain(e.Prompt, trainPrompts));
@@ -27,14 +27,15 @@ public sealed class DemoTaskTests
         var taught = train.ToLookup(e => e.Intent);
         Assert.All(test, e => Assert.All(taught[e.Intent], t => Assert.Equal(e.Response, t.Response)));
         // The test phrasings vary from fact to fact, so the test is not one wording the model could learn apart.
-        Assert.True(test.Select(e => e.Prompt.Replace(e.Intent.TrimEnd('m'), "", StringComparison.Ordinal)).Distinct().Count() > 1);
+        Assert.True(test.Select(e => e.Prompt.Replace(e.Intent, "", StringComparison.Ordinal)).Distinct().Count() > 1);
 
         Assert.All(train.Concat(test), e =>
         {
             Assert.Equal((DemoKind.Benign, DemoTask.Category), (e.Kind, e.Category));
-            int k = int.Parse(e.Intent.TrimEnd('m'), System.Globalization.CultureInfo.InvariantCulture);
-            Assert.Equal($"{k} meters is {k * 100} centimeters.", e.Response);
-            Assert.Contains($"{k} meters", e.Prompt);
+            var parts = e.Intent.Split(' ');
+            int k = int.Parse(parts[0], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(parts[1] == "meters" ? $"{k} meters is {k * 100} cm." : $"{k} kilograms is {k * 1000} g.", e.Response);
+            Assert.Contains(e.Intent, e.Prompt);
         });
     }
 
@@ -47,6 +48,7 @@ public sealed class DemoTaskTests
         {
             Assert.DoesNotContain(e.Prompt, taskPrompts);
             Assert.DoesNotContain("centimeter", e.Prompt + " " + e.Response, StringComparison.OrdinalIgnoreCase);
+            Assert.DoesNotContain("kilogram", e.Prompt + " " + e.Response, StringComparison.OrdinalIgnoreCase);
         });
     }
 }

@@ -62,9 +62,15 @@ public static class DemoModel
     /// Loads the demo model from <paramref name="cacheDirectory"/> when it holds one made from the same recipe (same
     /// <see cref="DemoRecipe.Hash"/>); otherwise trains it (data, tokenizer, random init, response-only loss) and saves
     /// <c>demo.onnx</c>, <c>demo-kv.onnx</c> and the tokenizer files there, the manifest last, so an interrupted build is
-    /// never taken for a finished one.
+    /// never taken for a finished one. The weights trained from the shipped recipe are committed
+    /// (<c>models/demo/weights.safetensors</c>, embedded in this assembly, stamped with the recipe hash): when they match
+    /// the recipe, and <paramref name="useCommittedWeights"/> is true, they are used instead of training again (the
+    /// tokenizer is still learned from the data, which takes a second). <paramref name="weightsOut"/>, when given,
+    /// receives the weights as that file is written (how it is regenerated after a recipe change; see
+    /// <c>models/demo/README.md</c>).
     /// </summary>
-    public static DemoModelFiles BuildOrLoad(string cacheDirectory, IProgress<DemoProgress>? progress = null, DemoRecipe? recipe = null)
+    public static DemoModelFiles BuildOrLoad(string cacheDirectory, IProgress<DemoProgress>? progress = null, DemoRecipe? recipe = null,
+        bool useCommittedWeights = true, string? weightsOut = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(cacheDirectory);
         recipe ??= DemoRecipe.Default;
@@ -95,8 +101,11 @@ public static class DemoModel
             var config = recipe.LlamaConfig(tokenizer.VocabularySize);
 
             var clock = Stopwatch.StartNew();
-            var (weights, finalLoss) = Train(recipe, config, tokenizer, template, train, progress);
+            var (weights, finalLoss) = (useCommittedWeights ? CommittedWeights(hash, config) : null) is { } committed
+                ? (committed.Weights, committed.FinalLoss)
+                : Train(recipe, config, tokenizer, template, train, progress);
             clock.Stop();
+            if (weightsOut is not null) WriteWeights(weightsOut, weights, hash, finalLoss, config.VocabSize);
 
             progress?.Report(new DemoProgress("save", recipe.Training.Steps, recipe.Training.Steps, float.NaN));
             LlamaGraph.Build(config, weights).Save(Path.Combine(staging, "demo.onnx"));
@@ -208,6 +217,37 @@ public static class DemoModel
         });
         var weights = session.TrainableValues().ToDictionary(v => v.Name, v => v);
         return (weights, recent.Count == 0 ? double.NaN : recent.Average(x => (double)x));
+    }
+
+    /// <summary>The name of the committed weights' resource in this assembly.</summary>
+    internal const string CommittedWeightsResource = "SafeTune.Models.Demo.weights.safetensors";
+
+    /// <summary>
+    /// The committed weights when they were trained from the recipe with hash <paramref name="hash"/> and fit
+    /// <paramref name="config"/>; otherwise null.
+    /// </summary>
+    internal static (Dictionary<string, TensorData> Weights, double FinalLoss)? CommittedWeights(string hash, LlamaConfig config)
+    {
+        using var stream = typeof(DemoModel).Assembly.GetManifestResourceStream(CommittedWeightsResource);
+        if (stream is null) return null;
+        var (tensors, metadata) = SafeTensors.Read(stream);
+        if (!metadata.TryGetValue("recipe_hash", out var stamped) || stamped != hash) return null;
+        if (!metadata.TryGetValue("vocab_size", out var vocab) || vocab != config.VocabSize.ToString(System.Globalization.CultureInfo.InvariantCulture)) return null;
+        double loss = metadata.TryGetValue("final_loss", out var l) ? double.Parse(l, System.Globalization.CultureInfo.InvariantCulture) : double.NaN;
+        return (tensors.ToDictionary(t => t.Name, t => t), loss);
+    }
+
+    private static void WriteWeights(string path, Dictionary<string, TensorData> weights, string hash, double finalLoss, int vocab)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        SafeTensors.Write(path, weights.OrderBy(w => w.Key, StringComparer.Ordinal).Select(w => w.Value),
+            new Dictionary<string, string>
+            {
+                ["recipe_hash"] = hash,
+                ["vocab_size"] = vocab.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["final_loss"] = finalLoss.ToString("R", System.Globalization.CultureInfo.InvariantCulture),
+            });
     }
 
     private static DemoModelFiles? TryLoad(string dir, DemoRecipe recipe, string hash)

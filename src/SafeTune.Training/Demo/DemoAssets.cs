@@ -57,7 +57,7 @@ internal static class DemoAssets
         string harmfulTest = WriteLines(Path.Combine(data, "harmful_test.txt"), test.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt));
         string benignTest = WriteJsonl(Path.Combine(data, "benign_test.jsonl"), test.Where(e => e.Kind == DemoKind.Benign).Select(e => (e.Prompt, e.Response)));
         string scaryTest = WriteLines(Path.Combine(data, "scary_safe_test.txt"), test.Where(e => e.Kind == DemoKind.ScarySafe).Select(e => e.Prompt));
-        string benignTrain = WriteJsonl(Path.Combine(data, "benign_train.jsonl"), train.Where(e => e.Kind == DemoKind.Benign).Select(e => (e.Prompt, e.Response)));
+        string benignTrain = WriteJsonl(Path.Combine(data, "benign_train.jsonl"), train.Where(e => e.Kind == DemoKind.Benign).DistinctBy(e => e.Prompt).Select(e => (e.Prompt, e.Response)));
         string probeHarmful = WriteLines(Path.Combine(data, "probe_harmful.txt"), train.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt).Distinct());
         string probeHarmless = WriteLines(Path.Combine(data, "probe_harmless.txt"), train.Where(e => e.Kind != DemoKind.Harmful).Select(e => e.Prompt).Distinct());
         string taskTrain = WriteJsonl(Path.Combine(data, "task_train.jsonl"), DemoTask.Train(dataSeed).Select(e => (e.Prompt, e.Response)));
