@@ -81,6 +81,10 @@ public sealed class GenAiRuntimeTests
             generator.AppendTokens(prompt);
             while (!generator.IsDone()) generator.GenerateNextToken();
             var actual = generator.GetSequence(0).ToArray()[prompt.Length..];
+            // SafeTune's generator returns the stop token it ended on; GenAI's sequence may leave it out.
+            var stops = chat.Tokenizer.StopIds.ToHashSet();
+            expected = [.. expected.TakeWhile(t => !stops.Contains(t))];
+            actual = [.. actual.TakeWhile(t => !stops.Contains(t))];
 
             Assert.True(expected.SequenceEqual(actual),
                 $"{shape} seed {seed}: SafeTune [{string.Join(' ', expected)}] vs GenAI [{string.Join(' ', actual)}]");
