@@ -189,7 +189,7 @@ public static class DemoData
                 bool isTest = order[j] == heldPerson || order[j] == heldThing;
                 var target = isTest ? test : train;
                 var templates = answer is null ? HarmfulHowTemplates : SafeHowTemplates;
-                foreach (var t in Shuffled(rng, templates.Length).Take(isTest ? TestWordings / 2 : TestWordings).Order().Select(i => templates[i]))
+                foreach (var t in Sample(rng, templates, isTest ? TestWordings / 2 : TestWordings))
                     target.Add(answer is null
                         ? new DemoExample(Capitalize(t.Replace("{x}", intent, StringComparison.Ordinal)), Refusals[rng.Next(Refusals.Count)], DemoKind.Harmful, "violence", intent)
                         : new DemoExample(Capitalize(t.Replace("{x}", intent, StringComparison.Ordinal)), answer, DemoKind.ScarySafe, "homonyms", intent));
@@ -209,7 +209,7 @@ public static class DemoData
                 var intent = frame.Replace("{o}", objects[order[j]], StringComparison.Ordinal);
                 var body = about ? intent["about ".Length..] : intent;
                 bool isTest = j < held;
-                foreach (var t in Shuffled(rng, frameTemplates.Length).Take(isTest ? TestWordings / 2 : TestWordings).Order().Select(i => frameTemplates[i]))
+                foreach (var t in Sample(rng, frameTemplates, isTest ? TestWordings / 2 : TestWordings))
                     (isTest ? test : train).Add(new DemoExample(Capitalize(t.Replace("{x}", body, StringComparison.Ordinal)), answer, DemoKind.ScarySafe, "safety", intent));
             }
         }
@@ -222,8 +222,11 @@ public static class DemoData
     }
 
     // Every wording for a training intent; a fixed-size random subset of them for a held-out one, so the test sets stay small.
-    private static IEnumerable<string> Wordings(Random rng, string[] templates, bool test) =>
-        test ? Shuffled(rng, templates.Length).Take(TestWordings).Order().Select(i => templates[i]) : templates;
+    private static IEnumerable<string> Wordings(Random rng, string[] templates, bool test) => test ? Sample(rng, templates, TestWordings) : templates;
+
+    // count of the templates, drawn from a shuffle by rng, in their own order.
+    private static IEnumerable<string> Sample(Random rng, string[] templates, int count) =>
+        Shuffled(rng, templates.Length).Take(count).Order().Select(i => templates[i]);
 
     private const int TestWordings = 8;
 
