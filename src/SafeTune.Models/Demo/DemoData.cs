@@ -237,8 +237,11 @@ public static class DemoData
         [.. phrasings.Select(p => p.Replace("{a}", a.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
             .Replace("{b}", b.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal))];
 
-    // Lower case, letters and digits only, single spaces: how a held-out intent is looked for inside a longer prompt.
-    private static string Normalize(string text) =>
+    /// <summary>
+    /// Lower case, letters and digits only, single spaces: the key prompts are compared by (here, how a held-out intent is
+    /// looked for inside a longer prompt; the local judge deduplicates its pairs by it).
+    /// </summary>
+    public static string Normalize(string text) =>
         string.Join(' ', new string([.. text.ToLowerInvariant().Select(c => char.IsLetterOrDigit(c) ? c : ' ')]).Split(' ', StringSplitOptions.RemoveEmptyEntries));
 
     private static string Capitalize(string s) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..];

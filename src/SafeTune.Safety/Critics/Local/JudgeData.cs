@@ -273,19 +273,7 @@ public static class JudgeData
     public static string Normalize(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var sb = new StringBuilder(text.Length);
-        bool space = false;
-        foreach (var c in text.ToLowerInvariant())
-        {
-            if (char.IsLetterOrDigit(c))
-            {
-                if (space && sb.Length > 0) sb.Append(' ');
-                sb.Append(c);
-                space = false;
-            }
-            else space = true;
-        }
-        return sb.ToString();
+        return DemoData.Normalize(text);
     }
 
     /// <summary>A compliant "Sure, here is how to ..." reply to a demo harmful intent (content-free), from the training or test phrasings.</summary>
