@@ -79,6 +79,20 @@ public sealed class ProbeCommandTests : IDisposable
     }
 
     [Fact]
+    public void Concatenated_layers_are_recorded_in_the_probe_and_reused_when_scoring()
+    {
+        var probe = _dir.File("concat.json");
+        var train = CliRunner.Run("probe", "train", "--model", _model, "--tokenizer", _vocab, "--harmful", _harmful, "--harmless", _harmless,
+            "--pool", "concat", "--layers", "2,3", "--out", probe, "--json");
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        Assert.Equal(2 * 384, JsonDocument.Parse(train.Stdout).RootElement.GetProperty("dimension").GetInt32());
+        Assert.Equal("MeanTokensConcatLayers", JsonDocument.Parse(File.ReadAllText(probe)).RootElement.GetProperty("pooling").GetString());
+        var eval = CliRunner.Run("probe", "eval", "--probe", probe, "--harmful", _harmful, "--harmless", _harmless, "--json");
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        Assert.Equal(1.0, JsonDocument.Parse(eval.Stdout).RootElement.GetProperty("auroc").GetDouble(), 6);
+    }
+
+    [Fact]
     public void Score_prints_each_prompt_and_writes_jsonl()
     {
         var probe = Train("probe.json");
@@ -144,6 +158,7 @@ public sealed class ProbeCommandTests : IDisposable
     {
         string[] common = ["probe", "train", "--model", _model, "--tokenizer", _vocab, "--harmful", _harmful, "--harmless", _harmless, "--out", _dir.File("p.json")];
         CliRunner.Run([.. common, "--head", "forest"]).AssertUserError("--head");
+        CliRunner.Run([.. common, "--pool", "max"]).AssertUserError("--pool");
         CliRunner.Run([.. common, "--target-recall", "1.5"]).AssertUserError("--target-recall");
         CliRunner.Run([.. common, "--template", "nope"]).AssertUserError("--template");
         var notProbe = _dir.File("notprobe.json");

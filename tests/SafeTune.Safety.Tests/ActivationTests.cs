@@ -116,6 +116,55 @@ public sealed class ActivationTests : IDisposable
     }
 
     [Fact]
+    public void Concatenated_layers_hold_each_layer_s_token_mean_side_by_side()
+    {
+        using var x = MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.MeanTokensConcatLayers, Layers = [1, 5], BatchSize = 3 });
+        Assert.Equal(2 * MiniLm.Width, x.FeatureLength);
+        var rows = x.Extract(Prompts);
+        using var mean = MiniLmExtractor(new ActivationOptions { Layers = [1, 5] });
+        var perLayer = mean.ExtractPerLayer(Prompts);
+        var averaged = mean.Extract(Prompts);
+        var model = MiniLm.Load();
+        using var session = SessionFactory.Create(model);
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            Assert.Equal(2 * MiniLm.Width, rows[i].Length);
+            Close(perLayer[i], rows[i], 1e-6);
+            // By hand: the second block is the mean of the model's last hidden state over the prompt's tokens, and the
+            // two blocks' average is the mean pooling's row.
+            var ids = x.Tokenize(Prompts[i]);
+            int n = ids.Length;
+            var feeds = new Dictionary<string, OrtValue>
+            {
+                ["input_ids"] = OrtValues.Wrap(ids.Select(t => (long)t).ToArray(), 1, n),
+                ["attention_mask"] = OrtValues.Wrap(Enumerable.Repeat(1L, n).ToArray(), 1, n),
+                ["token_type_ids"] = OrtValues.Wrap(new long[n], 1, n),
+            };
+            try
+            {
+                using var runOptions = new RunOptions();
+                using var outputs = session.Run(runOptions, feeds, ["last_hidden_state"]);
+                var h = OrtValues.ToFloats(outputs[0]);
+                var last = new float[MiniLm.Width];
+                for (int j = 0; j < last.Length; j++)
+                {
+                    double sum = 0;
+                    for (int t = 0; t < n; t++) sum += h[t * MiniLm.Width + j];
+                    last[j] = (float)(sum / n);
+                }
+                Close(last, rows[i][MiniLm.Width..], 1e-4);
+            }
+            finally
+            {
+                foreach (var v in feeds.Values) v.Dispose();
+            }
+            var avg = new float[MiniLm.Width];
+            for (int j = 0; j < avg.Length; j++) avg[j] = (rows[i][j] + rows[i][MiniLm.Width + j]) / 2;
+            Close(averaged[i], avg, 1e-5);
+        }
+    }
+
+    [Fact]
     public void Last_token_pooling_differs_from_the_mean()
     {
         using var mean = MiniLmExtractor();

@@ -59,7 +59,7 @@ public sealed class ProbeGraphTests : IDisposable
     {
         var data = new TheoryData<ProbeHeadKind, ActivationPooling, string>();
         foreach (var head in new[] { ProbeHeadKind.Logistic, ProbeHeadKind.Mlp })
-            foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken })
+            foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken, ActivationPooling.MeanTokensConcatLayers })
                 foreach (var layers in new[] { "all", "1", "0,2" })
                     data.Add(head, pooling, layers);
         return data;
@@ -116,6 +116,8 @@ public sealed class ProbeGraphTests : IDisposable
         { ProbeHeadKind.Mlp, ActivationPooling.MeanTokensThenLayers, "all" },
         { ProbeHeadKind.Mlp, ActivationPooling.LastToken, "2,4" },
         { ProbeHeadKind.Logistic, ActivationPooling.MeanTokensThenLayers, "5" },
+        { ProbeHeadKind.Logistic, ActivationPooling.MeanTokensConcatLayers, "all" },
+        { ProbeHeadKind.Mlp, ActivationPooling.MeanTokensConcatLayers, "2,4" },
     };
 
     [Theory]

@@ -17,7 +17,8 @@ namespace SafeTune.Safety.Tests;
 /// Three disjoint roles, deduplicated by normalised text within and across sets (training first, then selection, then
 /// test; a later prompt already seen is dropped):
 /// training: harmful CatQA, HarmfulQA and 80% of the project's direct harmful template groups; harmless 70% of Alpaca-Libre +
-/// Self-Instruct and 60% of the project's hard-negative template groups;
+/// Self-Instruct and 60% of the project's hard-negative template groups; rows marked "+ milder" add the project's milder
+/// harms (harmful) and safe lookalikes (harmless), both taken last, so selection and test stay the same without them;
 /// selection (transfer): AdvBench, the project's topic-matched harmful prompts and 20% of its direct harmful template
 /// groups (the other 80% train) against the topic-matched benign ones,
 /// half of the remaining Alpaca-Libre + Self-Instruct and 20% of the hard-negative groups;
@@ -31,32 +32,31 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
 
     internal sealed record Pools(
         List<string> TrainHarmful, List<string> TrainHarmless,
-        List<string> SelectHarmful, List<string> SelectHarmless,
+        List<string> SelectHarmful, List<string> SelectHarmless, List<string> MilderHarmful, List<string> SafeLookalikes,
         List<string> XsUnsafe, List<string> XsSafe, List<string> DoNotAnswer, List<string> TestHarmless);
 
-    private sealed record Config(string Name, bool HarmfulQa, ActivationPooling Pooling, int[]? Layers, ProbeHeadKind Head, bool Balanced = false);
+    private sealed record Config(string Name, bool HarmfulQa, ActivationPooling Pooling, int[]? Layers, ProbeHeadKind Head, bool Concat = false, int Milder = 0);
 
     private sealed record Row(Config Config, ProbeMetrics Select, ProbeMetrics XsTest, ProbeMetrics DoNotAnswer, double ValidationRecall,
         double TransferThreshold, ProbeMetrics SelectTransfer, ProbeMetrics XsTestTransfer, ProbeMetrics DoNotAnswerTransfer);
 
     private static IEnumerable<Config> Configs()
     {
-        foreach (var harmfulQa in new[] { false, true })
-            foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken })
-                foreach (var layers in new int[]?[] { null, [2, 3] })
-                    foreach (var head in new[] { ProbeHeadKind.Logistic, ProbeHeadKind.Mlp })
-                        yield return new Config(
-                            $"{(harmfulQa ? "+ HarmfulQA" : "CatQA + direct")}, {(pooling == ActivationPooling.LastToken ? "last token" : "mean")}, " +
-                            $"{(layers is null ? "all layers" : "layers 2-3")}, {(head == ProbeHeadKind.Mlp ? "MLP" : "logistic")}",
-                            harmfulQa, pooling, layers, head);
-        // Class balance: without HarmfulQA the harmless pool is about 2.5 times the harmful one; "balanced" keeps as many
-        // harmless prompts as harmful ones, the last ones of the pool (all the hard negatives, then the tail of Alpaca-Libre
-        // + Self-Instruct). With HarmfulQA the two pools are already about equal.
-        foreach (var layers in new int[]?[] { null, [2, 3] })
-            foreach (var head in new[] { ProbeHeadKind.Logistic, ProbeHeadKind.Mlp })
-                yield return new Config(
-                    $"CatQA + direct, balanced, mean, {(layers is null ? "all layers" : "layers 2-3")}, {(head == ProbeHeadKind.Mlp ? "MLP" : "logistic")}",
-                    false, ActivationPooling.MeanTokensThenLayers, layers, head, Balanced: true);
+        // The earlier grid (CatQA + direct with and without HarmfulQA, balanced classes, logistic heads, last-token pooling)
+        // settled the training pool (+ HarmfulQA), the pooling over tokens (mean) and the head (MLP); this one varies what
+        // is left: the project's milder harms and safe lookalikes in training or not (x3: both lists three times over, a
+        // weight), and layers averaged or concatenated.
+        yield return new Config("+ HarmfulQA, mean, all layers, MLP", true, ActivationPooling.MeanTokensThenLayers, null, ProbeHeadKind.Mlp);
+        yield return new Config("+ HarmfulQA, mean, layers 2-3 concatenated, MLP", true, ActivationPooling.MeanTokensThenLayers, [2, 3], ProbeHeadKind.Mlp, Concat: true);
+        foreach (var (layers, concat) in new (int[]?, bool)[] { (null, false), ([2, 3], false), ([2, 3], true) })
+            yield return new Config($"+ HarmfulQA + milder, mean, {Layers(layers, concat)}, MLP",
+                true, ActivationPooling.MeanTokensThenLayers, layers, ProbeHeadKind.Mlp, Concat: concat, Milder: 1);
+        foreach (var (layers, concat) in new (int[]?, bool)[] { (null, false), ([2, 3], false), ([1, 2, 3], false), (null, true), ([2, 3], true) })
+            yield return new Config($"+ HarmfulQA + milder x3, mean, {Layers(layers, concat)}, MLP",
+                true, ActivationPooling.MeanTokensThenLayers, layers, ProbeHeadKind.Mlp, Concat: concat, Milder: 3);
+
+        static string Layers(int[]? layers, bool concat) =>
+            (layers is null ? "all layers" : $"layers {layers[0]}-{layers[^1]}") + (concat ? " concatenated" : "");
     }
 
     [Fact]
@@ -66,10 +66,10 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         var p = LoadPools();
         output.WriteLine($"pools: training {p.TrainHarmful.Count} harmful / {p.TrainHarmless.Count} harmless, selection {p.SelectHarmful.Count} / {p.SelectHarmless.Count}, " +
             $"XSTest {p.XsUnsafe.Count} unsafe / {p.XsSafe.Count} safe, Do-Not-Answer {p.DoNotAnswer.Count} vs {p.TestHarmless.Count} harmless");
-        var all = new[] { p.TrainHarmful, p.TrainHarmless, p.SelectHarmful, p.SelectHarmless, p.XsUnsafe, p.XsSafe, p.DoNotAnswer, p.TestHarmless }
+        var all = new[] { p.TrainHarmful, p.TrainHarmless, p.SelectHarmful, p.SelectHarmless, p.MilderHarmful, p.SafeLookalikes, p.XsUnsafe, p.XsSafe, p.DoNotAnswer, p.TestHarmless }
             .SelectMany(x => x).Distinct().ToList();
         var features = new Dictionary<ActivationPooling, Dictionary<string, float[]>>();
-        foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken })
+        foreach (var pooling in Configs().Select(c => c.Pooling).Distinct())
             features[pooling] = ProbeFeatures.PerLayer(all, pooling, output.WriteLine);
 
         var harmfulQa = new HashSet<string>(PromptFile.Read(Repo.SharedData("harmfulqa", "harmfulqa.csv")), StringComparer.Ordinal);
@@ -81,11 +81,14 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         Directory.CreateDirectory(Path.Combine(Repo.Root, "artifacts"));
         File.WriteAllText(Path.Combine(Repo.Root, "artifacts", "probe-transfer.md"), table);
 
-        // What this study established (README): the transfer-chosen recipe is mean pooling and reaches AUROC 0.879 on XSTest
-        // and 0.892 on Do-Not-Answer (asserted with a margin of 0.02); a threshold set on the transfer set keeps both unseen
-        // sets' recall closer to the 90% asked than one set on the training pools' validation split.
+        // What this study established (README): the transfer-chosen recipe is mean pooling over all layers with the MLP head,
+        // trained with the project's milder harms and safe lookalikes; it reaches AUROC 0.872 on XSTest and 0.893 on
+        // Do-Not-Answer (asserted with a margin of 0.02; the 0.90 goal is not reached on XSTest), and a threshold set on the
+        // transfer set keeps both unseen sets' recall closer to the 90% asked than one set on the training pools'
+        // validation split.
         Assert.Equal(ActivationPooling.MeanTokensThenLayers, chosen.Config.Pooling);
-        Assert.True(chosen.XsTest.Auroc >= 0.86 && chosen.DoNotAnswer.Auroc >= 0.87, $"XSTest {chosen.XsTest.Auroc:F3}, Do-Not-Answer {chosen.DoNotAnswer.Auroc:F3}");
+        Assert.True(chosen.Config.Milder > 0, chosen.Config.Name);
+        Assert.True(chosen.XsTest.Auroc >= 0.85 && chosen.DoNotAnswer.Auroc >= 0.87, $"XSTest {chosen.XsTest.Auroc:F3}, Do-Not-Answer {chosen.DoNotAnswer.Auroc:F3}");
         Assert.True(Math.Abs(chosen.XsTestTransfer.Recall - 0.9) < Math.Abs(chosen.XsTest.Recall - 0.9),
             $"XSTest recall {chosen.XsTestTransfer.Recall:F3} (transfer threshold) vs {chosen.XsTest.Recall:F3} (validation threshold)");
         Assert.True(Math.Abs(chosen.DoNotAnswerTransfer.Recall - 0.9) < Math.Abs(chosen.DoNotAnswer.Recall - 0.9),
@@ -98,14 +101,15 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         {
             var all = perLayer[prompt];
             var chosen = c.Layers ?? [.. Enumerable.Range(0, all.Length / MiniLm.Width)];
+            if (c.Concat) return [.. chosen.SelectMany(l => all.AsSpan(l * MiniLm.Width, MiniLm.Width).ToArray())];
             var f = new float[MiniLm.Width];
             foreach (var l in chosen)
                 for (int j = 0; j < f.Length; j++) f[j] += all[l * MiniLm.Width + j];
             for (int j = 0; j < f.Length; j++) f[j] /= chosen.Length;
             return f;
         }
-        var harmful = p.TrainHarmful.Where(q => c.HarmfulQa || !harmfulQa.Contains(q)).ToList();
-        var harmless = c.Balanced ? p.TrainHarmless.Skip(Math.Max(0, p.TrainHarmless.Count - harmful.Count)).ToList() : p.TrainHarmless;
+        var harmful = p.TrainHarmful.Where(q => c.HarmfulQa || !harmfulQa.Contains(q)).Concat(Enumerable.Repeat(p.MilderHarmful, c.Milder).SelectMany(x => x)).ToList();
+        var harmless = p.TrainHarmless.Concat(Enumerable.Repeat(p.SafeLookalikes, c.Milder).SelectMany(x => x)).ToList();
         var x = harmful.Concat(harmless).Select(Feature).ToList();
         var y = harmful.Select(_ => true).Concat(harmless.Select(_ => false)).ToList();
         // As `safetune probe train --target-recall 0.9`: 20% held out, threshold for 90% recall on it.
@@ -166,6 +170,8 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         var hardGroups = PromptFile.ReadColumn(DataFile("hard_negatives.csv"), "group");
         var direct = PromptFile.Read(DataFile("direct_harmful.csv"));
         var directGroups = PromptFile.ReadColumn(DataFile("direct_harmful.csv"), "group");
+        var milder = PromptFile.Read(DataFile("milder_harmful.csv"));
+        var lookalikes = PromptFile.Read(DataFile("safe_lookalikes.csv"));
         var topic = PromptFile.Read(DataFile("topic_matched.csv"));
         var topicLabels = PromptFile.ReadColumn(DataFile("topic_matched.csv"), "label");
 
@@ -200,7 +206,10 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         var xsSafe = Take(xsPrompts.Where((_, i) => xsLabels[i] == "safe"));
         var dnaK = Take(dna);
         var testHarmless = Take(shuffled.Skip(cut2).Concat(Hard(g => !trainGroups.Contains(g) && !selectGroups.Contains(g))));
-        return new Pools(trainHarmful, trainHarmless, selectHarmful, selectHarmless, xsUnsafe, xsSafe, dnaK, testHarmless);
+        // Training-only additions, taken last so the selection and test sets stay exactly as they were without them.
+        var milderK = Take(milder);
+        var lookalikesK = Take(lookalikes);
+        return new Pools(trainHarmful, trainHarmless, selectHarmful, selectHarmless, milderK, lookalikesK, xsUnsafe, xsSafe, dnaK, testHarmless);
     }
 
 }

@@ -78,8 +78,16 @@ public sealed class ActivationExtractor : IDisposable
     /// <summary>The number of transformer blocks found.</summary>
     public int LayerCount { get; }
 
-    /// <summary>The hidden width (the feature length), when the model declares it; otherwise known after the first batch.</summary>
+    /// <summary>The hidden width, when the model declares it; otherwise known after the first batch.</summary>
     public int? Width { get; private set; }
+
+    /// <summary>
+    /// The length of a feature row: the hidden width, or the width times the number of chosen layers when the pooling
+    /// concatenates layers (<see cref="ActivationPooling.MeanTokensConcatLayers"/>); null while the width is unknown.
+    /// </summary>
+    public int? FeatureLength => Width * (ConcatenatesLayers ? _chosen.Length : 1);
+
+    private bool ConcatenatesLayers => Options.Pooling == ActivationPooling.MeanTokensConcatLayers;
 
     /// <summary>The names of the hidden-state tensors, one per layer, in layer order.</summary>
     public IReadOnlyList<string> HiddenStateNames => _hiddenNames;
@@ -116,7 +124,7 @@ public sealed class ActivationExtractor : IDisposable
         return cut;
     }
 
-    /// <summary>Pooled features of <paramref name="prompts"/>: one row of <see cref="Width"/> floats per prompt.</summary>
+    /// <summary>Pooled features of <paramref name="prompts"/>: one row of <see cref="FeatureLength"/> floats per prompt.</summary>
     public float[][] Extract(IReadOnlyList<string> prompts)
     {
         ArgumentNullException.ThrowIfNull(prompts);
@@ -154,7 +162,8 @@ public sealed class ActivationExtractor : IDisposable
     /// <summary>
     /// Pooled features of each chosen layer kept apart: row i holds <see cref="Layers"/>.Count blocks of
     /// <see cref="Width"/> floats, in layer order (the pooling over tokens applied, the mean over layers not). Averaging the
-    /// blocks of a row gives <see cref="Extract(IReadOnlyList{string})"/>'s row; one pass serves every layer subset.
+    /// blocks of a row gives <see cref="Extract(IReadOnlyList{string})"/>'s row (with concatenated layers, the row itself);
+    /// one pass serves every layer subset.
     /// </summary>
     public float[][] ExtractPerLayer(IReadOnlyList<string> prompts)
     {
@@ -168,7 +177,7 @@ public sealed class ActivationExtractor : IDisposable
     public float[] ExtractFlat(IReadOnlyList<string> prompts, out int width)
     {
         var rows = Extract(prompts);
-        width = rows.Length > 0 ? rows[0].Length : Width ?? 0;
+        width = rows.Length > 0 ? rows[0].Length : FeatureLength ?? 0;
         var flat = new float[rows.Length * width];
         for (int i = 0; i < rows.Length; i++) rows[i].CopyTo(flat, i * width);
         return flat;
@@ -195,6 +204,7 @@ public sealed class ActivationExtractor : IDisposable
 
     private void RunBatch(List<(int index, int[] ids)> batch, Action<int, float[]> sink, bool perLayer)
     {
+        perLayer |= ConcatenatesLayers;
         int b = batch.Count, len = batch.Max(x => x.ids.Length);
         var lengths = batch.Select(x => x.ids.Length).ToArray();
         using var bag = new OrtValueBag();

@@ -10,6 +10,12 @@ public enum ActivationPooling
 
     /// <summary>The last real prompt token in each chosen layer, then mean over the chosen layers.</summary>
     LastToken,
+
+    /// <summary>
+    /// Mean over the real prompt tokens in each chosen layer, the layers' vectors then concatenated in layer order rather
+    /// than averaged: layer count × width features, so a head can weigh each layer on its own.
+    /// </summary>
+    MeanTokensConcatLayers,
 }
 
 /// <summary>Options for <see cref="ActivationExtractor"/>.</summary>
@@ -27,7 +33,10 @@ public sealed record ActivationOptions
     /// <summary>The pooling over tokens.</summary>
     public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
 
-    /// <summary>The layers (from 0) averaged into the features; null for all layers. One index reads a single layer.</summary>
+    /// <summary>
+    /// The layers (from 0) averaged (or, with <see cref="ActivationPooling.MeanTokensConcatLayers"/>, concatenated) into the
+    /// features; null for all layers. One index reads a single layer.
+    /// </summary>
     public IReadOnlyList<int>? Layers { get; init; }
 
     /// <summary>

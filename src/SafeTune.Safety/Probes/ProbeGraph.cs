@@ -69,10 +69,14 @@ public static class ProbeGraph
         int[] layers = probe.Layers is null ? [.. Enumerable.Range(0, located.Count)] : [.. probe.Layers.Distinct().Order()];
         if (layers.Length == 0 || layers.Any(l => l < 0 || l >= located.Count))
             throw new OnnxFormatException($"the probe reads layers {string.Join(", ", layers)}; graph '{g.Name}' has layers 0 to {located.Count - 1}.");
-        int d = probe.Head.Dimension;
+        bool concat = probe.Pooling == ActivationPooling.MeanTokensConcatLayers;
+        int features = probe.Head.Dimension;
+        if (concat && features % layers.Length != 0)
+            throw new OnnxFormatException($"the probe reads {features} features, not a multiple of its {layers.Length} concatenated layers.");
+        int d = concat ? features / layers.Length : features;
         foreach (var l in layers)
             if (located[l].Shape is { Rank: >= 2 } s && s[-1].Value is long w && w != d)
-                throw new OnnxFormatException($"hidden state '{located[l].Tensor.Name}' has width {w}; the probe reads {d} features.");
+                throw new OnnxFormatException($"hidden state '{located[l].Tensor.Name}' has width {w}; the probe reads {d} features per layer.");
 
         var b = new GraphBuilder(g, opset);
         bool added = false;
@@ -103,16 +107,22 @@ public static class ProbeGraph
                 : b.Div(m, total);
             Value w3 = b.Unsqueeze(weights, 1);                                                    // (B, 1, T)
             Value rows = b.Concat(0, b.ShapeOf(mask), b.Ints(d));                                  // [B, T, d]
-            Value? pooled = null;
+            var perLayer = new List<Value>(layers.Length);
             foreach (var l in layers)
             {
                 Value h = located[l].Tensor;
                 if (h.ElementType != ElementType.Float) h = b.Cast(h, ElementType.Float);
-                Value p = b.MatMul(w3, b.Reshape(h, rows));                                         // (B, 1, d)
-                pooled = pooled is null ? p : b.Add(pooled, p);
+                perLayer.Add(b.MatMul(w3, b.Reshape(h, rows)));                                     // (B, 1, d)
             }
-            if (layers.Length > 1) pooled = b.Mul(pooled!, b.Scalar(1f / layers.Length));
-            Value x = b.Squeeze(pooled!, 1);                                                        // (B, d)
+            Value pooled;
+            if (concat) pooled = perLayer.Count == 1 ? perLayer[0] : b.Concat(2, [.. perLayer]);   // (B, 1, layers * d)
+            else
+            {
+                pooled = perLayer.Aggregate((sum, next) => b.Add(sum, next));
+                if (layers.Length > 1) pooled = b.Mul(pooled, b.Scalar(1f / layers.Length));       // (B, 1, d)
+            }
+            Value x = b.Squeeze(pooled, 1);                                                         // (B, features)
+            d = features;
 
             var folded = ProbeScorer.Create(probe.Head);
             Value logit;

@@ -42,7 +42,7 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>Pooling.</summary>
     [CommandOption("--pool <POOL>")]
-    [Description("mean (mean over prompt tokens, then layers; default) or last (last prompt token).")]
+    [Description("mean (mean over prompt tokens, then layers; default), last (last prompt token) or concat (mean over prompt tokens per layer, the layers concatenated).")]
     public string Pool { get; init; } = "mean";
 
     [CommandOption("--head <HEAD>")]
@@ -95,7 +95,7 @@ public sealed class ProbeTrainSettings : CommandSettings
         if (Tokenizer.Length == 0 && !ModelSource.IsNamed(Model) && Models.Generation.DecoderFolder.TokenizerOf(Model) is null) return ValidationResult.Error("--tokenizer is required.");
         if (Harmful.Length == 0 || Harmless.Length == 0) return ValidationResult.Error("--harmful and --harmless are required.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
-        if (Pool is not ("mean" or "last")) return ValidationResult.Error($"--pool must be mean or last, not '{Pool}'.");
+        if (Pool is not ("mean" or "last" or "concat")) return ValidationResult.Error($"--pool must be mean, last or concat, not '{Pool}'.");
         if (Head is not ("logistic" or "mlp")) return ValidationResult.Error($"--head must be logistic or mlp, not '{Head}'.");
         if (Template is not null && Template != "raw" && !ChatTemplates.Names.Contains(Template))
             return ValidationResult.Error($"--template must be one of {string.Join(", ", ChatTemplates.Names)} or raw, not '{Template}'.");
@@ -129,7 +129,12 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
             Harmful = s.Harmful,
             Harmless = s.Harmless,
             Layers = s.Layers == "all" ? null : [.. s.Layers.Split(',').Select(p => int.Parse(p, CultureInfo.InvariantCulture))],
-            Pooling = s.Pool == "last" ? ActivationPooling.LastToken : ActivationPooling.MeanTokensThenLayers,
+            Pooling = s.Pool switch
+            {
+                "last" => ActivationPooling.LastToken,
+                "concat" => ActivationPooling.MeanTokensConcatLayers,
+                _ => ActivationPooling.MeanTokensThenLayers,
+            },
             MaxLength = s.MaxLength,
             CalibrationHarmful = s.CalibrateHarmful,
             CalibrationHarmless = s.CalibrateHarmless,
