@@ -34,6 +34,36 @@ public sealed class ActivationTests : IDisposable
             Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"element {i}: {expected[i]} vs {actual[i]}");
     }
 
+    // By hand: MiniLM's own last_hidden_state for one unpadded prompt, averaged over its tokens.
+    private static float[] LastHiddenStateMean(InferenceSession session, int[] ids)
+    {
+        int n = ids.Length;
+        var feeds = new Dictionary<string, OrtValue>
+        {
+            ["input_ids"] = OrtValues.Wrap(ids.Select(t => (long)t).ToArray(), 1, n),
+            ["attention_mask"] = OrtValues.Wrap(Enumerable.Repeat(1L, n).ToArray(), 1, n),
+            ["token_type_ids"] = OrtValues.Wrap(new long[n], 1, n),
+        };
+        try
+        {
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, feeds, ["last_hidden_state"]);
+            var h = OrtValues.ToFloats(outputs[0]);
+            var mean = new float[MiniLm.Width];
+            for (int j = 0; j < mean.Length; j++)
+            {
+                double sum = 0;
+                for (int t = 0; t < n; t++) sum += h[t * MiniLm.Width + j];
+                mean[j] = (float)(sum / n);
+            }
+            return mean;
+        }
+        finally
+        {
+            foreach (var v in feeds.Values) v.Dispose();
+        }
+    }
+
     [Fact]
     public void Prompts_are_held_to_the_model_s_context_and_a_multi_megabyte_one_is_cut_before_tokenizing()
     {
@@ -132,32 +162,7 @@ public sealed class ActivationTests : IDisposable
             Close(perLayer[i], rows[i], 1e-6);
             // By hand: the second block is the mean of the model's last hidden state over the prompt's tokens, and the
             // two blocks' average is the mean pooling's row.
-            var ids = x.Tokenize(Prompts[i]);
-            int n = ids.Length;
-            var feeds = new Dictionary<string, OrtValue>
-            {
-                ["input_ids"] = OrtValues.Wrap(ids.Select(t => (long)t).ToArray(), 1, n),
-                ["attention_mask"] = OrtValues.Wrap(Enumerable.Repeat(1L, n).ToArray(), 1, n),
-                ["token_type_ids"] = OrtValues.Wrap(new long[n], 1, n),
-            };
-            try
-            {
-                using var runOptions = new RunOptions();
-                using var outputs = session.Run(runOptions, feeds, ["last_hidden_state"]);
-                var h = OrtValues.ToFloats(outputs[0]);
-                var last = new float[MiniLm.Width];
-                for (int j = 0; j < last.Length; j++)
-                {
-                    double sum = 0;
-                    for (int t = 0; t < n; t++) sum += h[t * MiniLm.Width + j];
-                    last[j] = (float)(sum / n);
-                }
-                Close(last, rows[i][MiniLm.Width..], 1e-4);
-            }
-            finally
-            {
-                foreach (var v in feeds.Values) v.Dispose();
-            }
+            Close(LastHiddenStateMean(session, x.Tokenize(Prompts[i])), rows[i][MiniLm.Width..], 1e-4);
             var avg = new float[MiniLm.Width];
             for (int j = 0; j < avg.Length; j++) avg[j] = (rows[i][j] + rows[i][MiniLm.Width + j]) / 2;
             Close(averaged[i], avg, 1e-5);
@@ -186,31 +191,7 @@ public sealed class ActivationTests : IDisposable
         {
             var ids = x.Tokenize(Prompts[i]);
             Assert.Equal(_tokenizer.Encode(Prompts[i], addSpecialTokens: true), ids);
-            int n = ids.Length;
-            var feeds = new Dictionary<string, OrtValue>
-            {
-                ["input_ids"] = OrtValues.Wrap(ids.Select(t => (long)t).ToArray(), 1, n),
-                ["attention_mask"] = OrtValues.Wrap(Enumerable.Repeat(1L, n).ToArray(), 1, n),
-                ["token_type_ids"] = OrtValues.Wrap(new long[n], 1, n),
-            };
-            try
-            {
-                using var runOptions = new RunOptions();
-                using var outputs = session.Run(runOptions, feeds, ["last_hidden_state"]);
-                var h = OrtValues.ToFloats(outputs[0]);
-                var expected = new float[MiniLm.Width];
-                for (int j = 0; j < expected.Length; j++)
-                {
-                    double s = 0;
-                    for (int t = 0; t < n; t++) s += h[t * MiniLm.Width + j];
-                    expected[j] = (float)(s / n);
-                }
-                Close(expected, features[i], 1e-4);
-            }
-            finally
-            {
-                foreach (var v in feeds.Values) v.Dispose();
-            }
+            Close(LastHiddenStateMean(session, ids), features[i], 1e-4);
         }
     }
 
