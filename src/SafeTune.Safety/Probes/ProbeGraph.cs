@@ -73,10 +73,10 @@ public static class ProbeGraph
         int features = probe.Head.Dimension;
         if (concat && features % layers.Length != 0)
             throw new OnnxFormatException($"the probe reads {features} features, not a multiple of its {layers.Length} concatenated layers.");
-        int d = concat ? features / layers.Length : features;
+        int width = concat ? features / layers.Length : features;  // per layer
         foreach (var l in layers)
-            if (located[l].Shape is { Rank: >= 2 } s && s[-1].Value is long w && w != d)
-                throw new OnnxFormatException($"hidden state '{located[l].Tensor.Name}' has width {w}; the probe reads {d} features per layer.");
+            if (located[l].Shape is { Rank: >= 2 } s && s[-1].Value is long w && w != width)
+                throw new OnnxFormatException($"hidden state '{located[l].Tensor.Name}' has width {w}; the probe reads {width} features per layer.");
 
         var b = new GraphBuilder(g, opset);
         bool added = false;
@@ -106,39 +106,38 @@ public static class ProbeGraph
                 ? b.Mul(m, b.Cast(b.Equal(b.Op("CumSum", m, b.ScalarInt(1)), total), ElementType.Float))
                 : b.Div(m, total);
             Value w3 = b.Unsqueeze(weights, 1);                                                    // (B, 1, T)
-            Value rows = b.Concat(0, b.ShapeOf(mask), b.Ints(d));                                  // [B, T, d]
+            Value rows = b.Concat(0, b.ShapeOf(mask), b.Ints(width));                              // [B, T, width]
             var perLayer = new List<Value>(layers.Length);
             foreach (var l in layers)
             {
                 Value h = located[l].Tensor;
                 if (h.ElementType != ElementType.Float) h = b.Cast(h, ElementType.Float);
-                perLayer.Add(b.MatMul(w3, b.Reshape(h, rows)));                                     // (B, 1, d)
+                perLayer.Add(b.MatMul(w3, b.Reshape(h, rows)));                                     // (B, 1, width)
             }
             Value pooled;
-            if (concat) pooled = perLayer.Count == 1 ? perLayer[0] : b.Concat(2, [.. perLayer]);   // (B, 1, layers * d)
+            if (concat) pooled = perLayer.Count == 1 ? perLayer[0] : b.Concat(2, [.. perLayer]);   // (B, 1, layers * width)
             else
             {
                 pooled = perLayer.Aggregate((sum, next) => b.Add(sum, next));
-                if (layers.Length > 1) pooled = b.Mul(pooled, b.Scalar(1f / layers.Length));       // (B, 1, d)
+                if (layers.Length > 1) pooled = b.Mul(pooled, b.Scalar(1f / layers.Length));       // (B, 1, width)
             }
             Value x = b.Squeeze(pooled, 1);                                                         // (B, features)
-            d = features;
 
             var folded = ProbeScorer.Create(probe.Head);
             Value logit;
             if (probe.Head.Kind == ProbeHeadKind.Logistic)
             {
-                var wt = Param(g, "probe.head.weight", folded.FoldedWeights.ToArray(), d, 1);
+                var wt = Param(g, "probe.head.weight", folded.FoldedWeights.ToArray(), features, 1);
                 logit = b.Add(b.MatMul(x, wt), Param(g, "probe.head.bias", folded.FoldedBias.ToArray(), 1)); // (B, 1)
             }
             else
             {
                 int hidden = folded.FoldedBias.Length;
                 var w1 = folded.FoldedWeights;
-                var w1t = new float[d * hidden];
+                var w1t = new float[features * hidden];
                 for (int k = 0; k < hidden; k++)
-                    for (int j = 0; j < d; j++) w1t[j * hidden + k] = w1[k * d + j];
-                Value a = b.Relu(b.Add(b.MatMul(x, Param(g, "probe.head.fc1.weight", w1t, d, hidden)),
+                    for (int j = 0; j < features; j++) w1t[j * hidden + k] = w1[k * features + j];
+                Value a = b.Relu(b.Add(b.MatMul(x, Param(g, "probe.head.fc1.weight", w1t, features, hidden)),
                     Param(g, "probe.head.fc1.bias", folded.FoldedBias.ToArray(), hidden)));              // (B, hidden)
                 logit = b.Add(b.MatMul(a, Param(g, "probe.head.fc2.weight", folded.OutputWeights.ToArray(), hidden, 1)),
                     Param(g, "probe.head.fc2.bias", [folded.OutputBias], 1));                             // (B, 1)
