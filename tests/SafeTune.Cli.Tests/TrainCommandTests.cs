@@ -293,7 +293,7 @@ public sealed class TrainCommandTests : IDisposable
         var json = JsonDocument.Parse(r.Stdout).RootElement;
         Assert.Equal(8, json.GetProperty("risk_failures").GetInt32());
         Assert.Equal(1.0, json.GetProperty("mean_risk").GetDouble(), 12);
-        Assert.Equal(1.0, json.GetProperty("mean_beta").GetDouble(), 12); // the default adaptive map, ramp:0.25,0.75, at full risk
+        Assert.Equal(1.0, json.GetProperty("mean_beta").GetDouble(), 12); // the default adaptive map, ramp:0.25,0.75,0.1,1, at full risk
         var audit = File.ReadAllLines(Path.Combine(_chat.File("run-judge"), "audit.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.All(audit, l => Assert.Equal(4, (int)l["risk_failures"]!));
     }

@@ -42,6 +42,20 @@ public sealed class BetaMapTests
     }
 
     [Fact]
+    public void Ramp_with_a_floor_keeps_beta_min_below_the_low_risk_and_beta_max_above_the_high_one()
+    {
+        var map = BetaMap.Parse("ramp:0.25,0.75,0.1,1");
+        Assert.Equal(0.1, map.Next(0), 12);
+        Assert.Equal(0.1, map.Next(0.25), 12);
+        Assert.Equal(0.1 + 0.9 * 0.5, map.Next(0.5), 12);
+        Assert.Equal(1.0, map.Next(0.75), 12);
+        Assert.Equal(1.0, map.Next(1), 12);
+        Assert.Equal("ramp:0.25,0.75,0.1,1", map.Spec);
+        Assert.Equal("ramp:0.2,0.6", BetaMap.Parse("ramp:0.2,0.6,0,1").Spec);
+        Assert.Equal(0.8, BetaMap.Parse("ramp:0,0.5,0.2,0.8").Next(0.9), 12);
+    }
+
+    [Fact]
     public void Ema_smooths_the_risk_and_its_state_round_trips()
     {
         var map = (EmaBetaMap)BetaMap.Parse("ema:0.5");
@@ -72,7 +86,10 @@ public sealed class BetaMapTests
     [InlineData("fixed:x", "not a number")]
     [InlineData("ema:1", "decay")]
     [InlineData("ramp:0.6,0.2", "LOW < HIGH")]
-    [InlineData("ramp:0.5", "takes 2")]
+    [InlineData("ramp:0.5", "takes 2 or 4")]
+    [InlineData("ramp:0.2,0.6,0.5", "takes 2 or 4")]
+    [InlineData("ramp:0.2,0.6,0.9,0.1", "must not exceed")]
+    [InlineData("ramp:0.2,0.6,0,1.5", "must lie in [0, 1]")]
     public void Bad_specs_say_what_is_wrong(string spec, string message)
     {
         var e = Assert.Throws<OptionException>(() => BetaMap.Parse(spec));

@@ -32,9 +32,9 @@ public sealed class SafetyOptionsTests : IDisposable
         Assert.Equal("p.json", Assert.IsType<RiskSpec.Probe>(s.Risk).Path);
         Assert.IsType<EmaBetaMap>(s.BetaMap);
         Assert.Equal((JudgeAggregation.Max, Penalty.L2, 3.0), (s.Aggregation, s.Penalty, s.PenaltyStrength));
-        // SafeTune's default adaptive setting: ramp:0.25,0.75 per example; the paper's exact setting is one override away.
+        // SafeTune's default adaptive setting: ramp:0.25,0.75,0.1,1 per example; the paper's exact setting is one override away.
         var adaptive = Methods.Preset("adaptive", "critic:keyword");
-        Assert.Equal(("ramp:0.25,0.75", JudgeAggregation.PerExample), (adaptive.BetaMap.Spec, adaptive.Aggregation));
+        Assert.Equal(("ramp:0.25,0.75,0.1,1", JudgeAggregation.PerExample), (adaptive.BetaMap.Spec, adaptive.Aggregation));
         var paper = Methods.Preset("adaptive", "critic:keyword", Methods.PaperBetaMap, Methods.PaperAggregation);
         Assert.Equal(("clamp", JudgeAggregation.Mean), (paper.BetaMap.Spec, paper.Aggregation));
         // A map smoothed over steps cannot weight each example: without a weighting given it gets one beta per batch.

@@ -85,14 +85,16 @@ public static class Methods
     public static IReadOnlyList<string> Names { get; } = ["standard", "fixed-kl", "adaptive", "lisa", "constrained"];
 
     /// <summary>
-    /// SafeTune's default adaptive setting: each example's own risk s in [0, 1] mapped by a ramp, beta 0 up to s = 0.25,
+    /// SafeTune's default adaptive setting: each example's own risk s in [0, 1] mapped by a ramp, beta 0.1 up to s = 0.25,
     /// 1 from s = 0.75, linear between (<see cref="AdaptiveBetaMap"/> with <see cref="AdaptiveAggregation"/>), so benign
-    /// examples in a batch keep their whole SFT signal while clearly harmful ones are held entirely to the reference:
-    /// their targets teach nothing. (A judge scores a compliant reply to a harmful request about 0.9, not 1; beta = s
-    /// would still let a tenth of its SFT gradient through.) The paper's exact setting is <see cref="PaperBetaMap"/>
-    /// with <see cref="PaperAggregation"/> (one beta per batch from the mean judge score).
+    /// examples in a batch keep nine tenths of their SFT signal while clearly harmful ones are held entirely to the
+    /// reference: their targets teach nothing. (A judge scores a compliant reply to a harmful request about 0.9, not 1;
+    /// beta = s would still let a tenth of its SFT gradient through.) The floor of 0.1 is the light pull toward the
+    /// reference that harmless data needs too: on the demo, fine-tuning on a benign task alone raises ASR by about 4
+    /// points, and the floor keeps that within 3 at the whole task gain. The paper's exact setting is
+    /// <see cref="PaperBetaMap"/> with <see cref="PaperAggregation"/> (one beta per batch from the mean judge score).
     /// </summary>
-    public const string AdaptiveBetaMap = "ramp:0.25,0.75";
+    public const string AdaptiveBetaMap = "ramp:0.25,0.75,0.1,1";
 
     /// <summary>The weighting of SafeTune's default adaptive setting: per example.</summary>
     public const JudgeAggregation AdaptiveAggregation = JudgeAggregation.PerExample;

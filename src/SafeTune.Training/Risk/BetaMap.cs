@@ -46,7 +46,8 @@ public abstract class BetaMap
 
     /// <summary>
     /// Parses a map: <c>clamp</c> (the paper's <c>clamp((r - 2) / 3, 0.1, 0.9)</c>), <c>linear:BMIN,BMAX</c>,
-    /// <c>ramp:LOW,HIGH</c> (beta 0 up to risk LOW, 1 from risk HIGH, linear between),
+    /// <c>ramp:LOW,HIGH</c> (beta 0 up to risk LOW, 1 from risk HIGH, linear between) or <c>ramp:LOW,HIGH,BMIN,BMAX</c>
+    /// (beta BMIN up to risk LOW, BMAX from risk HIGH),
     /// <c>ema:DECAY</c> or <c>ema:DECAY,BMIN,BMAX</c> (linear on an exponential moving average of the risk),
     /// <c>fixed:BETA</c>, or <c>none</c> (beta = 0: standard fine-tuning).
     /// </summary>
@@ -84,12 +85,15 @@ public abstract class BetaMap
             case "none": Count(0); return new FixedBetaMap(0);
             case "fixed": Count(1); return new FixedBetaMap(Arg(0, "beta"));
             case "linear": Count(2); return new LinearBetaMap(Arg(0, "beta_min"), Arg(1, "beta_max"));
-            case "ramp": Count(2); return new RampBetaMap(Arg(0, "risk_low"), Arg(1, "risk_high"));
+            case "ramp":
+                Count(2, 4);
+                return args.Length == 2 ? new RampBetaMap(Arg(0, "risk_low"), Arg(1, "risk_high"))
+                    : new RampBetaMap(Arg(0, "risk_low"), Arg(1, "risk_high"), Arg(2, "beta_min"), Arg(3, "beta_max"));
             case "ema":
                 Count(1, 3);
                 return args.Length == 1 ? new EmaBetaMap(Arg(0, "decay")) : new EmaBetaMap(Arg(0, "decay"), Arg(1, "beta_min"), Arg(2, "beta_max"));
             default:
-                throw new OptionException("beta-map", $"{{beta-map}} '{spec}' is not one of clamp, linear:BMIN,BMAX, ramp:LOW,HIGH, ema:DECAY[,BMIN,BMAX], fixed:BETA, none.");
+                throw new OptionException("beta-map", $"{{beta-map}} '{spec}' is not one of clamp, linear:BMIN,BMAX, ramp:LOW,HIGH[,BMIN,BMAX], ema:DECAY[,BMIN,BMAX], fixed:BETA, none.");
         }
     }
 
@@ -146,35 +150,49 @@ internal sealed class LinearBetaMap : BetaMap
 }
 
 /// <summary>
-/// <c>beta = clamp((s - low) / (high - low), 0, 1)</c>: a risk at or below <c>low</c> trains as plain SFT, one at or above
-/// <c>high</c> is held entirely to the reference (its targets teach nothing), and risks between are blended. Unlike the
-/// paper's clamp, nothing of a clearly harmful example's SFT gradient is left, and nothing of a clearly harmless one's is taken.
+/// <c>beta = beta_min + (beta_max - beta_min) * clamp((s - low) / (high - low), 0, 1)</c>: a risk at or below <c>low</c>
+/// gets <c>beta_min</c>, one at or above <c>high</c> gets <c>beta_max</c>, and risks between are blended. With the
+/// defaults (0 and 1) a clearly harmless example trains as plain SFT and a clearly harmful one is held entirely to the
+/// reference (its targets teach nothing): unlike the paper's clamp, nothing of a clearly harmful example's SFT gradient
+/// is left. A small <c>beta_min</c> keeps a light pull toward the reference on every example, which benign data also
+/// needs: fine-tuning on harmless data alone erodes refusals too.
 /// </summary>
 internal sealed class RampBetaMap : BetaMap
 {
     /// <summary>Creates the map.</summary>
-    public RampBetaMap(double riskLow, double riskHigh)
+    public RampBetaMap(double riskLow, double riskHigh, double betaMin = 0, double betaMax = 1)
     {
         if (riskLow is < 0 or > 1 || riskHigh is < 0 or > 1 || !(riskLow < riskHigh))
             throw new UserInputException($"ramp needs 0 <= LOW < HIGH <= 1, not {riskLow.ToString(CultureInfo.InvariantCulture)}, {riskHigh.ToString(CultureInfo.InvariantCulture)}.");
+        BetaMin = CheckBeta(betaMin, "beta_min");
+        BetaMax = CheckBeta(betaMax, "beta_max");
+        if (betaMin > betaMax) throw new UserInputException($"beta_min ({betaMin.ToString(CultureInfo.InvariantCulture)}) must not exceed beta_max ({betaMax.ToString(CultureInfo.InvariantCulture)}).");
         RiskLow = riskLow;
         RiskHigh = riskHigh;
     }
 
-    /// <summary>The risk up to which beta is 0.</summary>
+    /// <summary>Beta at or below <see cref="RiskLow"/>.</summary>
+    public double BetaMin { get; }
+
+    /// <summary>Beta at or above <see cref="RiskHigh"/>.</summary>
+    public double BetaMax { get; }
+
+    /// <summary>The risk up to which beta is <see cref="BetaMin"/>.</summary>
     public double RiskLow { get; }
 
-    /// <summary>The risk from which beta is 1.</summary>
+    /// <summary>The risk from which beta is <see cref="BetaMax"/>.</summary>
     public double RiskHigh { get; }
 
     /// <inheritdoc/>
-    public override string Spec => string.Create(CultureInfo.InvariantCulture, $"ramp:{RiskLow},{RiskHigh}");
+    public override string Spec => BetaMin == 0 && BetaMax == 1
+        ? string.Create(CultureInfo.InvariantCulture, $"ramp:{RiskLow},{RiskHigh}")
+        : string.Create(CultureInfo.InvariantCulture, $"ramp:{RiskLow},{RiskHigh},{BetaMin},{BetaMax}");
 
     /// <inheritdoc/>
     public override double Next(double risk) => Peek(risk);
 
     /// <inheritdoc/>
-    public override double Peek(double risk) => Math.Clamp((CheckRisk(risk) - RiskLow) / (RiskHigh - RiskLow), 0, 1);
+    public override double Peek(double risk) => BetaMin + (BetaMax - BetaMin) * Math.Clamp((CheckRisk(risk) - RiskLow) / (RiskHigh - RiskLow), 0, 1);
 }
 
 /// <summary>

@@ -51,7 +51,7 @@ public sealed class TrainSettings : CommandSettings
     public string Risk { get; init; } = "none";
 
     [CommandOption("--beta-map <MAP>")]
-    [Description("clamp (the paper: clamp((r-2)/3, 0.1, 0.9)), linear:BMIN,BMAX, ramp:LOW,HIGH (beta 0 up to risk LOW, 1 from risk HIGH), ema:DECAY or ema:DECAY,BMIN,BMAX, fixed:BETA, or none. Overrides the method's (adaptive: ramp:0.25,0.75; the paper's exact setting is --beta-map clamp --weighting batch).")]
+    [Description("clamp (the paper: clamp((r-2)/3, 0.1, 0.9)), linear:BMIN,BMAX, ramp:LOW,HIGH or ramp:LOW,HIGH,BMIN,BMAX (beta 0, or BMIN, up to risk LOW; 1, or BMAX, from risk HIGH), ema:DECAY or ema:DECAY,BMIN,BMAX, fixed:BETA, or none. Overrides the method's (adaptive: ramp:0.25,0.75,0.1,1; the paper's exact setting is --beta-map clamp --weighting batch).")]
     public string? BetaMap { get; init; }
 
     [CommandOption("--weighting <W>")]
