@@ -159,23 +159,23 @@ internal sealed class LinearBetaMap : BetaMap
 /// </summary>
 internal sealed class RampBetaMap : BetaMap
 {
+    private readonly LinearBetaMap _range;
+
     /// <summary>Creates the map.</summary>
     public RampBetaMap(double riskLow, double riskHigh, double betaMin = 0, double betaMax = 1)
     {
         if (riskLow is < 0 or > 1 || riskHigh is < 0 or > 1 || !(riskLow < riskHigh))
             throw new UserInputException($"ramp needs 0 <= LOW < HIGH <= 1, not {riskLow.ToString(CultureInfo.InvariantCulture)}, {riskHigh.ToString(CultureInfo.InvariantCulture)}.");
-        BetaMin = CheckBeta(betaMin, "beta_min");
-        BetaMax = CheckBeta(betaMax, "beta_max");
-        if (betaMin > betaMax) throw new UserInputException($"beta_min ({betaMin.ToString(CultureInfo.InvariantCulture)}) must not exceed beta_max ({betaMax.ToString(CultureInfo.InvariantCulture)}).");
+        _range = new LinearBetaMap(betaMin, betaMax);
         RiskLow = riskLow;
         RiskHigh = riskHigh;
     }
 
     /// <summary>Beta at or below <see cref="RiskLow"/>.</summary>
-    public double BetaMin { get; }
+    public double BetaMin => _range.BetaMin;
 
     /// <summary>Beta at or above <see cref="RiskHigh"/>.</summary>
-    public double BetaMax { get; }
+    public double BetaMax => _range.BetaMax;
 
     /// <summary>The risk up to which beta is <see cref="BetaMin"/>.</summary>
     public double RiskLow { get; }
@@ -192,7 +192,7 @@ internal sealed class RampBetaMap : BetaMap
     public override double Next(double risk) => Peek(risk);
 
     /// <inheritdoc/>
-    public override double Peek(double risk) => BetaMin + (BetaMax - BetaMin) * Math.Clamp((CheckRisk(risk) - RiskLow) / (RiskHigh - RiskLow), 0, 1);
+    public override double Peek(double risk) => _range.Peek(Math.Clamp((CheckRisk(risk) - RiskLow) / (RiskHigh - RiskLow), 0, 1));
 }
 
 /// <summary>
