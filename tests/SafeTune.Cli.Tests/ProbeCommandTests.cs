@@ -93,6 +93,24 @@ public sealed class ProbeCommandTests : IDisposable
     }
 
     [Fact]
+    public void Attention_pooling_is_fitted_recorded_and_reused_when_scoring()
+    {
+        var probe = _dir.File("attention.json");
+        var train = CliRunner.Run("probe", "train", "--model", _model, "--tokenizer", _vocab, "--harmful", _harmful, "--harmless", _harmless,
+            "--pool", "attention", "--layers", "2,3", "--out", probe, "--json");
+        Assert.True(train.ExitCode == 0, train.Stderr);
+        var t = JsonDocument.Parse(train.Stdout).RootElement;
+        Assert.Equal(2 * 384, t.GetProperty("dimension").GetInt32());
+        Assert.True(t.GetProperty("attention_epoch").GetInt32() >= 0);
+        var file = JsonDocument.Parse(File.ReadAllText(probe)).RootElement;
+        Assert.Equal("AttentionWeighted", file.GetProperty("pooling").GetString());
+        Assert.Equal(2 * 384, file.GetProperty("attentionQuery").GetArrayLength());
+        var eval = CliRunner.Run("probe", "eval", "--probe", probe, "--harmful", _harmful, "--harmless", _harmless, "--json");
+        Assert.True(eval.ExitCode == 0, eval.Stderr);
+        Assert.True(JsonDocument.Parse(eval.Stdout).RootElement.GetProperty("auroc").GetDouble() > 0.95);
+    }
+
+    [Fact]
     public void Score_prints_each_prompt_and_writes_jsonl()
     {
         var probe = Train("probe.json");
@@ -158,7 +176,7 @@ public sealed class ProbeCommandTests : IDisposable
     {
         string[] common = ["probe", "train", "--model", _model, "--tokenizer", _vocab, "--harmful", _harmful, "--harmless", _harmless, "--out", _dir.File("p.json")];
         CliRunner.Run([.. common, "--head", "forest"]).AssertUserError("--head");
-        CliRunner.Run([.. common, "--pool", "max"]).AssertUserError("--pool");
+        CliRunner.Run([.. common, "--pool", "max"]).AssertUserError("mean, last, concat or attention");
         CliRunner.Run([.. common, "--target-recall", "1.5"]).AssertUserError("--target-recall");
         CliRunner.Run([.. common, "--template", "nope"]).AssertUserError("--template");
         var notProbe = _dir.File("notprobe.json");

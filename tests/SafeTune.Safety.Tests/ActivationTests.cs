@@ -38,6 +38,21 @@ public sealed class ActivationTests : IDisposable
     private static float[] LastHiddenStateMean(InferenceSession session, int[] ids)
     {
         int n = ids.Length;
+        var h = LastHiddenState(session, ids);
+        var mean = new float[MiniLm.Width];
+        for (int j = 0; j < mean.Length; j++)
+        {
+            double sum = 0;
+            for (int t = 0; t < n; t++) sum += h[t * MiniLm.Width + j];
+            mean[j] = (float)(sum / n);
+        }
+        return mean;
+    }
+
+    /// <summary>MiniLM's last hidden state of one unpadded prompt: n rows of the width.</summary>
+    private static float[] LastHiddenState(InferenceSession session, int[] ids)
+    {
+        int n = ids.Length;
         var feeds = new Dictionary<string, OrtValue>
         {
             ["input_ids"] = OrtValues.Wrap(ids.Select(t => (long)t).ToArray(), 1, n),
@@ -48,15 +63,7 @@ public sealed class ActivationTests : IDisposable
         {
             using var runOptions = new RunOptions();
             using var outputs = session.Run(runOptions, feeds, ["last_hidden_state"]);
-            var h = OrtValues.ToFloats(outputs[0]);
-            var mean = new float[MiniLm.Width];
-            for (int j = 0; j < mean.Length; j++)
-            {
-                double sum = 0;
-                for (int t = 0; t < n; t++) sum += h[t * MiniLm.Width + j];
-                mean[j] = (float)(sum / n);
-            }
-            return mean;
+            return OrtValues.ToFloats(outputs[0]);
         }
         finally
         {
@@ -167,6 +174,65 @@ public sealed class ActivationTests : IDisposable
             for (int j = 0; j < avg.Length; j++) avg[j] = (rows[i][j] + rows[i][MiniLm.Width + j]) / 2;
             Close(averaged[i], avg, 1e-5);
         }
+    }
+
+    [Fact]
+    public void Attention_pooling_weighs_each_token_s_concatenated_layers_by_the_softmax_of_the_query_scores()
+    {
+        var rng = new Random(3);
+        float[] query = [.. Enumerable.Range(0, 2 * MiniLm.Width).Select(_ => (float)(rng.NextDouble() * 2 - 1) * 0.2f)];
+        using var x = MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.AttentionWeighted, Layers = [1, 5], BatchSize = 3, AttentionQuery = query });
+        Assert.Equal(2 * MiniLm.Width, x.FeatureLength);
+        var rows = x.Extract(Prompts);
+        var states = new float[Prompts.Length][];
+        x.ExtractTokenStates(Prompts, (i, f) => states[i] = f);
+        using var concat = MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.MeanTokensConcatLayers, Layers = [1, 5] });
+        var means = concat.Extract(Prompts);
+        var model = MiniLm.Load();
+        using var session = SessionFactory.Create(model);
+        for (int i = 0; i < Prompts.Length; i++)
+        {
+            int n = x.Tokenize(Prompts[i]).Length, f = 2 * MiniLm.Width;
+            Assert.Equal(n * f, states[i].Length);
+            // The token rows: layer 5 (the model's last hidden state) in the second half of each row, their mean the concat row.
+            var last = LastHiddenState(session, x.Tokenize(Prompts[i]));
+            for (int t = 0; t < n; t++) Close(last[(t * MiniLm.Width)..((t + 1) * MiniLm.Width)], states[i][(t * f + MiniLm.Width)..((t + 1) * f)], 1e-4);
+            var mean = new float[f];
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < f; j++) mean[j] += states[i][t * f + j] / n;
+            Close(means[i], mean, 1e-5);
+            // By hand: softmax of the query's scores over the tokens, then the weighted sum of the rows.
+            var scores = Enumerable.Range(0, n).Select(t => Enumerable.Range(0, f).Sum(j => (double)query[j] * states[i][t * f + j])).ToArray();
+            var w = scores.Select(v => Math.Exp(v - scores.Max())).ToArray();
+            var expected = new float[f];
+            for (int t = 0; t < n; t++)
+                for (int j = 0; j < f; j++) expected[j] += (float)(w[t] / w.Sum() * states[i][t * f + j]);
+            Close(expected, rows[i], 1e-4);
+            Assert.True(w.Max() / w.Sum() > 1.5 / n, $"prompt {i}: the weights are nearly uniform");
+        }
+        // Alone or in a padded batch, the same rows.
+        for (int i = 0; i < Prompts.Length; i++) Close(x.Extract([Prompts[i]])[0], rows[i], 1e-5);
+    }
+
+    [Fact]
+    public void Attention_pooling_with_a_zero_query_is_the_concatenated_mean()
+    {
+        using var x = MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.AttentionWeighted, Layers = [2, 3], AttentionQuery = new float[2 * MiniLm.Width] });
+        using var concat = MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.MeanTokensConcatLayers, Layers = [2, 3] });
+        var a = x.Extract(Prompts);
+        var b = concat.Extract(Prompts);
+        for (int i = 0; i < Prompts.Length; i++) Close(b[i], a[i], 1e-5);
+    }
+
+    [Fact]
+    public void Attention_pooling_needs_a_query_of_the_feature_length()
+    {
+        using var none = MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.AttentionWeighted, Layers = [2, 3] });
+        Assert.Contains("query", Assert.Throws<InvalidOperationException>(() => none.Extract(Prompts)).Message);
+        var e = Assert.Throws<UserInputException>(() => MiniLmExtractor(new ActivationOptions { Pooling = ActivationPooling.AttentionWeighted, Layers = [2, 3], AttentionQuery = new float[MiniLm.Width] }));
+        Assert.Contains($"{MiniLm.Width} values", e.Message);
+        e = Assert.Throws<UserInputException>(() => MiniLmExtractor(new ActivationOptions { Layers = [2, 3], AttentionQuery = new float[2 * MiniLm.Width] }));
+        Assert.Contains("attention-weighted", e.Message);
     }
 
     [Fact]

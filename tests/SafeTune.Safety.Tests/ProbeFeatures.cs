@@ -63,4 +63,22 @@ internal static class ProbeFeatures
         }
         return prompts.Distinct(StringComparer.Ordinal).ToDictionary(q => q, q => known[Key(q)]);
     }
+
+    /// <summary>
+    /// Every token's MiniLM hidden states of <paramref name="layers"/>, concatenated per token (what attention-weighted
+    /// pooling reads), of every prompt; held in memory only (about 0.6 GB for the transfer study's prompts at two layers).
+    /// </summary>
+    public static Dictionary<string, float[]> TokenStates(List<string> prompts, int[] layers, Action<string> log)
+    {
+        var distinct = prompts.Distinct(StringComparer.Ordinal).ToList();
+        using var dir = new TempDir();
+        var tokenizer = TokenizerLoader.Load(MiniLm.WriteVocab(dir.File("vocab.txt")));
+        using var extractor = new ActivationExtractor(MiniLm.Load(), tokenizer, null,
+            new ActivationOptions { Pooling = ActivationPooling.AttentionWeighted, Layers = layers, BatchSize = 32 });
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var states = new float[distinct.Count][];
+        extractor.ExtractTokenStates(distinct, (i, f) => states[i] = f);
+        log($"token states of layers {string.Join(", ", layers)}: {distinct.Count} prompts through MiniLM in {clock.Elapsed.TotalSeconds:F1} s");
+        return distinct.Select((q, i) => (q, i)).ToDictionary(x => x.q, x => states[x.i], StringComparer.Ordinal);
+    }
 }

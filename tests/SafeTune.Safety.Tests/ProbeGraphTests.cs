@@ -13,7 +13,7 @@ public sealed class ProbeGraphTests : IDisposable
 {
     private static readonly LlamaConfig Small = LlamaConfig.Tiny with { VocabSize = 512, Layers = 3 };
     private static readonly HashSet<string> StandardOps =
-        ["Cast", "ReduceSum", "Div", "CumSum", "Equal", "Mul", "Unsqueeze", "Shape", "Concat", "Reshape", "MatMul", "Add", "Squeeze", "Relu", "Sigmoid", "Constant"];
+        ["Cast", "ReduceSum", "Div", "CumSum", "Equal", "Mul", "Unsqueeze", "Shape", "Concat", "Reshape", "MatMul", "Add", "Squeeze", "Relu", "Sigmoid", "Constant", "Sub", "Softmax"];
 
     private readonly TempDir _dir = new();
 
@@ -59,7 +59,7 @@ public sealed class ProbeGraphTests : IDisposable
     {
         var data = new TheoryData<ProbeHeadKind, ActivationPooling, string>();
         foreach (var head in new[] { ProbeHeadKind.Logistic, ProbeHeadKind.Mlp })
-            foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken, ActivationPooling.MeanTokensConcatLayers })
+            foreach (var pooling in new[] { ActivationPooling.MeanTokensThenLayers, ActivationPooling.LastToken, ActivationPooling.MeanTokensConcatLayers, ActivationPooling.AttentionWeighted })
                 foreach (var layers in new[] { "all", "1", "0,2" })
                     data.Add(head, pooling, layers);
         return data;
@@ -73,13 +73,17 @@ public sealed class ProbeGraphTests : IDisposable
         var model = LlamaGraph.Build(Small, seed: 11);
         var rng = new Random(5);
         var prompts = Enumerable.Range(0, 30).Select(_ => Enumerable.Range(0, rng.Next(1, 12)).Select(_ => rng.Next(1, Small.VocabSize)).ToArray()).ToArray();
-        using var extractor = new ActivationExtractor(model, null, null, new ActivationOptions { Pooling = pooling, Layers = layers });
+        // Attention pooling: a random query, large enough that the weights are far from uniform.
+        float[]? query = pooling == ActivationPooling.AttentionWeighted
+            ? [.. Enumerable.Range(0, Small.HiddenSize * (layers?.Length ?? Small.Layers)).Select(_ => (float)(rng.NextDouble() * 2 - 1) * 0.3f)]
+            : null;
+        using var extractor = new ActivationExtractor(model, null, null, new ActivationOptions { Pooling = pooling, Layers = layers, AttentionQuery = query });
         var x = extractor.ExtractTokens(prompts);
         var y = prompts.Select(p => p.Sum() % 2 == 0).ToArray();
         var probe = new ProbeFile
         {
             ModelPath = "llama.onnx", ModelSha256 = "00", Tokenizer = "none", Layers = layers, LayerCount = Small.Layers, Pooling = pooling,
-            Head = FitHead(kind, x, y),
+            AttentionQuery = query, Head = FitHead(kind, x, y),
         };
         var expected = probe.Head.PredictProbability(x);
         Assert.True(expected.Max() - expected.Min() > 0.3, $"scores spread only over [{expected.Min():F3}, {expected.Max():F3}]");
@@ -118,6 +122,8 @@ public sealed class ProbeGraphTests : IDisposable
         { ProbeHeadKind.Logistic, ActivationPooling.MeanTokensThenLayers, "5" },
         { ProbeHeadKind.Logistic, ActivationPooling.MeanTokensConcatLayers, "all" },
         { ProbeHeadKind.Mlp, ActivationPooling.MeanTokensConcatLayers, "2,4" },
+        { ProbeHeadKind.Logistic, ActivationPooling.AttentionWeighted, "all" },
+        { ProbeHeadKind.Mlp, ActivationPooling.AttentionWeighted, "2,4" },
     };
 
     [Theory]

@@ -105,6 +105,35 @@ public sealed class ProbeScorerTests : IDisposable
     }
 
     [Fact]
+    public void Attention_probes_keep_their_query_and_damaged_ones_name_the_field()
+    {
+        var rng = new Random(4);
+        float[] query = [.. Enumerable.Range(0, 12).Select(_ => (float)(rng.NextDouble() - 0.5))];
+        var probe = new ProbeFile
+        {
+            ModelPath = "/m.onnx", ModelSha256 = new string('a', 64), Tokenizer = "vocab.txt", Layers = [1, 2], LayerCount = 4,
+            Pooling = ActivationPooling.AttentionWeighted, AttentionQuery = query, Head = RandomMlp(12, 5, 2),
+        };
+        var path = _dir.File("attention.json");
+        probe.Save(path);
+        var back = ProbeFile.Load(path);
+        Assert.Equal(ActivationPooling.AttentionWeighted, back.Pooling);
+        Assert.Equal(query, back.AttentionQuery);
+
+        var json = File.ReadAllText(path);
+        File.WriteAllText(path, json.Replace("\"attentionQuery\":[", "\"attentionQuery\":[0.5,"));
+        Assert.Contains("'attentionQuery' has 13 values", Assert.Throws<InvalidDataException>(() => ProbeFile.Load(path)).Message);
+        var node = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+        node["attentionQuery"] = null;
+        File.WriteAllText(path, node.ToJsonString());
+        Assert.Contains("'attentionQuery' is missing", Assert.Throws<InvalidDataException>(() => ProbeFile.Load(path)).Message);
+        node = System.Text.Json.Nodes.JsonNode.Parse(json)!;
+        node["pooling"] = "MeanTokensConcatLayers";
+        File.WriteAllText(path, node.ToJsonString());
+        Assert.Contains("pooling is MeanTokensConcatLayers", Assert.Throws<InvalidDataException>(() => ProbeFile.Load(path)).Message);
+    }
+
+    [Fact]
     public void First_format_logistic_files_still_load()
     {
         var path = _dir.File("old.json");

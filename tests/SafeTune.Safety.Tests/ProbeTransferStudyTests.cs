@@ -27,6 +27,8 @@ namespace SafeTune.Safety.Tests;
 /// pairs;
 /// test: XSTest unsafe vs safe prompts, and Do-Not-Answer against the other half of the remaining Alpaca-Libre +
 /// Self-Instruct and the last 20% of the hard-negative groups.
+/// The attention-weighted rows fit their query (<see cref="ProbeTraining.FitAttentionPooling"/>) on every token's states
+/// of layers 2-3, read once per run and held in memory; the other rows read the cached pooled features.
 /// </para>
 /// <para>
 /// Each recipe is fitted with the seeds in <see cref="Seeds"/> (one, to keep the study within minutes on two cores; more
@@ -45,7 +47,10 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         List<string> XsUnsafe, List<string> XsSafe, List<string> DoNotAnswer, List<string> TestHarmless);
 
     private sealed record Config(string Name, bool HarmfulQa, ActivationPooling Pooling, int[]? Layers, ProbeHeadKind Head, bool Concat = false, int Milder = 0,
-        int Contrast = 0);
+        int Contrast = 0, double AttentionL2 = 0);
+
+    /// <summary>The layers the attention-weighted rows read (every token's states of these layers are held in memory).</summary>
+    private static readonly int[] AttentionLayers = [2, 3];
 
     /// <summary>The seeds each recipe is fitted with (splits and the MLP's initial weights); the table reports their means.</summary>
     private static readonly int[] Seeds = [0];
@@ -88,6 +93,11 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         yield return new Config("+ HarmfulQA + milder + contrast, mean, all layers, logistic", true, Mean, null, ProbeHeadKind.Logistic, Milder: 1, Contrast: 1);
         yield return new Config("+ HarmfulQA + milder + contrast, last token, all layers, MLP", true, ActivationPooling.LastToken, null, ProbeHeadKind.Mlp,
             Milder: 1, Contrast: 1);
+        // Attention-weighted pooling of layers 2-3 (a learned query over the tokens; a zero query is the concatenated
+        // mean row above), with the query's L2 penalty light and heavy.
+        foreach (var l2 in new[] { 1e-2, 1.0 })
+            yield return new Config(string.Create(CultureInfo.InvariantCulture, $"+ HarmfulQA + milder + contrast, attention (L2 {l2:G2}), layers 2-3 concatenated, MLP"),
+                true, ActivationPooling.AttentionWeighted, AttentionLayers, ProbeHeadKind.Mlp, Concat: true, Milder: 1, Contrast: 1, AttentionL2: l2);
 
         static string Layers(int[]? layers, bool concat) =>
             (layers is null ? "all layers" : $"layers {layers[0]}-{layers[^1]}") + (concat ? " concatenated" : "");
@@ -104,8 +114,9 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
                 p.ContrastHarmful, p.ContrastHarmless, p.XsUnsafe, p.XsSafe, p.DoNotAnswer, p.TestHarmless }
             .SelectMany(x => x).Distinct().ToList();
         var features = new Dictionary<ActivationPooling, Dictionary<string, float[]>>();
-        foreach (var pooling in Configs().Select(c => c.Pooling).Distinct())
+        foreach (var pooling in Configs().Select(c => c.Pooling).Distinct().Where(q => q != ActivationPooling.AttentionWeighted))
             features[pooling] = ProbeFeatures.PerLayer(all, pooling, output.WriteLine);
+        features[ActivationPooling.AttentionWeighted] = ProbeFeatures.TokenStates(all, AttentionLayers, output.WriteLine);
 
         var harmfulQa = new HashSet<string>(PromptFile.Read(Repo.SharedData("harmfulqa", "harmfulqa.csv")), StringComparer.Ordinal);
         var rows = Configs().Select(c => Row.Mean([.. Seeds.Select(seed => Evaluate(c, seed, p, features[c.Pooling], harmfulQa))])).ToList();
@@ -133,8 +144,11 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
 
     private Row Evaluate(Config c, int seed, Pools p, Dictionary<string, float[]> perLayer, HashSet<string> harmfulQa)
     {
+        float[]? query = null;
         float[] Feature(string prompt)
         {
+            // Attention rows: perLayer holds every token's states of AttentionLayers; the query is fitted below.
+            if (query is not null) return AttentionPool.Pool(perLayer[prompt], query);
             var all = perLayer[prompt];
             var chosen = c.Layers ?? [.. Enumerable.Range(0, all.Length / MiniLm.Width)];
             if (c.Concat) return [.. chosen.SelectMany(l => all.AsSpan(l * MiniLm.Width, MiniLm.Width).ToArray())];
@@ -148,10 +162,20 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
             .Concat(Enumerable.Repeat(p.MilderHarmful, c.Milder).SelectMany(x => x)).Concat(Enumerable.Repeat(p.ContrastHarmful, c.Contrast).SelectMany(x => x)).ToList();
         var harmless = p.TrainHarmless
             .Concat(Enumerable.Repeat(p.SafeLookalikes, c.Milder).SelectMany(x => x)).Concat(Enumerable.Repeat(p.ContrastHarmless, c.Contrast).SelectMany(x => x)).ToList();
-        var x = harmful.Concat(harmless).Select(Feature).ToList();
         var y = harmful.Select(_ => true).Concat(harmless.Select(_ => false)).ToList();
         // As `safetune probe train --target-recall 0.9`: 20% held out, threshold for 90% recall on it.
-        var fitted = ProbeTraining.FitHead(x, y, new ProbeHeadOptions { Head = c.Head, TargetRecall = 0.9, Seed = seed });
+        var options = new ProbeHeadOptions { Head = c.Head, TargetRecall = 0.9, Seed = seed };
+        List<float[]> x;
+        if (c.Pooling == ActivationPooling.AttentionWeighted)
+        {
+            var (attention, pooled) = ProbeTraining.FitAttentionPooling([.. harmful.Concat(harmless).Select(q => perLayer[q])], AttentionLayers.Length * MiniLm.Width, y,
+                options, new AttentionFitOptions { L2 = c.AttentionL2 });
+            query = attention.Query;
+            x = [.. pooled];
+            output.WriteLine($"{c.Name}, seed {seed}: query from epoch {attention.BestEpoch} of {attention.EpochsRun}");
+        }
+        else x = [.. harmful.Concat(harmless).Select(Feature)];
+        var fitted = ProbeTraining.FitHead(x, y, options);
 
         (double[] Scores, bool[] Labels) Score(List<string> positives, List<string> negatives) =>
             ([.. positives.Concat(negatives).Select(q => fitted.Head.PredictProbability(Feature(q)))], [.. positives.Select(_ => true), .. negatives.Select(_ => false)]);

@@ -28,7 +28,11 @@ public sealed class ActivationExtractor : IDisposable
     private readonly string[] _hiddenNames;
     private readonly int[] _chosen;
     private readonly int _padId;
+    private readonly float[]? _query;
     private bool _disposed;
+
+    // What a batch returns per prompt: pooled features, pooled features per layer, or every token's row of layers.
+    private enum Output { Pooled, PerLayer, TokenStates }
 
     /// <summary>
     /// Prepares an extractor for <paramref name="model"/>. <paramref name="tokenizer"/> may be null when only
@@ -60,6 +64,16 @@ public sealed class ActivationExtractor : IDisposable
         if (_chosen.Any(l => l < 0 || l >= LayerCount))
             throw new UserInputException($"layer indices must lie in [0, {LayerCount}); got {string.Join(", ", _chosen)}.");
 
+        if (Options.AttentionQuery is { } query)
+        {
+            _query = [.. query];
+            if (Options.Pooling != ActivationPooling.AttentionWeighted)
+                throw new UserInputException($"an attention query is only read with attention-weighted pooling, not {Options.Pooling}.");
+            if (_query.Any(v => !float.IsFinite(v))) throw new UserInputException("the attention query has a value that is not finite.");
+            if (FeatureLength is int f && f != _query.Length)
+                throw new UserInputException($"the attention query has {_query.Length} values; layers {string.Join(", ", _chosen)} of width {Width} give {f} features per token.");
+        }
+
         var read = _chosen.Select(l => _hiddenNames[l]).ToArray();
         PassRunner.Run(copy, new ExposeValuesPass(read));
         KeepOnly(copy, read);
@@ -83,11 +97,12 @@ public sealed class ActivationExtractor : IDisposable
 
     /// <summary>
     /// The length of a feature row: the hidden width, or the width times the number of chosen layers when the pooling
-    /// concatenates layers (<see cref="ActivationPooling.MeanTokensConcatLayers"/>); null while the width is unknown.
+    /// concatenates layers (<see cref="ActivationPooling.MeanTokensConcatLayers"/>, <see cref="ActivationPooling.AttentionWeighted"/>);
+    /// null while the width is unknown.
     /// </summary>
     public int? FeatureLength => Width * (ConcatenatesLayers ? _chosen.Length : 1);
 
-    private bool ConcatenatesLayers => Options.Pooling == ActivationPooling.MeanTokensConcatLayers;
+    private bool ConcatenatesLayers => Options.Pooling is ActivationPooling.MeanTokensConcatLayers or ActivationPooling.AttentionWeighted;
 
     /// <summary>The names of the hidden-state tensors, one per layer, in layer order.</summary>
     public IReadOnlyList<string> HiddenStateNames => _hiddenNames;
@@ -139,7 +154,7 @@ public sealed class ActivationExtractor : IDisposable
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(sink);
         // Tokenize lazily per batch so only one batch of ids is held.
-        Run(prompts.Count, i => Tokenize(prompts[i]), sink);
+        Run(prompts.Count, i => Tokenize(prompts[i]), sink, Output.Pooled);
     }
 
     /// <summary>Pooled features of pre-tokenized prompts (truncated to <see cref="ActivationOptions.MaxLength"/>, keeping the start).</summary>
@@ -156,8 +171,31 @@ public sealed class ActivationExtractor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(sink);
-        Run(prompts.Count, i => prompts[i].Length <= Options.MaxLength ? prompts[i] : prompts[i][..Options.MaxLength], sink);
+        Run(prompts.Count, i => Cut(prompts[i]), sink, Output.Pooled);
     }
+
+    /// <summary>
+    /// Every prompt token's hidden states, the chosen layers concatenated in layer order: for prompt i, a row of
+    /// <see cref="Layers"/>.Count × <see cref="Width"/> floats per token (as read, truncated like
+    /// <see cref="Tokenize"/>), rows one after another. What attention-weighted pooling weighs, and what its query is fitted
+    /// on; no query is needed.
+    /// </summary>
+    public void ExtractTokenStates(IReadOnlyList<string> prompts, Action<int, float[]> sink)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(sink);
+        Run(prompts.Count, i => Tokenize(prompts[i]), sink, Output.TokenStates);
+    }
+
+    /// <summary><see cref="ExtractTokenStates(IReadOnlyList{string}, Action{int, float[]})"/> of pre-tokenized prompts.</summary>
+    public void ExtractTokenStatesOfIds(IReadOnlyList<int[]> prompts, Action<int, float[]> sink)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(sink);
+        Run(prompts.Count, i => Cut(prompts[i]), sink, Output.TokenStates);
+    }
+
+    private int[] Cut(int[] ids) => ids.Length <= Options.MaxLength ? ids : ids[..Options.MaxLength];
 
     /// <summary>
     /// Pooled features of each chosen layer kept apart: row i holds <see cref="Layers"/>.Count blocks of
@@ -169,7 +207,9 @@ public sealed class ActivationExtractor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompts);
         var result = new float[prompts.Count][];
-        Run(prompts.Count, i => Tokenize(prompts[i]), (i, f) => result[i] = f, perLayer: true);
+        if (Options.Pooling == ActivationPooling.AttentionWeighted)
+            throw new InvalidOperationException("attention-weighted features are pooled over all chosen layers at once; read them with Extract.");
+        Run(prompts.Count, i => Tokenize(prompts[i]), (i, f) => result[i] = f, Output.PerLayer);
         return result;
     }
 
@@ -183,9 +223,11 @@ public sealed class ActivationExtractor : IDisposable
         return flat;
     }
 
-    private void Run(int count, Func<int, int[]> ids, Action<int, float[]> sink, bool perLayer = false)
+    private void Run(int count, Func<int, int[]> ids, Action<int, float[]> sink, Output output)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (output == Output.Pooled && Options.Pooling == ActivationPooling.AttentionWeighted && _query is null)
+            throw new InvalidOperationException("attention-weighted pooling needs a query (ActivationOptions.AttentionQuery); token states need none.");
         bool equalLengths = !HasAttentionMask && Options.EqualLengthBatchesWithoutMask;
         var batch = new List<(int index, int[] ids)>(Options.BatchSize);
         for (int start = 0; start < count; start += Options.BatchSize)
@@ -197,14 +239,15 @@ public sealed class ActivationExtractor : IDisposable
                 if (t.Length == 0) throw new UserInputException($"prompt {i} has no tokens.");
                 batch.Add((i, t));
             }
-            if (!equalLengths) { RunBatch(batch, sink, perLayer); continue; }
-            foreach (var group in batch.GroupBy(b => b.ids.Length)) RunBatch([.. group], sink, perLayer);
+            if (!equalLengths) { RunBatch(batch, sink, output); continue; }
+            foreach (var group in batch.GroupBy(b => b.ids.Length)) RunBatch([.. group], sink, output);
         }
     }
 
-    private void RunBatch(List<(int index, int[] ids)> batch, Action<int, float[]> sink, bool perLayer)
+    private void RunBatch(List<(int index, int[] ids)> batch, Action<int, float[]> sink, Output output)
     {
-        perLayer |= ConcatenatesLayers;
+        bool perLayer = output == Output.PerLayer || ConcatenatesLayers;
+        bool tokenRows = output == Output.TokenStates || Options.Pooling == ActivationPooling.AttentionWeighted;
         int b = batch.Count, len = batch.Max(x => x.ids.Length);
         var lengths = batch.Select(x => x.ids.Length).ToArray();
         using var bag = new OrtValueBag();
@@ -230,6 +273,7 @@ public sealed class ActivationExtractor : IDisposable
         using var outputs = _session.Run(runOptions, names, values, outNames);
 
         double[][] acc = [];
+        var states = tokenRows ? batch.Select(x => new float[0]).ToArray() : [];
         for (int k = 0; k < outNames.Length; k++)
         {
             var o = outputs[k];
@@ -240,8 +284,20 @@ public sealed class ActivationExtractor : IDisposable
                 throw new OnnxFormatException($"hidden state '{outNames[k]}' has shape [{string.Join(", ", shape)}], not [{b}, {len}, width].");
             if (Width is null) Width = d;
             else if (Width != d) throw new OnnxFormatException($"hidden state '{outNames[k]}' has width {d}, not {Width}.");
-            if (acc.Length == 0) acc = [.. Enumerable.Range(0, b).Select(_ => new double[perLayer ? d * outNames.Length : d])];
             var data = ReadFloats(o);
+            if (tokenRows)
+            {
+                // Each token's row holds the chosen layers one after another: layer k's state goes to columns k*d .. k*d+d.
+                int f = d * outNames.Length;
+                for (int r = 0; r < b; r++)
+                {
+                    if (k == 0) states[r] = new float[lengths[r] * f];
+                    for (int t = 0; t < lengths[r]; t++)
+                        data.Slice((int)(((long)r * rows + t) * d), d).CopyTo(states[r].AsSpan(t * f + k * d, d));
+                }
+                continue;
+            }
+            if (acc.Length == 0) acc = [.. Enumerable.Range(0, b).Select(_ => new double[perLayer ? d * outNames.Length : d])];
             for (int r = 0; r < b; r++)
             {
                 var row = perLayer ? acc[r].AsSpan(k * d, d) : acc[r];
@@ -255,7 +311,25 @@ public sealed class ActivationExtractor : IDisposable
                 }
             }
         }
-        for (int r = 0; r < b; r++) sink(batch[r].index, [.. acc[r].Select(x => (float)x)]);
+        if (!tokenRows)
+        {
+            for (int r = 0; r < b; r++) sink(batch[r].index, [.. acc[r].Select(x => (float)x)]);
+            return;
+        }
+        if (output == Output.TokenStates)
+        {
+            for (int r = 0; r < b; r++) sink(batch[r].index, states[r]);
+            return;
+        }
+        var query = _query!;
+        if (query.Length != Width * outNames.Length)
+            throw new UserInputException($"the attention query has {query.Length} values; layers {string.Join(", ", _chosen)} of width {Width} give {Width * outNames.Length} features per token.");
+        for (int r = 0; r < b; r++)
+        {
+            var pooled = new double[query.Length];
+            AttentionPool.Apply(states[r], lengths[r], query, pooled);
+            sink(batch[r].index, [.. pooled.Select(x => (float)x)]);
+        }
     }
 
     private static OrtValue Ints(Value input, int rows, int cols, Func<int, int, long> at)

@@ -16,6 +16,14 @@ public enum ActivationPooling
     /// than averaged: layer count × width features, so a head can weigh each layer on its own.
     /// </summary>
     MeanTokensConcatLayers,
+
+    /// <summary>
+    /// Attention-weighted: each prompt token's chosen layers are concatenated into one row, a learned query scores every
+    /// row, and the softmax of the scores over the prompt's tokens weighs the rows (<see cref="AttentionPool"/>); layer
+    /// count × width features, as <see cref="MeanTokensConcatLayers"/>, which a zero query reproduces. The query is fitted
+    /// with the probe (<see cref="ActivationOptions.AttentionQuery"/>).
+    /// </summary>
+    AttentionWeighted,
 }
 
 /// <summary>Options for <see cref="ActivationExtractor"/>.</summary>
@@ -34,10 +42,17 @@ public sealed record ActivationOptions
     public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
 
     /// <summary>
-    /// The layers (from 0) averaged (or, with <see cref="ActivationPooling.MeanTokensConcatLayers"/>, concatenated) into the
-    /// features; null for all layers. One index reads a single layer.
+    /// The layers (from 0) averaged (or, with <see cref="ActivationPooling.MeanTokensConcatLayers"/> and
+    /// <see cref="ActivationPooling.AttentionWeighted"/>, concatenated) into the features; null for all layers. One index reads a single layer.
     /// </summary>
     public IReadOnlyList<int>? Layers { get; init; }
+
+    /// <summary>
+    /// With <see cref="ActivationPooling.AttentionWeighted"/>: the query that scores each token's row of concatenated layers
+    /// (layer count × width values, in the raw activations' units). Required to pool that way; token rows alone
+    /// (<see cref="ActivationExtractor.ExtractTokenStates"/>) need none.
+    /// </summary>
+    public IReadOnlyList<float>? AttentionQuery { get; init; }
 
     /// <summary>
     /// For models without an <c>attention_mask</c> input: when set, a batch only holds sequences of one length, so no

@@ -24,7 +24,7 @@ public sealed record ProbeCalibration(double TargetRecall, double Recall, double
 /// <code>
 /// {"format": "safetune-probe/1", "model": {"path", "sha256"}, "tokenizer": "...", "chatTemplate": null | "chatml" | FILE,
 ///  "promptFormat": "&lt;|im_start|&gt;user\n{prompt}&lt;|im_end|&gt;\n&lt;|im_start|&gt;assistant\n",
-///  "layers": [..] | null, "layerCount": 6, "pooling": "MeanTokensThenLayers", "maxLength": 128, "threshold": 0.5,
+///  "layers": [..] | null, "layerCount": 6, "pooling": "MeanTokensThenLayers", "attentionQuery": null | [..], "maxLength": 128, "threshold": 0.5,
 ///  "calibration": null | {"targetRecall", "recall", "fpr", "harmful", "harmless"}, "mean": [..], "std": [..],
 ///  "head": "logistic", "lambda": 0.001, "weights": [..], "bias": 0.1}
 /// </code>
@@ -59,6 +59,11 @@ public sealed record ProbeFile
     public int? LayerCount { get; init; }
     /// <summary>How the hidden states were reduced to one feature vector (over prompt tokens, then layers, by default).</summary>
     public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
+    /// <summary>
+    /// With <see cref="ActivationPooling.AttentionWeighted"/> pooling: the query that weighs the prompt's tokens (one value
+    /// per feature, in the activations' raw units); null otherwise.
+    /// </summary>
+    public IReadOnlyList<float>? AttentionQuery { get; init; }
     /// <summary>The prompt length limit used when extracting.</summary>
     public int MaxLength { get; init; } = 128;
     /// <summary>The harm probability at or above which a prompt is flagged.</summary>
@@ -88,6 +93,7 @@ public sealed record ProbeFile
             ["layers"] = Layers is null ? null : new JsonArray([.. Layers.Select(l => (JsonNode)l)]),
             ["layerCount"] = LayerCount,
             ["pooling"] = Pooling.ToString(),
+            ["attentionQuery"] = AttentionQuery is null ? null : Floats([.. AttentionQuery]),
             ["maxLength"] = MaxLength,
             ["threshold"] = Threshold,
             ["calibration"] = Calibration is not { } c ? null : new JsonObject
@@ -160,6 +166,14 @@ public sealed record ProbeFile
                     FloatArray("b1"), FloatArray("w2"), FloatArray("b2")),
                 _ => throw new InvalidDataException($"{path}: unknown head '{kind}' (expected logistic or mlp)."),
             };
+            var pooling = Enum.Parse<ActivationPooling>((string)root["pooling"]!);
+            var query = root["attentionQuery"]?.AsArray().Select(n => (float)n!).ToArray();
+            if (pooling == ActivationPooling.AttentionWeighted && query is null)
+                throw new InvalidDataException($"{path}: 'attentionQuery' is missing (the probe pools with attention weights).");
+            if (query is not null && query.Length != head.Dimension)
+                throw new InvalidDataException($"{path}: 'attentionQuery' has {query.Length} values, not the head's {head.Dimension} features.");
+            if (query is not null && pooling != ActivationPooling.AttentionWeighted)
+                throw new InvalidDataException($"{path}: 'attentionQuery' is given but the pooling is {pooling}.");
             var calibration = root["calibration"] is JsonObject c
                 ? new ProbeCalibration((double)c["targetRecall"]!, (double)c["recall"]!, (double)c["fpr"]!, (int)c["harmful"]!, (int)c["harmless"]!)
                 : null;
@@ -172,7 +186,8 @@ public sealed record ProbeFile
                 PromptFormat = (string?)root["promptFormat"],
                 Layers = root["layers"]?.AsArray().Select(n => (int)n!).ToArray(),
                 LayerCount = (int?)root["layerCount"],
-                Pooling = Enum.Parse<ActivationPooling>((string)root["pooling"]!),
+                Pooling = pooling,
+                AttentionQuery = query,
                 MaxLength = (int)root["maxLength"]!,
                 Threshold = (double)root["threshold"]!,
                 Calibration = calibration,

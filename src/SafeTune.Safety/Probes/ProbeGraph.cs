@@ -17,10 +17,12 @@ public sealed record ProbeGraphResult(string PromptMaskInput, bool PromptMaskAdd
 /// no second pass and no hidden states copied out.
 /// <para>
 /// The subgraph reads the per-block hidden states (<see cref="HiddenStateLocator"/>), pools them with the prompt mask
-/// (mean over masked tokens, or the last masked token; then the mean over the probe's layers), and applies the probe's
+/// (mean over masked tokens, the last masked token, or the attention-weighted sum with the probe's query and a softmax over
+/// the masked tokens; then the mean or concatenation of the probe's layers), and applies the probe's
 /// standardisation and head with the standardisation folded into the first layer (<see cref="ProbeScorer"/>). It uses
 /// only standard <c>ai.onnx</c> operators valid from opset 13 (Cast, ReduceSum, Div, CumSum, Equal, Mul, Unsqueeze,
-/// Shape, Concat, Reshape, MatMul, Add, Squeeze, Relu, Sigmoid), and leaves every existing node, input and output as it was.
+/// Shape, Concat, Reshape, MatMul, Add, Squeeze, Relu, Sigmoid; Sub and Softmax for attention-weighted pooling), and
+/// leaves every existing node, input and output as it was.
 /// </para>
 /// <para>
 /// The prompt mask marks the tokens the probe was trained on: for a chat model, the tokens of the prompt rendered with the
@@ -69,7 +71,10 @@ public static class ProbeGraph
         int[] layers = probe.Layers is null ? [.. Enumerable.Range(0, located.Count)] : [.. probe.Layers.Distinct().Order()];
         if (layers.Length == 0 || layers.Any(l => l < 0 || l >= located.Count))
             throw new OnnxFormatException($"the probe reads layers {string.Join(", ", layers)}; graph '{g.Name}' has layers 0 to {located.Count - 1}.");
-        bool concat = probe.Pooling == ActivationPooling.MeanTokensConcatLayers;
+        bool attention = probe.Pooling == ActivationPooling.AttentionWeighted;
+        bool concat = probe.Pooling == ActivationPooling.MeanTokensConcatLayers || attention;
+        if (attention && probe.AttentionQuery?.Count != probe.Head.Dimension)
+            throw new OnnxFormatException($"the probe pools with attention weights but has {probe.AttentionQuery?.Count ?? 0} query values for its {probe.Head.Dimension} features.");
         int features = probe.Head.Dimension;
         if (concat && features % layers.Length != 0)
             throw new OnnxFormatException($"the probe reads {features} features, not a multiple of its {layers.Length} concatenated layers.");
@@ -105,15 +110,27 @@ public static class ProbeGraph
             Value weights = probe.Pooling == ActivationPooling.LastToken
                 ? b.Mul(m, b.Cast(b.Equal(b.Op("CumSum", m, b.ScalarInt(1)), total), ElementType.Float))
                 : b.Div(m, total);
-            Value w3 = b.Unsqueeze(weights, 1);                                                    // (B, 1, T)
             Value rows = b.Concat(0, b.ShapeOf(mask), b.Ints(width));                              // [B, T, width]
-            var perLayer = new List<Value>(layers.Length);
+            var states = new List<Value>(layers.Length);
             foreach (var l in layers)
             {
                 Value h = located[l].Tensor;
                 if (h.ElementType != ElementType.Float) h = b.Cast(h, ElementType.Float);
-                perLayer.Add(b.MatMul(w3, b.Reshape(h, rows)));                                     // (B, 1, width)
+                states.Add(b.Reshape(h, rows));                                                      // (B, T, width)
             }
+            if (attention)
+            {
+                // Each token's layers side by side, scored by the query; the softmax runs over the prompt's tokens only
+                // (a token outside the mask gets -1e9 added to its score, so its weight is 0).
+                Value tokens = states.Count == 1 ? states[0] : b.Concat(2, [.. states]);            // (B, T, features)
+                var q = Param(g, "probe.attention.query", [.. probe.AttentionQuery!], features, 1);
+                Value scores = b.Squeeze(b.MatMul(tokens, q), 2);                                     // (B, T)
+                scores = b.Add(scores, b.Mul(b.Sub(m, b.Scalar(1f)), b.Scalar(1e9f)));
+                weights = b.Softmax(scores, 1);
+                states = [tokens];
+            }
+            Value w3 = b.Unsqueeze(weights, 1);                                                    // (B, 1, T)
+            var perLayer = states.Select(h => b.MatMul(w3, h)).ToList();                            // (B, 1, width or features)
             Value pooled;
             if (concat) pooled = perLayer.Count == 1 ? perLayer[0] : b.Concat(2, [.. perLayer]);   // (B, 1, layers * width)
             else

@@ -36,7 +36,9 @@ public sealed record ProbeHeadOptions
 /// <param name="Calibration">The calibration, when a target recall was asked for.</param>
 /// <param name="CrossValidation">Logistic head: the cross-validation that chose lambda.</param>
 /// <param name="Mlp">MLP head: what the AdamW training did.</param>
-public sealed record FittedHead(ProbeHead Head, double Threshold, ProbeCalibration? Calibration, CrossValidationResult? CrossValidation, MlpTrainResult? Mlp);
+/// <param name="Attention">Attention-weighted pooling: how its query was fitted.</param>
+public sealed record FittedHead(ProbeHead Head, double Threshold, ProbeCalibration? Calibration, CrossValidationResult? CrossValidation, MlpTrainResult? Mlp,
+    AttentionFit? Attention = null);
 
 /// <summary>Options for training an activation probe.</summary>
 public sealed record ProbeTrainOptions
@@ -57,6 +59,8 @@ public sealed record ProbeTrainOptions
     public ActivationPooling Pooling { get; init; } = ActivationPooling.MeanTokensThenLayers;
     /// <summary>Prompt length limit.</summary>
     public int MaxLength { get; init; } = 128;
+    /// <summary>With <see cref="ActivationPooling.AttentionWeighted"/> pooling: how its query is fitted (the seed is <see cref="ProbeHeadOptions.Seed"/>).</summary>
+    public AttentionFitOptions Attention { get; init; } = new();
     /// <summary>The head and its fitting.</summary>
     public ProbeHeadOptions Fit { get; init; } = new();
     /// <summary>
@@ -79,7 +83,8 @@ public sealed record ProbeTrainOptions
 public sealed record ProbeTrainResult(ProbeFile Probe, FittedHead Fitted, int Harmful, int Harmless, int Duplicates, int Conflicts);
 
 /// <summary>Progress of probe training or scoring.</summary>
-/// <param name="Stage"><c>activations</c> while prompts run through the model, <c>fit</c> while the head trains.</param>
+/// <param name="Stage"><c>activations</c> while prompts run through the model, <c>attention</c> while the query of
+/// attention-weighted pooling is fitted, <c>fit</c> while the head trains.</param>
 /// <param name="Done">Prompts done (activations) or 0 (fit).</param>
 /// <param name="Total">Prompts in all.</param>
 public sealed record ProbeProgress(string Stage, int Done, int Total);
@@ -122,7 +127,8 @@ public static class ProbeTraining
 {
     /// <summary>
     /// Reads the prompt files, drops duplicates by normalised text (<see cref="PromptText.Deduplicate"/>), extracts pooled
-    /// features, fits the head (<see cref="FitHead"/>) and returns the probe.
+    /// features (for attention-weighted pooling, every token's states, then the query, <see cref="FitAttentionPooling"/>),
+    /// fits the head (<see cref="FitHead"/>) and returns the probe.
     /// </summary>
     /// <exception cref="InvalidDataException">A file is unreadable, or too few prompts remain.</exception>
     public static ProbeTrainResult Train(ProbeTrainOptions o, IProgress<ProbeProgress>? progress = null)
@@ -137,11 +143,26 @@ public static class ProbeTraining
         bool external = o.CalibrationHarmful.Count > 0;
         if (external && o.Fit.TargetRecall is null) throw new UserInputException("a calibration set needs a target recall.");
         if (external && o.CalibrationHarmless.Count == 0) throw new UserInputException("a calibration set needs harmless prompts as well as harmful ones.");
-        using var extractor = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength);
-        var x = Extract(extractor, [.. harmful, .. harmless], progress);
         bool[] y = [.. harmful.Select(_ => true), .. harmless.Select(_ => false)];
+        var fit = external ? o.Fit with { TargetRecall = null } : o.Fit;
+        float[]? query = null;
+        AttentionFit? attention = null;
+        float[][] x;
+        if (o.Pooling == ActivationPooling.AttentionWeighted)
+        {
+            // The query is fitted first, on every token's row of layers; the head then reads the prompts pooled with it.
+            using var tokens = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength);
+            var states = ExtractTokenStates(tokens, [.. harmful, .. harmless], progress);
+            progress?.Report(new ProbeProgress("attention", 0, states.Length));
+            int features = tokens.FeatureLength ?? throw new InvalidOperationException("the hidden width is unknown after reading the prompts.");
+            (attention, x) = FitAttentionPooling(states, features, y, fit, o.Attention);
+            query = attention.Query;
+        }
+        else x = [];
+        using var extractor = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength, attentionQuery: query);
+        if (query is null) x = Extract(extractor, [.. harmful, .. harmless], progress);
         progress?.Report(new ProbeProgress("fit", 0, x.Length));
-        var fitted = FitHead(x, y, external ? o.Fit with { TargetRecall = null } : o.Fit);
+        var fitted = FitHead(x, y, fit) with { Attention = attention };
         if (external) fitted = CalibrateOn(fitted, extractor, o, [.. harmful, .. harmless], progress);
         var probe = new ProbeFile
         {
@@ -153,12 +174,34 @@ public static class ProbeTraining
             Layers = o.Layers,
             LayerCount = extractor.LayerCount,
             Pooling = o.Pooling,
+            AttentionQuery = query,
             MaxLength = o.MaxLength,
             Threshold = fitted.Threshold,
             Calibration = fitted.Calibration,
             Head = fitted.Head,
         };
         return new ProbeTrainResult(probe, fitted, harmful.Count, harmless.Count, dedup.Duplicates, dedup.Conflicts);
+    }
+
+    /// <summary>
+    /// Fits the query of attention-weighted pooling (<see cref="AttentionQueryFit"/>, seeded by <paramref name="fit"/>'s
+    /// seed) on every prompt's token rows (<see cref="ActivationExtractor.ExtractTokenStates"/>) and pools every prompt with
+    /// it, as the extractor would (<see cref="AttentionPool"/>), ready for <see cref="FitHead"/> with the same
+    /// <paramref name="fit"/>. With a target recall the query never sees the calibration split: it is the one
+    /// <see cref="FitHead"/> draws for those options.
+    /// </summary>
+    public static (AttentionFit Fit, float[][] Pooled) FitAttentionPooling(IReadOnlyList<float[]> states, int features, IReadOnlyList<bool> y,
+        ProbeHeadOptions fit, AttentionFitOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(states);
+        ArgumentNullException.ThrowIfNull(y);
+        ArgumentNullException.ThrowIfNull(fit);
+        if (states.Count != y.Count) throw new UserInputException("the prompts and the labels differ in number");
+        var rows = fit.TargetRecall is not null
+            ? Splits.Stratified(y, fit.CalibrationFraction, new Random(fit.Seed)).Train
+            : [.. Enumerable.Range(0, y.Count)];
+        var attention = AttentionQueryFit.Fit([.. rows.Select(i => states[i])], features, [.. rows.Select(i => y[i])], (options ?? new()) with { Seed = fit.Seed });
+        return (attention, [.. states.Select(h => AttentionPool.Pool(h, attention.Query))]);
     }
 
     /// <summary>
@@ -238,7 +281,8 @@ public static class ProbeTraining
         ArgumentNullException.ThrowIfNull(prompts);
         var model = modelPath ?? probe.ModelPath;
         probe.CheckModel(model);
-        using var extractor = CreateExtractor(model, tokenizer ?? probe.Tokenizer, probe.Template(tokenizer), probe.Layers, probe.Pooling, probe.MaxLength);
+        using var extractor = CreateExtractor(model, tokenizer ?? probe.Tokenizer, probe.Template(tokenizer), probe.Layers, probe.Pooling, probe.MaxLength,
+            attentionQuery: probe.AttentionQuery);
         return probe.Head.PredictProbability(Extract(extractor, prompts, progress));
     }
 
@@ -257,12 +301,25 @@ public static class ProbeTraining
 
     /// <summary>
     /// The extractor a probe reads its features with: the model file, the tokenizer spec, the chat template (null for raw
-    /// text), the layers, the pooling and the prompt length limit.
+    /// text), the layers, the pooling, the prompt length limit and, for attention-weighted pooling, its query.
     /// </summary>
     public static ActivationExtractor CreateExtractor(string modelPath, string tokenizer, ChatTemplate? chatTemplate, IReadOnlyList<int>? layers,
-        ActivationPooling pooling, int maxLength, int batchSize = 16) =>
+        ActivationPooling pooling, int maxLength, int batchSize = 16, IReadOnlyList<float>? attentionQuery = null) =>
         new(Models.Generation.DecoderFolder.LoadModel(modelPath), TokenizerLoader.Load(tokenizer), chatTemplate,
-            new ActivationOptions { Layers = layers, Pooling = pooling, MaxLength = maxLength, BatchSize = batchSize });
+            new ActivationOptions { Layers = layers, Pooling = pooling, MaxLength = maxLength, BatchSize = batchSize, AttentionQuery = attentionQuery });
+
+    private static float[][] ExtractTokenStates(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress)
+    {
+        var result = new float[prompts.Count][];
+        int done = 0;
+        progress?.Report(new ProbeProgress("activations", 0, prompts.Count));
+        extractor.ExtractTokenStates(prompts, (i, f) =>
+        {
+            result[i] = f;
+            if (++done % 16 == 0 || done == prompts.Count) progress?.Report(new ProbeProgress("activations", done, prompts.Count));
+        });
+        return result;
+    }
 
     private static float[][] Extract(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress)
     {

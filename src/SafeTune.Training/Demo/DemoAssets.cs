@@ -31,7 +31,7 @@ internal sealed record DemoAssetProgress(string Stage, string Detail);
 /// the benign task and its held-out test, from <see cref="DemoTask"/>),
 /// and trains the activation probe on the model's own prompt activations (harmful vs benign and scary-but-safe
 /// training prompts, rendered with the model's chat template). Everything is deterministic and written atomically; a
-/// probe made for another model or other data is retrained.
+/// probe made for another model, other data or an earlier probe recipe (<see cref="DemoAssets.ProbeKey"/>) is retrained.
 /// </summary>
 internal static class DemoAssets
 {
@@ -64,7 +64,8 @@ internal static class DemoAssets
         string taskTest = WriteJsonl(Path.Combine(data, "task_test.jsonl"), DemoTask.Test(dataSeed).Select(e => (e.Prompt, e.Response)));
 
         var probePath = Path.Combine(root, "probe.json");
-        if (!ProbeIsCurrent(probePath, model.ModelPath))
+        var probeKey = ProbeKey(model.ModelPath, probeHarmful, probeHarmless);
+        if (!ProbeIsCurrent(probePath, probeKey))
         {
             progress?.Report(new DemoAssetProgress("probe", "training the activation probe on the demo model"));
             var trained = ProbeTraining.Train(new ProbeTrainOptions
@@ -76,16 +77,42 @@ internal static class DemoAssets
                 Harmless = [probeHarmless],
             });
             trained.Probe.Save(probePath);
+            // The key last: a run killed between the two files finds no key and trains the probe again.
+            AtomicFile.WriteAllText(probePath + ".key", probeKey + "\n");
         }
         return new DemoAssetFiles(model, attack, harmfulTest, benignTest, scaryTest, probePath, probeHarmful, probeHarmless, benignTrain, taskTrain, taskTest);
     }
 
-    private static bool ProbeIsCurrent(string probePath, string modelPath)
+    /// <summary>
+    /// How the demo's probe is trained (its options in <see cref="Prepare"/>); changed whenever they change, so that a
+    /// probe cached by an earlier version is trained again.
+    /// </summary>
+    internal const string ProbeRecipe = "demo-probe/1: logistic head, mean over prompt tokens and all layers, threshold 0.5, chat template";
+
+    /// <summary>
+    /// What a cached probe must have been trained from: <see cref="ProbeRecipe"/>, the model file and both prompt files
+    /// (SHA-256 of each, then of the whole), kept beside the probe as <c>probe.json.key</c>.
+    /// </summary>
+    internal static string ProbeKey(string modelPath, string harmfulPath, string harmlessPath)
     {
-        if (!File.Exists(probePath)) return false;
+        var parts = string.Join('\n', ProbeRecipe, ProbeFile.HashFile(modelPath), Sha256(harmfulPath), Sha256(harmlessPath));
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(parts)));
+
+        static string Sha256(string path)
+        {
+            using var stream = File.OpenRead(path);
+            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
+        }
+    }
+
+    private static bool ProbeIsCurrent(string probePath, string key)
+    {
+        var keyPath = probePath + ".key";
+        if (!File.Exists(probePath) || !File.Exists(keyPath) || File.ReadAllText(keyPath).Trim() != key) return false;
         try
         {
-            return ProbeFile.Load(probePath).ModelSha256 == ProbeFile.HashFile(modelPath);
+            ProbeFile.Load(probePath);
+            return true;
         }
         catch (InvalidDataException)
         {

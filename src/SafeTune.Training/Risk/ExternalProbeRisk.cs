@@ -22,7 +22,8 @@ internal sealed class ExternalProbeRisk : RiskSource
         ArgumentNullException.ThrowIfNull(probe);
         probe.CheckModel(probe.ModelPath);
         Probe = probe;
-        _extractor = ProbeTraining.CreateExtractor(probe.ModelPath, probe.Tokenizer, probe.Template(), probe.Layers, probe.Pooling, probe.MaxLength);
+        _extractor = ProbeTraining.CreateExtractor(probe.ModelPath, probe.Tokenizer, probe.Template(), probe.Layers, probe.Pooling, probe.MaxLength,
+            attentionQuery: probe.AttentionQuery);
     }
 
     public ProbeFile Probe { get; }

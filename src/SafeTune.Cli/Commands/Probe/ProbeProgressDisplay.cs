@@ -19,8 +19,13 @@ internal static class ProbeProgressDisplay
                 result = work(new SynchronousProgress<ProbeProgress>(p =>
                 {
                     task.MaxValue = Math.Max(1, p.Total);
-                    task.Value = p.Stage == "fit" ? p.Total : p.Done;
-                    task.Description = p.Stage == "fit" ? "fitting the head" : $"activations {p.Done}/{p.Total}";
+                    task.Value = p.Stage is "fit" or "attention" ? p.Total : p.Done;
+                    task.Description = p.Stage switch
+                    {
+                        "fit" => "fitting the head",
+                        "attention" => "fitting the attention query",
+                        _ => $"activations {p.Done}/{p.Total}",
+                    };
                 }));
                 task.Value = task.MaxValue;
             });

@@ -42,7 +42,7 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>Pooling.</summary>
     [CommandOption("--pool <POOL>")]
-    [Description("mean (mean over prompt tokens, then layers; default), last (last prompt token) or concat (mean over prompt tokens per layer, the layers concatenated).")]
+    [Description("mean (mean over prompt tokens, then layers; default), last (last prompt token), concat (mean over prompt tokens per layer, the layers concatenated) or attention (each token's layers concatenated, weighted by the softmax of a learned query's scores over the prompt's tokens; the query is fitted first, then the head).")]
     public string Pool { get; init; } = "mean";
 
     [CommandOption("--head <HEAD>")]
@@ -85,7 +85,7 @@ public sealed class ProbeTrainSettings : CommandSettings
 
     /// <summary>JSON output.</summary>
     [CommandOption("--json")]
-    [Description("Print {\"out\", \"head\", \"dimension\", \"lambda\", \"epochs\", \"threshold\", \"validation_recall\", \"validation_fpr\", \"n_harmful\", \"n_harmless\", \"n_duplicates\", \"n_conflicts\", \"template\"} on stdout.")]
+    [Description("Print {\"out\", \"head\", \"dimension\", \"lambda\", \"epochs\", \"threshold\", \"validation_recall\", \"validation_fpr\", \"n_harmful\", \"n_harmless\", \"n_duplicates\", \"n_conflicts\", \"template\", \"attention_epoch\"} on stdout (attention_epoch: the epoch whose attention query was kept, 0 for the zero query; null unless --pool attention).")]
     public bool Json { get; init; }
 
     /// <inheritdoc/>
@@ -95,7 +95,7 @@ public sealed class ProbeTrainSettings : CommandSettings
         if (Tokenizer.Length == 0 && !ModelSource.IsNamed(Model) && Models.Generation.DecoderFolder.TokenizerOf(Model) is null) return ValidationResult.Error("--tokenizer is required.");
         if (Harmful.Length == 0 || Harmless.Length == 0) return ValidationResult.Error("--harmful and --harmless are required.");
         if (Out.Length == 0) return ValidationResult.Error("--out is required.");
-        if (Pool is not ("mean" or "last" or "concat")) return ValidationResult.Error($"--pool must be mean, last or concat, not '{Pool}'.");
+        if (Pool is not ("mean" or "last" or "concat" or "attention")) return ValidationResult.Error($"--pool must be mean, last, concat or attention, not '{Pool}'.");
         if (Head is not ("logistic" or "mlp")) return ValidationResult.Error($"--head must be logistic or mlp, not '{Head}'.");
         if (Template is not null && Template != "raw" && !ChatTemplates.Names.Contains(Template))
             return ValidationResult.Error($"--template must be one of {string.Join(", ", ChatTemplates.Names)} or raw, not '{Template}'.");
@@ -133,6 +133,7 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
             {
                 "last" => ActivationPooling.LastToken,
                 "concat" => ActivationPooling.MeanTokensConcatLayers,
+                "attention" => ActivationPooling.AttentionWeighted,
                 _ => ActivationPooling.MeanTokensThenLayers,
             },
             MaxLength = s.MaxLength,
@@ -168,6 +169,7 @@ public sealed class ProbeTrainCommand : Command<ProbeTrainSettings>
                 w.WriteNumber("n_duplicates", r.Duplicates);
                 w.WriteNumber("n_conflicts", r.Conflicts);
                 w.WriteString("template", template.Name);
+                if (r.Fitted.Attention is { } a) w.WriteNumber("attention_epoch", a.BestEpoch); else w.WriteNull("attention_epoch");
             });
             return ExitCodes.Ok;
         }
