@@ -308,25 +308,19 @@ public static class ProbeTraining
         new(Models.Generation.DecoderFolder.LoadModel(modelPath), TokenizerLoader.Load(tokenizer), chatTemplate,
             new ActivationOptions { Layers = layers, Pooling = pooling, MaxLength = maxLength, BatchSize = batchSize, AttentionQuery = attentionQuery });
 
-    private static float[][] ExtractTokenStates(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress)
-    {
-        var result = new float[prompts.Count][];
-        int done = 0;
-        progress?.Report(new ProbeProgress("activations", 0, prompts.Count));
-        extractor.ExtractTokenStates(prompts, (i, f) =>
-        {
-            result[i] = f;
-            if (++done % 16 == 0 || done == prompts.Count) progress?.Report(new ProbeProgress("activations", done, prompts.Count));
-        });
-        return result;
-    }
+    private static float[][] ExtractTokenStates(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress) =>
+        Collect(prompts, extractor.ExtractTokenStates, progress);
 
-    private static float[][] Extract(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress)
+    private static float[][] Extract(ActivationExtractor extractor, IReadOnlyList<string> prompts, IProgress<ProbeProgress>? progress) =>
+        Collect(prompts, extractor.Extract, progress);
+
+    // Runs an extractor's streaming method over the prompts, keeping each row and reporting progress every 16 prompts.
+    private static float[][] Collect(IReadOnlyList<string> prompts, Action<IReadOnlyList<string>, Action<int, float[]>> run, IProgress<ProbeProgress>? progress)
     {
         var result = new float[prompts.Count][];
         int done = 0;
         progress?.Report(new ProbeProgress("activations", 0, prompts.Count));
-        extractor.Extract(prompts, (i, f) =>
+        run(prompts, (i, f) =>
         {
             result[i] = f;
             if (++done % 16 == 0 || done == prompts.Count) progress?.Report(new ProbeProgress("activations", done, prompts.Count));
