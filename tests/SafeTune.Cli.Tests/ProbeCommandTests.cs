@@ -57,7 +57,7 @@ public sealed class ProbeCommandTests : IDisposable
     {
         var probe = _dir.File("mlp.json");
         var train = CliRunner.Run("probe", "train", "--model", _model, "--tokenizer", _vocab, "--harmful", _harmful, "--harmless", _harmless,
-            "--head", "mlp", "--hidden", "32", "--target-recall", "0.5", "--out", probe, "--json");
+            "--head", "mlp", "--hidden", "32", "--weight-decay", "0.5", "--target-recall", "0.5", "--out", probe, "--json");
         Assert.True(train.ExitCode == 0, train.Stderr);
         var t = JsonDocument.Parse(train.Stdout).RootElement;
         Assert.Equal("mlp", t.GetProperty("head").GetString());
@@ -178,6 +178,8 @@ public sealed class ProbeCommandTests : IDisposable
         CliRunner.Run([.. common, "--head", "forest"]).AssertUserError("--head");
         CliRunner.Run([.. common, "--pool", "max"]).AssertUserError("mean, last, concat or attention");
         CliRunner.Run([.. common, "--target-recall", "1.5"]).AssertUserError("--target-recall");
+        CliRunner.Run([.. common, "--head", "mlp", "--weight-decay", "-1"]).AssertUserError("--weight-decay");
+        CliRunner.Run([.. common, "--weight-decay", "1"]).AssertUserError("--head mlp");
         CliRunner.Run([.. common, "--template", "nope"]).AssertUserError("--template");
         var notProbe = _dir.File("notprobe.json");
         File.WriteAllText(notProbe, "{\"format\": \"other\"}");

@@ -47,7 +47,7 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         List<string> XsUnsafe, List<string> XsSafe, List<string> DoNotAnswer, List<string> TestHarmless);
 
     private sealed record Config(string Name, bool HarmfulQa, ActivationPooling Pooling, int[]? Layers, ProbeHeadKind Head, bool Concat = false, int Milder = 0,
-        int Contrast = 0, double AttentionL2 = 0);
+        int Contrast = 0, double AttentionL2 = 0, double WeightDecay = 0.01);
 
     /// <summary>The layers the attention-weighted rows read (every token's states of these layers are held in memory).</summary>
     private static readonly int[] AttentionLayers = [2, 3];
@@ -90,6 +90,9 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         foreach (var (layers, concat) in new (int[]?, bool)[] { (null, false), ([2, 3], false), (null, true), ([2, 3], true), ([1, 2, 3], true) })
             yield return new Config($"+ HarmfulQA + milder + contrast, mean, {Layers(layers, concat)}, MLP",
                 true, Mean, layers, ProbeHeadKind.Mlp, Concat: concat, Milder: 1, Contrast: 1);
+        // The MLP's AdamW weight decay, 0.01 (the paper's) above, raised to 1 on the concatenated layers 2-3.
+        yield return new Config("+ HarmfulQA + milder + contrast, mean, layers 2-3 concatenated, MLP (weight decay 1)", true, Mean, [2, 3], ProbeHeadKind.Mlp,
+            Concat: true, Milder: 1, Contrast: 1, WeightDecay: 1.0);
         yield return new Config("+ HarmfulQA + milder + contrast, mean, all layers, logistic", true, Mean, null, ProbeHeadKind.Logistic, Milder: 1, Contrast: 1);
         yield return new Config("+ HarmfulQA + milder + contrast, last token, all layers, MLP", true, ActivationPooling.LastToken, null, ProbeHeadKind.Mlp,
             Milder: 1, Contrast: 1);
@@ -129,9 +132,9 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         File.WriteAllText(Path.Combine(Repo.Root, "artifacts", "probe-transfer.md"), table);
 
         // What this study established (README, seed 0): the transfer-chosen recipe is mean pooling of layers 2-3 concatenated
-        // with the MLP head, trained with the project's milder harms, safe lookalikes and contrast pairs; it reaches AUROC
-        // 0.907 on XSTest and 0.901 on Do-Not-Answer (asserted at 0.895, a margin of 0.005 for arithmetic that differs
-        // between processors), and a threshold set on the transfer sets keeps both unseen sets' recall closer to the 90%
+        // with the MLP head at weight decay 1, trained with the project's milder harms, safe lookalikes and contrast pairs; it
+        // reaches AUROC 0.901 on XSTest and 0.905 on Do-Not-Answer (0.905 and 0.910 over seeds 0-2; asserted at 0.895, a
+        // margin for arithmetic that differs between processors), and a threshold set on the transfer sets keeps both unseen sets' recall closer to the 90%
         // asked than one set on the training pools' validation split.
         Assert.Equal(ActivationPooling.MeanTokensThenLayers, chosen.Config.Pooling);
         Assert.True(chosen.Config.Milder > 0 && chosen.Config.Contrast > 0, chosen.Config.Name);
@@ -164,7 +167,7 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
             .Concat(Enumerable.Repeat(p.SafeLookalikes, c.Milder).SelectMany(x => x)).Concat(Enumerable.Repeat(p.ContrastHarmless, c.Contrast).SelectMany(x => x)).ToList();
         var y = harmful.Select(_ => true).Concat(harmless.Select(_ => false)).ToList();
         // As `safetune probe train --target-recall 0.9`: 20% held out, threshold for 90% recall on it.
-        var options = new ProbeHeadOptions { Head = c.Head, TargetRecall = 0.9, Seed = seed };
+        var options = new ProbeHeadOptions { Head = c.Head, TargetRecall = 0.9, Seed = seed, Mlp = new MlpTrainOptions { WeightDecay = c.WeightDecay } };
         List<float[]> x;
         if (c.Pooling == ActivationPooling.AttentionWeighted)
         {
