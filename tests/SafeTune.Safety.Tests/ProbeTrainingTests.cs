@@ -57,8 +57,10 @@ public sealed class ProbeTrainingTests : IDisposable
         Assert.True(all.Count(p => p >= r.Probe.Threshold) >= 3);
     }
 
-    [Fact]
-    public void A_calibration_set_sets_the_threshold_and_every_training_prompt_fits_the_head()
+    [Theory]
+    [InlineData(ActivationPooling.MeanTokensThenLayers)]
+    [InlineData(ActivationPooling.AttentionWeighted)]
+    public void A_calibration_set_sets_the_threshold_and_every_training_prompt_fits_the_head(ActivationPooling pooling)
     {
         var calHarmful = _dir.File("cal_harmful.txt");
         var calHarmless = _dir.File("cal_harmless.txt");
@@ -69,7 +71,7 @@ public sealed class ProbeTrainingTests : IDisposable
         var r = ProbeTraining.Train(new ProbeTrainOptions
         {
             ModelPath = _model, Tokenizer = _vocab, Harmful = [_harmful], Harmless = [_harmless],
-            CalibrationHarmful = [calHarmful], CalibrationHarmless = [calHarmless],
+            CalibrationHarmful = [calHarmful], CalibrationHarmless = [calHarmless], Pooling = pooling,
             Fit = new ProbeHeadOptions { TargetRecall = 0.75, Folds = 3 },
         });
         var cal = Assert.IsType<ProbeCalibration>(r.Probe.Calibration);
@@ -77,6 +79,7 @@ public sealed class ProbeTrainingTests : IDisposable
         Assert.Equal(4, cal.Harmful);
         Assert.Equal(2, cal.Harmless);
         Assert.Equal(0.75, cal.Recall);
+        // Scored again through the probe file (for attention, the extractor pooling with the recorded query): the same flags.
         var scores = ProbeTraining.Score(r.Probe, harmful[..4]);
         Assert.Equal(3, scores.Count(p => p >= r.Probe.Threshold));
         Assert.Equal(ProbePrompts.Harmful.Distinct().Count() + ProbePrompts.Harmless.Distinct().Count(), r.Harmful + r.Harmless);

@@ -70,8 +70,7 @@ public sealed class ActivationExtractor : IDisposable
             if (Options.Pooling != ActivationPooling.AttentionWeighted)
                 throw new UserInputException($"an attention query is only read with attention-weighted pooling, not {Options.Pooling}.");
             if (_query.Any(v => !float.IsFinite(v))) throw new UserInputException("the attention query has a value that is not finite.");
-            if (FeatureLength is int f && f != _query.Length)
-                throw new UserInputException($"the attention query has {_query.Length} values; layers {string.Join(", ", _chosen)} of width {Width} give {f} features per token.");
+            if (FeatureLength is int f && f != _query.Length) throw QueryMismatch(f);
         }
 
         var read = _chosen.Select(l => _hiddenNames[l]).ToArray();
@@ -171,7 +170,7 @@ public sealed class ActivationExtractor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(sink);
-        Run(prompts.Count, i => Cut(prompts[i]), sink, Output.Pooled);
+        Run(prompts.Count, i => prompts[i].Length <= Options.MaxLength ? prompts[i] : prompts[i][..Options.MaxLength], sink, Output.Pooled);
     }
 
     /// <summary>
@@ -186,16 +185,6 @@ public sealed class ActivationExtractor : IDisposable
         ArgumentNullException.ThrowIfNull(sink);
         Run(prompts.Count, i => Tokenize(prompts[i]), sink, Output.TokenStates);
     }
-
-    /// <summary><see cref="ExtractTokenStates(IReadOnlyList{string}, Action{int, float[]})"/> of pre-tokenized prompts.</summary>
-    public void ExtractTokenStatesOfIds(IReadOnlyList<int[]> prompts, Action<int, float[]> sink)
-    {
-        ArgumentNullException.ThrowIfNull(prompts);
-        ArgumentNullException.ThrowIfNull(sink);
-        Run(prompts.Count, i => Cut(prompts[i]), sink, Output.TokenStates);
-    }
-
-    private int[] Cut(int[] ids) => ids.Length <= Options.MaxLength ? ids : ids[..Options.MaxLength];
 
     /// <summary>
     /// Pooled features of each chosen layer kept apart: row i holds <see cref="Layers"/>.Count blocks of
@@ -322,15 +311,12 @@ public sealed class ActivationExtractor : IDisposable
             return;
         }
         var query = _query!;
-        if (query.Length != Width * outNames.Length)
-            throw new UserInputException($"the attention query has {query.Length} values; layers {string.Join(", ", _chosen)} of width {Width} give {Width * outNames.Length} features per token.");
-        for (int r = 0; r < b; r++)
-        {
-            var pooled = new double[query.Length];
-            AttentionPool.Apply(states[r], lengths[r], query, pooled);
-            sink(batch[r].index, [.. pooled.Select(x => (float)x)]);
-        }
+        if (FeatureLength is int features && query.Length != features) throw QueryMismatch(features);
+        for (int r = 0; r < b; r++) sink(batch[r].index, AttentionPool.Pool(states[r], query));
     }
+
+    private UserInputException QueryMismatch(int features) =>
+        new($"the attention query has {_query!.Length} values; layers {string.Join(", ", _chosen)} of width {Width} give {features} features per token.");
 
     private static OrtValue Ints(Value input, int rows, int cols, Func<int, int, long> at)
     {

@@ -145,25 +145,29 @@ public static class ProbeTraining
         if (external && o.CalibrationHarmless.Count == 0) throw new UserInputException("a calibration set needs harmless prompts as well as harmful ones.");
         bool[] y = [.. harmful.Select(_ => true), .. harmless.Select(_ => false)];
         var fit = external ? o.Fit with { TargetRecall = null } : o.Fit;
-        float[]? query = null;
+        using var extractor = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength);
         AttentionFit? attention = null;
         float[][] x;
+        Func<IReadOnlyList<string>, float[][]> features;
         if (o.Pooling == ActivationPooling.AttentionWeighted)
         {
-            // The query is fitted first, on every token's row of layers; the head then reads the prompts pooled with it.
-            using var tokens = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength);
-            var states = ExtractTokenStates(tokens, [.. harmful, .. harmless], progress);
+            // The query is fitted first, on every token's row of layers; the head then reads the prompts pooled with it,
+            // and more prompts (a calibration set) are pooled from their token rows the same way.
+            var states = ExtractTokenStates(extractor, [.. harmful, .. harmless], progress);
             progress?.Report(new ProbeProgress("attention", 0, states.Length));
-            int features = tokens.FeatureLength ?? throw new InvalidOperationException("the hidden width is unknown after reading the prompts.");
-            (attention, x) = FitAttentionPooling(states, features, y, fit, o.Attention);
-            query = attention.Query;
+            int length = extractor.FeatureLength ?? throw new InvalidOperationException("the hidden width is unknown after reading the prompts.");
+            (attention, x) = FitAttentionPooling(states, length, y, fit, o.Attention);
+            var query = attention.Query;
+            features = prompts => [.. ExtractTokenStates(extractor, prompts, progress).Select(h => AttentionPool.Pool(h, query))];
         }
-        else x = [];
-        using var extractor = CreateExtractor(o.ModelPath, o.Tokenizer, o.ChatTemplate, o.Layers, o.Pooling, o.MaxLength, attentionQuery: query);
-        if (query is null) x = Extract(extractor, [.. harmful, .. harmless], progress);
+        else
+        {
+            features = prompts => Extract(extractor, prompts, progress);
+            x = features([.. harmful, .. harmless]);
+        }
         progress?.Report(new ProbeProgress("fit", 0, x.Length));
         var fitted = FitHead(x, y, fit) with { Attention = attention };
-        if (external) fitted = CalibrateOn(fitted, extractor, o, [.. harmful, .. harmless], progress);
+        if (external) fitted = CalibrateOn(fitted, features, o, [.. harmful, .. harmless]);
         var probe = new ProbeFile
         {
             ModelPath = Path.GetFullPath(o.ModelPath),
@@ -174,7 +178,7 @@ public static class ProbeTraining
             Layers = o.Layers,
             LayerCount = extractor.LayerCount,
             Pooling = o.Pooling,
-            AttentionQuery = query,
+            AttentionQuery = attention?.Query,
             MaxLength = o.MaxLength,
             Threshold = fitted.Threshold,
             Calibration = fitted.Calibration,
@@ -255,8 +259,7 @@ public static class ProbeTraining
     /// Sets the threshold on the calibration set: its prompts that are also training prompts (by normalised text) are
     /// dropped, and the threshold is the largest that reaches the target recall on the rest.
     /// </summary>
-    private static FittedHead CalibrateOn(FittedHead fitted, ActivationExtractor extractor, ProbeTrainOptions o, IReadOnlyList<string> training,
-        IProgress<ProbeProgress>? progress)
+    private static FittedHead CalibrateOn(FittedHead fitted, Func<IReadOnlyList<string>, float[][]> features, ProbeTrainOptions o, IReadOnlyList<string> training)
     {
         var seen = training.Select(PromptText.Normalize).ToHashSet(StringComparer.Ordinal);
         var dedup = PromptText.Deduplicate(
@@ -264,7 +267,7 @@ public static class ProbeTraining
             o.CalibrationHarmless.SelectMany(PromptFile.Read).Where(q => !seen.Contains(PromptText.Normalize(q))));
         if (dedup.Harmful.Count == 0 || dedup.Harmless.Count == 0)
             throw new InvalidDataException("the calibration set has no harmful or no harmless prompt left once the training prompts are dropped.");
-        var scores = fitted.Head.PredictProbability(Extract(extractor, [.. dedup.Harmful, .. dedup.Harmless], progress));
+        var scores = fitted.Head.PredictProbability(features([.. dedup.Harmful, .. dedup.Harmless]));
         bool[] labels = [.. dedup.Harmful.Select(_ => true), .. dedup.Harmless.Select(_ => false)];
         double target = o.Fit.TargetRecall!.Value;
         double threshold = BinaryMetrics.ThresholdForRecall(scores, labels, target);

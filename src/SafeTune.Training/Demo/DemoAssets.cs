@@ -95,14 +95,8 @@ internal static class DemoAssets
     /// </summary>
     internal static string ProbeKey(string modelPath, string harmfulPath, string harmlessPath)
     {
-        var parts = string.Join('\n', ProbeRecipe, ProbeFile.HashFile(modelPath), Sha256(harmfulPath), Sha256(harmlessPath));
+        var parts = string.Join('\n', ProbeRecipe, ProbeFile.HashFile(modelPath), ProbeFile.HashFile(harmfulPath), ProbeFile.HashFile(harmlessPath));
         return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(parts)));
-
-        static string Sha256(string path)
-        {
-            using var stream = File.OpenRead(path);
-            return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(stream));
-        }
     }
 
     private static bool ProbeIsCurrent(string probePath, string key)
