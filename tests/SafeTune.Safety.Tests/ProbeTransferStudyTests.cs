@@ -134,8 +134,8 @@ public sealed class ProbeTransferStudyTests(ITestOutputHelper output)
         // What this study established (README, seed 0): the transfer-chosen recipe is mean pooling of layers 2-3 concatenated
         // with the MLP head at weight decay 1, trained with the project's milder harms, safe lookalikes and contrast pairs; it
         // reaches AUROC 0.901 on XSTest and 0.905 on Do-Not-Answer (0.905 and 0.910 over seeds 0-2; asserted at 0.895, a
-        // margin for arithmetic that differs between processors), and a threshold set on the transfer sets keeps both unseen sets' recall closer to the 90%
-        // asked than one set on the training pools' validation split.
+        // margin for arithmetic that differs between processors), and a threshold set on the transfer sets keeps both unseen
+        // sets' recall closer to the 90% asked than one set on the training pools' validation split.
         Assert.Equal(ActivationPooling.MeanTokensThenLayers, chosen.Config.Pooling);
         Assert.True(chosen.Config.Milder > 0 && chosen.Config.Contrast > 0, chosen.Config.Name);
         Assert.True(chosen.XsTest.Auroc >= 0.895 && chosen.DoNotAnswer.Auroc >= 0.895, $"XSTest {chosen.XsTest.Auroc:F3}, Do-Not-Answer {chosen.DoNotAnswer.Auroc:F3}");
