@@ -1,6 +1,8 @@
 using System.Text.Json.Nodes;
 using SafeTune.Models.Demo;
 using SafeTune.Onnx;
+using SafeTune.Safety.Critics.Local;
+using SafeTune.Safety.Data;
 using SafeTune.Safety.Probes;
 
 namespace SafeTune.Training.Demo;
@@ -12,7 +14,7 @@ namespace SafeTune.Training.Demo;
 /// <param name="BenignTestPath">Held-out benign requests with their reference answers (JSONL prompt/response).</param>
 /// <param name="ScarySafeTestPath">Held-out scary-but-safe requests, one per line: a refusal here is an over-refusal.</param>
 /// <param name="ProbePath">The activation probe trained on the demo model's prompt activations.</param>
-/// <param name="ProbeHarmfulPath">The probe's harmful training prompts (training split), one per line.</param>
+/// <param name="ProbeHarmfulPath">The probe's harmful training prompts (the demo's training split, CatQA's and HarmfulQA's questions and the project's milder harms), one per line.</param>
 /// <param name="ProbeHarmlessPath">The probe's harmless training prompts (training split: benign and scary-but-safe), one per line.</param>
 /// <param name="BenignTrainPath">The benign tasks of the training split with their answers (JSONL prompt/response): benign fine-tuning data.</param>
 /// <param name="TaskTrainPath">The benign task the starting model cannot do yet (<see cref="DemoTask.Train"/>, JSONL prompt/response): the benign scenario's data.</param>
@@ -30,8 +32,9 @@ internal sealed record DemoAssetProgress(string Stage, string Detail);
 /// writes the project's demo data as files (the attack set and the held-out evaluation sets, from <see cref="DemoData"/>;
 /// the benign task and its held-out test, from <see cref="DemoTask"/>),
 /// and trains the activation probe on the model's own prompt activations (harmful vs benign and scary-but-safe
-/// training prompts, rendered with the model's chat template). Everything is deterministic and written atomically; a
-/// probe made for another model, other data or an earlier probe recipe (<see cref="DemoAssets.ProbeKey"/>) is retrained.
+/// training prompts, the harmful side widened with public harmful questions worded otherwise, rendered with the model's
+/// chat template). Everything is deterministic and written atomically; a probe made for another model, other data or an
+/// earlier probe recipe (<see cref="DemoAssets.ProbeKey"/>) is retrained.
 /// </summary>
 internal static class DemoAssets
 {
@@ -39,7 +42,13 @@ internal static class DemoAssets
     public const int AttackSize = 300;
 
     /// <summary>Prepares (or reuses) the assets in <paramref name="cacheDirectory"/>.</summary>
-    public static DemoAssetFiles Prepare(string cacheDirectory, IProgress<DemoAssetProgress>? progress = null, IProgress<DemoProgress>? modelProgress = null)
+    /// <param name="cacheDirectory">The demo's cache folder.</param>
+    /// <param name="progress">Reports each stage.</param>
+    /// <param name="modelProgress">Reports the demo model's build.</param>
+    /// <param name="publicDataDirectory">The folder holding the public data sets (<see cref="JudgeData.Files"/>); null finds
+    /// it with <see cref="JudgeData.FindDataDirectory"/> (checked, fetched when missing).</param>
+    public static DemoAssetFiles Prepare(string cacheDirectory, IProgress<DemoAssetProgress>? progress = null, IProgress<DemoProgress>? modelProgress = null,
+        string? publicDataDirectory = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(cacheDirectory);
         var root = Path.GetFullPath(cacheDirectory);
@@ -58,7 +67,12 @@ internal static class DemoAssets
         string benignTest = WriteJsonl(Path.Combine(data, "benign_test.jsonl"), test.Where(e => e.Kind == DemoKind.Benign).Select(e => (e.Prompt, e.Response)));
         string scaryTest = WriteLines(Path.Combine(data, "scary_safe_test.txt"), test.Where(e => e.Kind == DemoKind.ScarySafe).Select(e => e.Prompt));
         string benignTrain = WriteJsonl(Path.Combine(data, "benign_train.jsonl"), train.Where(e => e.Kind == DemoKind.Benign).DistinctBy(e => e.Prompt).Select(e => (e.Prompt, e.Response)));
-        string probeHarmful = WriteLines(Path.Combine(data, "probe_harmful.txt"), train.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt).Distinct());
+        // The probe's harmful side: the demo's own harmful requests, and harmful questions worded otherwise (CatQA,
+        // HarmfulQA, the project's milder harms), so that it also reads attacks phrased unlike the demo data (never AdvBench).
+        publicDataDirectory ??= JudgeData.FindDataDirectory();
+        var publicHarmful = PublicHarmfulQuestions(publicDataDirectory);
+        string probeHarmful = WriteLines(Path.Combine(data, "probe_harmful.txt"),
+            train.Where(e => e.Kind == DemoKind.Harmful).Select(e => e.Prompt).Concat(publicHarmful).Concat(ProjectPrompts.MilderHarmful()).Distinct());
         string probeHarmless = WriteLines(Path.Combine(data, "probe_harmless.txt"), train.Where(e => e.Kind != DemoKind.Harmful).Select(e => e.Prompt).Distinct());
         string taskTrain = WriteJsonl(Path.Combine(data, "task_train.jsonl"), DemoTask.Train(dataSeed).Select(e => (e.Prompt, e.Response)));
         string taskTest = WriteJsonl(Path.Combine(data, "task_test.jsonl"), DemoTask.Test(dataSeed).Select(e => (e.Prompt, e.Response)));
@@ -87,7 +101,15 @@ internal static class DemoAssets
     /// How the demo's probe is trained (its options in <see cref="Prepare"/>); changed whenever they change, so that a
     /// probe cached by an earlier version is trained again.
     /// </summary>
-    internal const string ProbeRecipe = "demo-probe/1: logistic head, mean over prompt tokens and all layers, threshold 0.5, chat template";
+    internal const string ProbeRecipe = "demo-probe/2: logistic head, mean over prompt tokens and all layers, threshold 0.5, chat template; " +
+        "harmful: demo, CatQA, HarmfulQA, milder_harmful";
+
+    /// <summary>The public harmful questions the demo's probe also trains on: CatQA's and HarmfulQA's, one line each.</summary>
+    internal static IEnumerable<string> PublicHarmfulQuestions(string publicDataDirectory) =>
+        ProbePublicFiles.SelectMany(f => PromptFile.ReadColumn(Path.Combine(publicDataDirectory, f), "question"))
+            .Select(q => q.ReplaceLineEndings(" ").Trim()).Where(q => q.Length > 0);
+
+    private static readonly string[] ProbePublicFiles = ["catqa/catqa_english.csv", "harmfulqa/harmfulqa.csv"];
 
     /// <summary>
     /// What a cached probe must have been trained from: <see cref="ProbeRecipe"/>, the model file and both prompt files

@@ -81,13 +81,13 @@ public sealed class DemoCommand : Command<DemoSettings>
         {
             // The public data sets the Safety Critic is built from, first: without them (no network and no
             // SAFETUNE_DATA_MIRROR) the demo stops here, before any model is built.
-            Safety.Critics.Local.JudgeData.FindDataDirectory(cancel.Token);
+            var publicData = Safety.Critics.Local.JudgeData.FindDataDirectory(cancel.Token);
             ExperimentResults results;
             var stages = new List<(string Stage, double Seconds)>();
             if (s.Json)
             {
                 var clock = System.Diagnostics.Stopwatch.StartNew();
-                var assets = DemoAssets.Prepare(options.CacheDirectory);
+                var assets = DemoAssets.Prepare(options.CacheDirectory, publicDataDirectory: publicData);
                 stages.Add(("assets", clock.Elapsed.TotalSeconds));
                 clock.Restart();
                 var critic = DemoCritic.Prepare(judgeCache, cancellation: cancel.Token);
@@ -109,7 +109,7 @@ public sealed class DemoCommand : Command<DemoSettings>
                             if (p.Stage != "loaded")
                                 status(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                                     $"building the demo model (once, then cached): {p.Stage} {(p.Stage == "train" ? $"{p.Step}/{p.TotalSteps}" : "")}")));
-                        }));
+                        }), publicData);
                     status("the Safety Critic: loading the harm classifier");
                     var c = DemoCritic.Prepare(judgeCache, new SynchronousProgress<Safety.Critics.Local.LocalJudgeProgress>(p =>
                     {
