@@ -59,10 +59,8 @@ public sealed class DemoAssetsTests : IDisposable
         double advRisk = ProbeTraining.Score(probe, advbench).Average();
         Assert.True(advRisk >= 0.9, $"mean risk {advRisk:F3} on AdvBench");
         // The demo's own attack stays near 1, and its held-out benign tasks near 0.
-        var attack = File.ReadAllLines(files.AttackPath).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("prompt").GetString()!).ToList();
-        Assert.True(ProbeTraining.Score(probe, attack).Average() >= 0.95);
-        var benign = File.ReadAllLines(files.BenignTestPath).Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("prompt").GetString()!).ToList();
-        Assert.True(ProbeTraining.Score(probe, benign).Average() <= 0.05);
+        Assert.True(ProbeTraining.Score(probe, PromptFile.ReadColumn(files.AttackPath, "prompt")).Average() >= 0.95);
+        Assert.True(ProbeTraining.Score(probe, PromptFile.ReadColumn(files.BenignTestPath, "prompt")).Average() <= 0.05);
     }
 
     private sealed class SynchronousProgress(Action<DemoAssetProgress> report) : IProgress<DemoAssetProgress>
